@@ -1,0 +1,513 @@
+"""Everything this product knows about OpenAI's cost export CSV, in one place.
+
+Pelanor accepts a month only as the file OpenAI's dashboard exports, unmodified. So the
+header is treated as data (order kept, unknown columns carried), every row keeps its exact
+source text, and the few facts about the file as a whole (BOM, line terminator, whether
+the last line ends with one) travel in a :class:`Layout`. The tap scans and parses with
+this module; the target rebuilds and re-checks the upload file with it.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
+
+BOM = "\ufeff"
+_T = TypeVar("_T")
+_NOTHING: Any = object()
+DAY_SECONDS = 86_400
+
+#: Columns Pelanor requires (its OpenAI integration documentation).
+REQUIRED_COLUMNS = (
+    "start_time",
+    "end_time",
+    "amount_value",
+    "amount_currency",
+    "line_item",
+    "project_id",
+    "organization_id",
+    "project_name",
+    "organization_name",
+)
+TIME_COLUMNS = ("start_time", "end_time", "start_time_iso", "end_time_iso")
+#: Columns that measure rather than identify a cost: left out of the duplicate-row key.
+MEASURE_COLUMNS = frozenset({"amount_value", "quantity"})
+#: The current export layout (seen 2026-09); the API source writes rows in it.
+CURRENT_COLUMNS = (
+    "start_time",
+    "end_time",
+    "start_time_iso",
+    "end_time_iso",
+    "amount_value",
+    "amount_currency",
+    "quantity",
+    "quantity_unit",
+    "line_item",
+    "user_id",
+    "api_key_id",
+    "project_id",
+    "organization_id",
+    "project_name",
+    "organization_name",
+    "user_email",
+    "api_source",
+)
+
+_INTEGER = re.compile(r"-?[0-9]+")
+_DECIMAL = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+
+
+class ExportError(Exception):
+    """A problem with one input file, worded for the person who exported it."""
+
+    def __init__(self, path: str, message: str, row: int | None = None) -> None:
+        self.path = path
+        self.row = row
+        self.message = message
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = f"{self.path}: row {self.row}" if self.row is not None else self.path
+        return f"{where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The file-level facts needed to write an export back byte for byte."""
+
+    columns: tuple[str, ...]
+    header: str
+    line_terminator: str = "\n"
+    bom: bool = False
+    final_newline: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "columns": list(self.columns),
+            "header": self.header,
+            "line_terminator": self.line_terminator,
+            "bom": self.bom,
+            "final_newline": self.final_newline,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Layout:
+        return cls(
+            columns=tuple(data["columns"]),
+            header=data["header"],
+            line_terminator=data["line_terminator"],
+            bom=bool(data["bom"]),
+            final_newline=bool(data["final_newline"]),
+        )
+
+    def render(self, values: dict[str, str]) -> str:
+        """Write a row of another layout in this one, quoting as OpenAI does (when needed)."""
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="").writerow(
+            [values.get(column, "") for column in self.columns]
+        )
+        return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class Row:
+    """One data row: its exact source text (no terminator) and its values by column."""
+
+    text: str
+    values: dict[str, str]
+
+    @property
+    def start_time(self) -> int:
+        return int(self.values["start_time"])
+
+    @property
+    def day(self) -> date:
+        return day_of(self.start_time)
+
+    @property
+    def is_idle(self) -> bool:
+        """An idle day: the four time columns filled, every other column empty."""
+        return not any(v for k, v in self.values.items() if k not in TIME_COLUMNS)
+
+    @property
+    def amount(self) -> Decimal:
+        text = self.values["amount_value"]
+        return Decimal(text) if text else Decimal(0)
+
+
+@dataclass
+class DaySlice:
+    """Where one UTC day's rows sit in a file, so a merge can read just that day."""
+
+    day: date
+    start: int
+    end: int = 0
+    rows: int = 0
+    digest: Any = field(default_factory=hashlib.sha256)
+
+    @property
+    def hexdigest(self) -> str:
+        return str(self.digest.hexdigest())
+
+
+@dataclass
+class ExportScan:
+    """What a full validation pass learnt about one file."""
+
+    path: str
+    layout: Layout
+    mtime: float
+    days: list[DaySlice] = field(default_factory=list)
+
+    @property
+    def first_day(self) -> date | None:
+        return self.days[0].day if self.days else None
+
+    @property
+    def last_day(self) -> date | None:
+        return self.days[-1].day if self.days else None
+
+
+def day_of(unix_seconds: int) -> date:
+    return datetime.fromtimestamp(unix_seconds, UTC).date()
+
+
+def unix_of(day: date) -> int:
+    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
+
+
+def iso_of(unix_seconds: int) -> str:
+    """ISO time as OpenAI writes it: ``2025-10-05T00:00:00+00:00``."""
+    return datetime.fromtimestamp(unix_seconds, UTC).isoformat()
+
+
+def month_of(day: date) -> str:
+    return f"{day.year:04d}-{day.month:02d}"
+
+
+def month_days(month: str) -> list[date]:
+    first = date.fromisoformat(f"{month}-01")
+    following = (first.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return [first + timedelta(days=n) for n in range((following - first).days)]
+
+
+def today_utc() -> date:
+    """The current UTC date; a month is complete only up to the last full day before it."""
+    return datetime.now(UTC).date()
+
+
+def missing_days(month: str, present: Iterable[date], today: date | None = None) -> list[date]:
+    """Days a complete month needs but lacks: every day of a past month, every full day
+    so far of the current one."""
+    today = today or today_utc()
+    have = set(present)
+    return [day for day in month_days(month) if day < today and day not in have]
+
+
+def expected_day_count(month: str, today: date | None = None) -> int:
+    today = today or today_utc()
+    return sum(1 for day in month_days(month) if day < today)
+
+
+def describe_days(days: list[date]) -> str:
+    """``2025-10-16 to 2025-10-31`` style, short enough for one line of an error."""
+    runs: list[list[date]] = []
+    for day in days:
+        if runs and (day - runs[-1][-1]).days == 1:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return ", ".join(str(run[0]) if len(run) == 1 else f"{run[0]} to {run[-1]}" for run in runs)
+
+
+def upload_filename(month: str) -> str:
+    """The name OpenAI gives a one-month export, which Pelanor's users upload as-is."""
+    days = month_days(month)
+    return f"cost_{days[0].isoformat()}_{days[-1].isoformat()}.csv"
+
+
+def format_decimal(value: Decimal) -> str:
+    """Plain decimal text (never ``1E-8``), for totals shown to people and kept in seals."""
+    return format(value, "f")
+
+
+def rows_digest_update(digest: Any, row_text: str) -> None:
+    """Fold one row into a month digest; tap and target must agree on this exactly."""
+    digest.update(row_text.encode("utf-8"))
+    digest.update(b"\n")
+
+
+class _LineReader:
+    """Feeds ``csv.reader`` one physical line at a time and remembers the raw text.
+
+    ``csv.reader`` pulls exactly the lines one record needs, so the lines fed since the
+    previous record are that record's source text, quoted newlines included.
+    """
+
+    def __init__(self, path: str, stream: BinaryIO, offset: int) -> None:
+        self.path = path
+        self.stream = stream
+        self.offset = offset
+        self.pending: list[str] = []
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        raw = self.stream.readline()
+        if not raw:
+            raise StopIteration
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            at = self.offset + exc.start
+            raise ExportError(
+                self.path,
+                f"is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {at}); "
+                "download the Cost data export again as CSV",
+            ) from None
+        self.offset += len(raw)
+        self.pending.append(line)
+        return line
+
+    def take(self) -> str:
+        text = "".join(self.pending)
+        self.pending.clear()
+        return text
+
+
+def _split_terminator(text: str) -> tuple[str, str]:
+    if text.endswith("\r\n"):
+        return text[:-2], "\r\n"
+    if text.endswith("\n"):
+        return text[:-1], "\n"
+    return text, ""
+
+
+def _records(lines: _LineReader) -> Iterator[tuple[list[str], str, str, int]]:
+    """Yield (fields, text without terminator, terminator, end offset) for each record."""
+    reader = csv.reader(lines, strict=True)
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise ExportError(
+                lines.path,
+                f"is not a valid CSV file ({exc}); download the Cost data export again as CSV",
+                row=reader.line_num,
+            ) from None
+        text, terminator = _split_terminator(lines.take())
+        yield fields, text, terminator, lines.offset
+
+
+def read_layout(path: str, stream: BinaryIO) -> tuple[Layout, int]:
+    """Read and check the header; return the layout and the offset of the first row."""
+    head = stream.read(3)
+    bom = head == BOM.encode("utf-8")
+    if not bom:
+        stream.seek(0)
+    lines = _LineReader(path, stream, stream.tell())
+    record = next(_records(lines), None)
+    if record is None or not any(record[0]):
+        raise ExportError(path, "is empty; export the Cost data again from the OpenAI dashboard")
+    columns, header, terminator, offset = record
+    _check_columns(path, columns)
+    layout = Layout(tuple(columns), header, terminator or "\n", bom, bool(terminator))
+    return layout, offset
+
+
+def _check_columns(path: str, columns: list[str]) -> None:
+    if "start_time" not in columns:
+        raise ExportError(
+            path,
+            "does not look like an OpenAI export (no start_time column); "
+            "use the CSV from Usage > Export > Cost data",
+        )
+    if "amount_value" not in columns:
+        raise ExportError(
+            path,
+            "is an Activity export (no amount_value column), not cost data; "
+            "export the Cost data tab (Usage > Export > Cost data, group by Line Item)",
+        )
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:
+        raise ExportError(path, f"repeats column(s) {', '.join(repeated)}; export it again")
+    missing = [c for c in (*REQUIRED_COLUMNS, *TIME_COLUMNS) if c not in columns]
+    if missing:
+        raise ExportError(
+            path,
+            f"lacks column(s) {', '.join(missing)} that Pelanor requires; export the Cost "
+            "data grouped by Line Item (and project) with a 1 day interval",
+        )
+
+
+class _RowChecker:
+    """The row rules of a cost export; stateful only within a day, so memory stays flat."""
+
+    def __init__(self, path: str, layout: Layout, organization_id: str | None) -> None:
+        self.path = path
+        self.layout = layout
+        self.organization_id = organization_id
+        self.day: date | None = None
+        self.keys: dict[tuple[str, ...], tuple[str, int]] = {}
+        self.key_columns = [c for c in layout.columns if c not in MEASURE_COLUMNS]
+
+    def fail(self, row: int, message: str) -> ExportError:
+        return ExportError(self.path, message, row=row)
+
+    def check(self, number: int, fields: list[str], terminator: str, is_last: bool) -> Row:
+        layout = self.layout
+        if not fields:
+            raise self.fail(number, "is an empty line; use the export unmodified")
+        if len(fields) != len(layout.columns):
+            if is_last:
+                raise self.fail(
+                    number,
+                    f"has {len(fields)} fields, expected {len(layout.columns)}: the file is "
+                    "truncated; download the export again",
+                )
+            raise self.fail(
+                number,
+                f"has {len(fields)} fields, expected {len(layout.columns)}; "
+                "upload the export unmodified",
+            )
+        if terminator != layout.line_terminator and not (is_last and not terminator):
+            raise self.fail(number, "mixes line endings; use the export as downloaded")
+        values = dict(zip(layout.columns, fields, strict=True))
+        row = Row("", values)
+        day = day_of(self._check_times(number, values))
+        if self.day is not None and day < self.day:
+            raise self.fail(
+                number,
+                f"day {day} comes after day {self.day}; rows must be in time order as "
+                "exported, use the export unmodified",
+            )
+        if day != self.day:
+            self.day, self.keys = day, {}
+        if not row.is_idle:
+            self._check_cost(number, values)
+        self._check_unique(number, values)
+        return row
+
+    def _check_times(self, number: int, values: dict[str, str]) -> int:
+        for column in ("start_time", "end_time"):
+            if not _INTEGER.fullmatch(values[column]):
+                raise self.fail(
+                    number,
+                    f"{column} {values[column]!r} is not a whole number of Unix seconds; "
+                    "download the export again",
+                )
+        start, end = int(values["start_time"]), int(values["end_time"])
+        if end - start != DAY_SECONDS or start % DAY_SECONDS:
+            raise self.fail(
+                number,
+                f"bucket {iso_of(start)} to {iso_of(end)} is not one whole UTC day; "
+                "export with Time interval '1 day'",
+            )
+        for column, seconds in (("start_time_iso", start), ("end_time_iso", end)):
+            text = values[column]
+            try:
+                agrees = datetime.fromisoformat(text).timestamp() == seconds
+            except ValueError:
+                agrees = False
+            if not agrees:
+                raise self.fail(
+                    number,
+                    f"{column} {text!r} disagrees with {column[:-4]} {seconds} "
+                    f"({iso_of(seconds)}); use the export unmodified",
+                )
+        return start
+
+    def _check_cost(self, number: int, values: dict[str, str]) -> None:
+        amount = values["amount_value"]
+        if not _DECIMAL.fullmatch(amount):
+            raise self.fail(
+                number,
+                f"amount_value {amount!r} is not a decimal number; use the export unmodified",
+            )
+        currency = values["amount_currency"]
+        if currency.lower() != "usd":
+            raise self.fail(
+                number,
+                f"amount_currency is {currency!r}, but Pelanor accepts USD only",
+            )
+        organization = values["organization_id"]
+        if self.organization_id is not None and organization != self.organization_id:
+            raise self.fail(
+                number,
+                f"belongs to organization {organization!r}, not {self.organization_id!r}; "
+                "give each organization its own connector (organization_id) and exports",
+            )
+
+    def _check_unique(self, number: int, values: dict[str, str]) -> None:
+        key = tuple(values[c] for c in self.key_columns)
+        amount = values["amount_value"]
+        seen = self.keys.setdefault(key, (amount, number))
+        if seen[0] != amount:
+            raise self.fail(
+                number,
+                f"repeats row {seen[1]} (same day, line item and project) with a different "
+                f"amount ({amount} vs {seen[0]}); export the period again in one file",
+            )
+
+
+def scan_export(path: Path, organization_id: str | None) -> ExportScan:
+    """Validate a whole file and index it by day, without keeping its rows in memory."""
+    name = str(path)
+    with path.open("rb") as stream:
+        layout, offset = read_layout(name, stream)
+        checker = _RowChecker(name, layout, organization_id)
+        lines = _LineReader(name, stream, offset)
+        days: list[DaySlice] = []
+        number = 1  # the header is row 1, as a spreadsheet shows it
+        terminator = layout.line_terminator if layout.final_newline else ""
+        for (fields, text, terminator, end), is_last in _with_last(_records(lines)):
+            number += 1
+            row = checker.check(number, fields, terminator, is_last)
+            if not days or days[-1].day != row.day:
+                days.append(DaySlice(row.day, start=offset))
+            current = days[-1]
+            current.rows += 1
+            rows_digest_update(current.digest, text)
+            current.end = offset = end
+    layout = replace(layout, final_newline=bool(terminator))
+    return ExportScan(name, layout, path.stat().st_mtime, days)
+
+
+def _with_last(items: Iterator[_T]) -> Iterator[tuple[_T, bool]]:
+    """Pair each item with whether it is the last: a truncated last row reads differently."""
+    previous = next(items, _NOTHING)
+    while previous is not _NOTHING:
+        following = next(items, _NOTHING)
+        yield previous, following is _NOTHING
+        previous = following
+
+
+def read_rows(path: str, layout: Layout, start: int, end: int) -> Iterator[Row]:
+    """Re-read rows between two offsets a scan found (already validated)."""
+    with Path(path).open("rb") as stream:
+        stream.seek(start)
+        chunk = io.BytesIO(stream.read(end - start))
+    for fields, text, _, _ in _records(_LineReader(path, chunk, start)):
+        yield Row(text, dict(zip(layout.columns, fields, strict=True)))
+
+
+def write_export(out: io.RawIOBase | BinaryIO, layout: Layout, rows: Iterable[str]) -> None:
+    """Write a month in the export's exact layout."""
+    term = layout.line_terminator.encode()
+    out.write((BOM if layout.bom else "").encode("utf-8") + layout.header.encode("utf-8"))
+    for text in rows:
+        out.write(term)
+        out.write(text.encode("utf-8"))
+    if layout.final_newline:
+        out.write(term)

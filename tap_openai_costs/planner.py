@@ -1,0 +1,150 @@
+"""Turn a pile of overlapping exports into whole months, before anything is emitted.
+
+People export a mid-month file, then the full month, sometimes a quarter at once. For each
+UTC day the newest export wins (newest by the last day it covers, then by modification
+time), and each month is built from its days in order, in the newest export's layout.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from tap_openai_costs.cost_export import (
+    DaySlice,
+    ExportError,
+    ExportScan,
+    Layout,
+    Row,
+    month_of,
+    read_rows,
+    scan_export,
+)
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One day of a month, and the export it is taken from."""
+
+    scan: ExportScan
+    day: DaySlice
+
+
+@dataclass
+class MonthPlan:
+    organization_id: str
+    month: str
+    layout: Layout
+    pieces: list[Piece] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        """The state key: one bookmark per organization and month."""
+        return f"{self.organization_id}/{self.month}"
+
+    @property
+    def row_count(self) -> int:
+        return sum(piece.day.rows for piece in self.pieces)
+
+    @property
+    def days(self) -> list[date]:
+        return [piece.day.day for piece in self.pieces]
+
+    @property
+    def source_files(self) -> list[str]:
+        return sorted({piece.scan.path for piece in self.pieces})
+
+    @property
+    def input_digest(self) -> str:
+        """Changes exactly when the bytes this month would be built from change."""
+        digest = hashlib.sha256(repr(self.layout.to_dict()).encode())
+        for piece in self.pieces:
+            digest.update(
+                f"{piece.day.day}|{piece.scan.layout.header}|{piece.day.hexdigest}\n".encode()
+            )
+        return digest.hexdigest()
+
+    def rows(self) -> Iterator[Row]:
+        """The month's rows in day order, each as text in the month's layout."""
+        for piece in self.pieces:
+            same_layout = piece.scan.layout.columns == self.layout.columns
+            for row in read_rows(
+                piece.scan.path, piece.scan.layout, piece.day.start, piece.day.end
+            ):
+                yield row if same_layout else Row(self.layout.render(row.values), row.values)
+
+
+def expand_paths(patterns: list[str]) -> list[Path]:
+    """Files, directories (their ``*.csv``) and glob patterns, each required to match."""
+    found: dict[Path, None] = {}
+    for pattern in patterns:
+        path = Path(pattern).expanduser()
+        if path.is_dir():
+            matches = sorted(path.glob("*.csv"))
+        elif path.is_file():
+            matches = [path]
+        else:
+            # Path.glob cannot take an absolute pattern; glob.glob can.
+            matches = [Path(m) for m in sorted(glob.glob(str(path), recursive=True))]  # noqa: PTH207
+        if not matches:
+            raise ExportError(
+                pattern, "matches no export file; check the paths setting (files, folders, globs)"
+            )
+        found.update(dict.fromkeys(m for m in matches if m.is_file()))
+    return list(found)
+
+
+def scan_all(paths: list[Path], organization_id: str) -> tuple[list[ExportScan], list[ExportError]]:
+    """Scan every file, collecting one problem per bad file rather than stopping at the first."""
+    scans: list[ExportScan] = []
+    problems: list[ExportError] = []
+    for path in paths:
+        try:
+            scans.append(scan_export(path, organization_id))
+        except ExportError as problem:
+            problems.append(problem)
+        except OSError as exc:
+            problems.append(ExportError(str(path), f"cannot be read ({exc.strerror})"))
+    return scans, problems
+
+
+def plan_months(
+    scans: list[ExportScan], organization_id: str, start_month: str | None = None
+) -> list[MonthPlan]:
+    """Pick the newest export for every day and group the days into months."""
+    newest_first = sorted(
+        scans, key=lambda s: (s.last_day or date.min, s.mtime, s.path), reverse=True
+    )
+    winners: dict[date, Piece] = {}
+    for scan in newest_first:
+        for day_slice in scan.days:
+            winners.setdefault(day_slice.day, Piece(scan, day_slice))
+    months: dict[str, MonthPlan] = {}
+    for day in sorted(winners):
+        month = month_of(day)
+        if start_month and month < start_month:
+            continue
+        piece = winners[day]
+        if month not in months:
+            newest = next(s for s in newest_first if any(month_of(d.day) == month for d in s.days))
+            months[month] = MonthPlan(organization_id, month, newest.layout)
+        months[month].pieces.append(piece)
+    for plan in months.values():
+        _check_mergeable(plan)
+    return list(months.values())
+
+
+def _check_mergeable(plan: MonthPlan) -> None:
+    """Refuse to merge an older layout whose extra columns the newest one would drop."""
+    for scan in {piece.scan.path: piece.scan for piece in plan.pieces}.values():
+        dropped = [c for c in scan.layout.columns if c not in plan.layout.columns]
+        if dropped:
+            raise ExportError(
+                scan.path,
+                f"has column(s) {', '.join(dropped)} that the newer export of {plan.month} "
+                "lacks, so the two cannot be merged; export the whole month again in one file",
+            )

@@ -1,0 +1,182 @@
+"""The two streams: every cost row, and one seal per finished (organization, month)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from singer_sdk import Stream
+from singer_sdk import typing as th
+from singer_sdk.helpers.conform import TypeConformanceLevel
+
+from tap_openai_costs import cost_export
+from tap_openai_costs.cost_export import format_decimal, rows_digest_update
+
+if TYPE_CHECKING:
+    from singer_sdk.helpers.types import Context
+
+    from tap_openai_costs.planner import MonthPlan
+
+_TEXT = th.StringType(nullable=True)
+
+#: Row columns carried typed; any other column still travels inside ``csv_row``.
+_TEXT_COLUMNS = (
+    "start_time_iso",
+    "end_time_iso",
+    "amount_currency",
+    "quantity",
+    "quantity_unit",
+    "line_item",
+    "user_id",
+    "api_key_id",
+    "project_id",
+    "organization_id",
+    "project_name",
+    "organization_name",
+    "user_email",
+    "api_source",
+)
+
+
+class CostsStream(Stream):
+    """One record per CSV row, idle days included, in day order, month after month.
+
+    ``csv_row`` is the row's exact CSV text in its month's layout; together with the seal's
+    ``layout`` it lets the target rebuild the export byte for byte. The other fields are
+    the same values, typed, for any other consumer.
+    """
+
+    name = "costs"
+    primary_keys = ("organization", "month", "row")
+    replication_key = None
+    # Records are built from validated text with JSON-ready types: nothing to conform.
+    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
+
+    schema = th.PropertiesList(
+        th.Property(
+            "organization", th.StringType, required=True, description="Connector's organization"
+        ),
+        th.Property("month", th.StringType, required=True, description="YYYY-MM of start_time"),
+        th.Property(
+            "row", th.IntegerType, required=True, description="1-based position in the month"
+        ),
+        th.Property(
+            "day", th.StringType, required=True, description="YYYY-MM-DD of start_time (UTC)"
+        ),
+        th.Property("start_time", th.IntegerType, required=True),
+        th.Property("end_time", th.IntegerType, required=True),
+        th.Property("amount_value", th.NumberType(nullable=True), description="Exact decimal"),
+        *(th.Property(column, _TEXT) for column in _TEXT_COLUMNS),
+        th.Property("csv_row", th.StringType, required=True, description="Exact CSV text"),
+    ).to_dict()
+
+    def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        for plan in self._tap.months_to_emit:  # type: ignore[attr-defined]
+            yield from self._month_records(plan)
+
+    def generate_child_contexts(
+        self, record: dict[str, Any], context: Context | None
+    ) -> Iterable[Context | None]:
+        """Seals are synced explicitly after a month's last row, never per record."""
+        return ()
+
+    def _month_records(self, plan: MonthPlan) -> Iterator[dict[str, Any]]:
+        digest = hashlib.sha256()
+        total = Decimal(0)
+        count = 0
+        for count, row in enumerate(plan.rows(), start=1):
+            values = row.values
+            amount = Decimal(values["amount_value"]) if values["amount_value"] else None
+            total += amount or 0
+            rows_digest_update(digest, row.text)
+            record: dict[str, Any] = {
+                "organization": plan.organization_id,
+                "month": plan.month,
+                "row": count,
+                "day": row.day.isoformat(),
+                "start_time": row.start_time,
+                "end_time": int(values["end_time"]),
+                "amount_value": amount,
+                "csv_row": row.text,
+            }
+            for column in _TEXT_COLUMNS:
+                record[column] = values.get(column) or None
+            yield record
+        # Runs once the month's last record has been written: only now may it be sealed.
+        self._seal(plan, count, total, digest.hexdigest())
+
+    def _seal(self, plan: MonthPlan, count: int, total: Decimal, rows_digest: str) -> None:
+        today = cost_export.today_utc()
+        missing = cost_export.missing_days(plan.month, plan.days, today)
+        seal = {
+            "organization": plan.organization_id,
+            "month": plan.month,
+            "row_count": count,
+            "total_usd": format_decimal(total),
+            "days_covered": len(plan.days),
+            "days_expected": cost_export.expected_day_count(plan.month, today),
+            "missing_days": [day.isoformat() for day in missing],
+            "complete": not missing,
+            "rows_digest": rows_digest,
+            "input_digest": plan.input_digest,
+            "source_files": plan.source_files,
+            "layout": plan.layout.to_dict(),
+        }
+        for child in self.child_streams:
+            if isinstance(child, MonthSealsStream) and child.selected:
+                child.emit(seal)
+        self.stream_state.setdefault("months", {})[plan.key] = plan.input_digest
+
+
+class MonthSealsStream(Stream):
+    """Written right after a month's last row: the target uploads sealed months only."""
+
+    name = "cost_months"
+    primary_keys = ("organization", "month")
+    replication_key = None
+    parent_stream_type = CostsStream
+    state_partitioning_keys: list[str] = []  # noqa: RUF012  # one bookmark, not one per seal
+    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
+
+    schema = th.PropertiesList(
+        th.Property("organization", th.StringType, required=True),
+        th.Property("month", th.StringType, required=True),
+        th.Property("row_count", th.IntegerType, required=True),
+        th.Property("total_usd", th.StringType, required=True, description="Exact decimal text"),
+        th.Property("days_covered", th.IntegerType, required=True),
+        th.Property("days_expected", th.IntegerType, required=True),
+        th.Property("missing_days", th.ArrayType(th.StringType), required=True),
+        th.Property("complete", th.BooleanType, required=True),
+        th.Property(
+            "rows_digest", th.StringType, required=True, description="sha256 of csv_row lines"
+        ),
+        th.Property("input_digest", th.StringType, required=True),
+        th.Property("source_files", th.ArrayType(th.StringType), required=True),
+        th.Property(
+            "layout",
+            th.ObjectType(
+                th.Property("columns", th.ArrayType(th.StringType)),
+                th.Property("header", th.StringType),
+                th.Property("line_terminator", th.StringType),
+                th.Property("bom", th.BooleanType),
+                th.Property("final_newline", th.BooleanType),
+            ),
+            required=True,
+        ),
+    ).to_dict()
+
+    _pending: dict[str, Any] | None = None
+
+    def emit(self, seal: dict[str, Any]) -> None:
+        """Write one seal now; the parent calls this after the month's last row."""
+        self._pending = seal
+        try:
+            self.sync()
+        finally:
+            self._pending = None
+
+    def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        if self._pending is not None:
+            yield self._pending

@@ -1,0 +1,47 @@
+"""One sink per tap stream; both hand their records to the target's month ledger."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from singer_sdk.sinks import RecordSink
+
+from target_pelanor.validation import CompiledValidator
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from singer_sdk.sinks.core import BaseJSONSchemaValidator
+
+    from target_pelanor.target import TargetPelanor
+
+
+class _PelanorSink(RecordSink):
+    """Records are handled as they arrive, so drains never split a month."""
+
+    def __init__(
+        self,
+        target: TargetPelanor,
+        stream_name: str,
+        schema: dict[str, Any],
+        key_properties: Sequence[str] | None,
+    ) -> None:
+        super().__init__(target, stream_name, schema, key_properties)
+        self.pelanor = target
+
+    def get_validator(self) -> BaseJSONSchemaValidator | None:
+        return CompiledValidator(self.schema)
+
+
+class CostRowsSink(_PelanorSink):
+    """``costs``: spool each row to disk under its (organization, month)."""
+
+    def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
+        self.pelanor.ledger.add_row(record)
+
+
+class MonthSealSink(_PelanorSink):
+    """``cost_months``: a seal means the month is finished: check it, then deliver it."""
+
+    def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
+        self.pelanor.deliver(record)
