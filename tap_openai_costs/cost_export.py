@@ -256,6 +256,7 @@ class _LineReader:
         self.path = path
         self.stream = stream
         self.offset = offset
+        self.line = 0
         self.pending: list[str] = []
 
     def __iter__(self) -> Iterator[str]:
@@ -265,14 +266,15 @@ class _LineReader:
         raw = self.stream.readline()
         if not raw:
             raise StopIteration
+        self.line += 1
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            at = self.offset + exc.start
             raise ExportError(
                 self.path,
-                f"is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {at}); "
-                "download the Cost data export again as CSV",
+                f"is not UTF-8 text (byte 0x{raw[exc.start]:02x}); it is not the CSV OpenAI "
+                "exports: download the Cost data export again as CSV",
+                row=self.line,
             ) from None
         self.offset += len(raw)
         self.pending.append(line)
@@ -301,17 +303,19 @@ def _records(lines: _LineReader) -> Iterator[tuple[list[str], str, str, int]]:
         except StopIteration:
             return
         except csv.Error as exc:
-            raise ExportError(
-                lines.path,
-                f"is not a valid CSV file ({exc}); download the Cost data export again as CSV",
-                row=reader.line_num,
-            ) from None
+            if "unexpected end of data" in str(exc):
+                problem = (
+                    "ends inside a quoted value: the file is truncated; download the export again"
+                )
+            else:
+                problem = f"is not valid CSV ({exc}); download the Cost data export again as CSV"
+            raise ExportError(lines.path, problem, row=lines.line) from None
         text, terminator = _split_terminator(lines.take())
         yield fields, text, terminator, lines.offset
 
 
-def read_layout(path: str, stream: BinaryIO) -> tuple[Layout, int]:
-    """Read and check the header; return the layout and the offset of the first row."""
+def read_layout(path: str, stream: BinaryIO) -> tuple[Layout, _LineReader]:
+    """Read and check the header; return the layout and the reader, at the first row."""
     head = stream.read(3)
     bom = head == BOM.encode("utf-8")
     if not bom:
@@ -320,10 +324,10 @@ def read_layout(path: str, stream: BinaryIO) -> tuple[Layout, int]:
     record = next(_records(lines), None)
     if record is None or not any(record[0]):
         raise ExportError(path, "is empty; export the Cost data again from the OpenAI dashboard")
-    columns, header, terminator, offset = record
+    columns, header, terminator, _ = record
     _check_columns(path, columns)
     layout = Layout(tuple(columns), header, terminator or "\n", bom, bool(terminator))
-    return layout, offset
+    return layout, lines
 
 
 def _check_columns(path: str, columns: list[str]) -> None:
@@ -465,9 +469,9 @@ def scan_export(path: Path, organization_id: str | None) -> ExportScan:
     """Validate a whole file and index it by day, without keeping its rows in memory."""
     name = str(path)
     with path.open("rb") as stream:
-        layout, offset = read_layout(name, stream)
+        layout, lines = read_layout(name, stream)
         checker = _RowChecker(name, layout, organization_id)
-        lines = _LineReader(name, stream, offset)
+        offset = lines.offset
         days: list[DaySlice] = []
         number = 1  # the header is row 1, as a spreadsheet shows it
         terminator = layout.line_terminator if layout.final_newline else ""

@@ -33,6 +33,11 @@ from tap_openai_costs.cost_export import (
 class Withheld(Exception):
     """A month that must not be uploaded; the message says why and what to do."""
 
+    def __init__(self, reason: str, rows: int = 0, total: Decimal = Decimal(0)) -> None:
+        super().__init__(reason)
+        self.rows = rows
+        self.total = total
+
 
 @dataclass
 class MonthSpool:
@@ -116,6 +121,8 @@ class MonthLedger:
         try:
             self._check(spool, seal)
             return self._build(spool, Layout.from_dict(seal["layout"]))
+        except Withheld as withheld:
+            raise Withheld(str(withheld), spool.rows, spool.total) from None
         finally:
             spool.handle.close()
             spool.path.unlink()
@@ -169,8 +176,9 @@ class MonthLedger:
         try:
             check = scan_export(path, self.organization_id)
         except ExportError as problem:
+            where = f" at row {problem.row}" if problem.row else ""
             raise Withheld(
-                f"rebuilt file fails the export checks at row {problem.row}: {problem.message}"
+                f"rebuilt file fails the export checks{where}: {problem.message}"
             ) from None
         strays = [d.day for d in check.days if d.day.isoformat()[:7] != spool.month]
         if strays:

@@ -6,6 +6,7 @@ import os
 import shutil
 import sys
 from dataclasses import replace
+from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -146,8 +147,8 @@ class TargetPelanor(Target):
         organization, month = seal["organization"], seal["month"]
         try:
             ready = self.ledger.seal(seal)
-        except Withheld as reason:
-            self._withhold(organization, month, seal["row_count"], str(reason))
+        except Withheld as withheld:
+            self._withhold(organization, month, withheld.rows, withheld.total, str(withheld))
             return
         try:
             self._record(self._send(ready))
@@ -190,6 +191,7 @@ class TargetPelanor(Target):
                 spool.organization,
                 spool.month,
                 spool.rows,
+                spool.total,
                 "was not sealed by the tap (it stopped before finishing the month); "
                 "nothing uploaded, the next run sends it again",
             )
@@ -218,10 +220,12 @@ class TargetPelanor(Target):
             return
         super()._write_state_message(state)
 
-    def _withhold(self, organization: str, month: str, rows: int, reason: str) -> None:
+    def _withhold(
+        self, organization: str, month: str, rows: int, total: Decimal, reason: str
+    ) -> None:
         self.logger.error("%s %s withheld: %s", organization, month, reason)
         self._record(
-            MonthResult(organization, month, rows, None, f"withheld: {reason}", failed=True)
+            MonthResult(organization, month, rows, total, f"withheld: {reason}", failed=True)
         )
 
     def _record(self, result: MonthResult) -> None:

@@ -1,0 +1,722 @@
+"""Local Pelanor sandbox: a real HTTP server implementing the upload contract we adopt.
+
+Pelanor has no public test endpoint for OpenAI uploads, so tests and demos run against
+this server instead.  It checks what the public docs say Pelanor checks (token,
+integration, required columns, USD only, organization, month), stores accepted files the
+way Pelanor treats them (one file per integration and month, a new upload replaces it) and
+can inject faults (429, 5xx, slow replies, dropped connections) to exercise retries.
+
+Run: ``python -m target_pelanor.sandbox --config CONFIG.json --data-dir DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import hmac
+import io
+import ipaddress
+import json
+import logging
+import os
+import re
+import secrets
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.policy import default as default_policy
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any, Final
+from urllib.parse import unquote, urlsplit
+
+__all__ = ["REQUIRED_COLUMNS", "Fault", "PelanorSandbox", "SeenRequest", "main"]
+
+logger = logging.getLogger("target_pelanor.sandbox")
+
+REQUIRED_COLUMNS: Final = (
+    "start_time",
+    "end_time",
+    "amount_value",
+    "amount_currency",
+    "line_item",
+    "project_id",
+    "organization_id",
+    "project_name",
+    "organization_name",
+)
+FAULT_KINDS: Final = frozenset({"429", "500", "503", "slow", "drop"})
+MAX_BODY_BYTES: Final = 256 * 1024 * 1024
+_UPLOAD_ROUTE: Final = re.compile(r"/v1/integrations/openai/([^/]+)/upload")
+_MONTH_RE: Final = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
+
+
+class _HTTPProblem(Exception):
+    """A request check failed; carries the status and JSON error body to send."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class Fault:
+    """One configured fault; ``remaining`` counts down as matching requests consume it."""
+
+    kind: str
+    remaining: int
+    integration_id: str | None = None
+    month: str | None = None
+    retry_after: float | None = None
+    seconds: float = 1.0
+
+    @classmethod
+    def from_config(cls, raw: Mapping[str, Any]) -> Fault:
+        """Validate one entry of the config's ``faults`` list."""
+        kind = str(raw.get("kind", ""))
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"fault kind must be one of {sorted(FAULT_KINDS)}, got {kind!r}")
+        times = int(raw.get("times", 1))
+        retry_after = raw.get("retry_after")
+        if retry_after is None and kind == "429":
+            retry_after = 1
+        return cls(
+            kind=kind,
+            remaining=times,
+            integration_id=raw.get("integration_id"),
+            month=raw.get("month"),
+            retry_after=None if retry_after is None else float(retry_after),
+            seconds=float(raw.get("seconds", 1.0)),
+        )
+
+    def matches(self, integration_id: str, month: str) -> bool:
+        """True if this fault still has uses left and its filters match."""
+        return (
+            self.remaining > 0
+            and self.integration_id in (None, integration_id)
+            and self.month in (None, month)
+        )
+
+
+@dataclass(frozen=True)
+class SeenRequest:
+    """What the sandbox saw of one upload request (never the token), for test assertions."""
+
+    method: str
+    path: str
+    status: int | None
+    integration_id: str | None
+    month: str | None
+    filename: str | None
+    file_content_type: str | None
+    file_bytes: int | None
+    form_fields: tuple[str, ...]
+    user_agent: str | None
+    content_type: str | None
+    auth_scheme: str | None
+    fault: str | None
+
+
+@dataclass
+class _Part:
+    """One multipart/form-data part."""
+
+    name: str | None
+    filename: str | None
+    content_type: str
+    data: bytes
+
+
+@dataclass
+class _State:
+    """Everything the request handlers share, guarded by ``lock``."""
+
+    tokens: tuple[str, ...]
+    integrations: dict[str, str]
+    faults: list[Fault]
+    data_dir: Path
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    in_flight: int = 0
+    idle: threading.Condition = field(init=False)
+    seen: list[SeenRequest] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.idle = threading.Condition(self.lock)
+
+    def take_fault(self, integration_id: str, month: str) -> Fault | None:
+        """Consume one use of the first matching fault, in config order."""
+        with self.lock:
+            for fault in self.faults:
+                if fault.matches(integration_id, month):
+                    fault.remaining -= 1
+                    return fault
+        return None
+
+
+def _parse_config(config: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, str], list[Fault]]:
+    """Validate the sandbox config early so a typo fails at start, not on first upload."""
+    tokens = config.get("tokens")
+    if (
+        not isinstance(tokens, list)
+        or not tokens
+        or not all(isinstance(t, str) and t for t in tokens)
+    ):
+        raise ValueError("config 'tokens' must be a non-empty list of strings")
+    integrations = config.get("integrations")
+    if not isinstance(integrations, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in integrations.items()
+    ):
+        raise ValueError("config 'integrations' must map integration_id to organization_id")
+    raw_faults = config.get("faults", [])
+    if not isinstance(raw_faults, list) or not all(isinstance(f, dict) for f in raw_faults):
+        raise ValueError("config 'faults' must be a list of objects")
+    return tuple(tokens), dict(integrations), [Fault.from_config(f) for f in raw_faults]
+
+
+def _is_loopback_host(host: str) -> bool:
+    """Only loopback binds are allowed: the sandbox accepts any upload from anyone."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_multipart(content_type: str, body: bytes) -> list[_Part]:
+    """Split a multipart/form-data body, keeping each part's bytes exactly as sent.
+
+    Part headers are parsed with the email package; the payload is sliced directly so the
+    stored CSV is byte-identical to the upload (no line-ending or charset rewriting).
+    """
+    header = BytesParser(policy=default_policy).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n"
+    )
+    if header.get_content_type() != "multipart/form-data":
+        raise ValueError("Content-Type must be multipart/form-data")
+    boundary = header.get_param("boundary")
+    if not isinstance(boundary, str) or not boundary:
+        raise ValueError("multipart boundary missing")
+    delimiter = b"--" + boundary.encode("latin-1")
+    if body.startswith(delimiter):
+        pos = len(delimiter)
+    else:
+        start = body.find(b"\r\n" + delimiter)
+        if start < 0:
+            raise ValueError("multipart body has no parts")
+        pos = start + 2 + len(delimiter)
+    parts: list[_Part] = []
+    while True:
+        if body.startswith(b"--", pos):
+            return parts
+        line_end = body.find(b"\r\n", pos)
+        if line_end < 0 or body[pos:line_end].strip(b" \t"):
+            raise ValueError("malformed multipart delimiter line")
+        pos = line_end + 2
+        next_delim = body.find(b"\r\n" + delimiter, pos)
+        if next_delim < 0:
+            raise ValueError("multipart body is truncated")
+        raw_part = body[pos:next_delim]
+        head_end = raw_part.find(b"\r\n\r\n")
+        if head_end < 0:
+            if raw_part.startswith(b"\r\n"):
+                headers_raw, data = b"", raw_part[2:]
+            else:
+                raise ValueError("multipart part has no header block")
+        else:
+            headers_raw, data = raw_part[:head_end], raw_part[head_end + 4 :]
+        headers: EmailMessage = BytesParser(policy=default_policy).parsebytes(
+            headers_raw + b"\r\n\r\n"
+        )
+        name = headers.get_param("name", header="content-disposition")
+        parts.append(
+            _Part(
+                name=name if isinstance(name, str) else None,
+                filename=headers.get_filename(),
+                content_type=headers.get_content_type()
+                if "content-type" in headers
+                else "text/plain",
+                data=data,
+            )
+        )
+        pos = next_delim + 2 + len(delimiter)
+
+
+def _month_bounds(month: str) -> tuple[int, int]:
+    """Unix seconds of the first instant of ``month`` and of the following month (UTC)."""
+    year, mon = (int(x) for x in month.split("-"))
+    start = datetime(year, mon, 1, tzinfo=UTC)
+    end = datetime(year + (mon == 12), mon % 12 + 1, 1, tzinfo=UTC)
+    return int(start.timestamp()), int(end.timestamp())
+
+
+def validate_csv(content: bytes, month: str, organization_id: str) -> int:
+    """Apply Pelanor's documented file checks; return the number of data rows."""
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _HTTPProblem(422, "invalid_file", "file is not UTF-8 encoded CSV") from None
+    text = text.removeprefix("\ufeff")
+    try:
+        reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+        header = next(reader, [])
+        rows = [row for row in reader if row]
+    except csv.Error as exc:
+        raise _HTTPProblem(422, "invalid_file", f"file is not valid CSV: {exc}") from None
+    columns = [c.strip() for c in header]
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        raise _HTTPProblem(
+            422, "missing_columns", f"missing required columns: {', '.join(missing)}"
+        )
+    index = {name: columns.index(name) for name in REQUIRED_COLUMNS}
+    for number, row in enumerate(rows, start=1):
+        if len(row) != len(columns):
+            raise _HTTPProblem(
+                422,
+                "invalid_file",
+                f"row {number} has {len(row)} fields, the header has {len(columns)}",
+            )
+    for number, row in enumerate(rows, start=1):
+        currency = row[index["amount_currency"]].strip()
+        if currency and currency.lower() != "usd":
+            raise _HTTPProblem(
+                422,
+                "invalid_currency",
+                f"row {number} amount_currency is {currency}; only usd is supported",
+            )
+    for row in rows:
+        org = row[index["organization_id"]].strip()
+        if org and org != organization_id:
+            raise _HTTPProblem(
+                422,
+                "organization_mismatch",
+                f"organization_id {org} does not match this integration ({organization_id})",
+            )
+    low, high = _month_bounds(month)
+    for number, row in enumerate(rows, start=1):
+        raw = row[index["start_time"]].strip()
+        try:
+            start = float(raw)
+        except ValueError:
+            raise _HTTPProblem(
+                422, "invalid_file", f"row {number} start_time {raw!r} is not a Unix timestamp"
+            ) from None
+        if not low <= start < high:
+            raise _HTTPProblem(
+                422,
+                "month_mismatch",
+                f"row {number} start_time {raw} is not inside month {month}",
+            )
+    for number, row in enumerate(rows, start=1):
+        amount = row[index["amount_value"]].strip()
+        if amount:
+            try:
+                float(amount)
+            except ValueError:
+                raise _HTTPProblem(
+                    422, "invalid_file", f"row {number} amount_value {amount!r} is not a number"
+                ) from None
+    return len(rows)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` in one rename so readers never see a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class _Server(ThreadingHTTPServer):
+    """ThreadingHTTPServer that knows the shared state and stays quiet on client hang-ups."""
+
+    daemon_threads = True
+    state: _State
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError):
+            logger.info("client %s went away: %s", client_address[0], type(exc).__name__)
+            return
+        logger.exception("error while handling a request from %s", client_address[0])
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Routes: POST /v1/integrations/openai/{id}/upload and GET /healthz."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "PelanorSandbox/1"
+    server: _Server
+    timeout = 30  # idle keep-alive connections are closed after this
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # The request line and status only: headers (Authorization) are never logged.
+        logger.info("%s %s", self.address_string(), format % args)
+
+    def do_GET(self) -> None:
+        if urlsplit(self.path).path == "/healthz":
+            self._send_json(200, {"status": "ok"})
+        else:
+            self._send_error(_HTTPProblem(404, "not_found", "no such route"))
+
+    def do_POST(self) -> None:
+        state = self.server.state
+        with state.lock:
+            state.in_flight += 1
+        try:
+            self._handle_post(state)
+        finally:
+            with state.lock:
+                state.in_flight -= 1
+                state.idle.notify_all()
+
+    def _handle_post(self, state: _State) -> None:
+        path = urlsplit(self.path).path
+        match = _UPLOAD_ROUTE.fullmatch(path)
+        info: dict[str, Any] = {"integration_id": None, "month": None, "fault": None}
+        try:
+            body = self._read_body()
+            if match is None:
+                raise _HTTPProblem(404, "not_found", "no such route")
+            info["integration_id"] = integration_id = unquote(match.group(1))
+            self._check_token(state)
+            if integration_id not in state.integrations:
+                raise _HTTPProblem(
+                    404, "unknown_integration", f"unknown integration {integration_id}"
+                )
+            parts = self._parse_form(body, info)
+            month = self._form_month(parts)
+            info["month"] = month
+            file_part = next((p for p in parts if p.name == "file"), None)
+            if file_part is None:
+                raise _HTTPProblem(400, "missing_field", "multipart part 'file' is required")
+            fault = state.take_fault(integration_id, month)
+            if fault is not None:
+                info["fault"] = fault.kind
+                logger.info("injecting fault %s for %s %s", fault.kind, integration_id, month)
+                if fault.kind == "drop":
+                    self.close_connection = True
+                    self._record(state, None, info)
+                    return  # no response at all: the client sees the connection close
+                if fault.kind == "slow":
+                    time.sleep(fault.seconds)
+                else:
+                    self._send_fault(fault)
+                    self._record(state, int(fault.kind), info)
+                    return
+            rows = validate_csv(file_part.data, month, state.integrations[integration_id])
+            result = self._store(state, integration_id, month, file_part, rows)
+        except _HTTPProblem as problem:
+            self._record(state, problem.status, info)
+            self._send_error(problem)
+            return
+        self._record(state, 200, info)
+        self._send_json(200, result)
+
+    def _read_body(self) -> bytes:
+        """Read exactly Content-Length bytes (chunked uploads are not supported)."""
+        length_header = self.headers.get("Content-Length")
+        if length_header is None:
+            self.close_connection = True
+            raise _HTTPProblem(411, "length_required", "Content-Length is required")
+        try:
+            length = int(length_header)
+        except ValueError:
+            self.close_connection = True
+            raise _HTTPProblem(400, "bad_request", "invalid Content-Length") from None
+        if length < 0 or length > MAX_BODY_BYTES:
+            self.close_connection = True
+            raise _HTTPProblem(413, "too_large", f"body larger than {MAX_BODY_BYTES} bytes")
+        return self.rfile.read(length)
+
+    def _check_token(self, state: _State) -> None:
+        """401 unless ``Authorization: Bearer <one of the configured tokens>``."""
+        auth = self.headers.get("Authorization", "")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _HTTPProblem(401, "unauthorized", "missing bearer token")
+        token = token.strip()
+        if not any(hmac.compare_digest(token.encode(), t.encode()) for t in state.tokens):
+            raise _HTTPProblem(401, "unauthorized", "invalid bearer token")
+
+    def _parse_form(self, body: bytes, info: dict[str, Any]) -> list[_Part]:
+        try:
+            parts = parse_multipart(self.headers.get("Content-Type", ""), body)
+        except ValueError as exc:
+            raise _HTTPProblem(400, "bad_request", f"invalid multipart body: {exc}") from None
+        info["parts"] = parts
+        return parts
+
+    @staticmethod
+    def _form_month(parts: Sequence[_Part]) -> str:
+        part = next((p for p in parts if p.name == "month" and p.filename is None), None)
+        if part is None:
+            raise _HTTPProblem(400, "missing_field", "form field 'month' is required")
+        month = part.data.decode("utf-8", "replace").strip()
+        if not _MONTH_RE.fullmatch(month):
+            raise _HTTPProblem(400, "invalid_month", f"month must be YYYY-MM, got {month!r}")
+        return month
+
+    def _store(
+        self, state: _State, integration_id: str, month: str, part: _Part, rows: int
+    ) -> dict[str, Any]:
+        """Replace the month's file and append to the upload log."""
+        upload_id = f"upl_{secrets.token_hex(6)}"
+        target = state.data_dir / "files" / integration_id / f"{month}.csv"
+        record = {
+            "id": upload_id,
+            "integration_id": integration_id,
+            "month": month,
+            "filename": part.filename,
+            "bytes": len(part.data),
+            "sha256": hashlib.sha256(part.data).hexdigest(),
+            "rows": rows,
+            "received_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        }
+        with state.lock:
+            _write_atomic(target, part.data)
+            with (state.data_dir / "uploads.jsonl").open("a", encoding="utf-8") as log:
+                log.write(json.dumps(record, sort_keys=True) + "\n")
+        logger.info("stored %s for %s (%d rows) as %s", month, integration_id, rows, upload_id)
+        return {
+            "id": upload_id,
+            "integration_id": integration_id,
+            "month": month,
+            "rows": rows,
+            "status": "accepted",
+        }
+
+    def _record(self, state: _State, status: int | None, info: Mapping[str, Any]) -> None:
+        parts: list[_Part] = info.get("parts") or []
+        file_part = next((p for p in parts if p.name == "file"), None)
+        auth = self.headers.get("Authorization")
+        seen = SeenRequest(
+            method=self.command,
+            path=urlsplit(self.path).path,
+            status=status,
+            integration_id=info.get("integration_id"),
+            month=info.get("month"),
+            filename=file_part.filename if file_part else None,
+            file_content_type=file_part.content_type if file_part else None,
+            file_bytes=len(file_part.data) if file_part else None,
+            form_fields=tuple(p.name or "" for p in parts),
+            user_agent=self.headers.get("User-Agent"),
+            content_type=self.headers.get("Content-Type"),
+            auth_scheme=auth.partition(" ")[0] if auth else None,
+            fault=info.get("fault"),
+        )
+        with state.lock:
+            state.seen.append(seen)
+
+    def _send_fault(self, fault: Fault) -> None:
+        status = int(fault.kind)
+        messages = {
+            429: ("rate_limited", "too many requests (injected fault)"),
+            500: ("internal_error", "internal error (injected fault)"),
+            503: ("unavailable", "service unavailable (injected fault)"),
+        }
+        code, message = messages[status]
+        headers = {}
+        if fault.retry_after is not None:
+            retry_after = fault.retry_after
+            headers["Retry-After"] = (
+                str(int(retry_after)) if retry_after == int(retry_after) else str(retry_after)
+            )
+        self._send_json(status, {"error": {"code": code, "message": message}}, headers)
+
+    def _send_error(self, problem: _HTTPProblem) -> None:
+        body = {"error": {"code": problem.code, "message": problem.message}}
+        self._send_json(problem.status, body)
+
+    def _send_json(
+        self, status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
+    ) -> None:
+        payload = json.dumps(body).encode("utf-8")
+        self.send_response(status, HTTPStatus(status).phrase)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+class PelanorSandbox:
+    """In-process sandbox server for tests: ``with PelanorSandbox(cfg, tmp) as sb: sb.url``."""
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        data_dir: Path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        if not _is_loopback_host(host):
+            raise ValueError(
+                f"refusing to bind the Pelanor sandbox to non-loopback host {host!r}; "
+                "use 127.0.0.1, ::1 or localhost"
+            )
+        tokens, integrations, faults = _parse_config(config)
+        self.data_dir = Path(data_dir)
+        self._host = host
+        self._port = port
+        self._state = _State(tokens, integrations, faults, self.data_dir)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        where = self.url if self._server else "not started"
+        return f"PelanorSandbox({where}, data_dir={str(self.data_dir)!r})"
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:54321`` (only once started)."""
+        if self._server is None:
+            raise RuntimeError("sandbox is not started")
+        host, port = self._server.server_address[:2]
+        host_text = host if isinstance(host, str) else host.decode()
+        if ":" in host_text:
+            host_text = f"[{host_text}]"
+        return f"http://{host_text}:{port}"
+
+    @property
+    def requests(self) -> list[SeenRequest]:
+        """Upload requests seen so far, in arrival order (no secrets recorded)."""
+        with self._state.lock:
+            return list(self._state.seen)
+
+    @property
+    def faults(self) -> list[Fault]:
+        """The fault list with current remaining counts."""
+        with self._state.lock:
+            return list(self._state.faults)
+
+    def uploads(self) -> list[dict[str, Any]]:
+        """Parsed lines of ``uploads.jsonl``."""
+        path = self.data_dir / "uploads.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line]
+
+    def stored_files(self) -> list[Path]:
+        """All stored month files, sorted."""
+        return sorted((self.data_dir / "files").glob("*/*.csv"))
+
+    def start(self) -> PelanorSandbox:
+        """Bind, write ``<data-dir>/sandbox.url`` and serve in a background thread."""
+        if self._server is not None:
+            raise RuntimeError("sandbox already started")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "files").mkdir(exist_ok=True)
+        server_cls = _Server6 if ":" in self._host else _Server
+        server = server_cls((self._host, self._port), _Handler)
+        server.state = self._state
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="pelanor-sandbox",
+            daemon=True,
+        )
+        self._thread.start()
+        _write_atomic(self.data_dir / "sandbox.url", self.url.encode("ascii"))
+        return self
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Wait until no upload is being processed (e.g. a slow fault still sleeping)."""
+        with self._state.idle:
+            return self._state.idle.wait_for(lambda: self._state.in_flight == 0, timeout)
+
+    def stop(self) -> None:
+        """Stop serving and wait for in-flight uploads to finish storing."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self.wait_idle()
+
+    def __enter__(self) -> PelanorSandbox:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point: serve until SIGINT/SIGTERM."""
+    parser = argparse.ArgumentParser(
+        prog="python -m target_pelanor.sandbox", description="Local Pelanor upload sandbox."
+    )
+    parser.add_argument("--config", required=True, type=Path, help="sandbox config JSON")
+    parser.add_argument("--data-dir", required=True, type=Path, help="where uploads are stored")
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
+    parser.add_argument("--port", default=0, type=int, help="port (0 picks a free one)")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
+    )
+    try:
+        config = json.loads(args.config.read_text("utf-8"))
+        if not isinstance(config, dict):
+            raise ValueError("config must be a JSON object")
+        sandbox = PelanorSandbox(config, args.data_dir, host=args.host, port=args.port)
+        sandbox.start()
+    except (OSError, ValueError) as exc:
+        print(f"pelanor sandbox: {exc}", file=sys.stderr)
+        return 2
+
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    print(f"Pelanor sandbox listening on {sandbox.url}", flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        sandbox.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,258 @@
+"""tap-openai-costs as a user runs it: records, seals, merges, state, and refusals."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from decimal import Decimal
+
+from tap_openai_costs.cost_export import Layout, write_export
+from tests.exports import ORG, SAMPLES, cost, days, export, month_rows, write
+from tests.singer import run, run_tap
+
+ACME = {"paths": [str(SAMPLES / "acme")], "organization_id": "org-acme"}
+OCTOBER = SAMPLES / "acme" / "cost_2025-10-01_2025-10-31.csv"
+
+
+def built_months(result) -> dict[str, bytes]:
+    """Rebuild every sealed month from the tap's output, as the target does."""
+    rows: dict[str, list[str]] = {}
+    for record in result.records("costs"):
+        rows.setdefault(record["month"], []).append(record["csv_row"])
+    built = {}
+    for seal in result.records("cost_months"):
+        out = io.BytesIO()
+        write_export(out, Layout.from_dict(seal["layout"]), rows[seal["month"]])
+        built[seal["month"]] = out.getvalue()
+    return built
+
+
+def test_records_are_typed_and_exact(tmp_path) -> None:
+    result = run_tap(tmp_path, ACME | {"start_month": "2025-10"})
+    assert result.returncode == 0, result.stderr
+    lines = [
+        line
+        for line in result.stdout.splitlines()
+        if '"stream":"costs"' in line and '"RECORD"' in line
+    ]
+    first = json.loads(lines[0], parse_float=Decimal)["record"]
+    source = OCTOBER.read_text().splitlines()
+    assert first == {
+        "organization": "org-acme",
+        "month": "2025-10",
+        "row": 1,
+        "day": "2025-10-01",
+        "start_time": 1759276800,
+        "end_time": 1759363200,
+        "start_time_iso": "2025-10-01T00:00:00+00:00",
+        "end_time_iso": "2025-10-02T00:00:00+00:00",
+        "amount_value": Decimal("0.2747543622152208"),
+        "amount_currency": "usd",
+        "quantity": None,
+        "quantity_unit": None,
+        "line_item": "gpt-4o-2024-08-06, input",
+        "user_id": None,
+        "api_key_id": None,
+        "project_id": "proj_Ab12Cd34Ef56",
+        "organization_id": "org-acme",
+        "project_name": "Acme App",
+        "organization_name": "Acme, Inc.",
+        "user_email": None,
+        "api_source": None,
+        "csv_row": source[1],
+    }
+    # Amounts travel as the export's digits, trailing zeros too, never through a float.
+    amounts = [line.split(",")[4] for line in source[1:] if line.split(",")[4]]
+    assert [
+        re.search(r'"amount_value":([^,]*),', line)[1] for line in lines if "usd" in line
+    ] == amounts
+    assert "1.920000" in amounts
+    idle = [json.loads(line)["record"] for line in lines if '"day":"2025-10-04"' in line]
+    assert idle == [
+        {
+            **{k: None for k in first if k not in {"organization", "month", "row", "day"}},
+            "organization": "org-acme",
+            "month": "2025-10",
+            "row": idle[0]["row"],
+            "day": "2025-10-04",
+            "start_time": 1759536000,
+            "end_time": 1759622400,
+            "start_time_iso": "2025-10-04T00:00:00+00:00",
+            "end_time_iso": "2025-10-05T00:00:00+00:00",
+            "csv_row": "1759536000,1759622400,2025-10-04T00:00:00+00:00,"
+            "2025-10-05T00:00:00+00:00,,,,,,,,,,,,,",
+        }
+    ]
+
+
+def test_each_month_is_sealed_right_after_its_last_row(tmp_path) -> None:
+    result = run_tap(tmp_path, ACME)
+    order = [(m["stream"], m["record"]["month"]) for m in result.messages if m["type"] == "RECORD"]
+    september = [("costs", "2025-09")] * 409 + [("cost_months", "2025-09")]
+    october = [("costs", "2025-10")] * 382 + [("cost_months", "2025-10")]
+    assert order == september + october
+    total = sum(Decimal(line.split(",")[4] or 0) for line in OCTOBER.read_text().splitlines()[1:])
+    seal = result.records("cost_months")[1]
+    assert seal | {"rows_digest": "", "input_digest": "", "layout": {}} == {
+        "organization": "org-acme",
+        "month": "2025-10",
+        "row_count": 382,
+        "total_usd": str(total),
+        "days_covered": 31,
+        "days_expected": 31,
+        "missing_days": [],
+        "complete": True,
+        "rows_digest": "",
+        "input_digest": "",
+        "source_files": [str(OCTOBER)],
+        "layout": {},
+    }
+    assert seal["layout"]["final_newline"] is True
+    assert built_months(result) == {
+        "2025-09": (SAMPLES / "acme" / "cost_2025-09-01_2025-09-30.csv").read_bytes(),
+        "2025-10": OCTOBER.read_bytes(),
+    }
+
+
+def test_crlf_bom_sample_round_trips(tmp_path) -> None:
+    sample = SAMPLES / "globex" / "cost_2025-10-01_2025-10-31.csv"
+    result = run_tap(tmp_path, {"paths": [str(sample)], "organization_id": "org-globex"})
+    assert built_months(result) == {"2025-10": sample.read_bytes()}
+
+
+def test_unchanged_inputs_emit_nothing_and_a_changed_file_exactly_its_month(tmp_path) -> None:
+    folder = tmp_path / "exports"
+    september = write(folder / "sep.csv", export(month_rows("2025-09")))
+    write(folder / "oct.csv", export(month_rows("2025-10")))
+    config = {"paths": [str(folder)], "organization_id": ORG}
+
+    first = run_tap(tmp_path, config)
+    assert [s["month"] for s in first.records("cost_months")] == ["2025-09", "2025-10"]
+    assert set(first.last_state["bookmarks"]["costs"]["months"]) == {
+        "org-acme/2025-09",
+        "org-acme/2025-10",
+    }
+
+    second = run_tap(tmp_path, config, first.last_state)
+    assert second.returncode == 0
+    assert second.records("costs") == []
+    assert second.records("cost_months") == []
+    assert second.last_state["bookmarks"]["costs"] == first.last_state["bookmarks"]["costs"]
+
+    write(september, export(month_rows("2025-09", amount="2.50")))
+    third = run_tap(tmp_path, config, second.last_state)
+    assert {r["month"] for r in third.records("costs")} == {"2025-09"}
+    assert len(third.records("costs")) == 60
+    assert [s["month"] for s in third.records("cost_months")] == ["2025-09"]
+    months = third.last_state["bookmarks"]["costs"]["months"]
+    assert (
+        months["org-acme/2025-10"]
+        == first.last_state["bookmarks"]["costs"]["months"]["org-acme/2025-10"]
+    )
+    assert (
+        months["org-acme/2025-09"]
+        != first.last_state["bookmarks"]["costs"]["months"]["org-acme/2025-09"]
+    )
+
+
+def test_a_full_month_export_replaces_the_mid_month_one(tmp_path) -> None:
+    mid = write(
+        tmp_path / "mid.csv", export(month_rows("2025-10", "9.99")[:30]), mtime=2_000_000_000
+    )
+    full = write(tmp_path / "full.csv", export(month_rows("2025-10")), mtime=1_000_000_000)
+    result = run_tap(tmp_path, {"paths": [str(mid), str(full)], "organization_id": ORG})
+    assert built_months(result) == {"2025-10": full.read_bytes()}
+    assert result.records("cost_months")[0]["source_files"] == [str(full)]
+
+
+def test_a_quarter_export_is_split_by_month(tmp_path) -> None:
+    quarter_rows = month_rows("2025-10") + month_rows("2025-11") + month_rows("2025-12")
+    quarter = write(tmp_path / "q4.csv", export(quarter_rows, terminator="\r\n", bom=True))
+    result = run_tap(tmp_path, {"paths": [str(quarter)], "organization_id": ORG})
+    assert built_months(result) == {
+        month: export(month_rows(month), terminator="\r\n", bom=True)
+        for month in ("2025-10", "2025-11", "2025-12")
+    }
+
+
+def test_overlapping_exports_merge_per_day_newest_wins(tmp_path) -> None:
+    early_days = [r for r in month_rows("2025-10", "7.77") if r["start_time_iso"] < "2025-10-21"]
+    late_days = [r for r in month_rows("2025-10") if r["start_time_iso"] >= "2025-10-10"]
+    # The early file was saved later, but the late one covers later days: it wins its days.
+    write(tmp_path / "in" / "early.csv", export(early_days, terminator="\r\n"), mtime=2_000_000_000)
+    write(tmp_path / "in" / "late.csv", export(late_days), mtime=1_000_000_000)
+    result = run_tap(tmp_path, {"paths": [str(tmp_path / "in" / "*.csv")], "organization_id": ORG})
+    expected = [r for r in early_days if r["start_time_iso"] < "2025-10-10"] + late_days
+    assert built_months(result) == {"2025-10": export(expected)}
+    assert [r["day"] for r in result.records("costs")] == sorted(
+        r["day"] for r in result.records("costs")
+    )
+
+
+def test_an_incomplete_past_month_is_sealed_as_incomplete(tmp_path) -> None:
+    rows = [r for r in month_rows("2025-10") if r["start_time_iso"] < "2025-10-16"]
+    path = write(tmp_path / "mid.csv", export(rows))
+    (seal,) = run_tap(tmp_path, {"paths": [str(path)], "organization_id": ORG}).records(
+        "cost_months"
+    )
+    assert (seal["complete"], seal["days_covered"], seal["days_expected"]) == (False, 15, 31)
+    assert seal["missing_days"] == [d.isoformat() for d in days(seal_day(16), seal_day(31))]
+
+
+def seal_day(day: int):
+    from datetime import date
+
+    return date(2025, 10, day)
+
+
+def test_start_month_skips_earlier_months(tmp_path) -> None:
+    result = run_tap(tmp_path, ACME | {"start_month": "2025-10"})
+    assert [s["month"] for s in result.records("cost_months")] == ["2025-10"]
+
+
+def test_bad_files_stop_the_run_before_any_record(tmp_path) -> None:
+    good = write(tmp_path / "good.csv", export(month_rows("2025-10")))
+    activity = write(
+        tmp_path / "activity.csv", b"start_time,end_time,start_time_iso,end_time_iso\n"
+    )
+    euro = write(tmp_path / "euro.csv", export([cost(seal_day(1), amount_currency="EUR")]))
+    result = run_tap(tmp_path, {"paths": [str(tmp_path)], "organization_id": ORG})
+    assert result.returncode == 1
+    assert result.records("costs") == []
+    assert result.records("cost_months") == []
+    assert "Traceback" not in result.stderr
+    assert result.errors == [
+        f"tap-openai-costs: error: {activity}: is an Activity export (no amount_value column), "
+        "not cost data; export the Cost data tab (Usage > Export > Cost data, group by Line Item)",
+        f"tap-openai-costs: error: {euro}: row 2: amount_currency is 'EUR', "
+        "but Pelanor accepts USD only",
+    ]
+    assert good.exists()
+
+
+def test_a_path_that_matches_nothing_is_an_error(tmp_path) -> None:
+    result = run_tap(
+        tmp_path, {"paths": [str(tmp_path / "nope" / "*.csv")], "organization_id": ORG}
+    )
+    assert result.returncode == 1
+    assert result.errors == [
+        f"tap-openai-costs: error: {tmp_path}/nope/*.csv: matches no export file; check the paths "
+        "setting (files, folders, globs)"
+    ]
+
+
+def test_about_and_discover(tmp_path) -> None:
+    about = run("tap-openai-costs", "--about", "--format=markdown")
+    assert about.returncode == 0
+    assert "| paths " in about.stdout
+    assert "| organization_id " in about.stdout
+    discover = run("tap-openai-costs", "--discover", config=ACME, tmp=tmp_path)
+    streams = {s["tap_stream_id"]: s for s in json.loads(discover.stdout)["streams"]}
+    assert sorted(streams) == ["cost_months", "costs"]
+    assert streams["costs"]["key_properties"] == ["organization", "month", "row"]
+
+
+def test_connection_test_mode(tmp_path) -> None:
+    result = run("tap-openai-costs", "--test", config=ACME, tmp=tmp_path)
+    assert result.returncode == 0, result.stderr

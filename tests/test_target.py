@@ -1,0 +1,413 @@
+"""target-pelanor as a user runs it: tap | target against the local Pelanor sandbox."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from decimal import Decimal
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from target_pelanor.sandbox import PelanorSandbox
+from tests.exports import ORG, SAMPLES, export, month_rows, write
+from tests.singer import BIN, Run, run, run_tap
+
+TOKEN = "tok_8f3Kx2_s3cr3t_value"
+ACME_SEPT = SAMPLES / "acme" / "cost_2025-09-01_2025-09-30.csv"
+ACME_OCT = SAMPLES / "acme" / "cost_2025-10-01_2025-10-31.csv"
+GLOBEX_OCT = SAMPLES / "globex" / "cost_2025-10-01_2025-10-31.csv"
+
+
+def sandbox_config(**extra) -> dict:
+    return {
+        "tokens": [TOKEN],
+        "integrations": {"int-acme": "org-acme", "int-globex": "org-globex"},
+    } | extra
+
+
+@pytest.fixture
+def pelanor(tmp_path):
+    with PelanorSandbox(sandbox_config(), tmp_path / "pelanor") as sandbox:
+        yield sandbox
+
+
+def target_config(sandbox: PelanorSandbox, **extra) -> dict:
+    return {
+        "organization_id": "org-acme",
+        "integration_id": "int-acme",
+        "api_token": TOKEN,
+        "api_url": sandbox.url,
+        "max_retry_seconds": 30,
+    } | extra
+
+
+def run_target(tmp: Path, config: dict, messages: str) -> Run:
+    return run("target-pelanor", stdin=messages, config=config, tmp=tmp)
+
+
+def stored(sandbox: PelanorSandbox) -> dict[str, bytes]:
+    return {f"{p.parent.name}/{p.stem}": p.read_bytes() for p in sandbox.stored_files()}
+
+
+def tap_output(tmp: Path, *paths: Path, organization_id: str = ORG) -> str:
+    result = run_tap(tmp, {"paths": [str(p) for p in paths], "organization_id": organization_id})
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def report(result: Run) -> list[list[str]]:
+    """The end-of-run table, as cells (split on runs of two or more spaces)."""
+    import re
+
+    lines = result.stderr.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("organization  month"))
+    table = []
+    for line in lines[start:]:
+        if not line.startswith("org-") and table:
+            break
+        table.append(re.split(r" {2,}", line))
+    return table
+
+
+def test_tap_to_target_to_sandbox_uploads_exact_files(tmp_path, pelanor) -> None:
+    result = run_target(tmp_path, target_config(pelanor), tap_output(tmp_path, SAMPLES / "acme"))
+    assert result.returncode == 0, result.stderr
+    assert stored(pelanor) == {
+        "int-acme/2025-09": ACME_SEPT.read_bytes(),
+        "int-acme/2025-10": ACME_OCT.read_bytes(),
+    }
+    uploads = pelanor.uploads()
+    assert [(u["month"], u["filename"]) for u in uploads] == [
+        ("2025-09", "cost_2025-09-01_2025-09-30.csv"),
+        ("2025-10", "cost_2025-10-01_2025-10-31.csv"),
+    ]
+    table = report(result)
+    assert table[0] == [
+        "organization",
+        "month",
+        "rows",
+        "total USD",
+        "action",
+        "Pelanor response id",
+    ]
+    assert [row[:5] for row in table[1:]] == [
+        ["org-acme", "2025-09", "409", "566.15973238589393446", "uploaded"],
+        ["org-acme", "2025-10", "382", "554.98017457515155235", "uploaded"],
+    ]
+    assert [row[5] for row in table[1:]] == [u["id"] for u in uploads]
+    assert result.last_state["bookmarks"]["costs"]["months"].keys() == {
+        "org-acme/2025-09",
+        "org-acme/2025-10",
+    }
+
+
+def test_crlf_bom_export_of_another_organization(tmp_path, pelanor) -> None:
+    messages = tap_output(tmp_path, GLOBEX_OCT, organization_id="org-globex")
+    config = target_config(pelanor, organization_id="org-globex", integration_id="int-globex")
+    assert run_target(tmp_path, config, messages).returncode == 0
+    assert stored(pelanor) == {"int-globex/2025-10": GLOBEX_OCT.read_bytes()}
+
+
+@pytest.mark.parametrize(
+    ("terminator", "bom"), [("\n", False), ("\r\n", False), ("\n", True), ("\r\n", True)]
+)
+def test_every_layout_arrives_byte_for_byte(tmp_path, pelanor, terminator, bom) -> None:
+    rows = month_rows("2025-11", idle=(1, 30))
+    rows[3]["line_item"] = 'ft:gpt-4o:acme:"support", input'
+    rows[5]["project_name"] = "Recherche & Développement, 東京"
+    content = write(tmp_path / "nov.csv", export(rows, terminator=terminator, bom=bom))
+    result = run_target(tmp_path, target_config(pelanor), tap_output(tmp_path, content))
+    assert result.returncode == 0, result.stderr
+    assert stored(pelanor) == {"int-acme/2025-11": content.read_bytes()}
+
+
+def test_rerunning_the_same_input_gives_the_same_result(tmp_path, pelanor) -> None:
+    messages = tap_output(tmp_path, ACME_OCT)
+    for _ in range(2):
+        assert run_target(tmp_path, target_config(pelanor), messages).returncode == 0
+    assert [u["month"] for u in pelanor.uploads()] == ["2025-10", "2025-10"]
+    assert stored(pelanor) == {"int-acme/2025-10": ACME_OCT.read_bytes()}
+
+
+def _cut_before_seal(messages: str, month: str, keep_rows: int) -> str:
+    """What the target reads when the tap dies after keep_rows rows of a month."""
+    kept, rows = [], 0
+    for line in messages.splitlines(keepends=True):
+        message = json.loads(line)
+        if message["type"] == "RECORD" and message["record"].get("month") == month:
+            rows += 1
+            if rows > keep_rows:
+                break
+        kept.append(line)
+    return "".join(kept)
+
+
+def test_a_tap_that_dies_mid_month_uploads_nothing_for_that_month(tmp_path, pelanor) -> None:
+    messages = _cut_before_seal(tap_output(tmp_path, SAMPLES / "acme"), "2025-10", 200)
+    result = run_target(
+        tmp_path, target_config(pelanor, output_dir=str(tmp_path / "out")), messages
+    )
+    assert result.returncode == 1
+    assert stored(pelanor) == {"int-acme/2025-09": ACME_SEPT.read_bytes()}
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "cost_2025-09-01_2025-09-30.csv"
+    ]
+    assert report(result)[2] == [
+        "org-acme",
+        "2025-10",
+        "200",
+        str(
+            sum(
+                Decimal(line.split(",")[4] or 0)
+                for line in ACME_OCT.read_text().splitlines()[1:201]
+            )
+        ),
+        "withheld: was not sealed by the tap (it stopped before finishing the month); "
+        "nothing uploaded, the next run sends it again",
+    ]
+    assert result.errors == [
+        "target-pelanor: error: 1 month(s) not uploaded (see the table); no state was saved, "
+        "so the next run retries them"
+    ]
+    assert result.last_state is None
+
+
+def test_a_killed_tap_process_uploads_nothing_for_its_month(tmp_path, pelanor) -> None:
+    # A real pipeline: the tap is killed while it is writing October's rows.
+    tap = subprocess.Popen(
+        [str(BIN / "tap-openai-costs"), "--config", _write_config(tmp_path, SAMPLES / "acme")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    seen = []
+    assert tap.stdout is not None
+    for line in tap.stdout:
+        seen.append(line)
+        if '"month":"2025-10","row":100,' in line:
+            tap.send_signal(signal.SIGKILL)
+            break
+    tap.wait()
+    result = run_target(tmp_path, target_config(pelanor), "".join(seen))
+    assert result.returncode == 1
+    assert stored(pelanor) == {"int-acme/2025-09": ACME_SEPT.read_bytes()}
+
+
+def _write_config(tmp: Path, *paths: Path) -> str:
+    path = tmp / "tap.config.json"
+    path.write_text(json.dumps({"paths": [str(p) for p in paths], "organization_id": ORG}))
+    return str(path)
+
+
+EXACT_JSON = msgspec.json.Encoder(decimal_format="number")
+
+
+def _edit_records(messages: str, edit) -> str:
+    """Change records in flight, keeping every amount's exact digits."""
+    lines = []
+    for line in messages.splitlines():
+        message = json.loads(line, parse_float=Decimal)
+        if message["type"] == "RECORD":
+            edited = edit(message["stream"], message["record"])
+            if edited is None:
+                continue
+            message["record"] = edited
+        lines.append(EXACT_JSON.encode(message).decode())
+    return "\n".join(lines) + "\n"
+
+
+def _drop_row(row: int):
+    def edit(stream, record):
+        return None if stream == "costs" and record["row"] == row else record
+
+    return edit
+
+
+def _retext_row(row: int):
+    def edit(stream, record):
+        if stream == "costs" and record["row"] == row:
+            record["csv_row"] = record["csv_row"].replace("Acme App", "Acme Ap")
+        return record
+
+    return edit
+
+
+def _foreign_row(stream, record):
+    if stream == "costs" and record["row"] == 5:
+        record["organization_id"] = "org-globex"
+    return record
+
+
+def _drop_column_from_layout(stream, record):
+    if stream == "cost_months":
+        layout = record["layout"]
+        layout["header"] = layout["header"].replace(",project_name", ",project_title")
+    return record
+
+
+WITHHELD = {
+    "a row lost in transit": (
+        _drop_row(7),
+        {},
+        "withheld: rows received (381 rows, 553.44967457515155235 USD) do not match the tap's "
+        "seal (382 rows, 554.98017457515155235 USD); run the pipeline again",
+    ),
+    "a row altered in transit": (
+        _retext_row(1),
+        {},
+        "withheld: rows received differ from the rows the tap sealed (digest mismatch); "
+        "run the pipeline again",
+    ),
+    "a row of another organization": (
+        _foreign_row,
+        {},
+        "withheld: has rows of organization org-globex, not org-acme; check organization_id "
+        "of the tap and the target",
+    ),
+    "a tap of another organization": (
+        lambda stream, record: record,
+        {"organization_id": "org-globex", "integration_id": "int-globex"},
+        "withheld: comes from the tap for organization org-acme, but this target uploads for "
+        "org-globex; pair each tap with its own target",
+    ),
+    "a rebuilt file Pelanor would refuse": (
+        _drop_column_from_layout,
+        {},
+        "withheld: rebuilt file fails the export checks: lacks column(s) "
+        "project_name that Pelanor requires; export the Cost data grouped by Line Item (and "
+        "project) with a 1 day interval",
+    ),
+}
+
+
+@pytest.mark.parametrize(("edit", "config", "action"), WITHHELD.values(), ids=WITHHELD.keys())
+def test_unsafe_months_are_withheld(tmp_path, pelanor, edit, config, action) -> None:
+    messages = _edit_records(tap_output(tmp_path, ACME_OCT), edit)
+    out = tmp_path / "out"
+    result = run_target(tmp_path, target_config(pelanor, output_dir=str(out)) | config, messages)
+    assert result.returncode == 1
+    assert report(result)[1][4:] == [action]
+    assert pelanor.uploads() == []
+    assert not out.exists() or list(out.iterdir()) == []
+    assert result.last_state is None
+
+
+def test_an_incomplete_month_is_withheld_unless_allowed(tmp_path, pelanor) -> None:
+    half = [r for r in month_rows("2025-10") if r["start_time_iso"] < "2025-10-16"]
+    messages = tap_output(tmp_path, write(tmp_path / "mid.csv", export(half)))
+    withheld = run_target(tmp_path, target_config(pelanor), messages)
+    assert withheld.returncode == 1
+    assert report(withheld)[1] == [
+        "org-acme",
+        "2025-10",
+        "30",
+        "20.25",
+        "withheld: is incomplete: 16 day(s) missing (2025-10-16 to 2025-10-31); export the "
+        "whole month, or set allow_partial_month to upload it anyway",
+    ]
+    assert pelanor.uploads() == []
+    allowed = run_target(tmp_path, target_config(pelanor, allow_partial_month=True), messages)
+    assert allowed.returncode == 0
+    assert stored(pelanor) == {"int-acme/2025-10": export(half)}
+
+
+def test_safe_months_are_still_uploaded_when_another_is_withheld(tmp_path, pelanor) -> None:
+    half = [r for r in month_rows("2025-11") if r["start_time_iso"] < "2025-11-10"]
+    nov = write(tmp_path / "nov.csv", export(half))
+    result = run_target(tmp_path, target_config(pelanor), tap_output(tmp_path, ACME_OCT, nov))
+    assert result.returncode == 1
+    assert [row[4].split(":")[0] for row in report(result)[1:]] == ["uploaded", "withheld"]
+    assert stored(pelanor) == {"int-acme/2025-10": ACME_OCT.read_bytes()}
+
+
+def test_a_rejected_upload_fails_the_run_without_state(tmp_path, pelanor) -> None:
+    config = target_config(pelanor, integration_id="int-globex")
+    result = run_target(tmp_path, config, tap_output(tmp_path, ACME_OCT))
+    assert result.returncode == 1
+    assert report(result)[1][4] == (
+        "failed: Pelanor rejected the upload of 2025-10 (HTTP 422): organization_id org-acme "
+        "does not match this integration (org-globex)"
+    )
+    assert result.last_state is None
+
+
+FAULTS = {
+    "429 with Retry-After": {"kind": "429", "retry_after": 1, "times": 1},
+    "500 twice": {"kind": "500", "times": 2},
+    "slow reply": {"kind": "slow", "seconds": 2, "times": 1},
+    "dropped connection": {"kind": "drop", "times": 1},
+}
+
+
+@pytest.mark.parametrize("fault", FAULTS.values(), ids=FAULTS.keys())
+def test_each_fault_ends_with_one_stored_file_per_month(tmp_path, fault) -> None:
+    config = sandbox_config(faults=[fault | {"month": "2025-10"}])
+    with PelanorSandbox(config, tmp_path / "pelanor") as sandbox:
+        result = run_target(
+            tmp_path,
+            target_config(sandbox, request_timeout=1),
+            tap_output(tmp_path, SAMPLES / "acme"),
+        )
+        sandbox.wait_idle()
+        assert result.returncode == 0, result.stderr
+        assert stored(sandbox) == {
+            "int-acme/2025-09": ACME_SEPT.read_bytes(),
+            "int-acme/2025-10": ACME_OCT.read_bytes(),
+        }
+        assert [f.remaining for f in sandbox.faults] == [0]
+
+
+def test_dry_run_writes_files_uploads_nothing_and_confirms_no_state(tmp_path) -> None:
+    out = tmp_path / "out"
+    config = {"organization_id": "org-acme", "dry_run": True, "output_dir": str(out)}
+    result = run_target(tmp_path, config, tap_output(tmp_path, SAMPLES / "acme"))
+    assert result.returncode == 0, result.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == {
+        ACME_SEPT.name: ACME_SEPT.read_bytes(),
+        ACME_OCT.name: ACME_OCT.read_bytes(),
+    }
+    assert [row[4] for row in report(result)[1:]] == [f"written to {out}"] * 2
+    assert result.last_state is None
+
+
+def test_missing_upload_settings_are_a_clear_error(tmp_path) -> None:
+    result = run_target(tmp_path, {"organization_id": "org-acme"}, "")
+    assert result.returncode == 1
+    assert "integration_id is required unless dry_run is true" in result.stderr
+    assert "api_token is required unless dry_run is true" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_plain_http_to_a_remote_host_is_refused(tmp_path) -> None:
+    config = {
+        "organization_id": "o",
+        "integration_id": "i",
+        "api_token": TOKEN,
+        "api_url": "http://pelanor.example",
+    }
+    result = run_target(tmp_path, config, "")
+    assert result.returncode == 1
+    assert "api_url must use https" in result.stderr
+    assert TOKEN not in result.stderr
+
+
+def test_the_token_never_appears_in_any_output(tmp_path) -> None:
+    outputs = []
+    with PelanorSandbox(
+        sandbox_config(faults=[{"kind": "500", "times": 1}]), tmp_path / "p"
+    ) as sandbox:
+        messages = tap_output(tmp_path, SAMPLES / "acme")
+        for config in (
+            target_config(sandbox),
+            target_config(sandbox, integration_id="int-globex"),
+            target_config(sandbox, api_token=TOKEN + "x"),
+        ):
+            result = run_target(tmp_path, config, messages)
+            outputs += [result.stdout, result.stderr]
+    outputs.append(run("target-pelanor", "--about", "--format=markdown").stdout)
+    outputs.append(run("target-pelanor", "--about", "--format=json").stdout)
+    assert all(TOKEN not in text for text in outputs)
+    assert any("check api_token" in text for text in outputs)
