@@ -3,79 +3,135 @@
 from __future__ import annotations
 
 import sys
+import tempfile
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 from singer_sdk.contrib.msgspec import MsgSpecWriter
+from singer_sdk.exceptions import ConfigValidationError
 
+from tap_openai_costs import cost_export
+from tap_openai_costs.api_source import fetch_exports, months_to_read, previous_month
 from tap_openai_costs.cost_export import ExportError
+from tap_openai_costs.costs_api import (
+    DEFAULT_BASE_URL,
+    OpenAIAPIError,
+    OpenAICostsClient,
+    check_api_base_url,
+)
 from tap_openai_costs.planner import MonthPlan, expand_paths, plan_months, scan_all
 from tap_openai_costs.streams import CostsStream, MonthSealsStream
 
+MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+
 
 class TapOpenAICosts(Tap):
-    """Reads OpenAI's Cost data exports, validates all of them, then emits changed months."""
+    """Reads OpenAI cost data, validates all of it, then emits the months that changed."""
 
     name = "tap-openai-costs"
     message_writer_class = MsgSpecWriter
 
     config_jsonschema = th.PropertiesList(
         th.Property(
+            "source",
+            th.StringType,
+            default="files",
+            allowed_values=["files", "api"],
+            title="Source",
+            description="files: dashboard CSV exports (paths). api: OpenAI's Costs API "
+            "(admin_api_key).",
+        ),
+        th.Property(
             "paths",
             th.ArrayType(th.StringType),
-            required=True,
             title="Export paths",
-            description=(
-                "Files, folders (every *.csv inside) or glob patterns of OpenAI Cost data "
-                "exports (Usage > Export > Cost data, group by Line Item, 1 day, CSV)."
-            ),
+            description="Files, folders (every *.csv inside) or glob patterns of OpenAI Cost "
+            "data exports (Usage > Export > Cost data, group by Line Item, 1 day, CSV). "
+            "Required when source is files.",
         ),
         th.Property(
             "organization_id",
             th.StringType,
             required=True,
             title="OpenAI organization ID",
-            description=(
-                "The organization (org-...) this connector serves; "
-                "a row of any other fails the run."
-            ),
+            description="The organization (org-...) this connector serves; "
+            "a row of any other fails the run.",
         ),
         th.Property(
             "start_month",
             th.StringType,
             title="Start month",
-            description="YYYY-MM: ignore earlier months.",
-            pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$",
+            description="YYYY-MM: ignore earlier months. With source api, the backfill start "
+            "(default: the previous month).",
+            pattern=MONTH_PATTERN,
+        ),
+        th.Property(
+            "admin_api_key",
+            th.StringType,
+            secret=True,
+            title="OpenAI admin API key",
+            description="An organization admin key (sk-admin-...), for source api.",
+        ),
+        th.Property(
+            "organization_name",
+            th.StringType,
+            title="OpenAI organization name",
+            description="Written in the organization_name column, for source api (the API "
+            "does not return it). Use the name the dashboard's exports show.",
+        ),
+        th.Property(
+            "api_base_url",
+            th.StringType,
+            default=DEFAULT_BASE_URL,
+            title="OpenAI API base URL",
+            description="https only; http only for loopback addresses (a local fake).",
+        ),
+        th.Property(
+            "settle_days",
+            th.IntegerType,
+            default=3,
+            title="Settle days",
+            description="For source api: how many days after a month ends it is still "
+            "re-read, since OpenAI restates recent days.",
         ),
     ).to_dict()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        errors = self._source_config_errors()
+        if errors:
+            raise ConfigValidationError("Config validation failed", errors=errors)
 
     def discover_streams(self) -> list[Stream]:
         return [CostsStream(self), MonthSealsStream(self)]
 
     @cached_property
     def months_to_emit(self) -> list[MonthPlan]:
-        """Every input is validated here, before the first record, so one bad file means
-        no records at all: one line per problem on stderr and exit status 1."""
+        """Every input is read and validated here, before the first record, so one bad
+        file means no records at all: one line per problem on stderr and exit status 1."""
         try:
             return self._changed_months()
         except ExportErrors as errors:
             for error in errors.problems:
                 print(f"{self.name}: error: {error}", file=sys.stderr)
-            sys.exit(1)
+        except OpenAIAPIError as error:
+            print(f"{self.name}: error: {error}", file=sys.stderr)
+        sys.exit(1)
 
     def _changed_months(self) -> list[MonthPlan]:
         organization_id = self.config["organization_id"]
-        start_month = self.config.get("start_month")
+        done = self._emitted_digests()
         try:
-            scans, problems = scan_all(expand_paths(self.config["paths"]), organization_id)
+            paths = self._api_exports(done) if self._from_api else self._export_paths()
+            scans, problems = scan_all(paths, organization_id)
             if problems:
                 raise ExportErrors(problems)
-            plans = plan_months(scans, organization_id, start_month)
+            plans = plan_months(scans, organization_id, self._start_month)
         except ExportError as problem:
             raise ExportErrors([problem]) from None
-        done = self._emitted_digests()
         changed = [plan for plan in plans if done.get(plan.key) != plan.input_digest]
         self.logger.info(
             "%d month(s) found, %d changed since the last run: %s",
@@ -85,9 +141,67 @@ class TapOpenAICosts(Tap):
         )
         return changed
 
-    def _emitted_digests(self) -> dict[str, Any]:
+    @property
+    def _from_api(self) -> bool:
+        return bool(self.config.get("source", "files") == "api")
+
+    @property
+    def _start_month(self) -> str | None:
+        start = self.config.get("start_month")
+        if start is None and self._from_api:
+            return previous_month(cost_export.today_utc())
+        return start
+
+    def _export_paths(self) -> list[Path]:
+        return expand_paths(self.config["paths"])
+
+    def _api_exports(self, done: dict[str, str]) -> list[Path]:
+        organization_id = self.config["organization_id"]
+        today = cost_export.today_utc()
+        read_before = {key.split("/", 1)[1] for key in done if key.startswith(organization_id)}
+        months = months_to_read(
+            self._start_month or previous_month(today),
+            today,
+            int(self.config.get("settle_days", 3)),
+            read_before,
+        )
+        with OpenAICostsClient(
+            admin_api_key=self.config["admin_api_key"],
+            base_url=self.config.get("api_base_url", DEFAULT_BASE_URL),
+        ) as client:
+            return fetch_exports(
+                client,
+                months,
+                today,
+                organization_id,
+                self.config["organization_name"],
+                self._api_dir,
+                self.logger.info,
+            )
+
+    @cached_property
+    def _api_dir(self) -> Path:
+        """Where API months are written for the run; removed when the process ends."""
+        self._api_tmp = tempfile.TemporaryDirectory(prefix="tap-openai-costs-")
+        return Path(self._api_tmp.name)
+
+    def _emitted_digests(self) -> dict[str, str]:
         bookmarks = self.state.get("bookmarks", {}).get(CostsStream.name, {})
         return dict(bookmarks.get("months", {}))
+
+    def _source_config_errors(self) -> list[str]:
+        if not self._from_api:
+            return [] if self.config.get("paths") else ["paths is required when source is files"]
+        errors = [
+            f"{key} is required when source is api"
+            for key in ("admin_api_key", "organization_name")
+            if not self.config.get(key)
+        ]
+        try:
+            check_api_base_url(self.config.get("api_base_url", DEFAULT_BASE_URL))
+        except ValueError as problem:
+            errors.append(str(problem))
+        return errors
 
 
 class ExportErrors(Exception):
