@@ -199,8 +199,8 @@ def test_the_admin_key_appears_nowhere(monkeypatch, capsys, openai, caplog, tmp_
     assert bad_key.errors == [
         "tap-openai-costs: error: OpenAI rejected the admin key (HTTP 401): Incorrect API key "
         "provided: sk-***. You can find your API key at "
-        "https://platform.openai.com/account/api-keys; the Costs API needs an organization admin key (sk-admin-...), created "
-        "under Organization settings > Admin keys"
+        "https://platform.openai.com/account/api-keys; the Costs API needs an organization "
+        "admin key (sk-admin-...), created under Organization settings > Admin keys"
     ]
     outputs += [bad_key.stdout, bad_key.stderr, run("tap-openai-costs", "--about").stdout]
     assert all(KEY not in text for text in outputs)
