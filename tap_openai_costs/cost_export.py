@@ -134,8 +134,7 @@ class Row:
 
     @property
     def is_idle(self) -> bool:
-        """An idle day: the four time columns filled, every other column empty."""
-        return not any(v for k, v in self.values.items() if k not in TIME_COLUMNS)
+        return is_idle(self.values)
 
     @property
     def amount(self) -> Decimal:
@@ -174,6 +173,11 @@ class ExportScan:
     @property
     def last_day(self) -> date | None:
         return self.days[-1].day if self.days else None
+
+
+def is_idle(values: dict[str, str]) -> bool:
+    """An idle day: the four time columns filled, every other column empty."""
+    return not any(v for k, v in values.items() if k not in TIME_COLUMNS)
 
 
 def day_of(unix_seconds: int) -> date:
@@ -362,14 +366,16 @@ class _RowChecker:
         self.path = path
         self.layout = layout
         self.organization_id = organization_id
-        self.day: date | None = None
+        self.day = date.min
+        self.times: tuple[str, ...] = ()
         self.keys: dict[tuple[str, ...], tuple[str, int]] = {}
         self.key_columns = [c for c in layout.columns if c not in MEASURE_COLUMNS]
 
     def fail(self, row: int, message: str) -> ExportError:
         return ExportError(self.path, message, row=row)
 
-    def check(self, number: int, fields: list[str], terminator: str, is_last: bool) -> Row:
+    def check(self, number: int, fields: list[str], terminator: str, is_last: bool) -> date:
+        """Check one row; return its day."""
         layout = self.layout
         if not fields:
             raise self.fail(number, "is an empty line; use the export unmodified")
@@ -388,9 +394,19 @@ class _RowChecker:
         if terminator != layout.line_terminator and not (is_last and not terminator):
             raise self.fail(number, "mixes line endings; use the export as downloaded")
         values = dict(zip(layout.columns, fields, strict=True))
-        row = Row("", values)
+        times = tuple(values[column] for column in TIME_COLUMNS)
+        if times != self.times:
+            # Rows come grouped by day: the time columns are checked once per day.
+            self._check_day(number, values)
+            self.times = times
+        if not is_idle(values):
+            self._check_cost(number, values)
+        self._check_unique(number, values)
+        return self.day
+
+    def _check_day(self, number: int, values: dict[str, str]) -> None:
         day = day_of(self._check_times(number, values))
-        if self.day is not None and day < self.day:
+        if day < self.day:
             raise self.fail(
                 number,
                 f"day {day} comes after day {self.day}; rows must be in time order as "
@@ -398,10 +414,6 @@ class _RowChecker:
             )
         if day != self.day:
             self.day, self.keys = day, {}
-        if not row.is_idle:
-            self._check_cost(number, values)
-        self._check_unique(number, values)
-        return row
 
     def _check_times(self, number: int, values: dict[str, str]) -> int:
         for column in ("start_time", "end_time"):
@@ -477,9 +489,9 @@ def scan_export(path: Path, organization_id: str | None) -> ExportScan:
         terminator = layout.line_terminator if layout.final_newline else ""
         for (fields, text, terminator, end), is_last in _with_last(_records(lines)):
             number += 1
-            row = checker.check(number, fields, terminator, is_last)
-            if not days or days[-1].day != row.day:
-                days.append(DaySlice(row.day, start=offset))
+            day = checker.check(number, fields, terminator, is_last)
+            if not days or days[-1].day != day:
+                days.append(DaySlice(day, start=offset))
             current = days[-1]
             current.rows += 1
             rows_digest_update(current.digest, text)

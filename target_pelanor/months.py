@@ -9,13 +9,15 @@ memory does not grow with the size of a month, and SDK drains cannot split one.
 from __future__ import annotations
 
 import hashlib
-import json
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
+
+import msgspec
 
 from tap_openai_costs.cost_export import (
     ExportError,
@@ -28,6 +30,9 @@ from tap_openai_costs.cost_export import (
     upload_filename,
     write_export,
 )
+
+_SPOOL_LINE = msgspec.json.Encoder()
+_SPOOL_TEXT = msgspec.json.Decoder(str)
 
 
 class Withheld(Exception):
@@ -46,32 +51,34 @@ class MonthSpool:
     organization: str
     month: str
     path: Path
-    handle: IO[str]
+    handle: IO[bytes]
     rows: int = 0
     total: Decimal = Decimal(0)
     digest: Any = field(default_factory=hashlib.sha256)
-    days: set[date] = field(default_factory=set)
+    days: set[str] = field(default_factory=set)
     foreign: str | None = None
 
     def add(self, record: dict[str, Any], organization_id: str) -> None:
         text = record["csv_row"]
-        self.handle.write(json.dumps(text, ensure_ascii=False))
-        self.handle.write("\n")
+        self.handle.write(_SPOOL_LINE.encode(text))
+        self.handle.write(b"\n")
         self.rows += 1
         amount = record.get("amount_value")
         if amount is not None:
             self.total += amount if isinstance(amount, Decimal) else Decimal(str(amount))
         rows_digest_update(self.digest, text)
-        self.days.add(date.fromisoformat(record["day"]))
+        self.days.add(record["day"])
         row_organization = record.get("organization_id")
         if row_organization and row_organization != organization_id and self.foreign is None:
             self.foreign = row_organization
 
-    def texts(self) -> Any:
+    def texts(self) -> Iterator[str]:
+        """The spooled rows, in arrival order (a quoted value may hold a newline: hence
+        one JSON string per line)."""
         self.handle.flush()
-        with self.path.open(encoding="utf-8") as spool:
+        with self.path.open("rb") as spool:
             for line in spool:
-                yield json.loads(line)
+                yield _SPOOL_TEXT.decode(line)
 
 
 @dataclass(frozen=True)
@@ -106,7 +113,7 @@ class MonthLedger:
         spool = self.open.get(key)
         if spool is None:
             path = self.work_dir / f"{key[0]}_{key[1]}.rows.jsonl"
-            handle = path.open("w", encoding="utf-8")
+            handle = path.open("wb")
             spool = self.open[key] = MonthSpool(key[0], key[1], path, handle)
         spool.add(record, self.organization_id)
 
@@ -162,7 +169,7 @@ class MonthLedger:
                 "rows received differ from the rows the tap sealed (digest mismatch); "
                 "run the pipeline again"
             )
-        missing = missing_days(spool.month, spool.days)
+        missing = missing_days(spool.month, map(date.fromisoformat, spool.days))
         if missing and not self.allow_partial_month:
             raise Withheld(
                 f"is incomplete: {len(missing)} day(s) missing ({describe_days(missing)}); "
