@@ -30,7 +30,7 @@ class _PelanorSink(RecordSink):
         self.pelanor = target
 
     def get_validator(self) -> BaseJSONSchemaValidator | None:
-        return CompiledValidator(self.schema)
+        return CompiledValidator(self.schema) if self.validate_schema else None
 
     def _parse_timestamps_in_record(self, record: dict[str, Any], *_: Any, **__: Any) -> None:
         """Skip the SDK's per-field date scan: the tap's schemas declare no date formats

@@ -9,12 +9,17 @@ from dataclasses import replace
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from singer_sdk import Target
 from singer_sdk import typing as th
 from singer_sdk.contrib.msgspec import MsgSpecReader
 from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.helpers.capabilities import (
+    CapabilitiesEnum,
+    PluginCapabilities,
+    TargetCapabilities,
+)
 from singer_sdk.sinks import Sink
 
 from target_pelanor.client import (
@@ -36,6 +41,13 @@ class TargetPelanor(Target):
     name = "target-pelanor"
     message_reader_class = MsgSpecReader
     default_sink_class = CostRowsSink
+    # Not flattening: the seal's layout object must arrive whole.
+    capabilities: ClassVar[list[CapabilitiesEnum]] = [
+        PluginCapabilities.ABOUT,
+        PluginCapabilities.STREAM_MAPS,
+        PluginCapabilities.STRUCTURED_LOGGING,
+        TargetCapabilities.VALIDATE_RECORDS,
+    ]
 
     config_jsonschema = th.PropertiesList(
         th.Property(
@@ -131,11 +143,12 @@ class TargetPelanor(Target):
 
     def get_sink_class(self, stream_name: str) -> type[Sink]:
         if stream_name not in SINKS:
-            msg = (
-                f"stream {stream_name!r} is not one target-pelanor loads; pair it with "
-                "tap-openai-costs (streams costs and cost_months)"
+            print(
+                f"{self.name}: error: stream {stream_name!r} is not one target-pelanor loads; "
+                "pair it with tap-openai-costs (streams costs and cost_months)",
+                file=sys.stderr,
             )
-            raise ValueError(msg)
+            sys.exit(1)
         return SINKS[stream_name]
 
     @property
