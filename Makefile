@@ -1,0 +1,63 @@
+# Needs only python3.11, pip, git and make: every target installs what it uses.
+#   make demo   both organizations' jobs (environment dev) into a local Pelanor sandbox
+#   make test   lint, type check and all tests (what .ci/run runs)
+#   make lint   ruff and mypy only
+#   make clean  forget Meltano state, sandbox data and caches (keeps .venv)
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.ONESHELL:
+.DEFAULT_GOAL := test
+
+PYTHON ?= python3.11
+MELTANO_VERSION := 4.4.1
+VENV := .venv
+BIN := $(VENV)/bin
+DEV_PORT := 8765
+# Must match the dev environment in meltano.yml (dev token and integrations).
+SANDBOX_CONFIG := {"tokens": ["dev-token-not-secret"], "integrations": {"int-acme": "org-acme", "int-globex": "org-globex"}}
+ORGS := acme globex
+
+.PHONY: demo test lint clean install
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[dev]' 'meltano==$(MELTANO_VERSION)'
+	touch $@
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest
+
+demo: install
+	export MELTANO_SEND_ANONYMOUS_USAGE_STATS=false
+	$(BIN)/meltano install
+	mkdir -p .sandbox
+	echo '$(SANDBOX_CONFIG)' > .sandbox/config.json
+	$(BIN)/python -m target_pelanor.sandbox --config .sandbox/config.json \
+	  --data-dir .sandbox/data --port $(DEV_PORT) > .sandbox/sandbox.log 2>&1 &
+	sandbox=$$!
+	trap 'kill $$sandbox 2>/dev/null || true' EXIT
+	until grep -q listening .sandbox/sandbox.log; do
+	  kill -0 $$sandbox 2>/dev/null || { cat .sandbox/sandbox.log; exit 1; }
+	  sleep 0.2
+	done
+	failed=""
+	for org in $(ORGS); do  # one job per organization: a failure does not stop the next
+	  $(BIN)/meltano --environment=dev run openai-costs-$$org || failed="$$failed $$org"
+	done
+	echo "== .sandbox/data/uploads.jsonl (all runs so far; make clean starts over)"
+	cat .sandbox/data/uploads.jsonl 2>/dev/null || echo "(no uploads)"
+	echo "== files stored by the sandbox"
+	find .sandbox/data/files -type f | sort | xargs -r ls -l
+	if [ -n "$$failed" ]; then echo "demo: failed:$$failed" >&2; exit 1; fi
+
+clean:
+	rm -rf .meltano .sandbox output .pytest_cache .ruff_cache .mypy_cache
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +

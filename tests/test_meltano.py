@@ -1,0 +1,252 @@
+"""End to end through the real meltano CLI, with the project's meltano.yml (127.0.0.1 only).
+
+Each test copies meltano.yml and samples/ into a temporary project and points the plugins'
+`executable` at the console scripts of the running venv instead of `pip_url: -e .`, so no
+plugin venv is built (`meltano install` of both plugins costs a few seconds and needs the
+network; `make demo` does it). Only the local sandbox (in process) is ever contacted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from target_pelanor.sandbox import PelanorSandbox
+
+pytestmark = pytest.mark.meltano
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+MELTANO = BIN / "meltano"
+DEV_TOKEN = "dev-token-not-secret"
+SANDBOX_CONFIG = {
+    "tokens": [DEV_TOKEN],
+    "integrations": {"int-acme": "org-acme", "int-globex": "org-globex"},
+}
+ACME = ("tap-openai-costs--acme", "target-pelanor--acme")
+GLOBEX = ("tap-openai-costs--globex", "target-pelanor--globex")
+ACME_STATE_ID = "dev:tap-openai-costs--acme-to-target-pelanor--acme"
+SEPTEMBER = "cost_2025-09-01_2025-09-30.csv"
+OCTOBER = "cost_2025-10-01_2025-10-31.csv"
+TOKEN_REQUIRED = "api_token is required unless dry_run is true"
+
+
+class Project:
+    """A throwaway copy of the Meltano project, driven through the meltano CLI."""
+
+    def __init__(self, root: Path, api_url: str) -> None:
+        self.root = root
+        shutil.copy2(REPO / "meltano.yml", root / "meltano.yml")
+        shutil.copytree(REPO / "samples", root / "samples")
+        self.edit(_use_installed_executables)
+        hermetic = ("TAP_OPENAI_COSTS", "TARGET_PELANOR", "PELANOR_", "MELTANO_")
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(hermetic)}
+        self.env |= {
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+            # Not a guarded setting: children inherit the parent's value, which is how the
+            # sandbox's free port replaces the dev environment's fixed one.
+            "TARGET_PELANOR_API_URL": api_url,
+        }
+
+    def edit(self, change: Any) -> None:
+        path = self.root / "meltano.yml"
+        config = yaml.safe_load(path.read_text("utf-8"))
+        change(config)
+        path.write_text(yaml.safe_dump(config, sort_keys=False), "utf-8")
+
+    def meltano(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(MELTANO), *args],
+            cwd=self.root,
+            env=self.env | env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+
+    def run(self, tap: str, target: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return self.meltano("--environment=dev", "run", tap, target, **env)
+
+    def config(self, plugin: str, environment: str = "dev", **env: str) -> dict[str, Any]:
+        done = self.meltano(
+            f"--environment={environment}", "config", "--unsafe", "print", plugin, **env
+        )
+        assert done.returncode == 0, done.stderr
+        config: dict[str, Any] = json.loads(done.stdout)
+        return config
+
+    def state(self, state_id: str) -> dict[str, Any]:
+        done = self.meltano("state", "get", state_id)
+        assert done.returncode == 0, done.stderr
+        state: dict[str, Any] = json.loads(done.stdout)
+        return state
+
+
+def _use_installed_executables(config: dict[str, Any]) -> None:
+    for kind in ("extractors", "loaders"):
+        for plugin in config["plugins"][kind]:
+            if plugin.pop("pip_url", None):
+                plugin["executable"] = str(BIN / plugin["executable"])
+
+
+def _loader(config: dict[str, Any], name: str) -> dict[str, Any]:
+    loader: dict[str, Any] = next(p for p in config["plugins"]["loaders"] if p["name"] == name)
+    return loader
+
+
+@pytest.fixture(scope="module")
+def meltano_cli() -> None:
+    if not MELTANO.exists():
+        pytest.skip(
+            f"meltano is not installed next to {sys.executable}; `make test` installs it "
+            "(pip install meltano==4.4.1)"
+        )
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[PelanorSandbox]:
+    with PelanorSandbox(SANDBOX_CONFIG, tmp_path / "pelanor") as running:
+        yield running
+
+
+@pytest.fixture
+def project(tmp_path: Path, sandbox: PelanorSandbox, meltano_cli: None) -> Project:
+    root = tmp_path / "project"
+    root.mkdir()
+    return Project(root, sandbox.url)
+
+
+def ok(done: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert done.returncode == 0, f"meltano failed:\n{done.stderr[-5000:]}"
+    return done
+
+
+def test_each_organization_uploads_exact_months_once_then_only_what_changed(
+    project: Project, sandbox: PelanorSandbox
+) -> None:
+    files = sandbox.data_dir / "files"
+    acme, globex = project.root / "samples" / "acme", project.root / "samples" / "globex"
+
+    ok(project.run(*ACME))
+    ok(project.run(*GLOBEX))
+
+    assert sorted((u["integration_id"], u["month"]) for u in sandbox.uploads()) == [
+        ("int-acme", "2025-09"),
+        ("int-acme", "2025-10"),
+        ("int-globex", "2025-10"),
+    ]
+    assert (files / "int-acme/2025-09.csv").read_bytes() == (acme / SEPTEMBER).read_bytes()
+    assert (files / "int-acme/2025-10.csv").read_bytes() == (acme / OCTOBER).read_bytes()
+    assert (files / "int-globex/2025-10.csv").read_bytes() == (globex / OCTOBER).read_bytes()
+    months = project.state(ACME_STATE_ID)["singer_state"]["bookmarks"]["costs"]["months"]
+    assert sorted(months) == ["org-acme/2025-09", "org-acme/2025-10"]
+
+    uploads = (sandbox.data_dir / "uploads.jsonl").read_bytes()
+    ok(project.run(*ACME))
+    assert (sandbox.data_dir / "uploads.jsonl").read_bytes() == uploads, "re-uploaded"
+    assert project.state(ACME_STATE_ID)["singer_state"]["bookmarks"]["costs"]["months"] == months
+
+    # A newer export of September (one amount corrected): exactly September goes again.
+    original = (acme / SEPTEMBER).read_bytes()
+    corrected = original.replace(b",0.7652070772182651,", b",0.7652070772182652,", 1)
+    assert corrected != original
+    newer = acme / "cost_2025-09-01_2025-09-30 (1).csv"
+    newer.write_bytes(corrected)
+    stat = (acme / SEPTEMBER).stat()
+    os.utime(newer, (stat.st_atime + 60, stat.st_mtime + 60))
+    ok(project.run(*ACME))
+
+    new = sandbox.uploads()[3:]
+    assert [(u["integration_id"], u["month"]) for u in new] == [("int-acme", "2025-09")]
+    assert (files / "int-acme/2025-09.csv").read_bytes() == corrected
+    assert (files / "int-acme/2025-10.csv").read_bytes() == (acme / OCTOBER).read_bytes()
+    after = project.state(ACME_STATE_ID)["singer_state"]["bookmarks"]["costs"]["months"]
+    assert after["org-acme/2025-10"] == months["org-acme/2025-10"]
+    assert after["org-acme/2025-09"] != months["org-acme/2025-09"]
+
+
+def test_loader_without_its_own_token_fails_instead_of_borrowing_the_parents(
+    project: Project, sandbox: PelanorSandbox
+) -> None:
+    """The inheritance trap: a valid token on the parent, in meltano.yml and in the shell,
+    must not reach an organization's loader that has no token of its own."""
+
+    def add_forgetful_organization(config: dict[str, Any]) -> None:
+        _loader(config, "target-pelanor").setdefault("config", {})["api_token"] = DEV_TOKEN
+        config["plugins"]["loaders"].append(
+            {
+                "name": "target-pelanor--forgetful",
+                "inherit_from": "target-pelanor",
+                "config": {"organization_id": "org-acme", "integration_id": "int-acme"},
+            }
+        )
+
+    project.edit(add_forgetful_organization)
+    done = project.run(
+        "tap-openai-costs--acme", "target-pelanor--forgetful", TARGET_PELANOR_API_TOKEN=DEV_TOKEN
+    )
+
+    assert done.returncode != 0
+    assert TOKEN_REQUIRED in done.stderr
+    assert sandbox.requests == []
+    assert sandbox.uploads() == []
+    assert "dev:tap-openai-costs--acme-to-target-pelanor--forgetful" not in (
+        project.meltano("state", "list").stdout
+    )
+
+
+def test_meltano_precedence_the_guard_relies_on(project: Project) -> None:
+    """What Meltano 4.4.1 does with inherited settings; fails loudly if an upgrade changes it.
+
+    - A child's own env var (TARGET_PELANOR__ACME_API_TOKEN) beats its meltano.yml config.
+    - A key set in the child's config, even to an unset $VAR, is never inherited.
+    - A key the child does not set comes from the parent, and the parent reads the shell's
+      TARGET_PELANOR_API_TOKEN: the trap. A plugin's `env:` in meltano.yml beats the shell,
+      which is how the parent is pinned to "".
+    """
+    leak = {"TARGET_PELANOR_API_TOKEN": "parent-token"}
+    assert project.config("target-pelanor", **leak)["api_token"] == ""
+    assert project.config("target-pelanor--acme", **leak)["api_token"] == DEV_TOKEN
+    own = project.config("target-pelanor--acme", TARGET_PELANOR__ACME_API_TOKEN="own", **leak)
+    assert own["api_token"] == "own"
+
+    prod = project.config("target-pelanor--acme", "prod", PELANOR_API_TOKEN_ACME="acme", **leak)
+    assert prod["api_token"] == "acme"
+    assert "api_token" not in project.config("target-pelanor--globex", "prod", **leak)
+
+    def add_child_and_drop_guard(config: dict[str, Any]) -> None:
+        del _loader(config, "target-pelanor")["env"]
+        config["plugins"]["loaders"].append(
+            {"name": "target-pelanor--bare", "inherit_from": "target-pelanor"}
+        )
+
+    project.edit(add_child_and_drop_guard)
+    assert project.config("target-pelanor--bare", **leak)["api_token"] == "parent-token"
+
+
+def test_one_job_and_daily_schedule_per_organization() -> None:
+    config = yaml.safe_load((REPO / "meltano.yml").read_text("utf-8"))
+    jobs = {job["name"]: job["tasks"] for job in config["jobs"]}
+    assert jobs == {
+        "openai-costs-acme": [" ".join(ACME)],
+        "openai-costs-globex": [" ".join(GLOBEX)],
+        "openai-costs-initech": ["tap-openai-costs--initech target-pelanor--initech"],
+    }
+    assert {(s["job"], s["interval"]) for s in config["schedules"]} == {
+        ("openai-costs-acme", "@daily"),
+        ("openai-costs-globex", "@daily"),
+        ("openai-costs-initech", "@daily"),
+    }
+    assert config["default_environment"] == "dev"
