@@ -124,10 +124,12 @@ class CostsStream(Stream):
             "source_files": plan.source_files,
             "layout": plan.layout.to_dict(),
         }
+        # Bookmarked first, so the STATE written right after the seal already covers the
+        # month: the target drains (uploads) the sealed month before it confirms that state.
+        self.stream_state.setdefault("months", {})[plan.key] = plan.input_digest
         for child in self.child_streams:
             if isinstance(child, MonthSealsStream) and child.selected:
                 child.emit(seal)
-        self.stream_state.setdefault("months", {})[plan.key] = plan.input_digest
 
 
 class MonthSealsStream(Stream):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import msgspec
 import pytest
 
 from target_pelanor.sandbox import PelanorSandbox
+from target_pelanor.target import TargetPelanor
 from tests.exports import ORG, SAMPLES, export, month_rows, write
 from tests.singer import BIN, Run, run, run_tap
 
@@ -122,6 +124,26 @@ def test_every_layout_arrives_byte_for_byte(tmp_path, pelanor, terminator, bom) 
     result = run_target(tmp_path, target_config(pelanor), tap_output(tmp_path, content))
     assert result.returncode == 0, result.stderr
     assert stored(pelanor) == {"int-acme/2025-11": content.read_bytes()}
+
+
+def test_sdk_drains_splitting_a_month_change_nothing(tmp_path, pelanor, capsys) -> None:
+    """The SDK drains all sinks every few minutes, wherever the input is: mid-month too."""
+    lines = tap_output(tmp_path, SAMPLES / "acme").splitlines(keepends=True)
+    target = TargetPelanor(config=target_config(pelanor), parse_env_config=False)
+    middle_of_october = next(i for i, line in enumerate(lines) if '"2025-10","row":191,' in line)
+    for part in (lines[:middle_of_october], lines[middle_of_october:]):
+        target.process_lines(io.StringIO("".join(part)))
+        target.drain_all()
+    states_mid_run = capsys.readouterr().out.splitlines()
+    target.process_endofpipe()
+    assert stored(pelanor) == {
+        "int-acme/2025-09": ACME_SEPT.read_bytes(),
+        "int-acme/2025-10": ACME_OCT.read_bytes(),
+    }
+    # Confirmed at the mid-October drain: September only, which Pelanor already has.
+    assert json.loads(states_mid_run[0])["bookmarks"]["costs"]["months"].keys() == {
+        "org-acme/2025-09"
+    }
 
 
 def test_rerunning_the_same_input_gives_the_same_result(tmp_path, pelanor) -> None:
