@@ -63,6 +63,7 @@ class TapOpenAICosts(Tap):
     """Reads OpenAI cost data, validates all of it, then emits the months that changed."""
 
     name = "tap-openai-costs"
+    package_name = "openai-costs-to-pelanor"
     message_writer_class = BufferedMsgSpecWriter
     # Not BATCH: batch files would let a seal overtake the last rows of its month.
     # Not flattening: the seal's layout object must reach the target whole.

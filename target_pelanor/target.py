@@ -39,6 +39,7 @@ class TargetPelanor(Target):
     """Rebuilds each month as the exact CSV OpenAI exports, checks it, uploads it."""
 
     name = "target-pelanor"
+    package_name = "openai-costs-to-pelanor"
     message_reader_class = MsgSpecReader
     default_sink_class = CostRowsSink
     # Not flattening: the seal's layout object must arrive whole.
