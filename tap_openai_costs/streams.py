@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -12,9 +13,11 @@ from singer_sdk import typing as th
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_openai_costs import cost_export
+from tap_openai_costs.batches import write_batches
 from tap_openai_costs.cost_export import format_decimal, rows_digest_update
 
 if TYPE_CHECKING:
+    from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig
     from singer_sdk.helpers.types import Context
 
     from tap_openai_costs.planner import MonthPlan
@@ -38,6 +41,21 @@ _TEXT_COLUMNS = (
     "user_email",
     "api_source",
 )
+
+
+@dataclass
+class MonthTally:
+    """What a seal vouches for, counted as the rows go out."""
+
+    count: int = 0
+    total: Decimal = Decimal(0)
+    digest: Any = field(default_factory=hashlib.sha256)
+
+    def add(self, row_text: str, amount: Decimal | None) -> None:
+        self.count += 1
+        if amount is not None:
+            self.total += amount
+        rows_digest_update(self.digest, row_text)
 
 
 class CostsStream(Stream):
@@ -74,7 +92,26 @@ class CostsStream(Stream):
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         for plan in self._tap.months_to_emit:  # type: ignore[attr-defined]
-            yield from self._month_records(plan)
+            tally = MonthTally()
+            yield from self._month_records(plan, tally)
+            # Resumed only after the month's last record was written: now it may be sealed.
+            self._seal(plan, tally)
+
+    def get_batches(
+        self, batch_config: BatchConfig, context: Context | None = None
+    ) -> Iterable[tuple[BaseBatchFileEncoding, list[str]]]:
+        """BATCH messages for each month's rows, then its seal as a RECORD.
+
+        The SDK's own batcher would let a seal overtake rows still waiting in its buffer,
+        so files are cut here, per month, written as they fill, never held in memory.
+        """
+        for plan in self._tap.months_to_emit:  # type: ignore[attr-defined]
+            tally = MonthTally()
+            for manifest in write_batches(
+                self._month_records(plan, tally), batch_config, self.name
+            ):
+                yield batch_config.encoding, manifest
+            self._seal(plan, tally)
 
     def generate_child_contexts(
         self, record: dict[str, Any], context: Context | None
@@ -82,19 +119,15 @@ class CostsStream(Stream):
         """Seals are synced explicitly after a month's last row, never per record."""
         return ()
 
-    def _month_records(self, plan: MonthPlan) -> Iterator[dict[str, Any]]:
-        digest = hashlib.sha256()
-        total = Decimal(0)
-        count = 0
-        for count, row in enumerate(plan.rows(), start=1):
+    def _month_records(self, plan: MonthPlan, tally: MonthTally) -> Iterator[dict[str, Any]]:
+        for row in plan.rows():
             values = row.values
             amount = Decimal(values["amount_value"]) if values["amount_value"] else None
-            total += amount or 0
-            rows_digest_update(digest, row.text)
+            tally.add(row.text, amount)
             record: dict[str, Any] = {
                 "organization": plan.organization_id,
                 "month": plan.month,
-                "row": count,
+                "row": tally.count,
                 "day": row.day.isoformat(),
                 "start_time": row.start_time,
                 "end_time": int(values["end_time"]),
@@ -104,22 +137,20 @@ class CostsStream(Stream):
             for column in _TEXT_COLUMNS:
                 record[column] = values.get(column) or None
             yield record
-        # Runs once the month's last record has been written: only now may it be sealed.
-        self._seal(plan, count, total, digest.hexdigest())
 
-    def _seal(self, plan: MonthPlan, count: int, total: Decimal, rows_digest: str) -> None:
+    def _seal(self, plan: MonthPlan, tally: MonthTally) -> None:
         today = cost_export.today_utc()
         missing = cost_export.missing_days(plan.month, plan.days, today)
         seal = {
             "organization": plan.organization_id,
             "month": plan.month,
-            "row_count": count,
-            "total_usd": format_decimal(total),
+            "row_count": tally.count,
+            "total_usd": format_decimal(tally.total),
             "days_covered": len(plan.days),
             "days_expected": cost_export.expected_day_count(plan.month, today),
             "missing_days": [day.isoformat() for day in missing],
             "complete": not missing,
-            "rows_digest": rows_digest,
+            "rows_digest": tally.digest.hexdigest(),
             "input_digest": plan.input_digest,
             "source_files": plan.source_files,
             "layout": plan.layout.to_dict(),
@@ -182,3 +213,7 @@ class MonthSealsStream(Stream):
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         if self._pending is not None:
             yield self._pending
+
+    def get_batch_config(self, config: Mapping[str, Any]) -> BatchConfig | None:
+        """Seals always travel as RECORD messages, right behind their month's rows."""
+        return None

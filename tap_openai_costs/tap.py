@@ -13,11 +13,13 @@ from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.helpers._batch import BatchConfig
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities, TapCapabilities
 from singer_sdk.singerlib import Message, RecordMessage
 
 from tap_openai_costs import cost_export
 from tap_openai_costs.api_source import fetch_exports, months_to_read, previous_month
+from tap_openai_costs.batches import check_encoding
 from tap_openai_costs.cost_export import ExportError
 from tap_openai_costs.costs_api import (
     DEFAULT_BASE_URL,
@@ -65,7 +67,6 @@ class TapOpenAICosts(Tap):
     name = "tap-openai-costs"
     package_name = "openai-costs-to-pelanor"
     message_writer_class = BufferedMsgSpecWriter
-    # Not BATCH: batch files would let a seal overtake the last rows of its month.
     # Not flattening: the seal's layout object must reach the target whole.
     capabilities: ClassVar[list[CapabilitiesEnum]] = [
         TapCapabilities.CATALOG,
@@ -74,6 +75,7 @@ class TapOpenAICosts(Tap):
         PluginCapabilities.ABOUT,
         PluginCapabilities.STREAM_MAPS,
         PluginCapabilities.STRUCTURED_LOGGING,
+        PluginCapabilities.BATCH,
     ]
 
     config_jsonschema = th.PropertiesList(
@@ -143,7 +145,7 @@ class TapOpenAICosts(Tap):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        errors = self._source_config_errors()
+        errors = self._source_config_errors() + self._batch_config_errors()
         if errors:
             raise ConfigValidationError("Config validation failed", errors=errors)
 
@@ -230,6 +232,16 @@ class TapOpenAICosts(Tap):
     def _emitted_digests(self) -> dict[str, str]:
         bookmarks = self.state.get("bookmarks", {}).get(CostsStream.name, {})
         return dict(bookmarks.get("months", {}))
+
+    def _batch_config_errors(self) -> list[str]:
+        batch_config = self.config.get("batch_config")
+        if not batch_config:
+            return []
+        try:
+            check_encoding(BatchConfig.from_dict(batch_config).encoding)
+        except ValueError as problem:
+            return [str(problem)]
+        return []
 
     def _source_config_errors(self) -> list[str]:
         if not self._from_api:

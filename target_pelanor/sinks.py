@@ -6,11 +6,13 @@ from typing import TYPE_CHECKING, Any
 
 from singer_sdk.sinks import RecordSink
 
+from tap_openai_costs.batches import read_batch
 from target_pelanor.validation import CompiledValidator
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from singer_sdk.helpers._batch import BaseBatchFileEncoding
     from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
     from target_pelanor.target import TargetPelanor
@@ -43,6 +45,15 @@ class CostRowsSink(_PelanorSink):
 
     def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
         self.pelanor.ledger.add_row(record)
+
+    def process_batch_files(self, encoding: BaseBatchFileEncoding, files: Sequence[str]) -> None:
+        """BATCH messages (the tap's fast path): stream each file's rows into the spool.
+
+        The seal that follows still checks count, total and digest of every row."""
+        for url in files:
+            for record in read_batch(encoding, url):
+                self.pelanor.ledger.add_row(record)
+                self.record_counter_metric.increment()
 
 
 class MonthSealSink(_PelanorSink):

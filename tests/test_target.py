@@ -433,3 +433,51 @@ def test_the_token_never_appears_in_any_output(tmp_path) -> None:
     outputs.append(run("target-pelanor", "--about", "--format=json").stdout)
     assert all(TOKEN not in text for text in outputs)
     assert any("check api_token" in text for text in outputs)
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_batch_messages_carry_months_exactly_and_leave_no_files(
+    tmp_path, pelanor, compression
+) -> None:
+    batches = tmp_path / "batches"
+    config = {
+        "paths": [str(SAMPLES / "acme")],
+        "organization_id": ORG,
+        "batch_config": {
+            "encoding": {"format": "jsonl", "compression": compression},
+            "storage": {"root": batches.as_uri()},
+            "batch_size": 100,
+        },
+    }
+    tap = run_tap(tmp_path, config)
+    assert tap.returncode == 0, tap.stderr
+    kinds = [(m["type"], m.get("stream")) for m in tap.messages if m["type"] != "STATE"]
+    september = [("BATCH", "costs")] * 5 + [("SCHEMA", "cost_months"), ("RECORD", "cost_months")]
+    october = [("BATCH", "costs")] * 4 + [("SCHEMA", "cost_months"), ("RECORD", "cost_months")]
+    assert kinds == [("SCHEMA", "costs"), *september, *october]
+
+    result = run_target(tmp_path, target_config(pelanor), tap.stdout)
+    assert result.returncode == 0, result.stderr
+    assert stored(pelanor) == {
+        "int-acme/2025-09": ACME_SEPT.read_bytes(),
+        "int-acme/2025-10": ACME_OCT.read_bytes(),
+    }
+    assert list(batches.iterdir()) == []
+
+
+def test_an_unsupported_batch_encoding_is_a_config_error(tmp_path) -> None:
+    config = {
+        "paths": [str(SAMPLES / "acme")],
+        "organization_id": ORG,
+        "batch_config": {
+            "encoding": {"format": "parquet"},
+            "storage": {"root": (tmp_path / "b").as_uri()},
+        },
+    }
+    result = run_tap(tmp_path, config)
+    assert result.returncode == 1
+    assert (
+        "batch_config.encoding must be format jsonl with compression gzip or none, "
+        "not parquet / None" in result.stderr
+    )
+    assert result.messages == []

@@ -1,0 +1,80 @@
+"""BATCH files of cost records: JSON lines, exact decimals, optionally gzip-compressed.
+
+The fast path for backfills. Both sides use this module, so the tap and the target agree
+on the file format without either guessing: the tap writes, the target reads and removes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import uuid
+from collections.abc import Iterable, Iterator
+from decimal import Decimal
+from typing import IO, Any
+
+import msgspec
+from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig, BatchFileFormat
+from upath import UPath
+
+_ENCODER = msgspec.json.Encoder(decimal_format="number")
+_DECODER = msgspec.json.Decoder(float_hook=Decimal)
+_WRITE_SIZE = 1 << 20
+_COMPRESSIONS = (None, "none", "gzip")
+
+
+def check_encoding(encoding: BaseBatchFileEncoding) -> None:
+    if encoding.format != BatchFileFormat.JSONL or encoding.compression not in _COMPRESSIONS:
+        msg = (
+            "batch_config.encoding must be format jsonl with compression gzip or none, "
+            f"not {encoding.format} / {encoding.compression}"
+        )
+        raise ValueError(msg)
+
+
+def write_batches(
+    records: Iterable[dict[str, Any]], batch_config: BatchConfig, stream_name: str
+) -> Iterator[list[str]]:
+    """Write records to files of at most batch_size lines; yield each file's manifest
+    once the file is complete (the caller writes the BATCH message then)."""
+    check_encoding(batch_config.encoding)
+    storage = batch_config.storage
+    gzipped = batch_config.encoding.compression == "gzip"
+    suffix = ".jsonl.gz" if gzipped else ".jsonl"
+    run = f"{storage.prefix or ''}{stream_name}-{uuid.uuid4().hex}"
+    iterator = iter(records)
+    for number in itertools.count(1):
+        chunk = itertools.islice(iterator, batch_config.batch_size)
+        first = next(chunk, None)
+        if first is None:
+            return
+        filename = f"{run}-{number}{suffix}"
+        with storage.open(filename, "wb") as raw:
+            out: gzip.GzipFile | IO[bytes] = (
+                gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1) if gzipped else raw
+            )
+            buffer = bytearray()
+            for record in itertools.chain([first], chunk):
+                _ENCODER.encode_into(record, buffer, -1)
+                buffer += b"\n"
+                if len(buffer) >= _WRITE_SIZE:
+                    out.write(buffer)
+                    buffer.clear()
+            out.write(buffer)
+            if gzipped:
+                out.close()
+        yield [storage.get_url(filename)]
+
+
+def read_batch(encoding: BaseBatchFileEncoding, url: str) -> Iterator[dict[str, Any]]:
+    """Yield the records of one batch file, one at a time, then delete the file: it
+    exists only to carry records from the tap to the target."""
+    check_encoding(encoding)
+    path = UPath(url)
+    with path.open("rb") as raw:
+        lines: gzip.GzipFile | IO[bytes] = (
+            gzip.GzipFile(fileobj=raw, mode="rb") if encoding.compression == "gzip" else raw
+        )
+        for line in lines:
+            yield _DECODER.decode(line)
+    path.unlink()
