@@ -71,11 +71,16 @@ class MonthPlan:
     def rows(self) -> Iterator[Row]:
         """The month's rows in day order, each as text in the month's layout."""
         for piece in self.pieces:
-            same_layout = piece.scan.layout.columns == self.layout.columns
-            for row in read_rows(
-                piece.scan.path, piece.scan.layout, piece.day.start, piece.day.end
-            ):
-                yield row if same_layout else Row(self.layout.render(row.values), row.values)
+            rows = read_rows(piece.scan, piece.day)
+            if piece.scan.layout.columns == self.layout.columns:
+                yield from rows
+            else:
+                yield from map(self._in_layout, rows)
+
+    def _in_layout(self, row: Row) -> Row:
+        values = row.values
+        fields = [values.get(column, "") for column in self.layout.columns]
+        return Row(row.day, self.layout.render(values), fields, self.layout.columns)
 
 
 def expand_paths(patterns: list[str]) -> list[Path]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +58,23 @@ class MonthTally:
         if amount is not None:
             self.total += amount
         rows_digest_update(self.digest, row_text)
+
+
+@dataclass(frozen=True)
+class _Positions:
+    """Where the typed fields sit in one layout's rows."""
+
+    start: int
+    end: int
+    amount: int
+    text: tuple[tuple[str, int], ...]
+
+
+@functools.cache
+def _positions(columns: tuple[str, ...]) -> _Positions:
+    at = {column: i for i, column in enumerate(columns)}
+    text = tuple((column, at[column]) for column in _TEXT_COLUMNS if column in at)
+    return _Positions(at["start_time"], at["end_time"], at["amount_value"], text)
 
 
 class CostsStream(Stream):
@@ -120,22 +139,23 @@ class CostsStream(Stream):
         return ()
 
     def _month_records(self, plan: MonthPlan, tally: MonthTally) -> Iterator[dict[str, Any]]:
+        days: dict[date, str] = {}
         for row in plan.rows():
-            values = row.values
-            amount = Decimal(values["amount_value"]) if values["amount_value"] else None
+            fields = row.fields
+            at = _positions(row.columns)
+            amount = Decimal(fields[at.amount]) if fields[at.amount] else None
             tally.add(row.text, amount)
-            record: dict[str, Any] = {
-                "organization": plan.organization_id,
-                "month": plan.month,
-                "row": tally.count,
-                "day": row.day.isoformat(),
-                "start_time": row.start_time,
-                "end_time": int(values["end_time"]),
-                "amount_value": amount,
-                "csv_row": row.text,
-            }
-            for column in _TEXT_COLUMNS:
-                record[column] = values.get(column) or None
+            record: dict[str, Any] = {name: fields[i] or None for name, i in at.text}
+            record.update(
+                organization=plan.organization_id,
+                month=plan.month,
+                row=tally.count,
+                day=days.get(row.day) or days.setdefault(row.day, row.day.isoformat()),
+                start_time=int(fields[at.start]),
+                end_time=int(fields[at.end]),
+                amount_value=amount,
+                csv_row=row.text,
+            )
             yield record
 
     def _seal(self, plan: MonthPlan, tally: MonthTally) -> None:

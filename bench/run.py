@@ -1,0 +1,540 @@
+"""Throughput and peak memory of tap-openai-costs and target-pelanor, against a floor and a peer.
+
+    python bench/run.py [--rows 1000000] [--also-rows 3000000] [--peer-rows 100000] [--skip-peers]
+
+Generates a realistic one-month export (bench/generate_export.py) into bench/data/, then
+runs each stage as separate OS processes and reports wall time, rows/s and the peak RSS of
+every process:
+
+- tap        tap-openai-costs writing its Singer messages to a file
+- target     target-pelanor (dry_run, output_dir) reading that file
+- e2e        tap-openai-costs | target-pelanor, piped
+- floor      bench/csv_copy.py: Python's csv module reading and writing the same file
+- peers      tap-spreadsheets | target-csv (MeltanoLabs), the generic SDK pair, piped
+
+It checks that the month file target-pelanor writes is byte-identical to the input, prints a
+table, then one JSON line with every figure, the ratios and the issue's goals.
+
+How peak RSS is measured: each process is started with subprocess.Popen and reaped with
+``os.wait4(pid)``, which returns that one process's ``struct rusage``; its ``ru_maxrss`` is
+the kernel's high-water mark of the process's resident set (KiB on Linux), kept until exit.
+Nothing is sampled, so a short spike cannot be missed, and in a pipeline every process is
+reaped (and so measured) on its own. The figure is the peak of the process itself (plus any
+children it reaped, of which these have none); the benchmark's own memory is not included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from generate_export import ORGANIZATION_ID, generate, month_days
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "bench"
+DATA = BENCH / "data"
+PEERS = BENCH / ".peers-venv"
+PEER_PACKAGES = ("tap-spreadsheets", "meltanolabs-target-csv")
+MONTH = "2025-10"
+MiB = 1024 * 1024
+
+# The issue's goals.
+GOAL_E2E_ROWS_PER_S = 50_000
+GOAL_VS_PEERS = 15.0
+GOAL_PEAK_RSS_MB = 200.0
+FLAT_TOLERANCE = 0.10  # "flat": the bigger month's peak at most 10% above the smaller's
+
+
+@dataclass
+class Process:
+    """One finished OS process of a stage."""
+
+    name: str
+    returncode: int
+    seconds: float
+    cpu_seconds: float
+    peak_rss_mb: float
+    stderr: Path
+
+    def error_tail(self, lines: int = 8) -> str:
+        text = self.stderr.read_text(encoding="utf-8", errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+
+@dataclass
+class Stage:
+    name: str
+    rows: int
+    seconds: float
+    processes: list[Process]
+    note: str = ""
+    checks: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(p.returncode == 0 for p in self.processes)
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+    @property
+    def peak_rss_mb(self) -> float:
+        return max(p.peak_rss_mb for p in self.processes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "seconds": round(self.seconds, 3),
+            "rows_per_s": round(self.rows_per_s),
+            "ok": self.ok,
+            "processes": {
+                p.name: {
+                    "peak_rss_mb": round(p.peak_rss_mb, 1),
+                    "seconds": round(p.seconds, 3),
+                    "cpu_seconds": round(p.cpu_seconds, 3),
+                    "returncode": p.returncode,
+                }
+                for p in self.processes
+            },
+            **({"note": self.note} if self.note else {}),
+            **self.checks,
+        }
+
+
+@dataclass
+class Command:
+    """A process to start: argv, where its stdin comes from and its stdout goes."""
+
+    name: str
+    argv: list[str]
+    stdin: Path | None = None  # None: from the previous command's stdout (or nothing)
+    stdout: Path | None = None  # None: into the next command's stdin (or discarded)
+
+
+def run_pipeline(stage: str, commands: list[Command], rows: int, logs: Path) -> Stage:
+    """Start the commands as one pipeline, wait for all, measure each process."""
+    logs.mkdir(parents=True, exist_ok=True)
+    opened: list[IO[bytes]] = []
+    popens: list[tuple[Command, subprocess.Popen[bytes], Path]] = []
+    started = time.perf_counter()
+    previous_stdout: IO[bytes] | None = None
+    for index, command in enumerate(commands):
+        last = index == len(commands) - 1
+        if command.stdin is not None:
+            stdin: Any = command.stdin.open("rb")
+            opened.append(stdin)
+        else:
+            stdin = previous_stdout if previous_stdout is not None else subprocess.DEVNULL
+        if command.stdout is not None:
+            stdout: Any = command.stdout.open("wb")
+            opened.append(stdout)
+        else:
+            stdout = subprocess.DEVNULL if last else subprocess.PIPE
+        stderr_path = logs / f"{stage}.{command.name}.stderr.log"
+        stderr = stderr_path.open("wb")
+        opened.append(stderr)
+        popen = subprocess.Popen(command.argv, stdin=stdin, stdout=stdout, stderr=stderr)
+        if previous_stdout is not None:
+            previous_stdout.close()  # only the child holds the pipe: it sees EOF / EPIPE
+        previous_stdout = popen.stdout
+        popens.append((command, popen, stderr_path))
+
+    finished: dict[int, tuple[int, Any, float]] = {}
+
+    def reap(pid: int) -> None:
+        _, status, usage = os.wait4(pid, 0)
+        finished[pid] = (status, usage, time.perf_counter())
+
+    waiters = [threading.Thread(target=reap, args=(p.pid,)) for _, p, _ in popens]
+    for waiter in waiters:
+        waiter.start()
+    for waiter in waiters:
+        waiter.join()
+    seconds = time.perf_counter() - started
+    for handle in opened:
+        handle.close()
+
+    processes = []
+    for command, popen, stderr_path in popens:
+        status, usage, ended = finished[popen.pid]
+        popen.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        processes.append(
+            Process(
+                name=command.name,
+                returncode=popen.returncode,
+                seconds=ended - started,
+                cpu_seconds=usage.ru_utime + usage.ru_stime,
+                peak_rss_mb=usage.ru_maxrss * 1024 / MiB,
+                stderr=stderr_path,
+            )
+        )
+    return Stage(stage, rows, seconds, processes)
+
+
+def bin_of(venv_bin: Path, name: str) -> str:
+    candidate = venv_bin / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if not found:
+        msg = f"{name} not found in {venv_bin} or on PATH; install the repo (pip install -e .)"
+        raise SystemExit(msg)
+    return found
+
+
+def project_bin() -> Path:
+    """The repo's venv (where tap-openai-costs is installed), else this interpreter's."""
+    venv = REPO / ".venv" / "bin"
+    return venv if (venv / "tap-openai-costs").exists() else Path(sys.executable).parent
+
+
+def write_json(path: Path, data: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+def fresh_dir(path: Path) -> Path:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
+def month_filename(month: str) -> str:
+    days = month_days(month)
+    return f"cost_{days[0].isoformat()}_{days[-1].isoformat()}.csv"
+
+
+def make_export(rows: int, seed: int) -> Path:
+    """bench/data/export-<rows>/cost_2025-10-01_2025-10-31.csv, regenerated each run."""
+    path = DATA / f"export-{rows}" / month_filename(MONTH)
+    started = time.perf_counter()
+    generate(rows, MONTH, path, seed)
+    size = path.stat().st_size / MiB
+    print(
+        f"generated {rows:,} rows ({size:,.0f} MiB) in {time.perf_counter() - started:.1f} s: "
+        f"{path.relative_to(REPO)}",
+        file=sys.stderr,
+    )
+    return path
+
+
+class Ours:
+    """tap-openai-costs and target-pelanor on one export.
+
+    ``batch`` (the default, as in meltano.yml) moves rows in BATCH files; without it every
+    row is a RECORD message, the plain Singer path.
+    """
+
+    def __init__(self, export: Path, rows: int, work: Path, batch: bool = True) -> None:
+        self.export = export
+        self.rows = rows
+        self.work = work
+        venv_bin = project_bin()
+        self.tap = bin_of(venv_bin, "tap-openai-costs")
+        self.target = bin_of(venv_bin, "target-pelanor")
+        config: dict[str, Any] = {"paths": [str(export)], "organization_id": ORGANIZATION_ID}
+        if batch:
+            config["batch_config"] = {
+                "encoding": {"format": "jsonl", "compression": "none"},
+                "storage": {"root": fresh_dir(work / "batches").as_uri()},
+            }
+        self.tap_config = write_json(work / f"tap-{'batch' if batch else 'records'}.json", config)
+
+    def target_config(self, output_dir: Path) -> Path:
+        config = {
+            "organization_id": ORGANIZATION_ID,
+            "dry_run": True,
+            "output_dir": str(output_dir),
+        }
+        return write_json(output_dir.parent / f"{output_dir.name}.target.json", config)
+
+    def identical(self, output_dir: Path) -> bool:
+        """Whether the month file written equals the input; kept on disk only if not."""
+        written = output_dir / self.export.name
+        same = written.exists() and filecmp.cmp(written, self.export, shallow=False)
+        if same:
+            written.unlink()
+        return same
+
+    def tap_alone(self, messages: Path) -> Stage:
+        tap = Command("tap", [self.tap, "--config", str(self.tap_config)], stdout=messages)
+        stage = run_pipeline("tap", [tap], self.rows, self.work / "logs")
+        stage.checks["singer_mib"] = round(messages.stat().st_size / MiB, 1)
+        return stage
+
+    def target_alone(self, messages: Path) -> Stage:
+        output = fresh_dir(self.work / "out-target")
+        argv = [self.target, "--config", str(self.target_config(output))]
+        stage = run_pipeline(
+            "target", [Command("target", argv, stdin=messages)], self.rows, self.work / "logs"
+        )
+        stage.checks["byte_identical"] = self.identical(output)
+        return stage
+
+    def end_to_end(self) -> Stage:
+        output = fresh_dir(self.work / "out-e2e")
+        tap = Command("tap", [self.tap, "--config", str(self.tap_config)])
+        target = Command("target", [self.target, "--config", str(self.target_config(output))])
+        stage = run_pipeline("e2e", [tap, target], self.rows, self.work / "logs")
+        stage.checks["byte_identical"] = self.identical(output)
+        return stage
+
+
+def floor(export: Path, rows: int, work: Path) -> Stage:
+    copy = work / "floor-copy.csv"
+    argv = [str(project_bin() / "python"), str(BENCH / "csv_copy.py"), str(export), str(copy)]
+    stage = run_pipeline("floor", [Command("csv_copy", argv)], rows, work / "logs")
+    stage.checks["byte_identical"] = filecmp.cmp(copy, export, shallow=False)
+    if stage.checks["byte_identical"]:
+        copy.unlink()
+    return stage
+
+
+def ensure_peers() -> dict[str, Path]:
+    """One venv per peer under bench/.peers-venv/, as Meltano installs each plugin alone
+    (in one shared venv pip would have to pick an older target-csv for tap-spreadsheets'
+    singer-sdk pin)."""
+    bins = {}
+    for package in PEER_PACKAGES:
+        venv = PEERS / package
+        if not (venv / "bin" / "pip").exists():
+            print(f"creating {venv.relative_to(REPO)} (pip install {package})", file=sys.stderr)
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        python = venv / "bin" / "python"
+        probe = subprocess.run(
+            [str(python), "-m", "pip", "show", "-q", package], capture_output=True, check=False
+        )
+        if probe.returncode != 0:
+            subprocess.run(
+                [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", package],
+                check=True,
+            )
+        bins[package] = venv / "bin"
+    return bins
+
+
+def peer_version(venv_bin: Path, package: str) -> str:
+    code = f"import importlib.metadata as m; print(m.version({package!r}))"
+    result = subprocess.run(
+        [str(venv_bin / "python"), "-c", code], capture_output=True, text=True, check=False
+    )
+    return result.stdout.strip() or "?"
+
+
+def peers(export: Path, rows: int, work: Path) -> Stage:
+    bins = ensure_peers()
+    tap_bin, target_bin = bins["tap-spreadsheets"], bins["meltanolabs-target-csv"]
+    output = fresh_dir(work / "out-peers")
+    file_config = {
+        "path": str(export),
+        "format": "csv",
+        "table_name": "costs",
+        "delimiter": ",",
+        "quotechar": '"',  # the README's name
+        "quote_char": '"',  # the name 1.1.2's code reads
+    }
+    tap_config = write_json(work / "peers-tap.json", {"files": [file_config]})
+    target_config = write_json(
+        work / "peers-target.json",
+        {"output_path": str(output), "file_naming_scheme": "{stream_name}.csv"},
+    )
+    tap = Command(
+        "tap-spreadsheets", [str(tap_bin / "tap-spreadsheets"), "--config", str(tap_config)]
+    )
+    target = Command("target-csv", [str(target_bin / "target-csv"), "--config", str(target_config)])
+    stage = run_pipeline("peers", [tap, target], rows, work / "logs")
+    written = output / "costs.csv"
+    stage.checks["rows_written"] = _count_lines(written) - 1 if written.exists() else 0
+    stage.checks["versions"] = {
+        "tap-spreadsheets": peer_version(tap_bin, "tap-spreadsheets"),
+        "meltanolabs-target-csv": peer_version(target_bin, "meltanolabs-target-csv"),
+    }
+    return stage
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as handle:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+
+
+def measure_ours(rows: int, seed: int, label: str) -> tuple[Path, list[Stage]]:
+    """tap alone, target alone and end to end on a fresh export of ``rows`` rows."""
+    export = make_export(rows, seed)
+    work = DATA / f"run-{rows}"
+    work.mkdir(parents=True, exist_ok=True)
+    ours = Ours(export, rows, work)
+    messages = work / "tap-output.singer"
+    stages = []
+    tag = label or f"@{rows}"
+    runs: list[tuple[str, Callable[[], Stage]]] = [
+        ("tap", lambda: ours.tap_alone(messages)),
+        ("target", lambda: ours.target_alone(messages)),
+        ("e2e", ours.end_to_end),
+    ]
+    if not label:  # the plain RECORD path too, for comparison, at the main size only
+        runs.append(("e2e-records", Ours(export, rows, work, batch=False).end_to_end))
+    for stage_name, run in runs:
+        print(f"[{tag}] {stage_name} ...", file=sys.stderr)
+        stage = run()
+        stage.name = f"{stage_name}{label}"
+        stages.append(stage)
+    messages.unlink(missing_ok=True)
+    return export, stages
+
+
+def print_table(stages: list[Stage]) -> None:
+    header = f"{'stage':<18} {'rows':>10} {'seconds':>9} {'rows/s':>10}  peak RSS MiB per process"
+    print(header)
+    print("-" * (len(header) + 24))
+    for stage in stages:
+        rss = ", ".join(f"{p.name} {p.peak_rss_mb:.0f}" for p in stage.processes)
+        flags = []
+        if "byte_identical" in stage.checks:
+            flags.append(f"identical={str(stage.checks['byte_identical']).lower()}")
+        if not stage.ok:
+            flags.append("FAILED")
+        if stage.note:
+            flags.append(stage.note)
+        tail = f"  [{'; '.join(flags)}]" if flags else ""
+        print(
+            f"{stage.name:<18} {stage.rows:>10,} {stage.seconds:>9.2f} "
+            f"{stage.rows_per_s:>10,.0f}  {rss}{tail}"
+        )
+    for stage in stages:
+        for process in stage.processes:
+            if process.returncode != 0:
+                print(f"\n{stage.name}/{process.name} exited {process.returncode}:")
+                print(process.error_tail())
+
+
+def ratio(numerator: float, denominator: float) -> float | None:
+    return round(numerator / denominator, 2) if denominator else None
+
+
+def summarize(
+    rows: int, stages: dict[str, Stage], also_rows: int | None, peer_rows: int | None
+) -> dict[str, Any]:
+    e2e = stages["e2e"]
+    ours_procs = [p for name in ("tap", "target", "e2e") for p in stages[name].processes]
+    figures: dict[str, Any] = {
+        "rows": rows,
+        "month": MONTH,
+        "stages": {name: stage.to_dict() for name, stage in stages.items()},
+    }
+    ratios: dict[str, Any] = {"e2e_vs_floor": ratio(e2e.rows_per_s, stages["floor"].rows_per_s)}
+    goals: dict[str, Any] = {
+        "e2e_rows_per_s_at_least_50k": e2e.rows_per_s >= GOAL_E2E_ROWS_PER_S,
+        "peak_rss_each_process_at_most_200mb": all(
+            p.peak_rss_mb <= GOAL_PEAK_RSS_MB for p in ours_procs
+        ),
+        "byte_identical": bool(
+            stages["target"].checks.get("byte_identical") and e2e.checks.get("byte_identical")
+        ),
+    }
+    if "peers" in stages:
+        same_file = stages.get(f"e2e@{peer_rows}", e2e)
+        ratios["e2e_vs_peers"] = ratio(same_file.rows_per_s, stages["peers"].rows_per_s)
+        ratios["e2e_vs_peers_basis"] = (
+            f"both on the same {stages['peers'].rows:,}-row file"
+            if same_file.rows == stages["peers"].rows
+            else "different files"
+        )
+        ratios[f"e2e_{rows}_vs_peers_{stages['peers'].rows}"] = ratio(
+            e2e.rows_per_s, stages["peers"].rows_per_s
+        )
+        ratios["peers_vs_floor"] = ratio(stages["peers"].rows_per_s, stages["floor"].rows_per_s)
+        goals["e2e_at_least_15x_peers"] = (ratios["e2e_vs_peers"] or 0) >= GOAL_VS_PEERS
+    if also_rows:
+        growth = {}
+        flat = True
+        for name in ("tap", "target", "e2e"):
+            small, big = stages[name], stages[f"{name}@{also_rows}"]
+            for p_small, p_big in zip(small.processes, big.processes, strict=True):
+                key = f"{name}.{p_small.name}"
+                growth[key] = round(p_big.peak_rss_mb - p_small.peak_rss_mb, 1)
+                flat &= p_big.peak_rss_mb <= p_small.peak_rss_mb * (1 + FLAT_TOLERANCE)
+        figures[f"rss_growth_mb_{rows}_to_{also_rows}"] = growth
+        goals[f"rss_flat_{rows}_to_{also_rows}_within_10pct"] = flat
+        goals[f"peak_rss_at_most_200mb_at_{also_rows}"] = all(
+            p.peak_rss_mb <= GOAL_PEAK_RSS_MB
+            for name in ("tap", "target", "e2e")
+            for p in stages[f"{name}@{also_rows}"].processes
+        )
+    figures["ratios"] = ratios
+    figures["goals"] = goals
+    figures["all_ok"] = all(stage.ok for stage in stages.values())
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the main month")
+    parser.add_argument(
+        "--also-rows", type=int, help="also run tap, target and e2e at this size (RSS flatness)"
+    )
+    parser.add_argument(
+        "--peer-rows",
+        type=int,
+        default=100_000,
+        help="rows for the peer pair (slow, and tap-spreadsheets holds a file in memory); "
+        "our e2e is also run on that file so the ratio compares the same file",
+    )
+    parser.add_argument("--skip-peers", action="store_true")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+
+    stages: dict[str, Stage] = {}
+    export, ours = measure_ours(args.rows, args.seed, "")
+    stages.update((stage.name, stage) for stage in ours)
+    print(f"[@{args.rows}] floor ...", file=sys.stderr)
+    stages["floor"] = floor(export, args.rows, DATA / f"run-{args.rows}")
+
+    peer_rows = None
+    if not args.skip_peers:
+        peer_rows = min(args.peer_rows, args.rows)
+        if peer_rows == args.rows:
+            peer_export, peer_work = export, DATA / f"run-{args.rows}"
+        else:
+            peer_export = make_export(peer_rows, args.seed)
+            peer_work = DATA / f"run-{peer_rows}"
+            peer_work.mkdir(parents=True, exist_ok=True)
+            print(f"[@{peer_rows}] e2e (same file as the peers) ...", file=sys.stderr)
+            same = Ours(peer_export, peer_rows, peer_work).end_to_end()
+            same.name = f"e2e@{peer_rows}"
+            stages[same.name] = same
+        print(f"[@{peer_rows}] peers ...", file=sys.stderr)
+        stages["peers"] = peers(peer_export, peer_rows, peer_work)
+        if peer_rows != args.rows:
+            stages["peers"].note = (
+                f"on a {peer_rows:,}-row file of the same generator; tap-spreadsheets holds "
+                "a whole file in memory, so its RSS grows with the file"
+            )
+
+    if args.also_rows:
+        _, big = measure_ours(args.also_rows, args.seed, f"@{args.also_rows}")
+        stages.update((stage.name, stage) for stage in big)
+
+    print()
+    print_table(list(stages.values()))
+    figures = summarize(args.rows, stages, args.also_rows, peer_rows)
+    print()
+    print(json.dumps(figures, separators=(",", ":")))
+    return 0 if figures["all_ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
