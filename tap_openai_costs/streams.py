@@ -6,9 +6,8 @@ import functools
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from singer_sdk import Stream
 from singer_sdk import typing as th
@@ -23,6 +22,7 @@ if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
 
     from tap_openai_costs.planner import MonthPlan
+    from tap_openai_costs.tap import TapOpenAICosts
 
 _TEXT = th.StringType(nullable=True)
 
@@ -110,7 +110,7 @@ class CostsStream(Stream):
     ).to_dict()
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
-        for plan in self._tap.months_to_emit:  # type: ignore[attr-defined]
+        for plan in self._plans:
             tally = MonthTally()
             yield from self._month_records(plan, tally)
             # Resumed only after the month's last record was written: now it may be sealed.
@@ -124,7 +124,7 @@ class CostsStream(Stream):
         The SDK's own batcher would let a seal overtake rows still waiting in its buffer,
         so files are cut here, per month, written as they fill, never held in memory.
         """
-        for plan in self._tap.months_to_emit:  # type: ignore[attr-defined]
+        for plan in self._plans:
             tally = MonthTally()
             for manifest in write_batches(
                 self._month_records(plan, tally), batch_config, self.name
@@ -138,8 +138,12 @@ class CostsStream(Stream):
         """Seals are synced explicitly after a month's last row, never per record."""
         return ()
 
+    @property
+    def _plans(self) -> list[MonthPlan]:
+        """The months to emit; the tap validated every input before the first is read."""
+        return cast("TapOpenAICosts", self._tap).months_to_emit
+
     def _month_records(self, plan: MonthPlan, tally: MonthTally) -> Iterator[dict[str, Any]]:
-        days: dict[date, str] = {}
         for row in plan.rows():
             fields = row.fields
             at = _positions(row.columns)
@@ -150,7 +154,7 @@ class CostsStream(Stream):
                 organization=plan.organization_id,
                 month=plan.month,
                 row=tally.count,
-                day=days.get(row.day) or days.setdefault(row.day, row.day.isoformat()),
+                day=row.day.isoformat(),
                 start_time=int(fields[at.start]),
                 end_time=int(fields[at.end]),
                 amount_value=amount,

@@ -8,6 +8,7 @@ kept out of every exception text, log line and ``repr``.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import ipaddress
 import json
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
+from pathlib import Path
 from types import TracebackType
 from typing import Final
 from urllib.parse import quote, urlsplit
@@ -220,17 +222,19 @@ class PelanorClient:
         """Release pooled connections."""
         self._http.close()
 
-    def upload(self, *, month: str, filename: str, content: bytes) -> UploadReceipt:
-        """Upload one month's CSV byte for byte; retry transient failures within the budget."""
+    def upload(self, *, month: str, filename: str, content: bytes | Path) -> UploadReceipt:
+        """Upload one month's CSV byte for byte; retry transient failures within the budget.
+
+        A Path is streamed from disk on every attempt, so a large month is never held in
+        memory."""
         if not _MONTH_RE.fullmatch(month):
             raise ValueError(f"month must be YYYY-MM, got {month!r}")
         started = self._clock()
         attempt = 0
         while True:
             attempt += 1
-            logger.info(
-                "Uploading %s to Pelanor: attempt %d (%d bytes)", month, attempt, len(content)
-            )
+            size = content.stat().st_size if isinstance(content, Path) else len(content)
+            logger.info("Uploading %s to Pelanor: attempt %d (%d bytes)", month, attempt, size)
             retry_after: float | None = None
             try:
                 response = self._send(month, filename, content)
@@ -298,19 +302,21 @@ class PelanorClient:
             )
             self._sleep(delay)
 
-    def _send(self, month: str, filename: str, content: bytes) -> httpx.Response:
+    def _send(self, month: str, filename: str, content: bytes | Path) -> httpx.Response:
         """One POST; the Authorization header is built here and never stored or logged."""
         headers = {
             "Authorization": f"Bearer {self._token.reveal()}",
             "User-Agent": USER_AGENT,
             "Accept": "application/json",
         }
-        return self._http.post(
-            self._url,
-            headers=headers,
-            data={"month": month},
-            files={"file": (filename, content, "text/csv")},
-        )
+        with contextlib.ExitStack() as stack:
+            body = stack.enter_context(content.open("rb")) if isinstance(content, Path) else content
+            return self._http.post(
+                self._url,
+                headers=headers,
+                data={"month": month},
+                files={"file": (filename, body, "text/csv")},
+            )
 
     def _scrub(self, text: str) -> str:
         """Remove the token from text that came from elsewhere (a server could echo it)."""

@@ -180,7 +180,7 @@ class TargetPelanor(Target):
             return replace(result, action=", ".join(actions) or "checked (dry run)")
         try:
             receipt = self.client.upload(
-                month=ready.month, filename=ready.filename, content=ready.path.read_bytes()
+                month=ready.month, filename=ready.filename, content=ready.path
             )
         except PelanorError as error:
             return replace(result, action=f"failed: {error}", failed=True)
@@ -237,14 +237,13 @@ class TargetPelanor(Target):
     def _withhold(
         self, organization: str, month: str, rows: int, total: Decimal, reason: str
     ) -> None:
-        self.logger.error("%s %s withheld: %s", organization, month, reason)
         self._record(
             MonthResult(organization, month, rows, total, f"withheld: {reason}", failed=True)
         )
 
     def _record(self, result: MonthResult) -> None:
-        if not result.failed:
-            self.logger.info("%s %s: %s", result.organization, result.month, result.action)
+        log = self.logger.error if result.failed else self.logger.info
+        log("%s %s: %s", result.organization, result.month, result.action)
         self.results.append(result)
 
     def _check_upload_settings(self) -> None:

@@ -106,6 +106,19 @@ def test_success_returns_id_and_stores_exact_bytes(start_sandbox: Callable[..., 
     assert logged["rows"] == 1
 
 
+def test_a_file_is_streamed_from_disk_on_every_attempt(
+    start_sandbox: Callable[..., PelanorSandbox], tmp_path: Path
+):
+    sandbox = start_sandbox([{"kind": "drop", "times": 1}, {"kind": "500", "times": 1}])
+    path = tmp_path / FILENAME
+    path.write_bytes(CSV * 1 + CSV.split(b"\n", 1)[1] * 2000)
+    with make_client(sandbox.url) as client:
+        receipt = client.upload(month=MONTH, filename=FILENAME, content=path)
+    assert receipt.attempts == 3
+    stored = sandbox.data_dir / "files" / "int-acme" / "2025-10.csv"
+    assert stored.read_bytes() == path.read_bytes()
+
+
 def test_multipart_fields_seen_by_server(start_sandbox: Callable[..., PelanorSandbox]):
     sandbox = start_sandbox()
     with make_client(sandbox.url) as client:
