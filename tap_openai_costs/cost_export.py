@@ -24,6 +24,7 @@ BOM = "\ufeff"
 _T = TypeVar("_T")
 _NOTHING: Any = object()
 DAY_SECONDS = 86_400
+_HASH_MASK = (1 << 64) - 1
 
 #: Columns Pelanor requires (its OpenAI integration documentation).
 REQUIRED_COLUMNS = (
@@ -239,10 +240,11 @@ class _LineReader:
     previous record are that record's source text, quoted newlines included.
     """
 
-    def __init__(self, path: str, stream: BinaryIO, offset: int) -> None:
+    def __init__(self, path: str, stream: BinaryIO, offset: int, end: int | None = None) -> None:
         self.path = path
         self.stream = stream
         self.offset = offset
+        self.end = end
         self.line = 0
         self.pending: list[str] = []
 
@@ -250,6 +252,8 @@ class _LineReader:
         return self
 
     def __next__(self) -> str:
+        if self.end is not None and self.offset >= self.end:
+            raise StopIteration
         raw = self.stream.readline()
         if not raw:
             raise StopIteration
@@ -355,8 +359,8 @@ class _RowChecker:
         self.organization_id = organization_id
         self.day = date.min
         self.times: list[str] = []
-        # Per day: a hash of each row's identifying values -> (amount, row number).
-        self.keys: dict[int, tuple[str, int]] = {}
+        # Per day: a hash of each row's identifying values -> its row and amount hash.
+        self.keys: dict[int, int] = {}
         at = {column: i for i, column in enumerate(layout.columns)}
         self.width = len(layout.columns)
         self.time_at = [at[c] for c in TIME_COLUMNS]
@@ -460,20 +464,21 @@ class _RowChecker:
     def _check_unique(self, number: int, fields: list[str]) -> None:
         """The same key twice with different amounts means two exports were pasted together.
 
-        Keys are kept as hashes, so a day's memory is a few dozen bytes a row, not the row;
-        two different keys sharing a 64-bit hash (about one chance in 10^9 for a day of
-        100,000 rows) would be reported as a repeat, never silently accepted.
+        Per day, each key is kept as one int: its row number and the hash of its amount
+        beside a hash of its identifying values, so memory is a few dozen bytes a row. Two
+        different keys sharing a 64-bit hash (about one chance in 10^9 for a day of 100,000
+        rows) would be reported as a repeat, never silently accepted.
         """
         key = fields.copy()
         for i in self.measure_at:
             key[i] = ""
-        amount = fields[self.amount_at]
-        seen = self.keys.setdefault(hash(tuple(key)), (amount, number))
-        if seen[0] != amount:
+        amount = hash(fields[self.amount_at]) & _HASH_MASK
+        seen = self.keys.setdefault(hash(tuple(key)), number << 64 | amount)
+        if seen & _HASH_MASK != amount:
             raise self.fail(
                 number,
-                f"repeats row {seen[1]} (same day, line item and project) with a different "
-                f"amount ({amount} vs {seen[0]}); export the period again in one file",
+                f"repeats row {seen >> 64} (same day, line item and project) with a different "
+                "amount; export the period again in one file",
             )
 
 
@@ -510,13 +515,12 @@ def _with_last(items: Iterator[_T]) -> Iterator[tuple[_T, bool]]:
 
 
 def read_rows(scan: ExportScan, day: DaySlice) -> Iterator[Row]:
-    """Re-read one day's rows of a scanned (so already validated) file."""
+    """Re-read one day's rows of a scanned (so already validated) file, line by line."""
+    columns = scan.layout.columns
     with Path(scan.path).open("rb") as stream:
         stream.seek(day.start)
-        chunk = io.BytesIO(stream.read(day.end - day.start))
-    columns = scan.layout.columns
-    for fields, text, _, _ in _records(_LineReader(scan.path, chunk, day.start)):
-        yield Row(day.day, text, fields, columns)
+        for fields, text, _, _ in _records(_LineReader(scan.path, stream, day.start, day.end)):
+            yield Row(day.day, text, fields, columns)
 
 
 def write_export(out: io.RawIOBase | BinaryIO, layout: Layout, rows: Iterable[str]) -> None:

@@ -181,8 +181,8 @@ BAD_INPUTS = {
     ),
     "same key, two amounts": (
         export([cost(OCT1, "0.5"), cost(OCT1, "0.7")]),
-        "row 3: repeats row 2 (same day, line item and project) with a different amount "
-        "(0.7 vs 0.5); export the period again in one file",
+        "row 3: repeats row 2 (same day, line item and project) with a different amount; "
+        "export the period again in one file",
     ),
     "days out of order": (
         export([cost(OCT2), cost(OCT1)]),
