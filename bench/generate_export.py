@@ -26,27 +26,11 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from tap_openai_costs.cost_export import CURRENT_COLUMNS
+
 ORGANIZATION_ID = "org-bench"
 ORGANIZATION_NAME = "Bench Labs, Inc."
-HEADER = (
-    "start_time",
-    "end_time",
-    "start_time_iso",
-    "end_time_iso",
-    "amount_value",
-    "amount_currency",
-    "quantity",
-    "quantity_unit",
-    "line_item",
-    "user_id",
-    "api_key_id",
-    "project_id",
-    "organization_id",
-    "project_name",
-    "organization_name",
-    "user_email",
-    "api_source",
-)
+HEADER = CURRENT_COLUMNS
 MODELS = (
     "gpt-4o-2024-08-06",
     "gpt-4o-mini-2024-07-18",

@@ -10,9 +10,7 @@ text. The admin key is kept out of every exception text, log line and ``repr``.
 from __future__ import annotations
 
 import csv
-import email.utils
 import io
-import ipaddress
 import itertools
 import json
 import logging
@@ -20,11 +18,9 @@ import random as _random
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import Decimal, InvalidOperation
-from types import TracebackType
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -36,6 +32,7 @@ from tap_openai_costs.cost_export import (
     iso_of,
     unix_of,
 )
+from tap_openai_costs.safe_http import BearerClient, GaveUp, Refused, check_base_url, one_line
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -56,13 +53,6 @@ logger = logging.getLogger("tap_openai_costs.costs_api")
 
 _Param = tuple[str, str | int | float | bool | None]
 
-_RETRYABLE_STATUS: Final = frozenset({408, 429})
-_BACKOFF_BASE: Final = 1.0
-_BACKOFF_FACTOR: Final = 2.0
-_BACKOFF_CAP: Final = 60.0
-# Safety net so a clock that never advances (e.g. an injected fake) cannot loop forever.
-_MAX_ATTEMPTS: Final = 100
-_MESSAGE_LIMIT: Final = 300
 # Anything that looks like an OpenAI key (full, or masked as OpenAI echoes it) in server text.
 _KEY_LIKE: Final = re.compile(r"sk-[A-Za-z0-9_*\-]{4,}")
 # The decimal text the export (and the tap's validation) accepts, kept verbatim.
@@ -83,34 +73,14 @@ class OpenAIAPIError(Exception):
 
 
 def check_api_base_url(url: str) -> str:
-    """Validate ``api_base_url`` and return it without a trailing slash.
-
-    The admin key travels in every request, so plain http is refused except to loopback.
-    """
-    text = (url or "").strip()
-    try:
-        parts = urlsplit(text)
-        host = parts.hostname or ""
-        _ = parts.port  # raises ValueError on a malformed port
-    except ValueError:
-        raise ValueError(f"api_base_url is not a valid URL: {text!r}") from None
-    scheme = parts.scheme.lower()
-    if scheme not in ("https", "http") or not host:
-        raise ValueError(
-            f"api_base_url must be an absolute https:// URL such as {DEFAULT_BASE_URL} "
-            f"(got {text!r})"
-        )
-    if parts.username is not None or parts.password is not None:
-        raise ValueError("api_base_url must not contain credentials; use admin_api_key")
-    if parts.query or parts.fragment:
-        raise ValueError("api_base_url must not contain a query string or fragment")
-    if scheme == "http" and not _is_loopback(host):
-        raise ValueError(
-            "api_base_url must use https; plain http is only allowed for loopback hosts "
-            f"(127.0.0.0/8, ::1, localhost), got http://{host}"
-        )
-    base = text.rstrip("/")
-    if parts.path.rstrip("/").endswith("/v1"):
+    """Validate ``api_base_url`` and return it without a trailing slash."""
+    base = check_base_url(
+        url,
+        setting="api_base_url",
+        example=DEFAULT_BASE_URL,
+        auth_setting="admin_api_key",
+    )
+    if base.endswith("/v1"):
         raise ValueError(
             f"api_base_url must not end with /v1 (paths such as {COSTS_PATH} are added to "
             f"it); use e.g. {DEFAULT_BASE_URL}"
@@ -118,32 +88,7 @@ def check_api_base_url(url: str) -> str:
     return base
 
 
-def _is_loopback(host: str) -> bool:
-    """True for localhost, 127.0.0.0/8 and ::1."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-class _Secret:
-    """Holds the key so that no repr, vars() dump or traceback local shows it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "'***'"
-
-
-class OpenAICostsClient:
+class OpenAICostsClient(BearerClient):
     """Reads the organization Costs API and project names, with bounded jittered retries."""
 
     def __init__(
@@ -158,46 +103,20 @@ class OpenAICostsClient:
         clock: Callable[[], float] = time.monotonic,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        if not admin_api_key:
-            raise ValueError("admin_api_key is required")
-        if not (admin_api_key.isascii() and admin_api_key.isprintable()) or any(
-            c.isspace() for c in admin_api_key
-        ):
-            # Checked here because httpx would echo an invalid header value in its error.
-            raise ValueError("admin_api_key contains whitespace or non-printable characters")
-        if request_timeout <= 0:
-            raise ValueError("request_timeout must be positive")
-        if max_retry_seconds < 0:
-            raise ValueError("max_retry_seconds must not be negative")
-        self._base_url = check_api_base_url(base_url)
-        self._key = _Secret(admin_api_key)
-        self._max_retry_seconds = max_retry_seconds
-        self._sleep = sleep
-        self._random = random
-        self._clock = clock
-        self._http = httpx.Client(
-            timeout=httpx.Timeout(request_timeout),
+        super().__init__(
+            secret=admin_api_key,
+            setting="admin_api_key",
+            request_timeout=request_timeout,
+            max_retry_seconds=max_retry_seconds,
+            sleep=sleep,
+            random=random,
+            clock=clock,
             transport=transport,
-            follow_redirects=False,  # never resend the bearer key somewhere else
         )
+        self._base_url = check_api_base_url(base_url)
 
     def __repr__(self) -> str:
         return f"OpenAICostsClient(base_url={self._base_url!r})"
-
-    def __enter__(self) -> OpenAICostsClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Release pooled connections."""
-        self._http.close()
 
     def cost_buckets(self, start_time: int, end_time: int) -> Iterator[dict[str, Any]]:
         """Yield daily buckets in [start_time, end_time), page after page, in API order.
@@ -234,7 +153,7 @@ class OpenAICostsClient:
                 if not isinstance(bucket, dict):
                     raise OpenAIAPIError(
                         f"OpenAI returned a cost bucket that is not an object: "
-                        f"{_one_line(repr(bucket), 80)}"
+                        f"{one_line(repr(bucket), 80)}"
                     )
                 yield bucket
             if body.get("has_more") is not True:
@@ -279,74 +198,23 @@ class OpenAICostsClient:
 
     def _get_json(self, path: str, params: list[_Param]) -> dict[str, Any]:
         """One GET, retried on 408/429/5xx/timeouts/transport errors within the budget."""
-        started = self._clock()
-        attempt = 0
-        while True:
-            attempt += 1
-            retry_after: float | None = None
-            status: int | None = None
-            try:
-                response = self._send(path, params)
-            except httpx.TimeoutException as exc:
-                last_error = f"timeout ({type(exc).__name__})"
-            except httpx.TransportError as exc:
-                last_error = self._scrub(f"connection error ({type(exc).__name__}: {exc})")
-            else:
-                status = response.status_code
-                if 200 <= status < 300:
-                    return self._parse(path, response)
-                message = self._scrub(_error_message(response))
-                if not _is_retryable(status):
-                    logger.warning(
-                        "OpenAI refused GET %s: attempt %d, HTTP %d, not retrying",
-                        path,
-                        attempt,
-                        status,
-                    )
-                    raise OpenAIAPIError(
-                        _rejection_text(path, status, message), status_code=status, attempts=attempt
-                    )
-                last_error = f"HTTP {status}: {message}"
-                retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
-
-            backoff = min(_BACKOFF_CAP, _BACKOFF_BASE * _BACKOFF_FACTOR ** (attempt - 1))
-            delay = self._random() * backoff  # full jitter
-            if retry_after is not None:
-                delay = max(retry_after, delay)
-            elapsed = self._clock() - started
-            if elapsed + delay > self._max_retry_seconds or attempt >= _MAX_ATTEMPTS:
-                logger.warning(
-                    "OpenAI GET %s: attempt %d, status %s, giving up after %.1fs",
-                    path,
-                    attempt,
-                    status if status is not None else "none",
-                    elapsed,
-                )
-                noun = "attempt" if attempt == 1 else "attempts"
-                wait = f" (it asked to wait {retry_after:.0f}s more)" if retry_after else ""
-                raise OpenAIAPIError(
-                    f"OpenAI GET {path} failed after {attempt} {noun} over {elapsed:.0f}s"
-                    f"{wait}: last error {last_error}",
-                    status_code=status,
-                    attempts=attempt,
-                )
-            logger.warning(
-                "OpenAI GET %s: attempt %d, status %s (%s), retrying in %.2fs",
-                path,
-                attempt,
-                status if status is not None else "none",
-                last_error,
-                delay,
-            )
-            self._sleep(delay)
+        try:
+            response, _ = self._retries.send(f"OpenAI GET {path}", lambda: self._send(path, params))
+        except Refused as refused:
+            raise OpenAIAPIError(
+                _rejection_text(path, refused.status, refused.message),
+                status_code=refused.status,
+                attempts=refused.attempts,
+            ) from None
+        except GaveUp as gave_up:
+            raise OpenAIAPIError(
+                str(gave_up), status_code=gave_up.status, attempts=gave_up.attempts
+            ) from None
+        return self._parse(path, response)
 
     def _send(self, path: str, params: list[_Param]) -> httpx.Response:
         """One GET; the Authorization header is built here and never stored or logged."""
-        headers = {
-            "Authorization": f"Bearer {self._key.reveal()}",
-            "Accept": "application/json",
-        }
-        return self._http.get(self._base_url + path, params=params, headers=headers)
+        return self._http.get(self._base_url + path, params=params, headers=self._auth_headers())
 
     def _parse(self, path: str, response: httpx.Response) -> dict[str, Any]:
         """Decode JSON with exact decimals; a non-object body is not a page of this API."""
@@ -355,7 +223,7 @@ class OpenAICostsClient:
         except (ValueError, UnicodeDecodeError):
             raise OpenAIAPIError(
                 f"OpenAI GET {path} answered HTTP {response.status_code} with a body that is "
-                f"not JSON: {self._scrub(_one_line(response.text, 120))!r}",
+                f"not JSON: {self._scrub(one_line(response.text, 120))!r}",
                 status_code=response.status_code,
             ) from None
         if not isinstance(body, dict):
@@ -363,10 +231,8 @@ class OpenAICostsClient:
         return body
 
     def _scrub(self, text: str) -> str:
-        """Remove the key from text that came from elsewhere (a server could echo it)."""
-        text = _KEY_LIKE.sub("sk-***", text)
-        key = self._key.reveal()
-        return text.replace(key, "***") if key else text
+        """Also remove anything key-like: OpenAI echoes a masked key in its 401 message."""
+        return super()._scrub(_KEY_LIKE.sub("sk-***", text))
 
 
 def _page_data(body: dict[str, Any], path: str) -> list[Any]:
@@ -376,60 +242,12 @@ def _page_data(body: dict[str, Any], path: str) -> list[Any]:
     return data
 
 
-def _is_retryable(status: int) -> bool:
-    """408, 429 and 5xx are worth retrying; any other status is OpenAI's final word."""
-    return status in _RETRYABLE_STATUS or 500 <= status < 600
-
-
 def _rejection_text(path: str, status: int, message: str) -> str:
     """One line for a refused request; a bad key gets the hint about admin keys."""
     message = message.removesuffix(".")
     if status in (401, 403):
         return f"OpenAI rejected the admin key (HTTP {status}): {message}; {_ADMIN_KEY_HINT}"
     return f"OpenAI refused GET {path} (HTTP {status}): {message}"
-
-
-def _one_line(text: str, limit: int = _MESSAGE_LIMIT) -> str:
-    """Collapse whitespace so the message fits on one line, and bound its length."""
-    return " ".join(text.split())[:limit]
-
-
-def _error_message(response: httpx.Response) -> str:
-    """OpenAI's ``error.message`` from its JSON error body, else the start of the body."""
-    try:
-        body = response.json()
-    except (ValueError, UnicodeDecodeError):
-        body = None
-    candidate: object = None
-    if isinstance(body, dict):
-        error = body.get("error")
-        candidate = error.get("message") if isinstance(error, dict) else error
-        if candidate is None:
-            candidate = body.get("message")
-    if isinstance(candidate, str) and candidate.strip():
-        return _one_line(candidate)
-    message = _one_line(response.text, 200)
-    return message or response.reason_phrase or "(empty response body)"
-
-
-def _retry_after_seconds(value: str | None) -> float | None:
-    """Parse Retry-After as delta-seconds or an HTTP-date; None when absent or invalid."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    if seconds != seconds or seconds == float("inf"):  # NaN / inf
-        return None
-    return max(0.0, seconds)
 
 
 def render_export(
@@ -560,7 +378,7 @@ def amount_text(value: object, day: date | None = None) -> str:
     if not number.is_finite():
         raise OpenAIAPIError(
             f"OpenAI returned a cost amount{where} that is not a decimal number: "
-            f"{_one_line(repr(value), 60)}"
+            f"{one_line(repr(value), 60)}"
         )
     return format_decimal(number)
 

@@ -15,7 +15,7 @@ from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_openai_costs import cost_export
 from tap_openai_costs.batches import write_batches
-from tap_openai_costs.cost_export import format_decimal, rows_digest_update
+from tap_openai_costs.cost_export import CURRENT_COLUMNS, format_decimal, rows_digest_update
 
 if TYPE_CHECKING:
     from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig
@@ -26,22 +26,9 @@ if TYPE_CHECKING:
 
 _TEXT = th.StringType(nullable=True)
 
-#: Row columns carried typed; any other column still travels inside ``csv_row``.
-_TEXT_COLUMNS = (
-    "start_time_iso",
-    "end_time_iso",
-    "amount_currency",
-    "quantity",
-    "quantity_unit",
-    "line_item",
-    "user_id",
-    "api_key_id",
-    "project_id",
-    "organization_id",
-    "project_name",
-    "organization_name",
-    "user_email",
-    "api_source",
+#: Row columns carried typed as text; any other column still travels inside ``csv_row``.
+_TEXT_COLUMNS = tuple(
+    c for c in CURRENT_COLUMNS if c not in {"start_time", "end_time", "amount_value"}
 )
 
 

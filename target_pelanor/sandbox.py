@@ -16,7 +16,6 @@ import csv
 import hashlib
 import hmac
 import io
-import ipaddress
 import json
 import logging
 import os
@@ -41,21 +40,13 @@ from types import FrameType, TracebackType
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["REQUIRED_COLUMNS", "Fault", "PelanorSandbox", "SeenRequest", "main"]
+from tap_openai_costs.cost_export import REQUIRED_COLUMNS
+from tap_openai_costs.safe_http import is_loopback
+
+__all__ = ["Fault", "PelanorSandbox", "SeenRequest", "main"]
 
 logger = logging.getLogger("target_pelanor.sandbox")
 
-REQUIRED_COLUMNS: Final = (
-    "start_time",
-    "end_time",
-    "amount_value",
-    "amount_currency",
-    "line_item",
-    "project_id",
-    "organization_id",
-    "project_name",
-    "organization_name",
-)
 FAULT_KINDS: Final = frozenset({"429", "500", "503", "slow", "drop"})
 MAX_BODY_BYTES: Final = 256 * 1024 * 1024
 _UPLOAD_ROUTE: Final = re.compile(r"/v1/integrations/openai/([^/]+)/upload")
@@ -184,16 +175,6 @@ def _parse_config(config: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str,
     if not isinstance(raw_faults, list) or not all(isinstance(f, dict) for f in raw_faults):
         raise ValueError("config 'faults' must be a list of objects")
     return tuple(tokens), dict(integrations), [Fault.from_config(f) for f in raw_faults]
-
-
-def _is_loopback_host(host: str) -> bool:
-    """Only loopback binds are allowed: the sandbox accepts any upload from anyone."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def parse_multipart(content_type: str, body: bytes) -> list[_Part]:
@@ -578,7 +559,7 @@ class PelanorSandbox:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        if not _is_loopback_host(host):
+        if not is_loopback(host):  # the sandbox accepts any upload from anyone
             raise ValueError(
                 f"refusing to bind the Pelanor sandbox to non-loopback host {host!r}; "
                 "use 127.0.0.1, ::1 or localhost"

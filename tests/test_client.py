@@ -444,18 +444,19 @@ def test_region_urls() -> None:
             "us",
             "http://pelanor.example.com",
             "api_url must use https; plain http is only allowed for loopback hosts "
-            "(127.0.0.1, ::1, localhost), got http://pelanor.example.com",
+            "(127.0.0.0/8, ::1, localhost), got http://pelanor.example.com",
         ),
         (
             "us",
             "http://10.0.0.1:8080",
             "api_url must use https; plain http is only allowed for loopback hosts "
-            "(127.0.0.1, ::1, localhost), got http://10.0.0.1",
+            "(127.0.0.0/8, ::1, localhost), got http://10.0.0.1",
         ),
         (
             "us",
             "ftp://pelanor.example.com",
-            "api_url must be an absolute https:// URL, e.g. https://api.pelanor.io",
+            "api_url must be an absolute https:// URL such as https://api.pelanor.io "
+            "(got 'ftp://pelanor.example.com')",
         ),
         (
             "us",
