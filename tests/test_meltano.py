@@ -152,6 +152,8 @@ def test_each_organization_uploads_exact_months_once_then_only_what_changed(
     assert (files / "int-globex/2025-10.csv").read_bytes() == (globex / OCTOBER).read_bytes()
     months = project.state(ACME_STATE_ID)["singer_state"]["bookmarks"]["costs"]["months"]
     assert sorted(months) == ["org-acme/2025-09", "org-acme/2025-10"]
+    # Rows went through BATCH files (meltano.yml's batch_config), all read and removed.
+    assert list((project.root / ".meltano" / "run" / "batches").iterdir()) == []
 
     uploads = (sandbox.data_dir / "uploads.jsonl").read_bytes()
     ok(project.run(*ACME))
