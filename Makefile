@@ -2,6 +2,7 @@
 #   make demo   both organizations' jobs (environment dev) into a local Pelanor sandbox
 #   make test   lint, type check and all tests (what .ci/run runs)
 #   make lint   ruff and mypy only
+#   make bench  the benchmark on a generated 1,000,000-row month (several minutes)
 #   make clean  forget Meltano state, sandbox data and caches (keeps .venv)
 
 SHELL := bash
@@ -18,7 +19,7 @@ DEV_PORT := 8765
 SANDBOX_CONFIG := {"tokens": ["dev-token-not-secret"], "integrations": {"int-acme": "org-acme", "int-globex": "org-globex"}}
 ORGS := acme globex
 
-.PHONY: demo test lint clean install
+.PHONY: demo test lint bench clean install
 
 install: $(VENV)/.installed
 
@@ -57,6 +58,9 @@ demo: install
 	echo "== files stored by the sandbox"
 	find .sandbox/data/files -type f | sort | xargs -r ls -l
 	if [ -n "$$failed" ]; then echo "demo: failed:$$failed" >&2; exit 1; fi
+
+bench: install
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .meltano .sandbox output .pytest_cache .ruff_cache .mypy_cache

@@ -119,6 +119,10 @@ class CostsStream(Stream):
                 yield batch_config.encoding, manifest
             self._seal(plan, tally)
 
+    def get_batch_config(self, config: Mapping[str, Any]) -> BatchConfig | None:
+        """No batch files in a connection test (``--test``): it stops after a record."""
+        return None if self.ABORT_AT_RECORD_COUNT is not None else super().get_batch_config(config)
+
     def generate_child_contexts(
         self, record: dict[str, Any], context: Context | None
     ) -> Iterable[Context | None]:

@@ -256,5 +256,14 @@ def test_about_and_discover(tmp_path) -> None:
 
 
 def test_connection_test_mode(tmp_path) -> None:
-    result = run("tap-openai-costs", "--test", config=ACME, tmp=tmp_path)
+    batches = tmp_path / "batches"
+    batch_config = {
+        "encoding": {"format": "jsonl", "compression": "none"},
+        "storage": {"root": batches.as_uri()},
+    }
+    result = run(
+        "tap-openai-costs", "--test", config=ACME | {"batch_config": batch_config}, tmp=tmp_path
+    )
     assert result.returncode == 0, result.stderr
+    assert len(result.records("costs")) == 1
+    assert not batches.exists()  # a connection test leaves no batch files behind
