@@ -157,10 +157,6 @@ class ExportScan:
     days: list[DaySlice] = field(default_factory=list)
 
     @property
-    def first_day(self) -> date | None:
-        return self.days[0].day if self.days else None
-
-    @property
     def last_day(self) -> date | None:
         return self.days[-1].day if self.days else None
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -36,6 +37,8 @@ class Piece:
 
 @dataclass
 class MonthPlan:
+    """One (organization, month): its days in order, each from the export that wins it."""
+
     organization_id: str
     month: str
     layout: Layout
@@ -45,10 +48,6 @@ class MonthPlan:
     def key(self) -> str:
         """The state key: one bookmark per organization and month."""
         return f"{self.organization_id}/{self.month}"
-
-    @property
-    def row_count(self) -> int:
-        return sum(piece.day.rows for piece in self.pieces)
 
     @property
     def days(self) -> list[date]:
@@ -61,7 +60,7 @@ class MonthPlan:
     @property
     def input_digest(self) -> str:
         """Changes exactly when the bytes this month would be built from change."""
-        digest = hashlib.sha256(repr(self.layout.to_dict()).encode())
+        digest = hashlib.sha256(json.dumps(self.layout.to_dict(), sort_keys=True).encode())
         for piece in self.pieces:
             digest.update(
                 f"{piece.day.day}|{piece.scan.layout.header}|{piece.day.hexdigest}\n".encode()

@@ -202,7 +202,8 @@ class TapOpenAICosts(Tap):
     def _api_exports(self, done: dict[str, str]) -> list[Path]:
         organization_id = self.config["organization_id"]
         today = cost_export.today_utc()
-        read_before = {key.split("/", 1)[1] for key in done if key.startswith(organization_id)}
+        prefix = f"{organization_id}/"
+        read_before = {key.removeprefix(prefix) for key in done if key.startswith(prefix)}
         months = months_to_read(
             self._start_month or previous_month(today),
             today,
@@ -219,15 +220,14 @@ class TapOpenAICosts(Tap):
                 today,
                 organization_id,
                 self.config["organization_name"],
-                self._api_dir,
+                Path(self._api_dir.name),
                 self.logger.info,
             )
 
     @cached_property
-    def _api_dir(self) -> Path:
-        """Where API months are written for the run; removed when the process ends."""
-        self._api_tmp = tempfile.TemporaryDirectory(prefix="tap-openai-costs-")
-        return Path(self._api_tmp.name)
+    def _api_dir(self) -> tempfile.TemporaryDirectory[str]:
+        """Where API months are written for the run; removed when the tap is done."""
+        return tempfile.TemporaryDirectory(prefix="tap-openai-costs-")
 
     def _emitted_digests(self) -> dict[str, str]:
         bookmarks = self.state.get("bookmarks", {}).get(CostsStream.name, {})

@@ -183,7 +183,7 @@ class TargetPelanor(Target):
                 month=ready.month, filename=ready.filename, content=ready.path
             )
         except PelanorError as error:
-            return replace(result, action=f"failed: {error}", failed=True)
+            return replace(result, action="; ".join([f"failed: {error}", *actions]), failed=True)
         action = ", ".join(["uploaded", *actions])
         return replace(result, action=action, response_id=receipt.response_id)
 
