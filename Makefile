@@ -37,7 +37,7 @@ test: lint
 	$(BIN)/python -m pytest
 
 demo: install
-	export MELTANO_SEND_ANONYMOUS_USAGE_STATS=false
+	@export MELTANO_SEND_ANONYMOUS_USAGE_STATS=false
 	$(BIN)/meltano install
 	mkdir -p .sandbox
 	echo '$(SANDBOX_CONFIG)' > .sandbox/config.json
@@ -55,8 +55,15 @@ demo: install
 	done
 	echo "== .sandbox/data/uploads.jsonl (all runs so far; make clean starts over)"
 	cat .sandbox/data/uploads.jsonl 2>/dev/null || echo "(no uploads)"
-	echo "== files stored by the sandbox"
-	find .sandbox/data/files -type f | sort | xargs -r ls -l
+	echo "== files stored by the sandbox, compared with the exports in samples/"
+	for org in $(ORGS); do
+	  for stored in .sandbox/data/files/int-$$org/*.csv; do
+	    month=$$(basename "$$stored" .csv)
+	    sample=$$(ls samples/$$org/cost_$$month-01_*.csv)
+	    cmp -s "$$stored" "$$sample" && same="byte-identical to" || same="DIFFERS from"
+	    echo "$$stored ($$(wc -c < "$$stored") bytes): $$same $$sample"
+	  done
+	done
 	if [ -n "$$failed" ]; then echo "demo: failed:$$failed" >&2; exit 1; fi
 
 bench: install
