@@ -204,3 +204,21 @@ def test_the_admin_key_appears_nowhere(monkeypatch, capsys, openai, caplog, tmp_
     ]
     outputs += [bad_key.stdout, bad_key.stderr, run("tap-openai-costs", "--about").stdout]
     assert all(KEY not in text for text in outputs)
+
+
+@pytest.mark.parametrize(
+    ("today", "read_before", "expected"),
+    [
+        # The previous month is re-read until settle_days (3) after it ended.
+        (date(2025, 11, 3), {"2025-09", "2025-10"}, ["2025-10", "2025-11"]),
+        (date(2025, 11, 4), {"2025-09", "2025-10"}, ["2025-11"]),
+        # A closed month never read is read once.
+        (date(2025, 11, 4), {"2025-10"}, ["2025-09", "2025-11"]),
+        # On the first of a month the previous one is still open.
+        (date(2025, 12, 1), {"2025-09", "2025-10", "2025-11"}, ["2025-11", "2025-12"]),
+    ],
+)
+def test_which_months_are_read(today, read_before, expected):
+    from tap_openai_costs.api_source import months_to_read
+
+    assert months_to_read("2025-09", today, 3, read_before) == expected
