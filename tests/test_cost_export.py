@@ -215,3 +215,21 @@ def test_idle_day_rows_need_no_organization(tmp_path) -> None:
     content = export([times(OCT1), cost(OCT2)])
     scan = scan_export(write(tmp_path / "cost.csv", content), ORG)
     assert [(d.day, d.rows) for d in scan.days] == [(OCT1, 1), (OCT2, 1)]
+
+
+def test_the_same_key_on_different_days_is_no_repeat(tmp_path) -> None:
+    content = export([cost(OCT1, "0.5"), cost(OCT2, "0.7")])
+    scan = scan_export(write(tmp_path / "cost.csv", content), ORG)
+    assert [(d.day, d.rows) for d in scan.days] == [(OCT1, 1), (OCT2, 1)]
+
+
+def test_a_repeat_is_found_among_many_rows_of_a_day(tmp_path) -> None:
+    rows = [cost(OCT1, "0.1", api_key_id=f"key_{n}") for n in range(5000)]
+    rows.insert(4000, cost(OCT1, "0.2", api_key_id="key_17"))
+    path = write(tmp_path / "cost.csv", export([*rows, cost(OCT2)]))
+    with pytest.raises(ExportError) as raised:
+        scan_export(path, ORG)
+    assert str(raised.value) == (
+        f"{path}: row 4002: repeats row 19 (same day, line item and project) with a different "
+        "amount; export the period again in one file"
+    )
