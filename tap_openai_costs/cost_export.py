@@ -342,14 +342,16 @@ def _check_columns(path: str, columns: list[str]) -> None:
         )
 
 
-class _RowChecker:
+class RowChecker:
     """The row rules of a cost export; stateful only within a day, so memory stays flat.
 
     Works on field positions rather than a dict per row: it runs for every row of every
-    file before anything is emitted.
+    file before the tap emits anything, and again in the target on the file it uploads.
+    Call :meth:`finish_day` after the last row.
     """
 
     def __init__(self, path: str, layout: Layout, organization_id: str | None) -> None:
+        _check_columns(path, list(layout.columns))
         self.path = path
         self.layout = layout
         self.organization_id = organization_id
@@ -521,7 +523,7 @@ def scan_export(path: Path, organization_id: str | None) -> ExportScan:
     name = str(path)
     with path.open("rb") as stream:
         layout, lines = read_layout(name, stream)
-        checker = _RowChecker(name, layout, organization_id)
+        checker = RowChecker(name, layout, organization_id)
         offset = lines.offset
         days: list[DaySlice] = []
         number = 1  # the header is row 1, as a spreadsheet shows it
@@ -558,12 +560,32 @@ def read_rows(scan: ExportScan, day: DaySlice) -> Iterator[Row]:
             yield Row(day.day, text, fields, columns)
 
 
-def write_export(out: io.RawIOBase | BinaryIO, layout: Layout, rows: Iterable[str]) -> None:
-    """Write a month in the export's exact layout."""
-    term = layout.line_terminator.encode()
-    out.write((BOM if layout.bom else "").encode("utf-8") + layout.header.encode("utf-8"))
+def parse_row(text: str) -> list[str]:
+    """The fields of one row's CSV text (a quoted value may hold a line break)."""
+    return next(csv.reader(io.StringIO(text, newline=""), strict=True), [])
+
+
+class ExportWriter:
+    """Writes a month in the export's exact layout, one row at a time."""
+
+    def __init__(self, out: BinaryIO, layout: Layout) -> None:
+        self.out = out
+        self.layout = layout
+        self.terminator = layout.line_terminator.encode()
+        out.write((BOM if layout.bom else "").encode("utf-8") + layout.header.encode("utf-8"))
+
+    def write_row(self, text: str) -> None:
+        self.out.write(self.terminator)
+        self.out.write(text.encode("utf-8"))
+
+    def finish(self) -> None:
+        if self.layout.final_newline:
+            self.out.write(self.terminator)
+
+
+def write_export(out: BinaryIO, layout: Layout, rows: Iterable[str]) -> None:
+    """Write a whole month in the export's exact layout."""
+    writer = ExportWriter(out, layout)
     for text in rows:
-        out.write(term)
-        out.write(text.encode("utf-8"))
-    if layout.final_newline:
-        out.write(term)
+        writer.write_row(text)
+    writer.finish()

@@ -98,6 +98,7 @@ class CostsStream(Stream):
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         for plan in self._plans:
+            self._open(plan)
             tally = MonthTally()
             yield from self._month_records(plan, tally)
             # Resumed only after the month's last record was written: now it may be sealed.
@@ -106,12 +107,13 @@ class CostsStream(Stream):
     def get_batches(
         self, batch_config: BatchConfig, context: Context | None = None
     ) -> Iterable[tuple[BaseBatchFileEncoding, list[str]]]:
-        """BATCH messages for each month's rows, then its seal as a RECORD.
+        """BATCH messages for each month's rows, between its layout and its seal (RECORDs).
 
         The SDK's own batcher would let a seal overtake rows still waiting in its buffer,
         so files are cut here, per month, written as they fill, never held in memory.
         """
         for plan in self._plans:
+            self._open(plan)
             tally = MonthTally()
             for manifest in write_batches(
                 self._month_records(plan, tally), batch_config, self.name
@@ -126,7 +128,7 @@ class CostsStream(Stream):
     def generate_child_contexts(
         self, record: dict[str, Any], context: Context | None
     ) -> Iterable[Context | None]:
-        """Seals are synced explicitly after a month's last row, never per record."""
+        """Layouts and seals are written explicitly around a month's rows, never per record."""
         return ()
 
     @property
@@ -153,6 +155,23 @@ class CostsStream(Stream):
             )
             yield record
 
+    def _open(self, plan: MonthPlan) -> None:
+        """Announce the month's file layout before its first row, so the target can write
+        and check the upload file while the rows arrive."""
+        self._emit(
+            MonthLayoutsStream,
+            {
+                "organization": plan.organization_id,
+                "month": plan.month,
+                "layout": plan.layout.to_dict(),
+            },
+        )
+
+    def _emit(self, stream_type: type[_MonthEventStream], record: dict[str, Any]) -> None:
+        for child in self.child_streams:
+            if isinstance(child, stream_type) and child.selected:
+                child.emit(record)
+
     def _seal(self, plan: MonthPlan, tally: MonthTally) -> None:
         today = cost_export.today_utc()
         missing = cost_export.missing_days(plan.month, plan.days, today)
@@ -173,21 +192,61 @@ class CostsStream(Stream):
         # Bookmarked first, so the STATE written right after the seal already covers the
         # month: the target drains (uploads) the sealed month before it confirms that state.
         self.stream_state.setdefault("months", {})[plan.key] = plan.input_digest
-        for child in self.child_streams:
-            if isinstance(child, MonthSealsStream) and child.selected:
-                child.emit(seal)
+        self._emit(MonthSealsStream, seal)
 
 
-class MonthSealsStream(Stream):
-    """Written right after a month's last row: the target uploads sealed months only."""
+_LAYOUT = th.ObjectType(
+    th.Property("columns", th.ArrayType(th.StringType)),
+    th.Property("header", th.StringType),
+    th.Property("line_terminator", th.StringType),
+    th.Property("bom", th.BooleanType),
+    th.Property("final_newline", th.BooleanType),
+)
 
-    name = "cost_months"
+
+class _MonthEventStream(Stream):
+    """A record about a whole month, written by the ``costs`` stream at the right moment."""
+
     primary_keys = ("organization", "month")
     replication_key = None
     parent_stream_type = CostsStream
-    state_partitioning_keys: list[str] = []  # noqa: RUF012  # one bookmark, not one per seal
+    state_partitioning_keys: list[str] = []  # noqa: RUF012  # one bookmark, not one per month
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
 
+    _pending: dict[str, Any] | None = None
+
+    def emit(self, record: dict[str, Any]) -> None:
+        """Write one record now, between the rows the parent writes."""
+        self._pending = record
+        try:
+            self.sync()
+        finally:
+            self._pending = None
+
+    def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        if self._pending is not None:
+            yield self._pending
+
+    def get_batch_config(self, config: Mapping[str, Any]) -> BatchConfig | None:
+        """Always RECORD messages, in place between the month's rows."""
+        return None
+
+
+class MonthLayoutsStream(_MonthEventStream):
+    """Written right before a month's first row: how its upload file is laid out."""
+
+    name = "cost_month_layouts"
+    schema = th.PropertiesList(
+        th.Property("organization", th.StringType, required=True),
+        th.Property("month", th.StringType, required=True),
+        th.Property("layout", _LAYOUT, required=True),
+    ).to_dict()
+
+
+class MonthSealsStream(_MonthEventStream):
+    """Written right after a month's last row: the target uploads sealed months only."""
+
+    name = "cost_months"
     schema = th.PropertiesList(
         th.Property("organization", th.StringType, required=True),
         th.Property("month", th.StringType, required=True),
@@ -202,33 +261,5 @@ class MonthSealsStream(Stream):
         ),
         th.Property("input_digest", th.StringType, required=True),
         th.Property("source_files", th.ArrayType(th.StringType), required=True),
-        th.Property(
-            "layout",
-            th.ObjectType(
-                th.Property("columns", th.ArrayType(th.StringType)),
-                th.Property("header", th.StringType),
-                th.Property("line_terminator", th.StringType),
-                th.Property("bom", th.BooleanType),
-                th.Property("final_newline", th.BooleanType),
-            ),
-            required=True,
-        ),
+        th.Property("layout", _LAYOUT, required=True),
     ).to_dict()
-
-    _pending: dict[str, Any] | None = None
-
-    def emit(self, seal: dict[str, Any]) -> None:
-        """Write one seal now; the parent calls this after the month's last row."""
-        self._pending = seal
-        try:
-            self.sync()
-        finally:
-            self._pending = None
-
-    def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
-        if self._pending is not None:
-            yield self._pending
-
-    def get_batch_config(self, config: Mapping[str, Any]) -> BatchConfig | None:
-        """Seals always travel as RECORD messages, right behind their month's rows."""
-        return None

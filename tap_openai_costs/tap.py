@@ -28,7 +28,7 @@ from tap_openai_costs.costs_api import (
     check_api_base_url,
 )
 from tap_openai_costs.planner import MonthPlan, expand_paths, plan_months, scan_all
-from tap_openai_costs.streams import CostsStream, MonthSealsStream
+from tap_openai_costs.streams import CostsStream, MonthLayoutsStream, MonthSealsStream
 
 MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
 
@@ -150,7 +150,7 @@ class TapOpenAICosts(Tap):
             raise ConfigValidationError("Config validation failed", errors=errors)
 
     def discover_streams(self) -> list[Stream]:
-        return [CostsStream(self), MonthSealsStream(self)]
+        return [CostsStream(self), MonthLayoutsStream(self), MonthSealsStream(self)]
 
     @cached_property
     def months_to_emit(self) -> list[MonthPlan]:

@@ -1,38 +1,36 @@
-"""Collect each (organization, month) on disk and decide whether it is safe to upload.
+"""Write each (organization, month) to disk as it arrives, and decide whether to upload it.
 
 An upload replaces everything Pelanor has for the month, so a month leaves only when the
-tap sealed it, what arrived matches the seal, it is complete, and the rebuilt file passes
-the same checks the tap applies to an export. Rows are spooled to disk as they arrive, so
+tap sealed it, what arrived matches the seal, it is complete, and every row of the file
+passed the same checks the tap applies to an export. The tap announces a month's layout
+before its rows, so the upload file is written and checked row by row as they arrive:
 memory does not grow with the size of a month, and SDK drains cannot split one.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any
-
-import msgspec
+from typing import Any, BinaryIO
 
 from tap_openai_costs.cost_export import (
     ExportError,
+    ExportWriter,
     Layout,
+    RowChecker,
     describe_days,
     format_decimal,
     missing_days,
+    month_of,
+    parse_row,
     rows_digest_update,
-    scan_export,
     upload_filename,
-    write_export,
 )
-
-_SPOOL_LINE = msgspec.json.Encoder()
-_SPOOL_TEXT = msgspec.json.Decoder(str)
 
 
 class Withheld(Exception):
@@ -44,41 +42,97 @@ class Withheld(Exception):
         self.total = total
 
 
-@dataclass
-class MonthSpool:
-    """One month's rows as they arrive: the csv text on disk, the tallies in memory."""
+class _CheckedWriter:
+    """Writes rows to the upload file, each one checked first as the tap checks exports."""
 
-    organization: str
-    month: str
-    path: Path
-    handle: IO[bytes]
-    rows: int = 0
-    total: Decimal = Decimal(0)
-    digest: Any = field(default_factory=hashlib.sha256)
-    days: set[str] = field(default_factory=set)
-    foreign: str | None = None
+    def __init__(self, out: BinaryIO, layout: Layout, label: str, organization_id: str) -> None:
+        self.checker = RowChecker(label, layout, organization_id)  # checks the header too
+        self.writer = ExportWriter(out, layout)
+        self.terminator = layout.line_terminator
 
-    def add(self, record: dict[str, Any], organization_id: str) -> None:
+    def write(self, number: int, text: str) -> date:
+        """Check and write one row; return its day. Raises ExportError or csv.Error."""
+        day = self.checker.check(number, parse_row(text), self.terminator, is_last=False)
+        self.writer.write_row(text)
+        return day
+
+    def finish(self) -> None:
+        self.checker.finish_day()
+        self.writer.finish()
+
+
+class MonthFile:
+    """One month's upload file, written and checked row by row; tallies kept for the seal."""
+
+    def __init__(
+        self,
+        organization: str,
+        month: str,
+        layout: Layout | None,
+        path: Path,
+        organization_id: str,
+    ) -> None:
+        self.organization = organization
+        self.month = month
+        self.layout = layout
+        self.path = path
+        self.organization_id = organization_id
+        self.rows = 0
+        self.total = Decimal(0)
+        self.digest = hashlib.sha256()
+        self.days: set[date] = set()
+        self.foreign: str | None = None
+        self.problem: str | None = None
+        self.handle = path.open("wb")
+        self.output: _CheckedWriter | None = None
+        if layout is None:
+            self.problem = (
+                "rows arrived without the month's layout record (cost_month_layouts); "
+                "pair target-pelanor with tap-openai-costs"
+            )
+            return
+        try:
+            self.output = _CheckedWriter(self.handle, layout, path.name, organization_id)
+        except ExportError as problem:
+            self.problem = f"the month's layout fails the export checks: {problem.message}"
+
+    def add(self, record: dict[str, Any]) -> None:
         text = record["csv_row"]
-        self.handle.write(_SPOOL_LINE.encode(text))
-        self.handle.write(b"\n")
         self.rows += 1
         amount = record.get("amount_value")
         if amount is not None:
             self.total += amount if isinstance(amount, Decimal) else Decimal(str(amount))
         rows_digest_update(self.digest, text)
-        self.days.add(record["day"])
         row_organization = record.get("organization_id")
-        if row_organization and row_organization != organization_id and self.foreign is None:
+        if row_organization and row_organization != self.organization_id and not self.foreign:
             self.foreign = row_organization
+        if self.output is None or self.problem is not None:
+            return
+        number = self.rows + 1  # the header is row 1
+        try:
+            day = self.output.write(number, text)
+        except csv.Error as exc:
+            self.problem = f"row {number} is not valid CSV ({exc})"
+        except ExportError as problem:
+            self.problem = f"row {number}: {problem.message}"
+        else:
+            if month_of(day) == self.month:
+                self.days.add(day)
+            else:
+                self.problem = f"row {number} is of {day}, outside the month"
 
-    def texts(self) -> Iterator[str]:
-        """The spooled rows, in arrival order (a quoted value may hold a newline: hence
-        one JSON string per line)."""
-        self.handle.flush()
-        with self.path.open("rb") as spool:
-            for line in spool:
-                yield _SPOOL_TEXT.decode(line)
+    def finish(self) -> None:
+        """The last row is in: the day's repeat check, the final line ending, closed."""
+        if self.output is not None and self.problem is None:
+            try:
+                self.output.finish()
+            except ExportError as problem:
+                self.problem = f"row {problem.row}: {problem.message}"
+        self.handle.close()
+
+    def discard(self) -> None:
+        self.handle.close()
+        self.path.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -97,7 +151,7 @@ class ReadyMonth:
 
 
 class MonthLedger:
-    """Spools rows per (organization, month) and turns a seal into a checked file."""
+    """The months in flight, from their layout record to their seal."""
 
     def __init__(
         self, organization_id: str, allow_partial_month: bool, work_dir: Path | None = None
@@ -106,60 +160,68 @@ class MonthLedger:
         self.allow_partial_month = allow_partial_month
         self._tmp = tempfile.TemporaryDirectory(prefix="target-pelanor-", dir=work_dir)
         self.work_dir = Path(self._tmp.name)
-        self.open: dict[tuple[str, str], MonthSpool] = {}
+        self.open: dict[tuple[str, str], MonthFile] = {}
+
+    def open_month(self, record: dict[str, Any]) -> None:
+        """A month starts: its layout arrives before its first row."""
+        key = (record["organization"], record["month"])
+        if previous := self.open.pop(key, None):
+            previous.discard()  # restarted by the tap: its earlier rows are replaced
+        self.open[key] = self._new_file(key, Layout.from_dict(record["layout"]))
 
     def add_row(self, record: dict[str, Any]) -> None:
         key = (record["organization"], record["month"])
-        spool = self.open.get(key)
-        if spool is None:
-            path = self.work_dir / f"{key[0]}_{key[1]}.rows.jsonl"
-            handle = path.open("wb")
-            spool = self.open[key] = MonthSpool(key[0], key[1], path, handle)
-        spool.add(record, self.organization_id)
+        month = self.open.get(key)
+        if month is None:
+            month = self.open[key] = self._new_file(key, None)
+        month.add(record)
 
     def seal(self, seal: dict[str, Any]) -> ReadyMonth:
-        """Check a sealed month and build its upload file; raise Withheld if unsafe."""
+        """Check a sealed month; return its file, or raise Withheld if it is unsafe."""
         key = (seal["organization"], seal["month"])
-        spool = self.open.pop(key, None)
-        if spool is None:
+        month = self.open.pop(key, None)
+        if month is None:
             raise Withheld(
                 f"sealed with {seal['row_count']} rows but no rows arrived; run the tap again"
             )
+        month.finish()
         try:
-            self._check(spool, seal)
-            return self._build(spool, Layout.from_dict(seal["layout"]))
+            self._check(month, seal)
         except Withheld as withheld:
-            raise Withheld(str(withheld), spool.rows, spool.total) from None
-        finally:
-            spool.handle.close()
-            spool.path.unlink()
+            month.discard()
+            raise Withheld(str(withheld), month.rows, month.total) from None
+        return ReadyMonth(month.organization, month.month, month.rows, month.total, month.path)
 
-    def unsealed(self) -> list[MonthSpool]:
+    def unsealed(self) -> list[MonthFile]:
         """Months whose rows arrived without a seal: the tap stopped before finishing them."""
-        spools = list(self.open.values())
-        for spool in spools:
-            spool.handle.close()
+        months = list(self.open.values())
+        for month in months:
+            month.discard()
         self.open.clear()
-        return spools
+        return months
 
     def close(self) -> None:
         self.unsealed()
         self._tmp.cleanup()
 
-    def _check(self, spool: MonthSpool, seal: dict[str, Any]) -> None:
-        if spool.organization != self.organization_id:
+    def _new_file(self, key: tuple[str, str], layout: Layout | None) -> MonthFile:
+        path = self.work_dir / f"{key[0]}_{key[1]}.csv"
+        return MonthFile(key[0], key[1], layout, path, self.organization_id)
+
+    def _check(self, month: MonthFile, seal: dict[str, Any]) -> None:
+        if month.organization != self.organization_id:
             raise Withheld(
-                f"comes from the tap for organization {spool.organization}, but this target "
+                f"comes from the tap for organization {month.organization}, but this target "
                 f"uploads for {self.organization_id}; pair each tap with its own target"
             )
-        if spool.foreign:
+        if month.foreign:
             raise Withheld(
-                f"has rows of organization {spool.foreign}, not {self.organization_id}; "
+                f"has rows of organization {month.foreign}, not {self.organization_id}; "
                 "check organization_id of the tap and the target"
             )
-        arrived = (spool.rows, format_decimal(spool.total), spool.digest.hexdigest())
+        arrived = (month.rows, format_decimal(month.total), month.digest.hexdigest())
         sealed = (seal["row_count"], seal["total_usd"], seal["rows_digest"])
-        if spool.rows != seal["row_count"] or spool.total != Decimal(seal["total_usd"]):
+        if month.rows != seal["row_count"] or month.total != Decimal(seal["total_usd"]):
             raise Withheld(
                 f"rows received ({arrived[0]} rows, {arrived[1]} USD) do not match the "
                 f"tap's seal ({sealed[0]} rows, {sealed[1]} USD); run the pipeline again"
@@ -169,25 +231,16 @@ class MonthLedger:
                 "rows received differ from the rows the tap sealed (digest mismatch); "
                 "run the pipeline again"
             )
-        missing = missing_days(spool.month, map(date.fromisoformat, spool.days))
+        if month.problem:
+            raise Withheld(f"fails the export checks: {month.problem}")
+        if month.layout != Layout.from_dict(seal["layout"]):
+            raise Withheld(
+                "the seal's layout differs from the layout the month was written with; "
+                "run the pipeline again"
+            )
+        missing = missing_days(month.month, month.days)
         if missing and not self.allow_partial_month:
             raise Withheld(
                 f"is incomplete: {len(missing)} day(s) missing ({describe_days(missing)}); "
                 "export the whole month, or set allow_partial_month to upload it anyway"
             )
-
-    def _build(self, spool: MonthSpool, layout: Layout) -> ReadyMonth:
-        path = self.work_dir / upload_filename(spool.month)
-        with path.open("wb") as out:
-            write_export(out, layout, spool.texts())
-        try:
-            check = scan_export(path, self.organization_id)
-        except ExportError as problem:
-            where = f" at row {problem.row}" if problem.row else ""
-            raise Withheld(
-                f"rebuilt file fails the export checks{where}: {problem.message}"
-            ) from None
-        strays = [d.day for d in check.days if d.day.isoformat()[:7] != spool.month]
-        if strays:
-            raise Withheld(f"has rows outside the month ({describe_days(strays)})")
-        return ReadyMonth(spool.organization, spool.month, spool.rows, spool.total, path)

@@ -1,4 +1,4 @@
-"""One sink per tap stream; both hand their records to the target's month ledger."""
+"""One sink per tap stream; each hands its records to the target's month ledger."""
 
 from __future__ import annotations
 
@@ -40,14 +40,21 @@ class _PelanorSink(RecordSink):
         validation itself."""
 
 
+class MonthLayoutSink(_PelanorSink):
+    """``cost_month_layouts``: a month starts; its upload file is opened in its layout."""
+
+    def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
+        self.pelanor.ledger.open_month(record)
+
+
 class CostRowsSink(_PelanorSink):
-    """``costs``: spool each row to disk under its (organization, month)."""
+    """``costs``: each row is checked and written to its month's upload file."""
 
     def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
         self.pelanor.ledger.add_row(record)
 
     def process_batch_files(self, encoding: BaseBatchFileEncoding, files: Sequence[str]) -> None:
-        """BATCH messages (the tap's fast path): stream each file's rows into the spool.
+        """BATCH messages (the tap's fast path): stream each file's rows into the months.
 
         The seal that follows still checks count, total and digest of every row."""
         for url in files:

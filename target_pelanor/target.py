@@ -30,9 +30,13 @@ from target_pelanor.client import (
 )
 from target_pelanor.months import MonthLedger, ReadyMonth, Withheld
 from target_pelanor.report import MonthResult, render_table
-from target_pelanor.sinks import CostRowsSink, MonthSealSink
+from target_pelanor.sinks import CostRowsSink, MonthLayoutSink, MonthSealSink
 
-SINKS: dict[str, type[Sink]] = {"costs": CostRowsSink, "cost_months": MonthSealSink}
+SINKS: dict[str, type[Sink]] = {
+    "cost_month_layouts": MonthLayoutSink,
+    "costs": CostRowsSink,
+    "cost_months": MonthSealSink,
+}
 
 
 class TargetPelanor(Target):
@@ -146,7 +150,7 @@ class TargetPelanor(Target):
         if stream_name not in SINKS:
             print(
                 f"{self.name}: error: stream {stream_name!r} is not one target-pelanor loads; "
-                "pair it with tap-openai-costs (streams costs and cost_months)",
+                "pair it with tap-openai-costs (streams cost_month_layouts, costs, cost_months)",
                 file=sys.stderr,
             )
             sys.exit(1)
@@ -200,12 +204,12 @@ class TargetPelanor(Target):
 
     def process_endofpipe(self) -> None:
         """Finish: months without a seal are withheld, then the report, then the verdict."""
-        for spool in self.ledger.unsealed():
+        for month in self.ledger.unsealed():
             self._withhold(
-                spool.organization,
-                spool.month,
-                spool.rows,
-                spool.total,
+                month.organization,
+                month.month,
+                month.rows,
+                month.total,
                 "was not sealed by the tap (it stopped before finishing the month); "
                 "nothing uploaded, the next run sends it again",
             )

@@ -88,12 +88,24 @@ def test_records_are_typed_and_exact(tmp_path) -> None:
     ]
 
 
-def test_each_month_is_sealed_right_after_its_last_row(tmp_path) -> None:
+def test_each_month_is_laid_out_before_its_rows_and_sealed_right_after(tmp_path) -> None:
     result = run_tap(tmp_path, ACME)
     order = [(m["stream"], m["record"]["month"]) for m in result.messages if m["type"] == "RECORD"]
-    september = [("costs", "2025-09")] * 409 + [("cost_months", "2025-09")]
-    october = [("costs", "2025-10")] * 382 + [("cost_months", "2025-10")]
+    september = [
+        ("cost_month_layouts", "2025-09"),
+        *[("costs", "2025-09")] * 409,
+        ("cost_months", "2025-09"),
+    ]
+    october = [
+        ("cost_month_layouts", "2025-10"),
+        *[("costs", "2025-10")] * 382,
+        ("cost_months", "2025-10"),
+    ]
     assert order == september + october
+    layouts = result.records("cost_month_layouts")
+    assert [layout["layout"] for layout in layouts] == [
+        seal["layout"] for seal in result.records("cost_months")
+    ]
     total = sum(Decimal(line.split(",")[4] or 0) for line in OCTOBER.read_text().splitlines()[1:])
     seal = result.records("cost_months")[1]
     assert seal | {"rows_digest": "", "input_digest": "", "layout": {}} == {
@@ -251,7 +263,7 @@ def test_about_and_discover(tmp_path) -> None:
     assert "| organization_id " in about.stdout
     discover = run("tap-openai-costs", "--discover", config=ACME, tmp=tmp_path)
     streams = {s["tap_stream_id"]: s for s in json.loads(discover.stdout)["streams"]}
-    assert sorted(streams) == ["cost_months", "costs"]
+    assert sorted(streams) == ["cost_month_layouts", "cost_months", "costs"]
     assert streams["costs"]["key_properties"] == ["organization", "month", "row"]
 
 

@@ -100,7 +100,7 @@ def rebuilt(records) -> dict[str, bytes]:
         record = message["record"]
         if message["stream"] == "costs":
             rows.setdefault(record["month"], []).append(record["csv_row"])
-        else:
+        elif message["stream"] == "cost_months":
             out = io.BytesIO()
             write_export(out, Layout.from_dict(record["layout"]), rows[record["month"]])
             built[record["month"]] = out.getvalue()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import signal
@@ -159,7 +160,11 @@ def _cut_before_seal(messages: str, month: str, keep_rows: int) -> str:
     kept, rows = [], 0
     for line in messages.splitlines(keepends=True):
         message = json.loads(line)
-        if message["type"] == "RECORD" and message["record"].get("month") == month:
+        if (
+            message["type"] == "RECORD"
+            and message["stream"] == "costs"
+            and message["record"]["month"] == month
+        ):
             rows += 1
             if rows > keep_rows:
                 break
@@ -263,11 +268,39 @@ def _foreign_row(stream, record):
     return record
 
 
-def _drop_column_from_layout(stream, record):
-    if stream == "cost_months":
-        layout = record["layout"]
-        layout["header"] = layout["header"].replace(",project_name", ",project_title")
-    return record
+def _rename_project_name_in(layout_stream: str):
+    def edit(stream, record):
+        if stream == layout_stream:
+            layout = record["layout"]
+            layout["header"] = layout["header"].replace(",project_name", ",project_title")
+            layout["columns"] = [
+                "project_title" if c == "project_name" else c for c in layout["columns"]
+            ]
+        return record
+
+    return edit
+
+
+def _drop_layouts(stream, record):
+    return None if stream == "cost_month_layouts" else record
+
+
+class EuroRowResealed:
+    """A row changed to EUR, with the seal recomputed to match: only the target's own
+    check of the file stands between it and Pelanor."""
+
+    def __init__(self) -> None:
+        self.digest = hashlib.sha256()
+
+    def __call__(self, stream, record):
+        if stream == "costs":
+            if record["row"] == 5:
+                record["csv_row"] = record["csv_row"].replace(",usd,", ",EUR,")
+            self.digest.update(f"{record['csv_row']}\n".encode())
+        elif stream == "cost_months":
+            record["rows_digest"] = self.digest.hexdigest()
+            self.digest = hashlib.sha256()
+        return record
 
 
 WITHHELD = {
@@ -295,12 +328,30 @@ WITHHELD = {
         "withheld: comes from the tap for organization org-acme, but this target uploads for "
         "org-globex; pair each tap with its own target",
     ),
-    "a rebuilt file Pelanor would refuse": (
-        _drop_column_from_layout,
+    "a layout Pelanor would refuse": (
+        _rename_project_name_in("cost_month_layouts"),
         {},
-        "withheld: rebuilt file fails the export checks: lacks column(s) "
-        "project_name that Pelanor requires; export the Cost data grouped by Line Item (and "
-        "project) with a 1 day interval",
+        "withheld: fails the export checks: the month's layout fails the export checks: "
+        "lacks column(s) project_name that Pelanor requires; export the Cost data grouped by "
+        "Line Item (and project) with a 1 day interval",
+    ),
+    "rows without a layout record": (
+        _drop_layouts,
+        {},
+        "withheld: fails the export checks: rows arrived without the month's layout record "
+        "(cost_month_layouts); pair target-pelanor with tap-openai-costs",
+    ),
+    "a row Pelanor would refuse, resealed": (
+        EuroRowResealed(),
+        {},
+        "withheld: fails the export checks: row 6: amount_currency is 'EUR', but Pelanor "
+        "accepts USD only",
+    ),
+    "a seal whose layout differs": (
+        _rename_project_name_in("cost_months"),
+        {},
+        "withheld: the seal's layout differs from the layout the month was written with; "
+        "run the pipeline again",
     ),
 }
 
@@ -452,8 +503,10 @@ def test_batch_messages_carry_months_exactly_and_leave_no_files(
     tap = run_tap(tmp_path, config)
     assert tap.returncode == 0, tap.stderr
     kinds = [(m["type"], m.get("stream")) for m in tap.messages if m["type"] != "STATE"]
-    september = [("BATCH", "costs")] * 5 + [("SCHEMA", "cost_months"), ("RECORD", "cost_months")]
-    october = [("BATCH", "costs")] * 4 + [("SCHEMA", "cost_months"), ("RECORD", "cost_months")]
+    opening = [("SCHEMA", "cost_month_layouts"), ("RECORD", "cost_month_layouts")]
+    seal = [("SCHEMA", "cost_months"), ("RECORD", "cost_months")]
+    september = [*opening, *[("BATCH", "costs")] * 5, *seal]
+    october = [*opening, *[("BATCH", "costs")] * 4, *seal]
     assert kinds == [("SCHEMA", "costs"), *september, *october]
 
     result = run_target(tmp_path, target_config(pelanor), tap.stdout)
