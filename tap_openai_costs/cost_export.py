@@ -560,9 +560,30 @@ def read_rows(scan: ExportScan, day: DaySlice) -> Iterator[Row]:
             yield Row(day.day, text, fields, columns)
 
 
-def parse_row(text: str) -> list[str]:
-    """The fields of one row's CSV text (a quoted value may hold a line break)."""
-    return next(csv.reader(io.StringIO(text, newline=""), strict=True), [])
+class RowParser:
+    """Splits one row's CSV text into fields (a quoted value may hold a line break).
+
+    One ``csv.reader`` fed a row at a time: building a reader per row costs more than the
+    parsing itself.
+    """
+
+    def __init__(self) -> None:
+        self._next: str | None = None
+        self._reader = csv.reader(self, strict=True)
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        text, self._next = self._next, None
+        if text is None:
+            raise StopIteration
+        return text
+
+    def parse(self, text: str) -> list[str]:
+        """Raises csv.Error for text that is not one whole CSV record."""
+        self._next = text
+        return next(self._reader, [])
 
 
 class ExportWriter:
@@ -575,8 +596,7 @@ class ExportWriter:
         out.write((BOM if layout.bom else "").encode("utf-8") + layout.header.encode("utf-8"))
 
     def write_row(self, text: str) -> None:
-        self.out.write(self.terminator)
-        self.out.write(text.encode("utf-8"))
+        self.out.write(self.terminator + text.encode("utf-8"))
 
     def finish(self) -> None:
         if self.layout.final_newline:

@@ -23,11 +23,11 @@ from tap_openai_costs.cost_export import (
     ExportWriter,
     Layout,
     RowChecker,
+    RowParser,
     describe_days,
     format_decimal,
     missing_days,
     month_of,
-    parse_row,
     rows_digest_update,
     upload_filename,
 )
@@ -48,11 +48,12 @@ class _CheckedWriter:
     def __init__(self, out: BinaryIO, layout: Layout, label: str, organization_id: str) -> None:
         self.checker = RowChecker(label, layout, organization_id)  # checks the header too
         self.writer = ExportWriter(out, layout)
+        self.parser = RowParser()
         self.terminator = layout.line_terminator
 
     def write(self, number: int, text: str) -> date:
         """Check and write one row; return its day. Raises ExportError or csv.Error."""
-        day = self.checker.check(number, parse_row(text), self.terminator, is_last=False)
+        day = self.checker.check(number, self.parser.parse(text), self.terminator, is_last=False)
         self.writer.write_row(text)
         return day
 
@@ -116,10 +117,10 @@ class MonthFile:
         except ExportError as problem:
             self.problem = f"row {number}: {problem.message}"
         else:
-            if month_of(day) == self.month:
+            if day not in self.days:  # once a day: rows come grouped by day
+                if month_of(day) != self.month:
+                    self.problem = f"row {number} is of {day}, outside the month"
                 self.days.add(day)
-            else:
-                self.problem = f"row {number} is of {day}, outside the month"
 
     def finish(self) -> None:
         """The last row is in: the day's repeat check, the final line ending, closed."""

@@ -58,9 +58,17 @@ class CostRowsSink(_PelanorSink):
 
         The seal that follows still checks count, total and digest of every row."""
         for url in files:
-            for record in read_batch(encoding, url):
-                self.pelanor.ledger.add_row(record)
-                self.record_counter_metric.increment()
+            rows = 0
+            try:
+                for record in read_batch(encoding, url):
+                    self.pelanor.ledger.add_row(record)
+                    rows += 1
+            except FileNotFoundError:
+                self.pelanor.abort(
+                    f"batch file {url} is gone (loaded and removed by an earlier run?); "
+                    "run the tap again"
+                )
+            self.record_counter_metric.increment(rows)
 
 
 class MonthSealSink(_PelanorSink):

@@ -9,7 +9,7 @@ from dataclasses import replace
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 from singer_sdk import Target
 from singer_sdk import typing as th
@@ -148,13 +148,16 @@ class TargetPelanor(Target):
 
     def get_sink_class(self, stream_name: str) -> type[Sink]:
         if stream_name not in SINKS:
-            print(
-                f"{self.name}: error: stream {stream_name!r} is not one target-pelanor loads; "
-                "pair it with tap-openai-costs (streams cost_month_layouts, costs, cost_months)",
-                file=sys.stderr,
+            self.abort(
+                f"stream {stream_name!r} is not one target-pelanor loads; pair it with "
+                "tap-openai-costs (streams cost_month_layouts, costs, cost_months)"
             )
-            sys.exit(1)
         return SINKS[stream_name]
+
+    def abort(self, message: str) -> NoReturn:
+        """Stop on input that cannot be loaded at all: one line, exit status 1, no state."""
+        print(f"{self.name}: error: {message}", file=sys.stderr)
+        sys.exit(1)
 
     @property
     def failed(self) -> bool:

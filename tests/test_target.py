@@ -518,6 +518,33 @@ def test_batch_messages_carry_months_exactly_and_leave_no_files(
     assert list(batches.iterdir()) == []
 
 
+def test_replaying_batch_messages_whose_files_are_gone_is_a_clear_error(tmp_path, pelanor) -> None:
+    batches = tmp_path / "batches"
+    config = {
+        "paths": [str(ACME_OCT)],
+        "organization_id": ORG,
+        "batch_config": {
+            "encoding": {"format": "jsonl", "compression": "none"},
+            "storage": {"root": batches.as_uri()},
+        },
+    }
+    messages = run_tap(tmp_path, config).stdout
+    assert run_target(tmp_path, target_config(pelanor), messages).returncode == 0
+    again = run_target(tmp_path, target_config(pelanor), messages)
+    assert again.returncode == 1
+    (url,) = [m["manifest"][0] for m in json_lines(messages) if m["type"] == "BATCH"]
+    assert again.errors == [
+        f"target-pelanor: error: batch file {url} is gone (loaded and removed by an earlier "
+        "run?); run the tap again"
+    ]
+    assert "Traceback" not in again.stderr
+    assert [u["month"] for u in pelanor.uploads()] == ["2025-10"]
+
+
+def json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
 def test_an_unsupported_batch_encoding_is_a_config_error(tmp_path) -> None:
     config = {
         "paths": [str(SAMPLES / "acme")],
