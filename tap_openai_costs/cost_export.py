@@ -4,7 +4,7 @@ Pelanor accepts a month only as the file OpenAI's dashboard exports, unmodified.
 header is treated as data (order kept, unknown columns carried), every row keeps its exact
 source text, and the few facts about the file as a whole (BOM, line terminator, whether
 the last line ends with one) travel in a :class:`Layout`. The tap scans and parses with
-this module; the target rebuilds and re-checks the upload file with it.
+this module; the target writes and checks the upload file with it, row by row.
 """
 
 from __future__ import annotations

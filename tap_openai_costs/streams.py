@@ -67,9 +67,9 @@ def _positions(columns: tuple[str, ...]) -> _Positions:
 class CostsStream(Stream):
     """One record per CSV row, idle days included, in day order, month after month.
 
-    ``csv_row`` is the row's exact CSV text in its month's layout; together with the seal's
-    ``layout`` it lets the target rebuild the export byte for byte. The other fields are
-    the same values, typed, for any other consumer.
+    ``csv_row`` is the row's exact CSV text in its month's layout; together with the
+    ``layout`` record written before the month's rows it lets the target write the export
+    byte for byte. The other fields are the same values, typed, for any other consumer.
     """
 
     name = "costs"
