@@ -15,7 +15,12 @@ from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_openai_costs import cost_export
 from tap_openai_costs.batches import write_batches
-from tap_openai_costs.cost_export import CURRENT_COLUMNS, format_decimal, rows_digest_update
+from tap_openai_costs.cost_export import (
+    CURRENT_COLUMNS,
+    ExportError,
+    format_decimal,
+    rows_digest_update,
+)
 
 if TYPE_CHECKING:
     from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig
@@ -137,6 +142,12 @@ class CostsStream(Stream):
         return cast("TapOpenAICosts", self._tap).months_to_emit
 
     def _month_records(self, plan: MonthPlan, tally: MonthTally) -> Iterator[dict[str, Any]]:
+        try:
+            yield from self._records_of(plan, tally)
+        except ExportError as problem:  # a file changed after it was validated
+            cast("TapOpenAICosts", self._tap).abort([problem])
+
+    def _records_of(self, plan: MonthPlan, tally: MonthTally) -> Iterator[dict[str, Any]]:
         for row in plan.rows():
             fields = row.fields
             at = _positions(row.columns)

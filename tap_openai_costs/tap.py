@@ -5,9 +5,10 @@ from __future__ import annotations
 import atexit
 import sys
 import tempfile
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
@@ -48,14 +49,14 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
     def __init__(self) -> None:
         super().__init__()
         self._pending = bytearray()
-        atexit.register(self._write_pending)
+        atexit.register(self.flush)
 
     def write_message(self, message: Message) -> None:
         self._pending += self.format_message(message)
         if len(self._pending) >= self.CHUNK or not isinstance(message, RecordMessage):
-            self._write_pending()
+            self.flush()
 
-    def _write_pending(self) -> None:
+    def flush(self) -> None:
         sys.stdout.buffer.write(self._pending)
         sys.stdout.flush()
         self._pending.clear()
@@ -159,10 +160,17 @@ class TapOpenAICosts(Tap):
         try:
             return self._changed_months()
         except ExportErrors as errors:
-            for error in errors.problems:
-                print(f"{self.name}: error: {error}", file=sys.stderr)
+            self.abort(errors.problems)
         except OpenAIAPIError as error:
-            print(f"{self.name}: error: {error}", file=sys.stderr)
+            self.abort([error])
+
+    def abort(self, problems: Sequence[Exception]) -> NoReturn:
+        """Stop on user errors: one line per problem on stderr, exit status 1."""
+        writer = getattr(self, "message_writer", None)
+        if isinstance(writer, BufferedMsgSpecWriter):
+            writer.flush()  # what was written stays in order, before the exit
+        for problem in problems:
+            print(f"{self.name}: error: {problem}", file=sys.stderr)
         sys.exit(1)
 
     def _changed_months(self) -> list[MonthPlan]:

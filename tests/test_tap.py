@@ -7,6 +7,8 @@ import json
 import re
 from decimal import Decimal
 
+import pytest
+
 from tap_openai_costs.cost_export import Layout, write_export
 from tests.exports import ORG, SAMPLES, cost, days, export, month_rows, write
 from tests.singer import run, run_tap
@@ -279,3 +281,23 @@ def test_connection_test_mode(tmp_path) -> None:
     assert result.returncode == 0, result.stderr
     assert len(result.records("costs")) == 1
     assert not batches.exists()  # a connection test leaves no batch files behind
+
+
+def test_a_file_changed_during_the_run_stops_it_before_its_seal(tmp_path, capsys) -> None:
+    from tap_openai_costs.tap import TapOpenAICosts
+
+    path = write(tmp_path / "oct.csv", export(month_rows("2025-10")))
+    tap = TapOpenAICosts(
+        config={"paths": [str(path)], "organization_id": ORG}, parse_env_config=False
+    )
+    assert [plan.month for plan in tap.months_to_emit] == ["2025-10"]  # validated now
+    write(path, export(month_rows("2025-10", amount="9.99")))  # then replaced
+    with pytest.raises(SystemExit) as exited:
+        tap.sync_all()
+    assert exited.value.code == 1
+    out, err = capsys.readouterr()
+    assert '"stream":"cost_months"' not in out
+    assert err.splitlines()[-1] == (
+        f"tap-openai-costs: error: {path}: changed while it was being read "
+        "(rows of 2025-10-01); run the tap again"
+    )
