@@ -25,7 +25,6 @@ BOM = "\ufeff"
 _T = TypeVar("_T")
 _NOTHING: Any = object()
 DAY_SECONDS = 86_400
-_BLOCK = 1 << 20  # bytes re-read at a time: memory stays flat whatever a day's size
 
 #: Columns Pelanor requires (its OpenAI integration documentation).
 REQUIRED_COLUMNS = (
@@ -552,53 +551,21 @@ def _with_last(items: Iterator[_T]) -> Iterator[tuple[_T, bool]]:
 
 
 def read_rows(scan: ExportScan, day: DaySlice) -> Iterator[Row]:
-    """Re-read one day's rows of a scanned (so already validated) file.
+    """Re-read one day's rows of a scanned (so already validated) file, line by line.
 
     Raises ExportError after the day's last row if the rows differ from the ones the scan
     validated (the file changed in between): the month then never gets its seal.
     """
     digest = hashlib.sha256()
-    for row in _read_day(scan, day):
-        rows_digest_update(digest, row.text)
-        yield row
+    with Path(scan.path).open("rb") as stream:
+        stream.seek(day.start)
+        for fields, text, _, _ in _records(_LineReader(scan.path, stream, day.start, day.end)):
+            rows_digest_update(digest, text)
+            yield Row(day.day, text, fields, scan.layout.columns)
     if digest.hexdigest() != day.hexdigest:
         raise ExportError(
             scan.path, f"changed while it was being read (rows of {day.day}); run the tap again"
         )
-
-
-def _read_day(scan: ExportScan, day: DaySlice) -> Iterator[Row]:
-    """Blocks of whole lines, each parsed with one ``csv.reader``; from a block where a
-    quoted value holds a line break (a line with an odd number of quotes) on, record by
-    record."""
-    columns = scan.layout.columns
-    crlf = scan.layout.line_terminator == "\r\n"
-    with Path(scan.path).open("rb") as stream:
-        stream.seek(day.start)
-        offset, pending = day.start, b""
-        while offset < day.end:
-            more = stream.read(min(_BLOCK, day.end - offset - len(pending)))
-            if not more:
-                break  # the file got shorter: the digest check says so
-            data = pending + more
-            cut = len(data) if offset + len(data) >= day.end else data.rfind(b"\n") + 1
-            if cut == 0:  # one line longer than a block: read on
-                pending = data
-                continue
-            lines = data[:cut].decode("utf-8", errors="replace").split("\n")
-            if lines[-1] == "":
-                lines.pop()
-            if crlf:
-                lines = [line[:-1] if line.endswith("\r") else line for line in lines]
-            if any(line.count('"') % 2 for line in lines):  # a quoted line break
-                stream.seek(offset)
-                lines_reader = _LineReader(scan.path, stream, offset, day.end)
-                for fields, text, _, _ in _records(lines_reader):
-                    yield Row(day.day, text, fields, columns)
-                return
-            for text, fields in zip(lines, csv.reader(lines), strict=True):
-                yield Row(day.day, text, fields, columns)
-            offset, pending = offset + cut, data[cut:]
 
 
 class RowParser:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from tap_openai_costs import cost_export
 from tap_openai_costs.cost_export import ExportError, scan_export, write_export
 from tap_openai_costs.planner import plan_months
 from tests.exports import (
@@ -234,20 +233,6 @@ def test_a_repeat_is_found_among_many_rows_of_a_day(tmp_path) -> None:
         f"{path}: row 4002: repeats row 19 (same day, line item and project) with a different "
         "amount; export the period again in one file"
     )
-
-
-@pytest.mark.parametrize("block", [64, 300, 4096, 1 << 20])
-@pytest.mark.parametrize("terminator", ["\n", "\r\n"])
-def test_rereading_in_blocks_of_any_size_gives_the_same_bytes(
-    tmp_path, monkeypatch, block, terminator
-) -> None:
-    """Blocks smaller than a line, cut inside a row, and a quoted line break mid-day."""
-    monkeypatch.setattr(cost_export, "_BLOCK", block)
-    rows = month_rows("2025-10")
-    rows[30]["project_name"] = "two\nlines"
-    rows[31]["project_name"] = 'with "quotes", commas'
-    content = export(rows, terminator=terminator)
-    assert rebuild(write(tmp_path / "cost.csv", content)) == {"2025-10": content}
 
 
 def test_a_file_changed_after_its_scan_is_not_emitted(tmp_path) -> None:
