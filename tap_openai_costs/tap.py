@@ -181,7 +181,7 @@ class TapOpenAICosts(Tap):
             scans, problems = scan_all(paths, organization_id)
             if problems:
                 raise ExportErrors(problems)
-            plans = plan_months(scans, organization_id, self._start_month)
+            plans = plan_months(scans, organization_id, self.config.get("start_month"))
         except ExportError as problem:
             raise ExportErrors([problem]) from None
         changed = [plan for plan in plans if done.get(plan.key) != plan.input_digest]
@@ -197,13 +197,6 @@ class TapOpenAICosts(Tap):
     def _from_api(self) -> bool:
         return bool(self.config.get("source", "files") == "api")
 
-    @property
-    def _start_month(self) -> str | None:
-        start = self.config.get("start_month")
-        if start is None and self._from_api:
-            return previous_month(cost_export.today_utc())
-        return start
-
     def _export_paths(self) -> list[Path]:
         return expand_paths(self.config["paths"])
 
@@ -213,7 +206,8 @@ class TapOpenAICosts(Tap):
         prefix = f"{organization_id}/"
         read_before = {key.removeprefix(prefix) for key in done if key.startswith(prefix)}
         months = months_to_read(
-            self._start_month or previous_month(today),
+            # The API is read from here on, so the months planned never start earlier.
+            self.config.get("start_month") or previous_month(today),
             today,
             int(self.config.get("settle_days", 3)),
             read_before,
