@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection
 from datetime import date, timedelta
 from pathlib import Path
 
-from tap_openai_costs.cost_export import month_days, month_of, unix_of, upload_filename
+from tap_openai_costs.cost_export import full_days, month_days, month_of, unix_of, upload_filename
 from tap_openai_costs.costs_api import OpenAICostsClient, render_export
 
 
@@ -32,11 +32,6 @@ def months_to_read(
         if not settled or month not in read_before:
             chosen.append(month)
     return chosen
-
-
-def full_days(month: str, today: date) -> list[date]:
-    """Days of the month that are over: costs of today are still growing."""
-    return [day for day in month_days(month) if day < today]
 
 
 def fetch_exports(

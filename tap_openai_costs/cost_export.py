@@ -188,17 +188,17 @@ def today_utc() -> date:
     return datetime.now(UTC).date()
 
 
+def full_days(month: str, today: date | None = None) -> list[date]:
+    """The days of the month that are over: all of a past month, those before today of
+    the current one (today's costs are still growing)."""
+    today = today or today_utc()
+    return [day for day in month_days(month) if day < today]
+
+
 def missing_days(month: str, present: Iterable[date], today: date | None = None) -> list[date]:
-    """Days a complete month needs but lacks: every day of a past month, every full day
-    so far of the current one."""
-    today = today or today_utc()
+    """Days a complete month needs but lacks."""
     have = set(present)
-    return [day for day in month_days(month) if day < today and day not in have]
-
-
-def expected_day_count(month: str, today: date | None = None) -> int:
-    today = today or today_utc()
-    return sum(1 for day in month_days(month) if day < today)
+    return [day for day in full_days(month, today) if day not in have]
 
 
 def describe_days(days: list[date]) -> str:

@@ -192,7 +192,7 @@ class CostsStream(Stream):
             "row_count": tally.count,
             "total_usd": format_decimal(tally.total),
             "days_covered": len(plan.days),
-            "days_expected": cost_export.expected_day_count(plan.month, today),
+            "days_expected": len(cost_export.full_days(plan.month, today)),
             "missing_days": [day.isoformat() for day in missing],
             "complete": not missing,
             "rows_digest": tally.digest.hexdigest(),
