@@ -166,9 +166,8 @@ class TapOpenAICosts(Tap):
 
     def abort(self, problems: Sequence[Exception]) -> NoReturn:
         """Stop on user errors: one line per problem on stderr, exit status 1."""
-        writer = getattr(self, "message_writer", None)
-        if isinstance(writer, BufferedMsgSpecWriter):
-            writer.flush()  # what was written stays in order, before the exit
+        if isinstance(self.message_writer, BufferedMsgSpecWriter):
+            self.message_writer.flush()  # what was written stays in order, before the exit
         for problem in problems:
             print(f"{self.name}: error: {problem}", file=sys.stderr)
         sys.exit(1)

@@ -155,7 +155,7 @@ class TargetPelanor(Target):
         return SINKS[stream_name]
 
     def abort(self, message: str) -> NoReturn:
-        """Stop on input that cannot be loaded at all: one line, exit status 1, no state."""
+        """Stop with one line on stderr and exit status 1."""
         print(f"{self.name}: error: {message}", file=sys.stderr)
         sys.exit(1)
 
@@ -222,12 +222,10 @@ class TargetPelanor(Target):
             self.client.close()
         print(render_table(self.results), file=sys.stderr)
         if self.failed:
-            print(
-                f"{self.name}: error: {sum(r.failed for r in self.results)} month(s) not "
-                "uploaded (see the table); no state was saved, so the next run retries them",
-                file=sys.stderr,
+            self.abort(
+                f"{sum(r.failed for r in self.results)} month(s) not uploaded (see the table); "
+                "no state was saved, so the next run retries them"
             )
-            sys.exit(1)
 
     def _write_state_message(self, state: dict[str, Any]) -> None:
         """Confirm state only while every month so far reached Pelanor.
