@@ -10,16 +10,19 @@ this module; the target writes and checks the upload file with it, row by row.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
+import operator
+import os
 import re
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple, TypeVar
+from typing import Any, BinaryIO, NamedTuple, TypeVar, cast
 
 BOM = "\ufeff"
 _T = TypeVar("_T")
@@ -173,6 +176,7 @@ def iso_of(unix_seconds: int) -> str:
     return datetime.fromtimestamp(unix_seconds, UTC).isoformat()
 
 
+@functools.cache  # called for every row while a file is read: few distinct days
 def month_of(day: date) -> str:
     return f"{day.year:04d}-{day.month:02d}"
 
@@ -316,6 +320,18 @@ def read_layout(path: str, stream: BinaryIO) -> tuple[Layout, _LineReader]:
     return layout, lines
 
 
+def peek_layout(path: Path) -> Layout:
+    """The layout a scan of the file will report, from its header and its last byte.
+
+    Lets a month's rows be passed on while the file is still being scanned; only a scan
+    that finishes confirms it.
+    """
+    with path.open("rb") as stream:
+        layout, _ = read_layout(str(path), stream)
+        stream.seek(-1, os.SEEK_END)
+        return replace(layout, final_newline=stream.read(1) == b"\n")
+
+
 def _check_columns(path: str, columns: list[str]) -> None:
     if "start_time" not in columns:
         raise ExportError(
@@ -355,13 +371,14 @@ class RowChecker:
         self.layout = layout
         self.organization_id = organization_id
         self.day = date.min
-        self.times: list[str] = []
+        self.times: tuple[str, ...] = ()
         self.day_keys = _DayKeys(first_row=2)
         at = {column: i for i, column in enumerate(layout.columns)}
         self.width = len(layout.columns)
-        self.time_at = [at[c] for c in TIME_COLUMNS]
+        self.times_of = operator.itemgetter(*(at[c] for c in TIME_COLUMNS))
         self.other_at = [i for c, i in at.items() if c not in TIME_COLUMNS]
-        self.measure_at = [at[c] for c in MEASURE_COLUMNS if c in at]
+        # What identifies a row: every column but the measures (at least the required ones).
+        self.key_of = operator.itemgetter(*(i for c, i in at.items() if c not in MEASURE_COLUMNS))
         self.amount_at = at["amount_value"]
         self.currency_at = at["amount_currency"]
         self.organization_at = at["organization_id"]
@@ -386,14 +403,14 @@ class RowChecker:
             )
         if terminator != self.layout.line_terminator and not (is_last and not terminator):
             raise self.fail(number, "mixes line endings; use the export as downloaded")
-        times = [fields[i] for i in self.time_at]
+        times = self.times_of(fields)
         if times != self.times:
             # Rows come grouped by day: the time columns are checked once per day.
             self._check_day(number, dict(zip(TIME_COLUMNS, times, strict=True)))
             self.times = times
         if fields[self.amount_at] or any(fields[i] for i in self.other_at):
             self._check_cost(number, fields)  # not an idle-day row
-        self._check_unique(number, fields)
+        self.day_keys.add(hash(self.key_of(fields)), hash(fields[self.amount_at]))
         return self.day
 
     def _check_day(self, number: int, times: dict[str, str]) -> None:
@@ -458,12 +475,6 @@ class RowChecker:
                 "give each organization its own connector (organization_id) and exports",
             )
 
-    def _check_unique(self, number: int, fields: list[str]) -> None:
-        key = fields.copy()
-        for i in self.measure_at:
-            key[i] = ""
-        self.day_keys.add(hash(tuple(key)), hash(fields[self.amount_at]))
-
     def finish_day(self) -> None:
         """The same key twice with different amounts means two exports were pasted together."""
         if repeat := self.day_keys.repeat():
@@ -519,10 +530,21 @@ class _DayKeys:
 
 def scan_export(path: Path, organization_id: str | None) -> ExportScan:
     """Validate a whole file and index it by day, without keeping its rows in memory."""
+    return drain(scan_rows(path, organization_id))
+
+
+def scan_rows(path: Path, organization_id: str | None) -> Generator[Row, None, ExportScan]:
+    """Validate a file row by row, yielding each row as it passes; return the file's index.
+
+    A day's repeat check runs when the next day starts, so a row is only known good once
+    the generator has returned: a consumer may pass rows on, but must not vouch for them
+    (seal a month) before that.
+    """
     name = str(path)
     with path.open("rb") as stream:
         layout, lines = read_layout(name, stream)
         checker = RowChecker(name, layout, organization_id)
+        columns = layout.columns
         offset = lines.offset
         days: list[DaySlice] = []
         number = 1  # the header is row 1, as a spreadsheet shows it
@@ -536,9 +558,19 @@ def scan_export(path: Path, organization_id: str | None) -> ExportScan:
             current.rows += 1
             rows_digest_update(current.digest, text)
             current.end = offset = end
+            yield Row(day, text, fields, columns)
         checker.finish_day()
     layout = replace(layout, final_newline=bool(terminator))
     return ExportScan(name, layout, path.stat().st_mtime, days)
+
+
+def drain(generator: Generator[Any, None, _T]) -> _T:
+    """Run a generator to its end for the value it returns."""
+    while True:
+        try:
+            next(generator)
+        except StopIteration as done:
+            return cast("_T", done.value)
 
 
 def _with_last(items: Iterator[_T]) -> Iterator[tuple[_T, bool]]:

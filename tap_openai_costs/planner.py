@@ -1,4 +1,4 @@
-"""Turn a pile of overlapping exports into whole months, before anything is emitted.
+"""Turn a pile of overlapping exports into whole months, before any month is sealed.
 
 People export a mid-month file, then the full month, sometimes a quarter at once. For each
 UTC day the newest export wins (newest by the last day it covers, then by modification
@@ -7,10 +7,12 @@ time), and each month is built from its days in order, in the newest export's la
 
 from __future__ import annotations
 
+import collections
 import glob
 import hashlib
+import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -22,8 +24,9 @@ from tap_openai_costs.cost_export import (
     Layout,
     Row,
     month_of,
+    peek_layout,
     read_rows,
-    scan_export,
+    scan_rows,
 )
 
 
@@ -102,18 +105,104 @@ def expand_paths(patterns: list[str]) -> list[Path]:
     return list(found)
 
 
-def scan_all(paths: list[Path], organization_id: str) -> tuple[list[ExportScan], list[ExportError]]:
-    """Scan every file, collecting one problem per bad file rather than stopping at the first."""
-    scans: list[ExportScan] = []
-    problems: list[ExportError] = []
-    for path in paths:
+class ExportErrors(Exception):
+    """Every problem found in the inputs, reported together before any month is sealed."""
+
+    def __init__(self, problems: list[ExportError]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(map(str, problems)))
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A month whose rows are passed on while its export is still being validated.
+
+    Nothing vouches for a draft: it is sealed only once every export has passed, and only
+    if the month's plan turns out to be exactly what was drafted.
+    """
+
+    organization_id: str
+    month: str
+    layout: Layout
+    path: str
+
+    def matches(self, plan: MonthPlan) -> bool:
+        """Every day of the plan comes from the drafted export, in the drafted layout."""
+        return plan.layout == self.layout and all(p.scan.path == self.path for p in plan.pieces)
+
+
+class ExportReading:
+    """One run over the exports: every file validated, then every month planned.
+
+    A month never delivered before (no bookmark, so a backfill) is drafted: its rows go out
+    while its export is being validated, so the target works alongside the tap instead of
+    waiting for a validation pass. Other months, the daily run's, are re-read after
+    planning, and only if their inputs changed.
+    """
+
+    def __init__(
+        self,
+        paths: list[Path],
+        organization_id: str,
+        start_month: str | None,
+        delivered: Mapping[str, str],
+    ) -> None:
+        self.paths = paths
+        self.organization_id = organization_id
+        self.start_month = start_month
+        self.delivered = delivered
+        self.scans: list[ExportScan] = []
+        self.problems: list[ExportError] = []
+        self.drafts: dict[str, Draft] = {}
+        self._seen: set[str] = set()
+
+    def validate(self) -> Iterator[tuple[Draft, Iterator[Row]]]:
+        """Scan every export in turn; yield each draft with its rows, which must be consumed
+        before the next draft is asked for. Problems are kept for :meth:`plans`."""
+        for path in self.paths:
+            month_runs = itertools.groupby(self._scan(path), key=lambda row: month_of(row.day))
+            for month, rows in month_runs:
+                draft = self._draft(month, path)
+                if draft is None:
+                    collections.deque(rows, maxlen=0)  # validated, not passed on
+                else:
+                    yield draft, rows
+
+    def plans(self) -> list[MonthPlan]:
+        """Every month, once every export has passed; raises ExportErrors otherwise."""
+        if self.problems:
+            raise ExportErrors(self.problems)
         try:
-            scans.append(scan_export(path, organization_id))
+            return plan_months(self.scans, self.organization_id, self.start_month)
         except ExportError as problem:
-            problems.append(problem)
+            raise ExportErrors([problem]) from None
+
+    def _scan(self, path: Path) -> Iterator[Row]:
+        """The export's rows as they pass; its problem, if any, is kept rather than raised,
+        so that every bad file is reported."""
+        try:
+            self.scans.append((yield from scan_rows(path, self.organization_id)))
+        except ExportError as problem:
+            self.problems.append(problem)
         except OSError as exc:
-            problems.append(ExportError(str(path), f"cannot be read ({exc.strerror})"))
-    return scans, problems
+            self.problems.append(ExportError(str(path), f"cannot be read ({exc.strerror})"))
+
+    def _draft(self, month: str, path: Path) -> Draft | None:
+        """A draft for the first export holding a month never delivered, else None (also
+        once a file has failed: nothing will be sealed, so there is nothing to send)."""
+        first_seen = month not in self._seen
+        self._seen.add(month)
+        key = f"{self.organization_id}/{month}"
+        if not first_seen or key in self.delivered or month < (self.start_month or ""):
+            return None
+        if self.problems:
+            return None
+        try:
+            layout = peek_layout(path)
+        except (ExportError, OSError):
+            return None  # the scan reports the problem
+        draft = self.drafts[month] = Draft(self.organization_id, month, layout, str(path))
+        return draft
 
 
 def plan_months(

@@ -6,6 +6,7 @@ import functools
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
 
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
     from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig
     from singer_sdk.helpers.types import Context
 
-    from tap_openai_costs.planner import MonthPlan
+    from tap_openai_costs.cost_export import Row
+    from tap_openai_costs.planner import Draft, MonthPlan
     from tap_openai_costs.tap import TapOpenAICosts
 
 _TEXT = th.StringType(nullable=True)
@@ -69,6 +71,11 @@ def _positions(columns: tuple[str, ...]) -> _Positions:
     return _Positions(at["start_time"], at["end_time"], at["amount_value"], text)
 
 
+@functools.cache
+def _iso_day(day: date) -> str:
+    return day.isoformat()
+
+
 class CostsStream(Stream):
     """One record per CSV row, idle days included, in day order, month after month.
 
@@ -102,12 +109,8 @@ class CostsStream(Stream):
     ).to_dict()
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
-        for plan in self._plans:
-            self._open(plan)
-            tally = MonthTally()
-            yield from self._month_records(plan, tally)
-            # Resumed only after the month's last record was written: now it may be sealed.
-            self._seal(plan, tally)
+        for month, rows, tally in self._months():
+            yield from self._records_of(month, rows, tally)
 
     def get_batches(
         self, batch_config: BatchConfig, context: Context | None = None
@@ -117,14 +120,10 @@ class CostsStream(Stream):
         The SDK's own batcher would let a seal overtake rows still waiting in its buffer,
         so files are cut here, per month, written as they fill, never held in memory.
         """
-        for plan in self._plans:
-            self._open(plan)
-            tally = MonthTally()
-            for manifest in write_batches(
-                self._month_records(plan, tally), batch_config, self.name
-            ):
+        for month, rows, tally in self._months():
+            records = self._records_of(month, rows, tally)
+            for manifest in write_batches(records, batch_config, self.name):
                 yield batch_config.encoding, manifest
-            self._seal(plan, tally)
 
     def get_batch_config(self, config: Mapping[str, Any]) -> BatchConfig | None:
         """No batch files in a connection test (``--test``): it stops after a record."""
@@ -136,29 +135,51 @@ class CostsStream(Stream):
         """Layouts and seals are written explicitly around a month's rows, never per record."""
         return ()
 
-    @property
-    def _plans(self) -> list[MonthPlan]:
-        """The months to emit; the tap validated every input before the first is read."""
-        return cast("TapOpenAICosts", self._tap).months_to_emit
+    def _months(self) -> Iterator[tuple[Draft | MonthPlan, Iterator[Row], MonthTally]]:
+        """Each month's rows to write, after its layout record; seals go out in between.
 
-    def _month_records(self, plan: MonthPlan, tally: MonthTally) -> Iterator[dict[str, Any]]:
+        First the drafts, while the exports are validated; then, every export having
+        passed, each changed month is sealed: a draft that matches its plan as it is, any
+        other month after its rows are read again from the plan. This generator is resumed
+        only once the rows it handed out were written, so a seal never overtakes its rows.
+        """
+        tap = cast("TapOpenAICosts", self._tap)
+        reading = tap.read_exports()
+        tallies: dict[str, MonthTally] = {}
+        for draft, rows in reading.validate():
+            tallies[draft.month] = tally = MonthTally()
+            self._open(draft)
+            yield draft, rows, tally
+        for plan in tap.changed_months(reading):
+            drafted = reading.drafts.get(plan.month)
+            if drafted is not None and drafted.matches(plan):
+                tally = tallies[plan.month]
+            else:
+                tally = MonthTally()
+                self._open(plan)  # a draft's rows, if any, are replaced
+                yield plan, self._reread(plan), tally
+            self._seal(plan, tally)
+
+    def _reread(self, plan: MonthPlan) -> Iterator[Row]:
         try:
-            yield from self._records_of(plan, tally)
+            yield from plan.rows()
         except ExportError as problem:  # a file changed after it was validated
             cast("TapOpenAICosts", self._tap).abort([problem])
 
-    def _records_of(self, plan: MonthPlan, tally: MonthTally) -> Iterator[dict[str, Any]]:
-        for row in plan.rows():
+    def _records_of(
+        self, month: Draft | MonthPlan, rows: Iterator[Row], tally: MonthTally
+    ) -> Iterator[dict[str, Any]]:
+        at = _positions(month.layout.columns)  # every row comes in the month's layout
+        fixed = {"organization": month.organization_id, "month": month.month}
+        for row in rows:
             fields = row.fields
-            at = _positions(row.columns)
             amount = Decimal(fields[at.amount]) if fields[at.amount] else None
             tally.add(row.text, amount)
             record: dict[str, Any] = {name: fields[i] or None for name, i in at.text}
             record.update(
-                organization=plan.organization_id,
-                month=plan.month,
+                fixed,
                 row=tally.count,
-                day=row.day.isoformat(),
+                day=_iso_day(row.day),
                 start_time=int(fields[at.start]),
                 end_time=int(fields[at.end]),
                 amount_value=amount,
@@ -166,15 +187,15 @@ class CostsStream(Stream):
             )
             yield record
 
-    def _open(self, plan: MonthPlan) -> None:
+    def _open(self, month: Draft | MonthPlan) -> None:
         """Announce the month's file layout before its first row, so the target can write
         and check the upload file while the rows arrive."""
         self._emit(
             MonthLayoutsStream,
             {
-                "organization": plan.organization_id,
-                "month": plan.month,
-                "layout": plan.layout.to_dict(),
+                "organization": month.organization_id,
+                "month": month.month,
+                "layout": month.layout.to_dict(),
             },
         )
 

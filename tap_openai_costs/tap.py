@@ -28,7 +28,7 @@ from tap_openai_costs.costs_api import (
     OpenAICostsClient,
     check_api_base_url,
 )
-from tap_openai_costs.planner import MonthPlan, expand_paths, plan_months, scan_all
+from tap_openai_costs.planner import ExportErrors, ExportReading, MonthPlan, expand_paths
 from tap_openai_costs.streams import CostsStream, MonthLayoutsStream, MonthSealsStream
 
 MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
@@ -63,7 +63,7 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
 
 
 class TapOpenAICosts(Tap):
-    """Reads OpenAI cost data, validates all of it, then emits the months that changed."""
+    """Reads OpenAI cost data, validates all of it, and seals the months that changed."""
 
     name = "tap-openai-costs"
     package_name = "openai-costs-to-pelanor"
@@ -153,16 +153,34 @@ class TapOpenAICosts(Tap):
     def discover_streams(self) -> list[Stream]:
         return [CostsStream(self), MonthLayoutsStream(self), MonthSealsStream(self)]
 
-    @cached_property
-    def months_to_emit(self) -> list[MonthPlan]:
-        """Every input is read and validated here, before the first record, so one bad
-        file means no records at all: one line per problem on stderr and exit status 1."""
+    def read_exports(self) -> ExportReading:
+        """This run's exports (fetched first for source api), ready to be validated."""
+        done = self._emitted_digests()
         try:
-            return self._changed_months()
-        except ExportErrors as errors:
-            self.abort(errors.problems)
+            paths = self._api_exports(done) if self._from_api else self._export_paths()
+        except ExportError as problem:
+            self.abort([problem])
         except OpenAIAPIError as error:
             self.abort([error])
+        return ExportReading(
+            paths, self.config["organization_id"], self.config.get("start_month"), done
+        )
+
+    def changed_months(self, reading: ExportReading) -> list[MonthPlan]:
+        """The months to seal, once every input was validated; one bad file means no seal
+        at all: one line per problem on stderr and exit status 1."""
+        try:
+            plans = reading.plans()
+        except ExportErrors as errors:
+            self.abort(errors.problems)
+        changed = [plan for plan in plans if reading.delivered.get(plan.key) != plan.input_digest]
+        self.logger.info(
+            "%d month(s) found, %d changed since the last run: %s",
+            len(plans),
+            len(changed),
+            ", ".join(plan.month for plan in changed) or "none",
+        )
+        return changed
 
     def abort(self, problems: Sequence[Exception]) -> NoReturn:
         """Stop on user errors: one line per problem on stderr, exit status 1."""
@@ -171,26 +189,6 @@ class TapOpenAICosts(Tap):
         for problem in problems:
             print(f"{self.name}: error: {problem}", file=sys.stderr)
         sys.exit(1)
-
-    def _changed_months(self) -> list[MonthPlan]:
-        organization_id = self.config["organization_id"]
-        done = self._emitted_digests()
-        try:
-            paths = self._api_exports(done) if self._from_api else self._export_paths()
-            scans, problems = scan_all(paths, organization_id)
-            if problems:
-                raise ExportErrors(problems)
-            plans = plan_months(scans, organization_id, self.config.get("start_month"))
-        except ExportError as problem:
-            raise ExportErrors([problem]) from None
-        changed = [plan for plan in plans if done.get(plan.key) != plan.input_digest]
-        self.logger.info(
-            "%d month(s) found, %d changed since the last run: %s",
-            len(plans),
-            len(changed),
-            ", ".join(plan.month for plan in changed) or "none",
-        )
-        return changed
 
     @property
     def _from_api(self) -> bool:
@@ -257,14 +255,6 @@ class TapOpenAICosts(Tap):
         except ValueError as problem:
             errors.append(str(problem))
         return errors
-
-
-class ExportErrors(Exception):
-    """Every problem found in the inputs, reported together before anything is emitted."""
-
-    def __init__(self, problems: list[ExportError]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(map(str, problems)))
 
 
 if __name__ == "__main__":

@@ -18,15 +18,22 @@ OCTOBER = SAMPLES / "acme" / "cost_2025-10-01_2025-10-31.csv"
 
 
 def built_months(result) -> dict[str, bytes]:
-    """Rebuild every sealed month from the tap's output, as the target does."""
+    """Rebuild every sealed month from the tap's output, as the target does: a layout record
+    starts the month afresh (a draft replaced by its plan), a seal finishes it."""
     rows: dict[str, list[str]] = {}
-    for record in result.records("costs"):
-        rows.setdefault(record["month"], []).append(record["csv_row"])
     built = {}
-    for seal in result.records("cost_months"):
-        out = io.BytesIO()
-        write_export(out, Layout.from_dict(seal["layout"]), rows[seal["month"]])
-        built[seal["month"]] = out.getvalue()
+    for message in result.messages:
+        if message["type"] != "RECORD":
+            continue
+        stream, record = message["stream"], message["record"]
+        if stream == "cost_month_layouts":
+            rows[record["month"]] = []
+        elif stream == "costs":
+            rows[record["month"]].append(record["csv_row"])
+        elif stream == "cost_months":
+            out = io.BytesIO()
+            write_export(out, Layout.from_dict(record["layout"]), rows[record["month"]])
+            built[record["month"]] = out.getvalue()
     return built
 
 
@@ -90,20 +97,17 @@ def test_records_are_typed_and_exact(tmp_path) -> None:
     ]
 
 
-def test_each_month_is_laid_out_before_its_rows_and_sealed_right_after(tmp_path) -> None:
+def test_months_go_out_while_validated_and_are_sealed_once_every_file_passed(tmp_path) -> None:
     result = run_tap(tmp_path, ACME)
     order = [(m["stream"], m["record"]["month"]) for m in result.messages if m["type"] == "RECORD"]
-    september = [
+    assert order == [
         ("cost_month_layouts", "2025-09"),
         *[("costs", "2025-09")] * 409,
-        ("cost_months", "2025-09"),
-    ]
-    october = [
         ("cost_month_layouts", "2025-10"),
         *[("costs", "2025-10")] * 382,
+        ("cost_months", "2025-09"),
         ("cost_months", "2025-10"),
     ]
-    assert order == september + october
     layouts = result.records("cost_month_layouts")
     assert [layout["layout"] for layout in layouts] == [
         seal["layout"] for seal in result.records("cost_months")
@@ -201,9 +205,20 @@ def test_overlapping_exports_merge_per_day_newest_wins(tmp_path) -> None:
     result = run_tap(tmp_path, {"paths": [str(tmp_path / "in" / "*.csv")], "organization_id": ORG})
     expected = [r for r in early_days if r["start_time_iso"] < "2025-10-10"] + late_days
     assert built_months(result) == {"2025-10": export(expected)}
-    assert [r["day"] for r in result.records("costs")] == sorted(
-        r["day"] for r in result.records("costs")
-    )
+    # early.csv was read first, so October went out from it as a draft; once late.csv was
+    # read too, the merged month replaced it, in day order, and only that was sealed.
+    records = [m for m in result.messages if m["type"] == "RECORD"]
+    months = [(m["stream"], m["record"].get("row")) for m in records]
+    merged_from = months.index(("cost_month_layouts", None), 1)
+    assert months[:2] == [("cost_month_layouts", None), ("costs", 1)]
+    assert months[merged_from + 1 :] == [
+        *[("costs", row) for row in range(1, len(expected) + 1)],
+        ("cost_months", None),
+    ]
+    merged = result.records("costs")[merged_from - 1 :]
+    assert [r["csv_row"] for r in merged] == [
+        export([r]).decode().splitlines()[1] for r in expected
+    ]
 
 
 def test_an_incomplete_past_month_is_sealed_as_incomplete(tmp_path) -> None:
@@ -228,6 +243,7 @@ def test_start_month_skips_earlier_months(tmp_path) -> None:
 
 
 def test_bad_files_stop_the_run_before_any_record(tmp_path) -> None:
+    # Files are read in name order: the bad ones first, so nothing was drafted yet.
     good = write(tmp_path / "good.csv", export(month_rows("2025-10")))
     activity = write(
         tmp_path / "activity.csv", b"start_time,end_time,start_time_iso,end_time_iso\n"
@@ -245,6 +261,22 @@ def test_bad_files_stop_the_run_before_any_record(tmp_path) -> None:
         "but Pelanor accepts USD only",
     ]
     assert good.exists()
+
+
+def test_a_bad_file_read_after_a_good_one_stops_the_run_before_any_seal(tmp_path) -> None:
+    write(tmp_path / "a-october.csv", export(month_rows("2025-10")))
+    write(tmp_path / "b-november.csv", export(month_rows("2025-11")))
+    bad = write(tmp_path / "c-bad.csv", export([cost(seal_day(1), amount_currency="EUR")]))
+    result = run_tap(tmp_path, {"paths": [str(tmp_path)], "organization_id": ORG})
+    assert result.returncode == 1
+    # October and November went out as drafts while read; the bad file means no seal.
+    assert {r["month"] for r in result.records("costs")} == {"2025-10", "2025-11"}
+    assert result.records("cost_months") == []
+    assert "costs" not in (result.last_state or {})["bookmarks"]  # no month bookmarked
+    assert result.errors == [
+        f"tap-openai-costs: error: {bad}: row 2: amount_currency is 'EUR', "
+        "but Pelanor accepts USD only"
+    ]
 
 
 def test_a_path_that_matches_nothing_is_an_error(tmp_path) -> None:
@@ -283,19 +315,31 @@ def test_connection_test_mode(tmp_path) -> None:
     assert not batches.exists()  # a connection test leaves no batch files behind
 
 
-def test_a_file_changed_during_the_run_stops_it_before_its_seal(tmp_path, capsys) -> None:
+def test_a_file_changed_during_the_run_stops_it_before_its_seal(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    from tap_openai_costs.planner import ExportReading
     from tap_openai_costs.tap import TapOpenAICosts
 
     path = write(tmp_path / "oct.csv", export(month_rows("2025-10")))
+    # Delivered before, so October is read again after planning rather than drafted.
+    state = {"bookmarks": {"costs": {"months": {f"{ORG}/2025-10": "an older digest"}}}}
     tap = TapOpenAICosts(
-        config={"paths": [str(path)], "organization_id": ORG}, parse_env_config=False
+        config={"paths": [str(path)], "organization_id": ORG}, state=state, parse_env_config=False
     )
-    assert [plan.month for plan in tap.months_to_emit] == ["2025-10"]  # validated now
-    write(path, export(month_rows("2025-10", amount="9.99")))  # then replaced
+    plan_then_replace = ExportReading.plans
+
+    def plans(reading: ExportReading) -> list:
+        planned = plan_then_replace(reading)
+        write(path, export(month_rows("2025-10", amount="9.99")))  # after validation
+        return planned
+
+    monkeypatch.setattr(ExportReading, "plans", plans)
     with pytest.raises(SystemExit) as exited:
         tap.sync_all()
     assert exited.value.code == 1
     out, err = capsys.readouterr()
+    assert '"stream":"costs"' in out
     assert '"stream":"cost_months"' not in out
     assert err.splitlines()[-1] == (
         f"tap-openai-costs: error: {path}: changed while it was being read "

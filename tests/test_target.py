@@ -7,8 +7,10 @@ import io
 import json
 import signal
 import subprocess
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -132,18 +134,23 @@ def test_sdk_drains_splitting_a_month_change_nothing(tmp_path, pelanor, capsys) 
     lines = tap_output(tmp_path, SAMPLES / "acme").splitlines(keepends=True)
     target = TargetPelanor(config=target_config(pelanor), parse_env_config=False)
     middle_of_october = next(i for i, line in enumerate(lines) if '"2025-10","row":191,' in line)
-    for part in (lines[:middle_of_october], lines[middle_of_october:]):
-        target.process_lines(io.StringIO("".join(part)))
-        target.drain_all()
+    target.process_lines(io.StringIO("".join(lines[:middle_of_october])))
+    target.drain_all()
+    # Mid-October nothing is sealed yet, so nothing is uploaded and no month confirmed.
+    assert pelanor.uploads() == []
     states_mid_run = capsys.readouterr().out.splitlines()
+    assert all("costs" not in json.loads(state)["bookmarks"] for state in states_mid_run)
+    target.process_lines(io.StringIO("".join(lines[middle_of_october:])))
+    target.drain_all()
     target.process_endofpipe()
     assert stored(pelanor) == {
         "int-acme/2025-09": ACME_SEPT.read_bytes(),
         "int-acme/2025-10": ACME_OCT.read_bytes(),
     }
-    # Confirmed at the mid-October drain: September only, which Pelanor already has.
-    assert json.loads(states_mid_run[0])["bookmarks"]["costs"]["months"].keys() == {
-        "org-acme/2025-09"
+    (state,) = {line for line in capsys.readouterr().out.splitlines()}
+    assert json.loads(state)["bookmarks"]["costs"]["months"].keys() == {
+        "org-acme/2025-09",
+        "org-acme/2025-10",
     }
 
 
@@ -155,25 +162,67 @@ def test_rerunning_the_same_input_gives_the_same_result(tmp_path, pelanor) -> No
     assert stored(pelanor) == {"int-acme/2025-10": ACME_OCT.read_bytes()}
 
 
-def _cut_before_seal(messages: str, month: str, keep_rows: int) -> str:
-    """What the target reads when the tap dies after keep_rows rows of a month."""
-    kept, rows = [], 0
+def _cut(messages: str, stop: Callable[[dict[str, Any]], bool]) -> str:
+    """What the target reads when the tap dies right before the message ``stop`` picks."""
+    kept = []
     for line in messages.splitlines(keepends=True):
-        message = json.loads(line)
-        if (
-            message["type"] == "RECORD"
-            and message["stream"] == "costs"
-            and message["record"]["month"] == month
-        ):
-            rows += 1
-            if rows > keep_rows:
-                break
+        if stop(json.loads(line)):
+            break
         kept.append(line)
     return "".join(kept)
 
 
-def test_a_tap_that_dies_mid_month_uploads_nothing_for_that_month(tmp_path, pelanor) -> None:
-    messages = _cut_before_seal(tap_output(tmp_path, SAMPLES / "acme"), "2025-10", 200)
+def _is_row(month: str, row: int) -> Callable[[dict[str, Any]], bool]:
+    return lambda m: (
+        m["type"] == "RECORD"
+        and m["stream"] == "costs"
+        and (
+            m["record"]["month"],
+            m["record"]["row"],
+        )
+        == (month, row)
+    )
+
+
+def _is_seal(month: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda m: (
+        m["type"] == "RECORD" and m["stream"] == "cost_months" and m["record"]["month"] == month
+    )
+
+
+def _total(path: Path, rows: int) -> str:
+    amounts = [line.split(",")[4] for line in path.read_text().splitlines()[1 : rows + 1]]
+    return str(sum(Decimal(amount or 0) for amount in amounts))
+
+
+NOT_SEALED = (
+    "withheld: was not sealed by the tap (it stopped before finishing the month); "
+    "nothing uploaded, the next run sends it again"
+)
+
+
+def test_a_tap_that_dies_while_reading_uploads_nothing(tmp_path, pelanor) -> None:
+    # Both months went out as drafts; neither is sealed before every file was read.
+    messages = _cut(tap_output(tmp_path, SAMPLES / "acme"), _is_row("2025-10", 201))
+    result = run_target(
+        tmp_path, target_config(pelanor, output_dir=str(tmp_path / "out")), messages
+    )
+    assert result.returncode == 1
+    assert stored(pelanor) == {}
+    assert not (tmp_path / "out").exists()
+    assert report(result)[1:] == [
+        ["org-acme", "2025-09", "409", _total(ACME_SEPT, 409), NOT_SEALED],
+        ["org-acme", "2025-10", "200", _total(ACME_OCT, 200), NOT_SEALED],
+    ]
+    assert result.errors == [
+        "target-pelanor: error: 2 month(s) not uploaded (see the table); no state was saved, "
+        "so the next run retries them"
+    ]
+    assert result.last_state is None
+
+
+def test_a_tap_that_dies_between_seals_uploads_the_sealed_month_only(tmp_path, pelanor) -> None:
+    messages = _cut(tap_output(tmp_path, SAMPLES / "acme"), _is_seal("2025-10"))
     result = run_target(
         tmp_path, target_config(pelanor, output_dir=str(tmp_path / "out")), messages
     )
@@ -182,19 +231,7 @@ def test_a_tap_that_dies_mid_month_uploads_nothing_for_that_month(tmp_path, pela
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "cost_2025-09-01_2025-09-30.csv"
     ]
-    assert report(result)[2] == [
-        "org-acme",
-        "2025-10",
-        "200",
-        str(
-            sum(
-                Decimal(line.split(",")[4] or 0)
-                for line in ACME_OCT.read_text().splitlines()[1:201]
-            )
-        ),
-        "withheld: was not sealed by the tap (it stopped before finishing the month); "
-        "nothing uploaded, the next run sends it again",
-    ]
+    assert report(result)[2] == ["org-acme", "2025-10", "382", _total(ACME_OCT, 382), NOT_SEALED]
     assert result.errors == [
         "target-pelanor: error: 1 month(s) not uploaded (see the table); no state was saved, "
         "so the next run retries them"
@@ -220,7 +257,7 @@ def test_a_killed_tap_process_uploads_nothing_for_its_month(tmp_path, pelanor) -
     tap.wait()
     result = run_target(tmp_path, target_config(pelanor), "".join(seen))
     assert result.returncode == 1
-    assert stored(pelanor) == {"int-acme/2025-09": ACME_SEPT.read_bytes()}
+    assert stored(pelanor) == {}  # September too: seals come once every file was read
 
 
 def _write_config(tmp: Path, *paths: Path) -> str:
@@ -505,9 +542,9 @@ def test_batch_messages_carry_months_exactly_and_leave_no_files(
     kinds = [(m["type"], m.get("stream")) for m in tap.messages if m["type"] != "STATE"]
     opening = [("SCHEMA", "cost_month_layouts"), ("RECORD", "cost_month_layouts")]
     seal = [("SCHEMA", "cost_months"), ("RECORD", "cost_months")]
-    september = [*opening, *[("BATCH", "costs")] * 5, *seal]
-    october = [*opening, *[("BATCH", "costs")] * 4, *seal]
-    assert kinds == [("SCHEMA", "costs"), *september, *october]
+    september = [*opening, *[("BATCH", "costs")] * 5]
+    october = [*opening, *[("BATCH", "costs")] * 4]
+    assert kinds == [("SCHEMA", "costs"), *september, *october, *seal, *seal]
 
     result = run_target(tmp_path, target_config(pelanor), tap.stdout)
     assert result.returncode == 0, result.stderr
