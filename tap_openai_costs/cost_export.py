@@ -26,7 +26,6 @@ from typing import Any, BinaryIO, NamedTuple, TypeVar, cast
 
 BOM = "\ufeff"
 _T = TypeVar("_T")
-_NOTHING: Any = object()
 DAY_SECONDS = 86_400
 
 #: Columns Pelanor requires (its OpenAI integration documentation).
@@ -228,8 +227,41 @@ def format_decimal(value: Decimal) -> str:
 
 
 def rows_digest_update(digest: Any, row_text: str) -> None:
-    """Fold one row into a month digest; tap and target must agree on this exactly."""
+    """Fold one row into a day's digest; tap and target must agree on this exactly."""
     digest.update(f"{row_text}\n".encode())
+
+
+class RowsDigest:
+    """A seal's ``rows_digest``: sha256 over one line per day, ``YYYY-MM-DD <hex>``, where
+    hex is the sha256 of that day's rows (:func:`rows_digest_update`).
+
+    Built from days, so the tap vouches for a month with the day digests its scan computed
+    anyway, instead of hashing every row twice; the target hashes the rows it receives.
+    """
+
+    def __init__(self) -> None:
+        self._month = hashlib.sha256()
+        self._day: str | None = None
+        self._rows: Any = None
+
+    def add_day(self, day: str, rows_hexdigest: str) -> None:
+        self._end_day()
+        self._month.update(f"{day} {rows_hexdigest}\n".encode())
+
+    def add_row(self, day: str, row_text: str) -> None:
+        if day != self._day:
+            self._end_day()
+            self._day, self._rows = day, hashlib.sha256()
+        rows_digest_update(self._rows, row_text)
+
+    def hexdigest(self) -> str:
+        self._end_day()
+        return str(self._month.hexdigest())
+
+    def _end_day(self) -> None:
+        if self._day is not None:
+            day, self._day = self._day, None
+            self.add_day(day, self._rows.hexdigest())
 
 
 class _LineReader:
@@ -239,7 +271,9 @@ class _LineReader:
     previous record are that record's source text, quoted newlines included.
     """
 
-    def __init__(self, path: str, stream: BinaryIO, offset: int, end: int | None = None) -> None:
+    def __init__(
+        self, path: str, stream: io.BufferedReader, offset: int, end: int | None = None
+    ) -> None:
         self.path = path
         self.stream = stream
         self.offset = offset
@@ -269,6 +303,12 @@ class _LineReader:
         self.offset += len(raw)
         self.pending.append(line)
         return line
+
+    def at_end(self) -> bool:
+        """Whether the last line read was the last one there is."""
+        if self.end is not None and self.offset >= self.end:
+            return True
+        return not self.stream.peek(1)
 
     def take(self) -> str:
         text = "".join(self.pending)
@@ -304,7 +344,7 @@ def _records(lines: _LineReader) -> Iterator[tuple[list[str], str, str, int]]:
         yield fields, text, terminator, lines.offset
 
 
-def read_layout(path: str, stream: BinaryIO) -> tuple[Layout, _LineReader]:
+def read_layout(path: str, stream: io.BufferedReader) -> tuple[Layout, _LineReader]:
     """Read and check the header; return the layout and the reader, at the first row."""
     head = stream.read(3)
     bom = head == BOM.encode("utf-8")
@@ -375,6 +415,7 @@ class RowChecker:
         self.day_keys = _DayKeys(first_row=2)
         at = {column: i for i, column in enumerate(layout.columns)}
         self.width = len(layout.columns)
+        self.terminator = layout.line_terminator
         self.times_of = operator.itemgetter(*(at[c] for c in TIME_COLUMNS))
         self.other_at = [i for c, i in at.items() if c not in TIME_COLUMNS]
         # What identifies a row: every column but the measures (at least the required ones).
@@ -388,30 +429,34 @@ class RowChecker:
 
     def check(self, number: int, fields: list[str], terminator: str, is_last: bool) -> date:
         """Check one row; return its day."""
-        if not fields:
-            raise self.fail(number, "is an empty line; use the export unmodified")
         if len(fields) != self.width:
-            if is_last:
-                raise self.fail(
-                    number,
-                    f"has {len(fields)} fields, expected {self.width}: the file is "
-                    "truncated; download the export again",
-                )
-            raise self.fail(
-                number,
-                f"has {len(fields)} fields, expected {self.width}; upload the export unmodified",
-            )
-        if terminator != self.layout.line_terminator and not (is_last and not terminator):
+            raise self._wrong_width(number, fields, is_last)
+        if terminator != self.terminator and not (is_last and not terminator):
             raise self.fail(number, "mixes line endings; use the export as downloaded")
         times = self.times_of(fields)
         if times != self.times:
             # Rows come grouped by day: the time columns are checked once per day.
             self._check_day(number, dict(zip(TIME_COLUMNS, times, strict=True)))
             self.times = times
-        if fields[self.amount_at] or any(fields[i] for i in self.other_at):
+        amount = fields[self.amount_at]
+        if amount or any(fields[i] for i in self.other_at):
             self._check_cost(number, fields)  # not an idle-day row
-        self.day_keys.add(hash(self.key_of(fields)), hash(fields[self.amount_at]))
+        self.day_keys.add(hash(self.key_of(fields)), hash(amount))
         return self.day
+
+    def _wrong_width(self, number: int, fields: list[str], is_last: bool) -> ExportError:
+        if not fields:
+            return self.fail(number, "is an empty line; use the export unmodified")
+        if is_last:
+            return self.fail(
+                number,
+                f"has {len(fields)} fields, expected {self.width}: the file is "
+                "truncated; download the export again",
+            )
+        return self.fail(
+            number,
+            f"has {len(fields)} fields, expected {self.width}; upload the export unmodified",
+        )
 
     def _check_day(self, number: int, times: dict[str, str]) -> None:
         day = day_of(self._check_times(number, times))
@@ -489,30 +534,30 @@ class RowChecker:
 class _DayKeys:
     """One day's rows as hashes of their identifying values and of their amounts.
 
-    Sixteen bytes a row plus a fixed bitmap, and no sorting, so memory stays small and
-    barely grows with the month: only keys whose bit was already set (true repeats, and
-    about one in a hundred others) are looked at again when the day ends. Two different
-    keys sharing a 64-bit hash (about one chance in 10^9 for a day of 100,000 rows) would be
-    reported as a repeat, never let through.
+    Sixteen bytes a row plus a fixed table of 2 MiB, and no sorting, so memory stays small
+    and barely grows with the month: only keys whose slot was already taken (true repeats,
+    and a few percent of others) are looked at again when the day ends. Two different keys
+    sharing a 64-bit hash (about one chance in 10^9 for a day of 100,000 rows) would be
+    reported as a repeat if their amounts differ, never let through.
     """
 
-    BITS = 1 << 23
+    SLOTS = 1 << 21
 
     def __init__(self, first_row: int) -> None:
         self.first_row = first_row
         self.keys = array("q")
         self.amounts = array("q")
-        self.bitmap = bytearray(self.BITS >> 3)
+        self.taken = bytearray(self.SLOTS)
         self.maybe_repeated: set[int] = set()
 
     def add(self, key: int, amount: int) -> None:
         self.keys.append(key)
         self.amounts.append(amount)
-        bit = key & (self.BITS - 1)
-        if self.bitmap[bit >> 3] & (1 << (bit & 7)):
+        slot = key & (self.SLOTS - 1)
+        if self.taken[slot]:
             self.maybe_repeated.add(key)
         else:
-            self.bitmap[bit >> 3] |= 1 << (bit & 7)
+            self.taken[slot] = 1
 
     def repeat(self) -> tuple[int, int] | None:
         """(row, earlier row) for the first row repeating an earlier key with another amount."""
@@ -545,16 +590,20 @@ def scan_rows(path: Path, organization_id: str | None) -> Generator[Row, None, E
         layout, lines = read_layout(name, stream)
         checker = RowChecker(name, layout, organization_id)
         columns = layout.columns
-        offset = lines.offset
         days: list[DaySlice] = []
+        current = DaySlice(date.min, start=0)  # no day yet
+        offset = lines.offset
         number = 1  # the header is row 1, as a spreadsheet shows it
         terminator = layout.line_terminator if layout.final_newline else ""
-        for (fields, text, terminator, end), is_last in _with_last(_records(lines)):
+        for fields, text, terminator, end in _records(lines):
             number += 1
+            # Being the last row only changes the verdict on a short row or a missing line
+            # ending, so it is looked up only for those.
+            is_last = (not terminator or len(fields) != checker.width) and lines.at_end()
             day = checker.check(number, fields, terminator, is_last)
-            if not days or days[-1].day != day:
-                days.append(DaySlice(day, start=offset))
-            current = days[-1]
+            if day != current.day:
+                current = DaySlice(day, start=offset)
+                days.append(current)
             current.rows += 1
             rows_digest_update(current.digest, text)
             current.end = offset = end
@@ -571,15 +620,6 @@ def drain(generator: Generator[Any, None, _T]) -> _T:
             next(generator)
         except StopIteration as done:
             return cast("_T", done.value)
-
-
-def _with_last(items: Iterator[_T]) -> Iterator[tuple[_T, bool]]:
-    """Pair each item with whether it is the last: a truncated last row reads differently."""
-    previous = next(items, _NOTHING)
-    while previous is not _NOTHING:
-        following = next(items, _NOTHING)
-        yield previous, following is _NOTHING
-        previous = following
 
 
 def read_rows(scan: ExportScan, day: DaySlice) -> Iterator[Row]:

@@ -23,9 +23,11 @@ from tap_openai_costs.cost_export import (
     ExportScan,
     Layout,
     Row,
+    RowsDigest,
     month_of,
     peek_layout,
     read_rows,
+    rows_digest_update,
     scan_rows,
 )
 
@@ -46,6 +48,8 @@ class MonthPlan:
     month: str
     layout: Layout
     pieces: list[Piece] = field(default_factory=list)
+    #: Digests of days put into this layout by :meth:`rows`, as they were sent.
+    _converted: dict[date, str] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def key(self) -> str:
@@ -76,8 +80,25 @@ class MonthPlan:
             rows = read_rows(piece.scan, piece.day)
             if piece.scan.layout.columns == self.layout.columns:
                 yield from rows
-            else:
-                yield from map(self._in_layout, rows)
+                continue
+            digest = hashlib.sha256()
+            for row in map(self._in_layout, rows):
+                rows_digest_update(digest, row.text)
+                yield row
+            self._converted[piece.day.day] = digest.hexdigest()
+
+    def rows_digest(self) -> str:
+        """The seal's digest of the rows sent, from the scan's day digests: rows re-read by
+        :meth:`rows` were checked against them, and a draft's rows are the scan's own.
+        Days put into another layout count as sent, so :meth:`rows` must have run."""
+        digest = RowsDigest()
+        for piece in self.pieces:
+            day = piece.day.day
+            converted = piece.scan.layout.columns != self.layout.columns
+            digest.add_day(
+                day.isoformat(), self._converted[day] if converted else piece.day.hexdigest
+            )
+        return digest.hexdigest()
 
     def _in_layout(self, row: Row) -> Row:
         values = row.values

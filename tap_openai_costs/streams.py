@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
@@ -20,7 +19,6 @@ from tap_openai_costs.cost_export import (
     CURRENT_COLUMNS,
     ExportError,
     format_decimal,
-    rows_digest_update,
 )
 
 if TYPE_CHECKING:
@@ -41,17 +39,11 @@ _TEXT_COLUMNS = tuple(
 
 @dataclass
 class MonthTally:
-    """What a seal vouches for, counted as the rows go out."""
+    """What a seal vouches for, counted as the rows go out (their digest comes from the
+    scan's day digests: :meth:`MonthPlan.rows_digest`)."""
 
     count: int = 0
     total: Decimal = Decimal(0)
-    digest: Any = field(default_factory=hashlib.sha256)
-
-    def add(self, row_text: str, amount: Decimal | None) -> None:
-        self.count += 1
-        if amount is not None:
-            self.total += amount
-        rows_digest_update(self.digest, row_text)
 
 
 @dataclass(frozen=True)
@@ -169,22 +161,24 @@ class CostsStream(Stream):
     def _records_of(
         self, month: Draft | MonthPlan, rows: Iterator[Row], tally: MonthTally
     ) -> Iterator[dict[str, Any]]:
+        # Runs for every row of a backfill: the tally is counted inline, keys set one by one.
         at = _positions(month.layout.columns)  # every row comes in the month's layout
-        fixed = {"organization": month.organization_id, "month": month.month}
+        organization, month_text = month.organization_id, month.month
         for row in rows:
-            fields = row.fields
+            fields, text = row.fields, row.text
             amount = Decimal(fields[at.amount]) if fields[at.amount] else None
-            tally.add(row.text, amount)
+            tally.count += 1
+            if amount is not None:
+                tally.total += amount
             record: dict[str, Any] = {name: fields[i] or None for name, i in at.text}
-            record.update(
-                fixed,
-                row=tally.count,
-                day=_iso_day(row.day),
-                start_time=int(fields[at.start]),
-                end_time=int(fields[at.end]),
-                amount_value=amount,
-                csv_row=row.text,
-            )
+            record["organization"] = organization
+            record["month"] = month_text
+            record["row"] = tally.count
+            record["day"] = _iso_day(row.day)
+            record["start_time"] = int(fields[at.start])
+            record["end_time"] = int(fields[at.end])
+            record["amount_value"] = amount
+            record["csv_row"] = text
             yield record
 
     def _open(self, month: Draft | MonthPlan) -> None:
@@ -216,7 +210,7 @@ class CostsStream(Stream):
             "days_expected": len(cost_export.full_days(plan.month, today)),
             "missing_days": [day.isoformat() for day in missing],
             "complete": not missing,
-            "rows_digest": tally.digest.hexdigest(),
+            "rows_digest": plan.rows_digest(),
             "input_digest": plan.input_digest,
             "source_files": plan.source_files,
             "layout": plan.layout.to_dict(),
@@ -289,7 +283,11 @@ class MonthSealsStream(_MonthEventStream):
         th.Property("missing_days", th.ArrayType(th.StringType), required=True),
         th.Property("complete", th.BooleanType, required=True),
         th.Property(
-            "rows_digest", th.StringType, required=True, description="sha256 of csv_row lines"
+            "rows_digest",
+            th.StringType,
+            required=True,
+            description="sha256 of one line per day: YYYY-MM-DD, a space, and the sha256 of "
+            "that day's csv_row lines",
         ),
         th.Property("input_digest", th.StringType, required=True),
         th.Property("source_files", th.ArrayType(th.StringType), required=True),

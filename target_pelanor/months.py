@@ -10,7 +10,6 @@ memory does not grow with the size of a month, and SDK drains cannot split one.
 from __future__ import annotations
 
 import csv
-import hashlib
 import tempfile
 from dataclasses import dataclass
 from datetime import date
@@ -24,11 +23,11 @@ from tap_openai_costs.cost_export import (
     Layout,
     RowChecker,
     RowParser,
+    RowsDigest,
     describe_days,
     format_decimal,
     missing_days,
     month_of,
-    rows_digest_update,
     upload_filename,
 )
 
@@ -80,7 +79,7 @@ class MonthFile:
         self.organization_id = organization_id
         self.rows = 0
         self.total = Decimal(0)
-        self.digest = hashlib.sha256()
+        self.digest = RowsDigest()
         self.days: set[date] = set()
         self.foreign: str | None = None
         self.problem: str | None = None
@@ -103,7 +102,7 @@ class MonthFile:
         amount = record.get("amount_value")
         if amount is not None:
             self.total += amount if isinstance(amount, Decimal) else Decimal(str(amount))
-        rows_digest_update(self.digest, text)
+        self.digest.add_row(record.get("day") or "", text)
         row_organization = record.get("organization_id")
         if row_organization and row_organization != self.organization_id and not self.foreign:
             self.foreign = row_organization

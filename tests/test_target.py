@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import signal
@@ -15,9 +14,10 @@ from typing import Any
 import msgspec
 import pytest
 
+from tap_openai_costs.cost_export import RowsDigest
 from target_pelanor.sandbox import PelanorSandbox
 from target_pelanor.target import TargetPelanor
-from tests.exports import ORG, SAMPLES, export, month_rows, write
+from tests.exports import NEW, OLD, ORG, SAMPLES, export, month_rows, write
 from tests.singer import BIN, Run, run, run_tap
 
 TOKEN = "tok_8f3Kx2_s3cr3t_value"
@@ -127,6 +127,34 @@ def test_every_layout_arrives_byte_for_byte(tmp_path, pelanor, terminator, bom) 
     result = run_target(tmp_path, target_config(pelanor), tap_output(tmp_path, content))
     assert result.returncode == 0, result.stderr
     assert stored(pelanor) == {"int-acme/2025-11": content.read_bytes()}
+
+
+@pytest.mark.parametrize("delivered_before", [False, True])
+def test_a_month_merged_from_two_layouts_is_uploaded_in_the_newest(
+    tmp_path, pelanor, delivered_before
+) -> None:
+    """Older days come from a 2025-layout export and are written in the newer layout: the
+    seal vouches for them as sent, whether the month went out as a draft first or not."""
+    rows = month_rows("2025-10")
+    early = [r for r in rows if r["start_time_iso"] < "2025-10-11"]
+    write(tmp_path / "in" / "a-early.csv", export(early, columns=OLD), mtime=1_000_000_000)
+    late = write(tmp_path / "in" / "b-late.csv", export(rows[len(early) :]))
+    state = {"bookmarks": {"costs": {"months": {f"{ORG}/2025-10": "older"}}}}
+    tap = run_tap(
+        tmp_path,
+        {"paths": [str(tmp_path / "in")], "organization_id": ORG},
+        state if delivered_before else None,
+    )
+    assert tap.returncode == 0, tap.stderr
+    layouts = [r["layout"]["columns"] for r in tap.records("cost_month_layouts")]
+    assert layouts == ([] if delivered_before else [list(OLD)]) + [list(NEW)]
+    result = run_target(tmp_path, target_config(pelanor), tap.stdout)
+    assert result.returncode == 0, result.stderr
+    assert stored(pelanor) == {"int-acme/2025-10": export(rows)}
+    assert tap.records("cost_months")[0]["source_files"] == [
+        str(tmp_path / "in" / "a-early.csv"),
+        str(late),
+    ]
 
 
 def test_sdk_drains_splitting_a_month_change_nothing(tmp_path, pelanor, capsys) -> None:
@@ -327,16 +355,16 @@ class EuroRowResealed:
     check of the file stands between it and Pelanor."""
 
     def __init__(self) -> None:
-        self.digest = hashlib.sha256()
+        self.digests: dict[str, RowsDigest] = {}
 
     def __call__(self, stream, record):
         if stream == "costs":
             if record["row"] == 5:
                 record["csv_row"] = record["csv_row"].replace(",usd,", ",EUR,")
-            self.digest.update(f"{record['csv_row']}\n".encode())
+            digest = self.digests.setdefault(record["month"], RowsDigest())
+            digest.add_row(record["day"], record["csv_row"])
         elif stream == "cost_months":
-            record["rows_digest"] = self.digest.hexdigest()
-            self.digest = hashlib.sha256()
+            record["rows_digest"] = self.digests.pop(record["month"]).hexdigest()
         return record
 
 
