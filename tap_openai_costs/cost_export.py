@@ -310,18 +310,16 @@ class _LineReader:
             return True
         return not self.stream.peek(1)
 
-    def take(self) -> str:
-        text = "".join(self.pending)
-        self.pending.clear()
-        return text
-
-
-def _split_terminator(text: str) -> tuple[str, str]:
-    if text.endswith("\r\n"):
-        return text[:-2], "\r\n"
-    if text.endswith("\n"):
-        return text[:-1], "\n"
-    return text, ""
+    def take(self) -> tuple[str, str]:
+        """The record just parsed: its text, and the line ending after it (if any)."""
+        pending = self.pending
+        text = pending[0] if len(pending) == 1 else "".join(pending)
+        pending.clear()
+        if text.endswith("\r\n"):
+            return text[:-2], "\r\n"
+        if text.endswith("\n"):
+            return text[:-1], "\n"
+        return text, ""
 
 
 def _records(lines: _LineReader) -> Iterator[tuple[list[str], str, str, int]]:
@@ -340,7 +338,7 @@ def _records(lines: _LineReader) -> Iterator[tuple[list[str], str, str, int]]:
             else:
                 problem = f"is not valid CSV ({exc}); download the Cost data export again as CSV"
             raise ExportError(lines.path, problem, row=lines.line) from None
-        text, terminator = _split_terminator(lines.take())
+        text, terminator = lines.take()
         yield fields, text, terminator, lines.offset
 
 

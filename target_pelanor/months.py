@@ -17,6 +17,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import msgspec
+
 from tap_openai_costs.cost_export import (
     ExportError,
     ExportWriter,
@@ -30,6 +32,17 @@ from tap_openai_costs.cost_export import (
     month_of,
     upload_filename,
 )
+
+
+class CostRow(msgspec.Struct, frozen=True):
+    """What the target uses of a ``costs`` record; read straight from batch files."""
+
+    organization: str
+    month: str
+    day: str
+    csv_row: str
+    amount_value: Decimal | None = None
+    organization_id: str | None = None
 
 
 class Withheld(Exception):
@@ -96,16 +109,15 @@ class MonthFile:
         except ExportError as problem:
             self.problem = f"the month's layout fails the export checks: {problem.message}"
 
-    def add(self, record: dict[str, Any]) -> None:
-        text = record["csv_row"]
+    def add(self, row: CostRow) -> None:
+        text = row.csv_row
         self.rows += 1
-        amount = record.get("amount_value")
-        if amount is not None:
-            self.total += amount if isinstance(amount, Decimal) else Decimal(str(amount))
-        self.digest.add_row(record.get("day") or "", text)
-        row_organization = record.get("organization_id")
-        if row_organization and row_organization != self.organization_id and not self.foreign:
-            self.foreign = row_organization
+        if row.amount_value is not None:
+            self.total += row.amount_value
+        self.digest.add_row(row.day, text)
+        foreign = row.organization_id
+        if foreign and foreign != self.organization_id and not self.foreign:
+            self.foreign = foreign
         if self.output is None or self.problem is not None:
             return
         number = self.rows + 1  # the header is row 1
@@ -169,12 +181,12 @@ class MonthLedger:
             previous.discard()  # restarted by the tap: its earlier rows are replaced
         self.open[key] = self._new_file(key, Layout.from_dict(record["layout"]))
 
-    def add_row(self, record: dict[str, Any]) -> None:
-        key = (record["organization"], record["month"])
+    def add_row(self, row: CostRow) -> None:
+        key = (row.organization, row.month)
         month = self.open.get(key)
         if month is None:
             month = self.open[key] = self._new_file(key, None)
-        month.add(record)
+        month.add(row)
 
     def seal(self, seal: dict[str, Any]) -> ReadyMonth:
         """Check a sealed month; return its file, or raise Withheld if it is unsafe."""

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from singer_sdk.sinks import RecordSink
 
-from tap_openai_costs.batches import read_batch
+from tap_openai_costs.batches import BatchFileError, read_batch
+from target_pelanor.months import CostRow
 from target_pelanor.validation import CompiledValidator
 
 if TYPE_CHECKING:
@@ -51,7 +53,7 @@ class CostRowsSink(_PelanorSink):
     """``costs``: each row is checked and written to its month's upload file."""
 
     def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
-        self.pelanor.ledger.add_row(record)
+        self.pelanor.ledger.add_row(msgspec.convert(record, CostRow))
 
     def process_batch_files(self, encoding: BaseBatchFileEncoding, files: Sequence[str]) -> None:
         """BATCH messages (the tap's fast path): stream each file's rows into the months.
@@ -60,14 +62,16 @@ class CostRowsSink(_PelanorSink):
         for url in files:
             rows = 0
             try:
-                for record in read_batch(encoding, url):
-                    self.pelanor.ledger.add_row(record)
+                for row in read_batch(encoding, url, CostRow):
+                    self.pelanor.ledger.add_row(row)
                     rows += 1
             except FileNotFoundError:
                 self.pelanor.abort(
                     f"batch file {url} is gone (loaded and removed by an earlier run?); "
                     "run the tap again"
                 )
+            except BatchFileError as error:
+                self.pelanor.abort(f"{error}; pair target-pelanor with tap-openai-costs")
             self.record_counter_metric.increment(rows)
 
 

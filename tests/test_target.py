@@ -606,6 +606,32 @@ def test_replaying_batch_messages_whose_files_are_gone_is_a_clear_error(tmp_path
     assert [u["month"] for u in pelanor.uploads()] == ["2025-10"]
 
 
+def test_a_batch_file_of_other_records_is_a_clear_error(tmp_path, pelanor) -> None:
+    batches = tmp_path / "batches"
+    config = {
+        "paths": [str(ACME_OCT)],
+        "organization_id": ORG,
+        "batch_config": {
+            "encoding": {"format": "jsonl", "compression": "none"},
+            "storage": {"root": batches.as_uri()},
+        },
+    }
+    messages = run_tap(tmp_path, config).stdout
+    (url,) = [m["manifest"][0] for m in json_lines(messages) if m["type"] == "BATCH"]
+    batch = Path(url.removeprefix("file://"))
+    lines = batch.read_text().splitlines(keepends=True)
+    lines[2] = lines[2].replace('"csv_row":', '"row_text":')
+    batch.write_text("".join(lines))
+    result = run_target(tmp_path, target_config(pelanor), messages)
+    assert result.returncode == 1
+    assert result.errors == [
+        f"target-pelanor: error: batch file {url}, line 3: Object missing required field "
+        "`csv_row`; pair target-pelanor with tap-openai-costs"
+    ]
+    assert "Traceback" not in result.stderr
+    assert pelanor.uploads() == []
+
+
 def json_lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines()]
 
