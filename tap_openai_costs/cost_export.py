@@ -399,7 +399,7 @@ class RowChecker:
     """The row rules of a cost export; stateful only within a day, so memory stays flat.
 
     Works on field positions rather than a dict per row: it runs for every row of every
-    file before the tap emits anything, and again in the target on the file it uploads.
+    file the tap reads, and again in the target on the file it uploads.
     Call :meth:`finish_day` after the last row.
     """
 

@@ -1,4 +1,5 @@
-"""The two streams: every cost row, and one seal per finished (organization, month)."""
+"""The three streams: every cost row, framed per (organization, month) by its layout
+before the rows and its seal after them."""
 
 from __future__ import annotations
 
