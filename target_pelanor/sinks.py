@@ -53,7 +53,13 @@ class CostRowsSink(_PelanorSink):
     """``costs``: each row is checked and written to its month's upload file."""
 
     def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
-        self.pelanor.ledger.add_row(msgspec.convert(record, CostRow))
+        try:
+            row = msgspec.convert(record, CostRow)
+        except msgspec.ValidationError as error:  # reachable with validate_records off
+            self.pelanor.abort(
+                f"a {self.stream_name} record: {error}; pair target-pelanor with tap-openai-costs"
+            )
+        self.pelanor.ledger.add_row(row)
 
     def process_batch_files(self, encoding: BaseBatchFileEncoding, files: Sequence[str]) -> None:
         """BATCH messages (the tap's fast path): stream each file's rows into the months.

@@ -632,6 +632,25 @@ def test_a_batch_file_of_other_records_is_a_clear_error(tmp_path, pelanor) -> No
     assert pelanor.uploads() == []
 
 
+def test_a_record_without_csv_row_is_a_clear_error_even_unvalidated(tmp_path, pelanor) -> None:
+    lines = tap_output(tmp_path, ACME_OCT).splitlines()
+    broken = next(
+        i for i, line in enumerate(lines) if '"stream":"costs"' in line and "RECORD" in line
+    )
+    message = json.loads(lines[broken])
+    del message["record"]["csv_row"]
+    lines[broken] = json.dumps(message)
+    config = target_config(pelanor, validate_records=False)
+    result = run_target(tmp_path, config, "\n".join(lines) + "\n")
+    assert result.returncode == 1
+    assert result.errors == [
+        "target-pelanor: error: a costs record: Object missing required field `csv_row`; "
+        "pair target-pelanor with tap-openai-costs"
+    ]
+    assert "Traceback" not in result.stderr
+    assert pelanor.uploads() == []
+
+
 def json_lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines()]
 
