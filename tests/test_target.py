@@ -175,8 +175,9 @@ def test_sdk_drains_splitting_a_month_change_nothing(tmp_path, pelanor, capsys) 
         "int-acme/2025-09": ACME_SEPT.read_bytes(),
         "int-acme/2025-10": ACME_OCT.read_bytes(),
     }
-    (state,) = {line for line in capsys.readouterr().out.splitlines()}
-    assert json.loads(state)["bookmarks"]["costs"]["months"].keys() == {
+    # Confirmed once both seals were in: both months.
+    last_state = capsys.readouterr().out.splitlines()[-1]
+    assert json.loads(last_state)["bookmarks"]["costs"]["months"].keys() == {
         "org-acme/2025-09",
         "org-acme/2025-10",
     }
