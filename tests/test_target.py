@@ -584,21 +584,26 @@ def test_batch_messages_carry_months_exactly_and_leave_no_files(
     assert list(batches.iterdir()) == []
 
 
-def test_replaying_batch_messages_whose_files_are_gone_is_a_clear_error(tmp_path, pelanor) -> None:
-    batches = tmp_path / "batches"
+def _october_in_one_batch_file(tmp: Path) -> tuple[str, str]:
+    """The tap's messages for ACME_OCT in BATCH mode, and the URL of its one batch file."""
     config = {
         "paths": [str(ACME_OCT)],
         "organization_id": ORG,
         "batch_config": {
             "encoding": {"format": "jsonl", "compression": "none"},
-            "storage": {"root": batches.as_uri()},
+            "storage": {"root": (tmp / "batches").as_uri()},
         },
     }
-    messages = run_tap(tmp_path, config).stdout
+    messages = run_tap(tmp, config).stdout
+    (url,) = [m["manifest"][0] for m in json_lines(messages) if m["type"] == "BATCH"]
+    return messages, url
+
+
+def test_replaying_batch_messages_whose_files_are_gone_is_a_clear_error(tmp_path, pelanor) -> None:
+    messages, url = _october_in_one_batch_file(tmp_path)
     assert run_target(tmp_path, target_config(pelanor), messages).returncode == 0
     again = run_target(tmp_path, target_config(pelanor), messages)
     assert again.returncode == 1
-    (url,) = [m["manifest"][0] for m in json_lines(messages) if m["type"] == "BATCH"]
     assert again.errors == [
         f"target-pelanor: error: batch file {url} is gone (loaded and removed by an earlier "
         "run?); run the tap again"
@@ -608,17 +613,7 @@ def test_replaying_batch_messages_whose_files_are_gone_is_a_clear_error(tmp_path
 
 
 def test_a_batch_file_of_other_records_is_a_clear_error(tmp_path, pelanor) -> None:
-    batches = tmp_path / "batches"
-    config = {
-        "paths": [str(ACME_OCT)],
-        "organization_id": ORG,
-        "batch_config": {
-            "encoding": {"format": "jsonl", "compression": "none"},
-            "storage": {"root": batches.as_uri()},
-        },
-    }
-    messages = run_tap(tmp_path, config).stdout
-    (url,) = [m["manifest"][0] for m in json_lines(messages) if m["type"] == "BATCH"]
+    messages, url = _october_in_one_batch_file(tmp_path)
     batch = Path(url.removeprefix("file://"))
     lines = batch.read_text().splitlines(keepends=True)
     lines[2] = lines[2].replace('"csv_row":', '"row_text":')
