@@ -32,6 +32,11 @@ from tap_openai_costs.cost_export import (
 )
 
 
+def state_key(organization_id: str, month: str) -> str:
+    """The state key: one bookmark per organization and month."""
+    return f"{organization_id}/{month}"
+
+
 @dataclass(frozen=True)
 class Piece:
     """One day of a month, and the export it is taken from."""
@@ -53,8 +58,7 @@ class MonthPlan:
 
     @property
     def key(self) -> str:
-        """The state key: one bookmark per organization and month."""
-        return f"{self.organization_id}/{self.month}"
+        return state_key(self.organization_id, self.month)
 
     @property
     def days(self) -> list[date]:
@@ -213,7 +217,7 @@ class ExportReading:
         once a file has failed: nothing will be sealed, so there is nothing to send)."""
         first_seen = month not in self._seen
         self._seen.add(month)
-        key = f"{self.organization_id}/{month}"
+        key = state_key(self.organization_id, month)
         if not first_seen or key in self.delivered or month < (self.start_month or ""):
             return None
         if self.problems:
