@@ -41,6 +41,8 @@ REQUIRED_COLUMNS = (
     "organization_name",
 )
 TIME_COLUMNS = ("start_time", "end_time", "start_time_iso", "end_time_iso")
+#: The ISO copies of the Unix times: absent from some real exports (the nine-column layout).
+ISO_COLUMNS = {"start_time_iso": "start_time", "end_time_iso": "end_time"}
 #: Columns that measure rather than identify a cost: left out of the duplicate-row key.
 MEASURE_COLUMNS = frozenset({"amount_value", "quantity"})
 #: The current export layout (seen 2026-09); the API source writes rows in it.
@@ -65,7 +67,11 @@ CURRENT_COLUMNS = (
 )
 
 _INTEGER = re.compile(r"-?[0-9]+")
-_DECIMAL = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+#: An amount as exports and the Costs API write it: fixed digits (``0.8958740000000000``)
+#: or a float's shortest repr, which uses exponents for small values (``5.5e-05``,
+#: ``1.2345E-05``). Never ``nan``/``inf``, separators or symbols. Kept as text, read as
+#: Decimal: exact either way.
+AMOUNT_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 class ExportError(Exception):
@@ -216,9 +222,10 @@ def describe_days(days: list[date]) -> str:
 
 
 def upload_filename(month: str) -> str:
-    """The name OpenAI gives a one-month export, which Pelanor's users upload as-is."""
+    """The name OpenAI gives a one-month export, which Pelanor's users upload as-is: the
+    end date is exclusive (October is ``cost_2025-10-01_2025-11-01.csv``)."""
     days = month_days(month)
-    return f"cost_{days[0].isoformat()}_{days[-1].isoformat()}.csv"
+    return f"cost_{days[0].isoformat()}_{(days[-1] + timedelta(days=1)).isoformat()}.csv"
 
 
 def format_decimal(value: Decimal) -> str:
@@ -386,7 +393,7 @@ def _check_columns(path: str, columns: list[str]) -> None:
     repeated = sorted({c for c in columns if columns.count(c) > 1})
     if repeated:
         raise ExportError(path, f"repeats column(s) {', '.join(repeated)}; export it again")
-    missing = [c for c in (*REQUIRED_COLUMNS, *TIME_COLUMNS) if c not in columns]
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
         raise ExportError(
             path,
@@ -414,7 +421,8 @@ class RowChecker:
         at = {column: i for i, column in enumerate(layout.columns)}
         self.width = len(layout.columns)
         self.terminator = layout.line_terminator
-        self.times_of = operator.itemgetter(*(at[c] for c in TIME_COLUMNS))
+        self.time_columns = tuple(c for c in TIME_COLUMNS if c in at)
+        self.times_of = operator.itemgetter(*(at[c] for c in self.time_columns))
         self.other_at = [i for c, i in at.items() if c not in TIME_COLUMNS]
         # What identifies a row: every column but the measures (at least the required ones).
         self.key_of = operator.itemgetter(*(i for c, i in at.items() if c not in MEASURE_COLUMNS))
@@ -434,7 +442,7 @@ class RowChecker:
         times = self.times_of(fields)
         if times != self.times:
             # Rows come grouped by day: the time columns are checked once per day.
-            self._check_day(number, dict(zip(TIME_COLUMNS, times, strict=True)))
+            self._check_day(number, dict(zip(self.time_columns, times, strict=True)))
             self.times = times
         amount = fields[self.amount_at]
         if amount or any(fields[i] for i in self.other_at):
@@ -483,12 +491,18 @@ class RowChecker:
                 f"bucket {iso_of(start)} to {iso_of(end)} is not one whole UTC day; "
                 "export with Time interval '1 day'",
             )
-        for column, seconds in (("start_time_iso", start), ("end_time_iso", end)):
-            text = values[column]
+        for column, unix_column in ISO_COLUMNS.items():
+            if column not in values:
+                continue
+            text, seconds = values[column], int(values[unix_column])
             try:
-                agrees = datetime.fromisoformat(text).timestamp() == seconds
+                moment = datetime.fromisoformat(text)
             except ValueError:
                 agrees = False
+            else:
+                # Without an offset the time is UTC (the Unix column says so), never the
+                # host's zone.
+                agrees = moment.replace(tzinfo=moment.tzinfo or UTC).timestamp() == seconds
             if not agrees:
                 raise self.fail(
                     number,
@@ -499,7 +513,7 @@ class RowChecker:
 
     def _check_cost(self, number: int, fields: list[str]) -> None:
         amount = fields[self.amount_at]
-        if not _DECIMAL.fullmatch(amount):
+        if not AMOUNT_TEXT.fullmatch(amount):
             raise self.fail(
                 number,
                 f"amount_value {amount!r} is not a decimal number; use the export unmodified",

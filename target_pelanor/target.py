@@ -105,7 +105,8 @@ class TargetPelanor(Target):
             th.StringType,
             title="Output directory",
             description="Also write each month's file here, named as OpenAI names a "
-            "one-month export: cost_<YYYY-MM-01>_<YYYY-MM-last>.csv.",
+            "one-month export: cost_<first day>_<first day of the next month>.csv (the end "
+            "date is exclusive, as in the names OpenAI gives its exports).",
         ),
         th.Property(
             "dry_run",

@@ -40,9 +40,9 @@ def rebuild(*paths: Path, organization_id: str = ORG) -> dict[str, bytes]:
 @pytest.mark.parametrize(
     ("sample", "organization_id"),
     [
-        ("acme/cost_2025-09-01_2025-09-30.csv", "org-acme"),
-        ("acme/cost_2025-10-01_2025-10-31.csv", "org-acme"),
-        ("globex/cost_2025-10-01_2025-10-31.csv", "org-globex"),
+        ("acme/cost_2025-09-01_2025-10-01.csv", "org-acme"),
+        ("acme/cost_2025-10-01_2025-11-01.csv", "org-acme"),
+        ("globex/cost_2025-10-01_2025-11-01.csv", "org-globex"),
     ],
 )
 def test_bundled_samples_rebuild_byte_for_byte(sample: str, organization_id: str) -> None:
@@ -122,8 +122,8 @@ BAD_INPUTS = {
     "several Pelanor columns missing": (
         b"start_time,end_time,amount_value,line_item\n",
         "lacks column(s) amount_currency, project_id, organization_id, project_name, "
-        "organization_name, start_time_iso, end_time_iso that Pelanor requires; export the "
-        "Cost data grouped by Line Item (and project) with a 1 day interval",
+        "organization_name that Pelanor requires; export the Cost data grouped by Line Item "
+        "(and project) with a 1 day interval",
     ),
     "hourly buckets": (
         _bad(end_time="1759280400", end_time_iso="2025-10-01T01:00:00+00:00"),

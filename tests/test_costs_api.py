@@ -176,7 +176,7 @@ def test_whole_month_rendered_and_validated(start_fake, make_client, tmp_path: P
     del costs[unix_of(date(2025, 10, 13))]  # an idle day mid-month
     fake = start_fake(costs)
     content = fetch_and_render(make_client(fake), days)
-    path = tmp_path / "cost_2025-10-01_2025-10-31.csv"
+    path = tmp_path / "cost_2025-10-01_2025-11-01.csv"
     path.write_bytes(content)
     scan = scan_export(path, ORG)
     assert len(scan.days) == 31

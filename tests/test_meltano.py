@@ -35,8 +35,8 @@ SANDBOX_CONFIG = {
 ACME = ("tap-openai-costs--acme", "target-pelanor--acme")
 GLOBEX = ("tap-openai-costs--globex", "target-pelanor--globex")
 ACME_STATE_ID = "dev:tap-openai-costs--acme-to-target-pelanor--acme"
-SEPTEMBER = "cost_2025-09-01_2025-09-30.csv"
-OCTOBER = "cost_2025-10-01_2025-10-31.csv"
+SEPTEMBER = "cost_2025-09-01_2025-10-01.csv"
+OCTOBER = "cost_2025-10-01_2025-11-01.csv"
 TOKEN_REQUIRED = "api_token is required unless dry_run is true"
 
 
@@ -164,7 +164,7 @@ def test_each_organization_uploads_exact_months_once_then_only_what_changed(
     original = (acme / SEPTEMBER).read_bytes()
     corrected = original.replace(b",0.7652070772182651,", b",0.7652070772182652,", 1)
     assert corrected != original
-    newer = acme / "cost_2025-09-01_2025-09-30 (1).csv"
+    newer = acme / "cost_2025-09-01_2025-10-01 (1).csv"
     newer.write_bytes(corrected)
     stat = (acme / SEPTEMBER).stat()
     os.utime(newer, (stat.st_atime + 60, stat.st_mtime + 60))

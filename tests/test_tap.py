@@ -14,7 +14,7 @@ from tests.exports import ORG, SAMPLES, cost, days, export, month_rows, write
 from tests.singer import run, run_tap
 
 ACME = {"paths": [str(SAMPLES / "acme")], "organization_id": "org-acme"}
-OCTOBER = SAMPLES / "acme" / "cost_2025-10-01_2025-10-31.csv"
+OCTOBER = SAMPLES / "acme" / "cost_2025-10-01_2025-11-01.csv"
 
 
 def built_months(result) -> dict[str, bytes]:
@@ -130,13 +130,13 @@ def test_months_go_out_while_validated_and_are_sealed_once_every_file_passed(tmp
     }
     assert seal["layout"]["final_newline"] is True
     assert built_months(result) == {
-        "2025-09": (SAMPLES / "acme" / "cost_2025-09-01_2025-09-30.csv").read_bytes(),
+        "2025-09": (SAMPLES / "acme" / "cost_2025-09-01_2025-10-01.csv").read_bytes(),
         "2025-10": OCTOBER.read_bytes(),
     }
 
 
 def test_crlf_bom_sample_round_trips(tmp_path) -> None:
-    sample = SAMPLES / "globex" / "cost_2025-10-01_2025-10-31.csv"
+    sample = SAMPLES / "globex" / "cost_2025-10-01_2025-11-01.csv"
     result = run_tap(tmp_path, {"paths": [str(sample)], "organization_id": "org-globex"})
     assert built_months(result) == {"2025-10": sample.read_bytes()}
 
