@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from target_pelanor.sandbox import PelanorSandbox
 
 BIN = Path(sys.executable).parent
 
@@ -45,6 +50,7 @@ def run(
     stdin: str | None = None,
     config: dict | None = None,
     tmp: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> Run:
     argv = [str(BIN / command), *args]
     if config is not None:
@@ -53,15 +59,63 @@ def run(
         path.write_text(json.dumps(config))
         argv += ["--config", str(path)]
     done = subprocess.run(
-        argv, input=stdin, capture_output=True, text=True, timeout=120, check=False
+        argv,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=None if env is None else os.environ | env,
     )
     return Run(done.returncode, done.stdout, done.stderr)
 
 
-def run_tap(tmp: Path, config: dict, state: dict | None = None) -> Run:
+def run_tap(
+    tmp: Path, config: dict, state: dict | None = None, env: dict[str, str] | None = None
+) -> Run:
     args: list[str] = []
     if state is not None:
         state_path = tmp / "state.json"
         state_path.write_text(json.dumps(state))
         args = ["--state", str(state_path)]
-    return run("tap-openai-costs", *args, config=config, tmp=tmp)
+    return run("tap-openai-costs", *args, config=config, tmp=tmp, env=env)
+
+
+def tap_output(tmp: Path, *paths: Path, organization_id: str = "org-acme") -> str:
+    """The tap's messages for these exports; the run must succeed."""
+    result = run_tap(tmp, {"paths": [str(p) for p in paths], "organization_id": organization_id})
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def target_config(sandbox: PelanorSandbox, **extra: Any) -> dict[str, Any]:
+    from tests.conftest import TOKEN
+
+    return {
+        "organization_id": "org-acme",
+        "integration_id": "int-acme",
+        "api_token": TOKEN,
+        "api_url": sandbox.url,
+        "max_retry_seconds": 30,
+    } | extra
+
+
+def run_target(tmp: Path, config: dict, messages: str, env: dict[str, str] | None = None) -> Run:
+    return run("target-pelanor", stdin=messages, config=config, tmp=tmp, env=env)
+
+
+def stored(sandbox: PelanorSandbox) -> dict[str, bytes]:
+    """What the sandbox holds: integration/month -> the file's bytes."""
+    return {f"{p.parent.name}/{p.stem}": p.read_bytes() for p in sandbox.stored_files()}
+
+
+def report(result: Run) -> list[list[str]]:
+    """The target's end-of-run table, as cells (split on runs of two or more spaces)."""
+    lines = result.stderr.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("organization  month"))
+    table = []
+    for line in lines[start:]:
+        if not line.startswith("org-") and table:
+            break
+        table.append(re.split(r" {2,}", line))
+    return table

@@ -17,64 +17,22 @@ import pytest
 from tap_openai_costs.cost_export import RowsDigest
 from target_pelanor.sandbox import PelanorSandbox
 from target_pelanor.target import TargetPelanor
+from tests.conftest import TOKEN, sandbox_config
 from tests.exports import NEW, OLD, ORG, SAMPLES, export, month_rows, write
-from tests.singer import BIN, Run, run, run_tap
+from tests.singer import (
+    BIN,
+    report,
+    run,
+    run_tap,
+    run_target,
+    stored,
+    tap_output,
+    target_config,
+)
 
-TOKEN = "tok_8f3Kx2_s3cr3t_value"
 ACME_SEPT = SAMPLES / "acme" / "cost_2025-09-01_2025-10-01.csv"
 ACME_OCT = SAMPLES / "acme" / "cost_2025-10-01_2025-11-01.csv"
 GLOBEX_OCT = SAMPLES / "globex" / "cost_2025-10-01_2025-11-01.csv"
-
-
-def sandbox_config(**extra) -> dict:
-    return {
-        "tokens": [TOKEN],
-        "integrations": {"int-acme": "org-acme", "int-globex": "org-globex"},
-    } | extra
-
-
-@pytest.fixture
-def pelanor(tmp_path):
-    with PelanorSandbox(sandbox_config(), tmp_path / "pelanor") as sandbox:
-        yield sandbox
-
-
-def target_config(sandbox: PelanorSandbox, **extra) -> dict:
-    return {
-        "organization_id": "org-acme",
-        "integration_id": "int-acme",
-        "api_token": TOKEN,
-        "api_url": sandbox.url,
-        "max_retry_seconds": 30,
-    } | extra
-
-
-def run_target(tmp: Path, config: dict, messages: str) -> Run:
-    return run("target-pelanor", stdin=messages, config=config, tmp=tmp)
-
-
-def stored(sandbox: PelanorSandbox) -> dict[str, bytes]:
-    return {f"{p.parent.name}/{p.stem}": p.read_bytes() for p in sandbox.stored_files()}
-
-
-def tap_output(tmp: Path, *paths: Path, organization_id: str = ORG) -> str:
-    result = run_tap(tmp, {"paths": [str(p) for p in paths], "organization_id": organization_id})
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def report(result: Run) -> list[list[str]]:
-    """The end-of-run table, as cells (split on runs of two or more spaces)."""
-    import re
-
-    lines = result.stderr.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("organization  month"))
-    table = []
-    for line in lines[start:]:
-        if not line.startswith("org-") and table:
-            break
-        table.append(re.split(r" {2,}", line))
-    return table
 
 
 def test_tap_to_target_to_sandbox_uploads_exact_files(tmp_path, pelanor) -> None:
