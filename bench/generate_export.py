@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from tap_openai_costs.cost_export import CURRENT_COLUMNS
+from openai_costs.export import CURRENT_COLUMNS
 
 ORGANIZATION_ID = "org-bench"
 ORGANIZATION_NAME = "Bench Labs, Inc."

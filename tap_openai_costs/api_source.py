@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection
 from datetime import date, timedelta
 from pathlib import Path
 
-from tap_openai_costs.cost_export import full_days, month_days, month_of, unix_of, upload_filename
+from openai_costs.export import full_days, month_days, month_of, unix_of, upload_filename
 from tap_openai_costs.costs_api import OpenAICostsClient, render_export
 
 

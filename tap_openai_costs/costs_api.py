@@ -24,7 +24,7 @@ from typing import Any, Final
 
 import httpx
 
-from tap_openai_costs.cost_export import (
+from openai_costs.export import (
     CURRENT_COLUMNS,
     DAY_SECONDS,
     day_of,
@@ -32,7 +32,7 @@ from tap_openai_costs.cost_export import (
     iso_of,
     unix_of,
 )
-from tap_openai_costs.safe_http import BearerClient, GaveUp, Refused, check_base_url, one_line
+from openai_costs.safe_http import BearerClient, GaveUp, Refused, check_base_url, one_line
 
 __all__ = [
     "DEFAULT_BASE_URL",

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from tap_openai_costs.cost_export import (
+from openai_costs.export import (
     DaySlice,
     ExportError,
     ExportScan,

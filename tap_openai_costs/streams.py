@@ -14,9 +14,9 @@ from singer_sdk import Stream
 from singer_sdk import typing as th
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
-from tap_openai_costs import cost_export
-from tap_openai_costs.batches import write_batches
-from tap_openai_costs.cost_export import (
+from openai_costs import export as cost_export
+from openai_costs.batches import write_batches
+from openai_costs.export import (
     CURRENT_COLUMNS,
     ExportError,
     format_decimal,
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig
     from singer_sdk.helpers.types import Context
 
-    from tap_openai_costs.cost_export import Row
+    from openai_costs.export import Row
     from tap_openai_costs.planner import Draft, MonthPlan
     from tap_openai_costs.tap import TapOpenAICosts
 

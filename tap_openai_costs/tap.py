@@ -18,10 +18,10 @@ from singer_sdk.helpers._batch import BatchConfig
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities, TapCapabilities
 from singer_sdk.singerlib import Message, RecordMessage
 
-from tap_openai_costs import cost_export
+from openai_costs import export as cost_export
+from openai_costs.batches import check_encoding
+from openai_costs.export import ExportError
 from tap_openai_costs.api_source import fetch_exports, months_to_read, previous_month
-from tap_openai_costs.batches import check_encoding
-from tap_openai_costs.cost_export import ExportError
 from tap_openai_costs.costs_api import (
     DEFAULT_BASE_URL,
     OpenAIAPIError,

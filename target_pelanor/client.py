@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 import httpx
 
-from tap_openai_costs.safe_http import BearerClient, GaveUp, Refused, check_base_url
+from openai_costs.safe_http import BearerClient, GaveUp, Refused, check_base_url
 
 __all__ = [
     "DEFAULT_UPLOAD_PATH",

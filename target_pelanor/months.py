@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 
 import msgspec
 
-from tap_openai_costs.cost_export import (
+from openai_costs.export import (
     ExportError,
     ExportWriter,
     Layout,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from tap_openai_costs.cost_export import format_decimal
+from openai_costs.export import format_decimal
 
 HEADINGS = ("organization", "month", "rows", "total USD", "action", "Pelanor response id")
 

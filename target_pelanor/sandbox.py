@@ -40,8 +40,8 @@ from types import FrameType, TracebackType
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
-from tap_openai_costs.cost_export import REQUIRED_COLUMNS
-from tap_openai_costs.safe_http import is_loopback
+from openai_costs.export import REQUIRED_COLUMNS
+from openai_costs.safe_http import is_loopback
 
 __all__ = ["Fault", "PelanorSandbox", "SeenRequest", "main"]
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from singer_sdk.sinks import RecordSink
 
-from tap_openai_costs.batches import BatchFileError, read_batch
+from openai_costs.batches import BatchFileError, read_batch
 from target_pelanor.months import CostRow
 from target_pelanor.validation import CompiledValidator
 

@@ -7,7 +7,7 @@ import io
 from datetime import date, timedelta
 from pathlib import Path
 
-from tap_openai_costs.cost_export import CURRENT_COLUMNS, iso_of, month_days, unix_of
+from openai_costs.export import CURRENT_COLUMNS, iso_of, month_days, unix_of
 
 NEW = CURRENT_COLUMNS
 #: The 2025 layout grouped by line item and project, with project_name.

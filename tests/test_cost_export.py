@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tap_openai_costs.cost_export import ExportError, scan_export, write_export
+from openai_costs.export import ExportError, scan_export, write_export
 from tap_openai_costs.planner import plan_months
 from tests.exports import (
     OLD,

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tap_openai_costs.cost_export import (
+from openai_costs.export import (
     CURRENT_COLUMNS,
     ExportError,
     month_days,

@@ -14,7 +14,7 @@ from decimal import Decimal
 
 import pytest
 
-from tap_openai_costs.cost_export import REQUIRED_COLUMNS, month_days
+from openai_costs.export import REQUIRED_COLUMNS, month_days
 from tests.exports import ORG, cost, export, times, write
 from tests.singer import report, run_tap, run_target, stored, tap_output, target_config
 

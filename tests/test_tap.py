@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from tap_openai_costs.cost_export import Layout, write_export
+from openai_costs.export import Layout, write_export
 from tests.exports import ORG, SAMPLES, cost, days, export, month_rows, write
 from tests.singer import run, run_tap
 

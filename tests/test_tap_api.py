@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from tap_openai_costs import cost_export
-from tap_openai_costs.cost_export import month_days, unix_of
+from openai_costs import export as cost_export
+from openai_costs.export import month_days, unix_of
 from tap_openai_costs.tap import TapOpenAICosts
 from tests.exports import cost, export, times
 from tests.fake_openai import FakeOpenAI, number, project, result
@@ -92,7 +92,7 @@ def months_of(records, stream: str) -> list[str]:
 def rebuilt(records) -> dict[str, bytes]:
     import io
 
-    from tap_openai_costs.cost_export import Layout, write_export
+    from openai_costs.export import Layout, write_export
 
     rows: dict[str, list[str]] = {}
     built = {}

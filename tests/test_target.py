@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from tap_openai_costs.cost_export import RowsDigest
+from openai_costs.export import RowsDigest
 from target_pelanor.sandbox import PelanorSandbox
 from target_pelanor.target import TargetPelanor
 from tests.conftest import TOKEN, sandbox_config
