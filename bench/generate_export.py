@@ -23,10 +23,10 @@ import random
 import string
 import sys
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 
-from openai_costs.export import CURRENT_COLUMNS
+from openai_costs.export import CURRENT_COLUMNS, iso_of, month_days, unix_of
 
 ORGANIZATION_ID = "org-bench"
 ORGANIZATION_NAME = "Bench Labs, Inc."
@@ -157,12 +157,9 @@ def rows_for_day(
     users: list[tuple[str, str]],
     keys: list[str],
 ) -> Iterator[str]:
-    start = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
+    start = unix_of(day)
     end = start + 86_400
-    times = (
-        f"{start},{end},{datetime.fromtimestamp(start, UTC).isoformat()},"
-        f"{datetime.fromtimestamp(end, UTC).isoformat()}"
-    )
+    times = f"{start},{end},{iso_of(start)},{iso_of(end)}"
     if count == 0:  # an idle day: one row, only the time columns filled
         yield times + "," * (len(HEADER) - 4) + "\n"
         return
@@ -194,12 +191,6 @@ def _coprime_stride(rng: random.Random, modulus: int) -> int:
         stride = rng.randrange(1, modulus) if modulus > 1 else 1
         if math.gcd(stride, modulus) == 1:
             return stride
-
-
-def month_days(month: str) -> list[date]:
-    first = date.fromisoformat(f"{month}-01")
-    following = (first.replace(day=28) + timedelta(days=4)).replace(day=1)
-    return [first + timedelta(days=n) for n in range((following - first).days)]
 
 
 def generate(rows: int, month: str, out: Path, seed: int = 7) -> None:

@@ -40,7 +40,9 @@ from pathlib import Path
 from typing import IO, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from generate_export import ORGANIZATION_ID, generate, month_days
+from generate_export import ORGANIZATION_ID, generate
+
+from openai_costs.export import upload_filename
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
@@ -216,14 +218,9 @@ def fresh_dir(path: Path) -> Path:
     return path
 
 
-def month_filename(month: str) -> str:
-    days = month_days(month)
-    return f"cost_{days[0].isoformat()}_{days[-1].isoformat()}.csv"
-
-
 def make_export(rows: int, seed: int) -> Path:
     """bench/data/export-<rows>/cost_2025-10-01_2025-11-01.csv, regenerated each run."""
-    path = DATA / f"export-{rows}" / month_filename(MONTH)
+    path = DATA / f"export-{rows}" / upload_filename(MONTH)
     started = time.perf_counter()
     generate(rows, MONTH, path, seed)
     size = path.stat().st_size / MiB

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from openai_costs.contract import state_key
 from openai_costs.export import (
     DaySlice,
     ExportError,
@@ -30,11 +31,6 @@ from openai_costs.export import (
     rows_digest_update,
     scan_rows,
 )
-
-
-def state_key(organization_id: str, month: str) -> str:
-    """The state key: one bookmark per organization and month."""
-    return f"{organization_id}/{month}"
 
 
 @dataclass(frozen=True)

@@ -4,31 +4,39 @@ before the rows and its seal after them."""
 from __future__ import annotations
 
 import functools
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, cast
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from singer_sdk import Stream
 from singer_sdk import typing as th
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
-from openai_costs import export as cost_export
+from openai_costs import contract
 from openai_costs.batches import write_batches
+from openai_costs.contract import MonthOpened, Seal
 from openai_costs.export import (
     CURRENT_COLUMNS,
     ExportError,
     format_decimal,
+    full_days,
+    missing_days,
+    today_utc,
 )
+from openai_costs.user_errors import stop
+from tap_openai_costs.inputs import InputProblems, changed_months, read_exports
 
 if TYPE_CHECKING:
     from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig
     from singer_sdk.helpers.types import Context
 
     from openai_costs.export import Row
-    from tap_openai_costs.planner import Draft, MonthPlan
-    from tap_openai_costs.tap import TapOpenAICosts
+    from tap_openai_costs.planner import Draft, ExportReading, MonthPlan
 
 _TEXT = th.StringType(nullable=True)
 
@@ -77,7 +85,7 @@ class CostsStream(Stream):
     byte for byte. The other fields are the same values, typed, for any other consumer.
     """
 
-    name = "costs"
+    name = contract.COSTS
     primary_keys = ("organization", "month", "row")
     replication_key = None
     # Records are built from validated text with JSON-ready types: nothing to conform.
@@ -136,14 +144,18 @@ class CostsStream(Stream):
         other month after its rows are read again from the plan. This generator is resumed
         only once the rows it handed out were written, so a seal never overtakes its rows.
         """
-        tap = cast("TapOpenAICosts", self._tap)
-        reading = tap.read_exports()
+        today = self.today()
+        reading = self._reading(today)
         tallies: dict[str, MonthTally] = {}
         for draft, rows in reading.validate():
             tallies[draft.month] = tally = MonthTally()
             self._open(draft)
             yield draft, rows, tally
-        for plan in tap.changed_months(reading):
+        try:
+            plans = changed_months(reading, self.logger)
+        except InputProblems as problems:
+            self._stop(problems.problems)
+        for plan in plans:
             drafted = reading.drafts.get(plan.month)
             if drafted is not None and drafted.matches(plan):
                 tally = tallies[plan.month]
@@ -151,13 +163,36 @@ class CostsStream(Stream):
                 tally = MonthTally()
                 self._open(plan)  # a draft's rows, if any, are replaced
                 yield plan, self._reread(plan), tally
-            self._seal(plan, tally)
+            self._seal(plan, tally, today)
+
+    def today(self) -> date:
+        """The current UTC date, read once a run: months are complete up to the day before."""
+        return today_utc()
+
+    def _reading(self, today: date) -> ExportReading:
+        # Read without creating the stream's bookmark: a run that seals nothing leaves none.
+        bookmark = self.tap_state.get("bookmarks", {}).get(self.name, {})
+        delivered = dict(bookmark.get("months", {}))
+        try:
+            api_dir = Path(self._api_dir.name)
+            return read_exports(self.config, delivered, today, api_dir, self.logger)
+        except InputProblems as problems:
+            self._stop(problems.problems)
+
+    @cached_property
+    def _api_dir(self) -> tempfile.TemporaryDirectory[str]:
+        """Where API months are written for the run; removed when the tap is done."""
+        return tempfile.TemporaryDirectory(prefix="tap-openai-costs-")
+
+    def _stop(self, problems: list[Exception]) -> NoReturn:
+        """User errors end the run: one line each, exit status 1, nothing more sealed."""
+        stop(self.tap_name, problems)
 
     def _reread(self, plan: MonthPlan) -> Iterator[Row]:
         try:
             yield from plan.rows()
         except ExportError as problem:  # a file changed after it was validated
-            cast("TapOpenAICosts", self._tap).abort([problem])
+            self._stop([problem])
 
     def _records_of(
         self, month: Draft | MonthPlan, rows: Iterator[Row], tally: MonthTally
@@ -185,41 +220,34 @@ class CostsStream(Stream):
     def _open(self, month: Draft | MonthPlan) -> None:
         """Announce the month's file layout before its first row, so the target can write
         and check the upload file while the rows arrive."""
-        self._emit(
-            MonthLayoutsStream,
-            {
-                "organization": month.organization_id,
-                "month": month.month,
-                "layout": month.layout.to_dict(),
-            },
-        )
+        opened = MonthOpened(month.organization_id, month.month, month.layout)
+        self._emit(MonthLayoutsStream, contract.to_record(opened))
 
     def _emit(self, stream_type: type[_MonthEventStream], record: dict[str, Any]) -> None:
         for child in self.child_streams:
             if isinstance(child, stream_type) and child.selected:
                 child.emit(record)
 
-    def _seal(self, plan: MonthPlan, tally: MonthTally) -> None:
-        today = cost_export.today_utc()
-        missing = cost_export.missing_days(plan.month, plan.days, today)
-        seal = {
-            "organization": plan.organization_id,
-            "month": plan.month,
-            "row_count": tally.count,
-            "total_usd": format_decimal(tally.total),
-            "days_covered": len(plan.days),
-            "days_expected": len(cost_export.full_days(plan.month, today)),
-            "missing_days": [day.isoformat() for day in missing],
-            "complete": not missing,
-            "rows_digest": plan.rows_digest(),
-            "input_digest": plan.input_digest,
-            "source_files": plan.source_files,
-            "layout": plan.layout.to_dict(),
-        }
+    def _seal(self, plan: MonthPlan, tally: MonthTally, today: date) -> None:
+        missing = missing_days(plan.month, plan.days, today)
+        seal = Seal(
+            organization=plan.organization_id,
+            month=plan.month,
+            row_count=tally.count,
+            total_usd=format_decimal(tally.total),
+            days_covered=len(plan.days),
+            days_expected=len(full_days(plan.month, today)),
+            missing_days=[day.isoformat() for day in missing],
+            complete=not missing,
+            rows_digest=plan.rows_digest(),
+            input_digest=plan.input_digest,
+            source_files=plan.source_files,
+            layout=plan.layout,
+        )
         # Bookmarked first, so the STATE written right after the seal already covers the
         # month: the target drains (uploads) the sealed month before it confirms that state.
         self.stream_state.setdefault("months", {})[plan.key] = plan.input_digest
-        self._emit(MonthSealsStream, seal)
+        self._emit(MonthSealsStream, contract.to_record(seal))
 
 
 _LAYOUT = th.ObjectType(
@@ -262,7 +290,7 @@ class _MonthEventStream(Stream):
 class MonthLayoutsStream(_MonthEventStream):
     """Written right before a month's first row: how its upload file is laid out."""
 
-    name = "cost_month_layouts"
+    name = contract.MONTH_LAYOUTS
     schema = th.PropertiesList(
         th.Property("organization", th.StringType, required=True),
         th.Property("month", th.StringType, required=True),
@@ -273,7 +301,7 @@ class MonthLayoutsStream(_MonthEventStream):
 class MonthSealsStream(_MonthEventStream):
     """Written right after a month's last row: the target uploads sealed months only."""
 
-    name = "cost_months"
+    name = contract.MONTH_SEALS
     schema = th.PropertiesList(
         th.Property("organization", th.StringType, required=True),
         th.Property("month", th.StringType, required=True),

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import atexit
 import sys
-import tempfile
-from collections.abc import Sequence
-from functools import cached_property
-from pathlib import Path
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar
 
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
@@ -18,17 +14,11 @@ from singer_sdk.helpers._batch import BatchConfig
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities, TapCapabilities
 from singer_sdk.singerlib import Message, RecordMessage
 
-from openai_costs import export as cost_export
 from openai_costs.batches import check_encoding
-from openai_costs.export import ExportError
-from tap_openai_costs.api_source import fetch_exports, months_to_read, previous_month
 from tap_openai_costs.costs_api import (
     DEFAULT_BASE_URL,
-    OpenAIAPIError,
-    OpenAICostsClient,
     check_api_base_url,
 )
-from tap_openai_costs.planner import ExportErrors, ExportReading, MonthPlan, expand_paths
 from tap_openai_costs.streams import CostsStream, MonthLayoutsStream, MonthSealsStream
 
 MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
@@ -153,84 +143,9 @@ class TapOpenAICosts(Tap):
     def discover_streams(self) -> list[Stream]:
         return [CostsStream(self), MonthLayoutsStream(self), MonthSealsStream(self)]
 
-    def read_exports(self) -> ExportReading:
-        """This run's exports (fetched first for source api), ready to be validated."""
-        done = self._emitted_digests()
-        try:
-            paths = self._api_exports(done) if self._from_api else self._export_paths()
-        except ExportError as problem:
-            self.abort([problem])
-        except OpenAIAPIError as error:
-            self.abort([error])
-        return ExportReading(
-            paths, self.config["organization_id"], self.config.get("start_month"), done
-        )
-
-    def changed_months(self, reading: ExportReading) -> list[MonthPlan]:
-        """The months to seal, once every input was validated; one bad file means no seal
-        at all: one line per problem on stderr and exit status 1."""
-        try:
-            plans = reading.plans()
-        except ExportErrors as errors:
-            self.abort(errors.problems)
-        changed = [plan for plan in plans if reading.delivered.get(plan.key) != plan.input_digest]
-        self.logger.info(
-            "%d month(s) found, %d changed since the last run: %s",
-            len(plans),
-            len(changed),
-            ", ".join(plan.month for plan in changed) or "none",
-        )
-        return changed
-
-    def abort(self, problems: Sequence[Exception]) -> NoReturn:
-        """Stop on user errors: one line per problem on stderr, exit status 1."""
-        if isinstance(self.message_writer, BufferedMsgSpecWriter):
-            self.message_writer.flush()  # what was written stays in order, before the exit
-        for problem in problems:
-            print(f"{self.name}: error: {problem}", file=sys.stderr)
-        sys.exit(1)
-
     @property
     def _from_api(self) -> bool:
         return bool(self.config.get("source", "files") == "api")
-
-    def _export_paths(self) -> list[Path]:
-        return expand_paths(self.config["paths"])
-
-    def _api_exports(self, done: dict[str, str]) -> list[Path]:
-        organization_id = self.config["organization_id"]
-        today = cost_export.today_utc()
-        prefix = f"{organization_id}/"
-        read_before = {key.removeprefix(prefix) for key in done if key.startswith(prefix)}
-        months = months_to_read(
-            # The API is read from here on, so the months planned never start earlier.
-            self.config.get("start_month") or previous_month(today),
-            today,
-            int(self.config.get("settle_days", 3)),
-            read_before,
-        )
-        with OpenAICostsClient(
-            admin_api_key=self.config["admin_api_key"],
-            base_url=self.config.get("api_base_url", DEFAULT_BASE_URL),
-        ) as client:
-            return fetch_exports(
-                client,
-                months,
-                today,
-                organization_id,
-                self.config["organization_name"],
-                Path(self._api_dir.name),
-                self.logger.info,
-            )
-
-    @cached_property
-    def _api_dir(self) -> tempfile.TemporaryDirectory[str]:
-        """Where API months are written for the run; removed when the tap is done."""
-        return tempfile.TemporaryDirectory(prefix="tap-openai-costs-")
-
-    def _emitted_digests(self) -> dict[str, str]:
-        bookmarks = self.state.get("bookmarks", {}).get(CostsStream.name, {})
-        return dict(bookmarks.get("months", {}))
 
     def _batch_config_errors(self) -> list[str]:
         batch_config = self.config.get("batch_config")

@@ -16,6 +16,7 @@ import csv
 import hashlib
 import hmac
 import io
+import ipaddress
 import json
 import logging
 import os
@@ -40,15 +41,25 @@ from types import FrameType, TracebackType
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
-from openai_costs.export import REQUIRED_COLUMNS
-from openai_costs.safe_http import is_loopback
-
 __all__ = ["Fault", "PelanorSandbox", "SeenRequest", "main"]
 
 logger = logging.getLogger("target_pelanor.sandbox")
 
 FAULT_KINDS: Final = frozenset({"429", "500", "503", "slow", "drop"})
 MAX_BODY_BYTES: Final = 256 * 1024 * 1024
+#: The fields Pelanor's OpenAI integration page lists as required. Stated here, not taken
+#: from the product, so that a wrong list in the product cannot hide in both.
+REQUIRED_COLUMNS: Final = (
+    "start_time",
+    "end_time",
+    "amount_value",
+    "amount_currency",
+    "line_item",
+    "project_id",
+    "organization_id",
+    "project_name",
+    "organization_name",
+)
 _UPLOAD_ROUTE: Final = re.compile(r"/v1/integrations/openai/([^/]+)/upload")
 _MONTH_RE: Final = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 
@@ -549,6 +560,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
 
+def _is_loopback(host: str) -> bool:
+    """True for localhost, 127.0.0.0/8 and ::1."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class PelanorSandbox:
     """In-process sandbox server for tests: ``with PelanorSandbox(cfg, tmp) as sb: sb.url``."""
 
@@ -559,7 +580,7 @@ class PelanorSandbox:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        if not is_loopback(host):  # the sandbox accepts any upload from anyone
+        if not _is_loopback(host):  # the sandbox accepts any upload from anyone
             raise ValueError(
                 f"refusing to bind the Pelanor sandbox to non-loopback host {host!r}; "
                 "use 127.0.0.1, ::1 or localhost"

@@ -1,23 +1,24 @@
-"""One sink per tap stream; each hands its records to the target's month ledger."""
+"""One sink per tap stream; each hands its records to the run's delivery."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import msgspec
 from singer_sdk.sinks import RecordSink
 
 from openai_costs.batches import BatchFileError, read_batch
-from target_pelanor.months import CostRow
+from openai_costs.contract import CostRow, MonthOpened, Seal
+from openai_costs.user_errors import stop
+from target_pelanor.delivery import Delivering
 from target_pelanor.validation import CompiledValidator
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from singer_sdk import Target
     from singer_sdk.helpers._batch import BaseBatchFileEncoding
     from singer_sdk.sinks.core import BaseJSONSchemaValidator
-
-    from target_pelanor.target import TargetPelanor
 
 
 class _PelanorSink(RecordSink):
@@ -25,13 +26,14 @@ class _PelanorSink(RecordSink):
 
     def __init__(
         self,
-        target: TargetPelanor,
+        target: Target,
         stream_name: str,
         schema: dict[str, Any],
         key_properties: Sequence[str] | None,
     ) -> None:
         super().__init__(target, stream_name, schema, key_properties)
-        self.pelanor = target
+        self.delivery = cast("Delivering", target).delivery
+        self.plugin_name = target.name
 
     def get_validator(self) -> BaseJSONSchemaValidator | None:
         return CompiledValidator(self.schema) if self.validate_schema else None
@@ -41,25 +43,32 @@ class _PelanorSink(RecordSink):
         (times travel as integers and exact text), and on every record it costs more than
         validation itself."""
 
+    def _convert(self, record: dict[str, Any], record_type: type[Any]) -> Any:
+        """The record as its contract type; a malformed one (reachable with
+        validate_records off) is one clear error."""
+        try:
+            return msgspec.convert(record, record_type)
+        except msgspec.ValidationError as error:
+            self._stop(
+                f"a {self.stream_name} record: {error}; pair target-pelanor with tap-openai-costs"
+            )
+
+    def _stop(self, message: str) -> NoReturn:
+        stop(self.plugin_name, [message])
+
 
 class MonthLayoutSink(_PelanorSink):
     """``cost_month_layouts``: a month starts; its upload file is opened in its layout."""
 
     def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
-        self.pelanor.ledger.open_month(record)
+        self.delivery.open_month(self._convert(record, MonthOpened))
 
 
 class CostRowsSink(_PelanorSink):
     """``costs``: each row is checked and written to its month's upload file."""
 
     def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
-        try:
-            row = msgspec.convert(record, CostRow)
-        except msgspec.ValidationError as error:  # reachable with validate_records off
-            self.pelanor.abort(
-                f"a {self.stream_name} record: {error}; pair target-pelanor with tap-openai-costs"
-            )
-        self.pelanor.ledger.add_row(row)
+        self.delivery.add_row(self._convert(record, CostRow))
 
     def process_batch_files(self, encoding: BaseBatchFileEncoding, files: Sequence[str]) -> None:
         """BATCH messages (the tap's fast path): stream each file's rows into the months.
@@ -69,15 +78,15 @@ class CostRowsSink(_PelanorSink):
             rows = 0
             try:
                 for row in read_batch(encoding, url, CostRow):
-                    self.pelanor.ledger.add_row(row)
+                    self.delivery.add_row(row)
                     rows += 1
             except FileNotFoundError:
-                self.pelanor.abort(
+                self._stop(
                     f"batch file {url} is gone (loaded and removed by an earlier run?); "
                     "run the tap again"
                 )
             except BatchFileError as error:
-                self.pelanor.abort(f"{error}; pair target-pelanor with tap-openai-costs")
+                self._stop(f"{error}; pair target-pelanor with tap-openai-costs")
             self.record_counter_metric.increment(rows)
 
 
@@ -85,4 +94,4 @@ class MonthSealSink(_PelanorSink):
     """``cost_months``: a seal means the month is finished: check it, then deliver it."""
 
     def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
-        self.pelanor.deliver(record)
+        self.delivery.deliver(self._convert(record, Seal))

@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
-from dataclasses import replace
-from decimal import Decimal
-from functools import cached_property
-from pathlib import Path
 from typing import Any, ClassVar, NoReturn
 
 from singer_sdk import Target
@@ -22,20 +16,16 @@ from singer_sdk.helpers.capabilities import (
 )
 from singer_sdk.sinks import Sink
 
-from target_pelanor.client import (
-    DEFAULT_UPLOAD_PATH,
-    PelanorClient,
-    PelanorError,
-    resolve_base_url,
-)
-from target_pelanor.months import MonthLedger, ReadyMonth, Withheld
-from target_pelanor.report import MonthResult, render_table
+from openai_costs import contract
+from openai_costs.user_errors import stop
+from target_pelanor.client import DEFAULT_UPLOAD_PATH, resolve_base_url
+from target_pelanor.delivery import Delivery
 from target_pelanor.sinks import CostRowsSink, MonthLayoutSink, MonthSealSink
 
 SINKS: dict[str, type[Sink]] = {
-    "cost_month_layouts": MonthLayoutSink,
-    "costs": CostRowsSink,
-    "cost_months": MonthSealSink,
+    contract.MONTH_LAYOUTS: MonthLayoutSink,
+    contract.COSTS: CostRowsSink,
+    contract.MONTH_SEALS: MonthSealSink,
 }
 
 
@@ -142,10 +132,7 @@ class TargetPelanor(Target):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._check_upload_settings()
-        self.ledger = MonthLedger(
-            self.config["organization_id"], bool(self.config.get("allow_partial_month"))
-        )
-        self.results: list[MonthResult] = []
+        self.delivery = Delivery(self.config, self.logger)
 
     def get_sink_class(self, stream_name: str) -> type[Sink]:
         if stream_name not in SINKS:
@@ -157,74 +144,17 @@ class TargetPelanor(Target):
 
     def abort(self, message: str) -> NoReturn:
         """Stop with one line on stderr and exit status 1."""
-        print(f"{self.name}: error: {message}", file=sys.stderr)
-        sys.exit(1)
-
-    @property
-    def failed(self) -> bool:
-        return any(result.failed for result in self.results)
-
-    def deliver(self, seal: dict[str, Any]) -> None:
-        """Check a sealed month, then write and upload it; record what happened."""
-        organization, month = seal["organization"], seal["month"]
-        try:
-            ready = self.ledger.seal(seal)
-        except Withheld as withheld:
-            self._withhold(organization, month, withheld.rows, withheld.total, str(withheld))
-            return
-        try:
-            self._record(self._send(ready))
-        finally:
-            ready.path.unlink()
-
-    def _send(self, ready: ReadyMonth) -> MonthResult:
-        actions = []
-        output_dir = self.config.get("output_dir")
-        if output_dir:
-            _publish(ready.path, Path(output_dir) / ready.filename)
-            actions.append(f"written to {output_dir}")
-        result = MonthResult(ready.organization, ready.month, ready.rows, ready.total, "")
-        if self.config.get("dry_run"):
-            return replace(result, action=", ".join(actions) or "checked (dry run)")
-        try:
-            receipt = self.client.upload(
-                month=ready.month, filename=ready.filename, content=ready.path
-            )
-        except PelanorError as error:
-            return replace(result, action="; ".join([f"failed: {error}", *actions]), failed=True)
-        action = ", ".join(["uploaded", *actions])
-        return replace(result, action=action, response_id=receipt.response_id)
-
-    @cached_property
-    def client(self) -> PelanorClient:
-        return PelanorClient(
-            base_url=resolve_base_url(self.config.get("region", "us"), self.config.get("api_url")),
-            integration_id=self.config["integration_id"],
-            api_token=self.config["api_token"],
-            upload_path=self.config.get("upload_path", DEFAULT_UPLOAD_PATH),
-            request_timeout=float(self.config.get("request_timeout", 60)),
-            max_retry_seconds=float(self.config.get("max_retry_seconds", 600)),
-        )
+        stop(self.name, [message])
 
     def process_endofpipe(self) -> None:
         """Finish: months without a seal are withheld, then the report, then the verdict."""
-        for month in self.ledger.unsealed():
-            self._withhold(
-                month.organization,
-                month.month,
-                month.rows,
-                month.total,
-                "was not sealed by the tap (it stopped before finishing the month); "
-                "nothing uploaded, the next run sends it again",
-            )
+        self.delivery.withhold_unsealed()
         super().process_endofpipe()
-        self.ledger.close()
-        if "client" in self.__dict__:
-            self.client.close()
-        print(render_table(self.results), file=sys.stderr)
-        if self.failed:
+        print(self.delivery.finish(), file=sys.stderr)
+        failed = sum(result.failed for result in self.delivery.results)
+        if failed:
             self.abort(
-                f"{sum(r.failed for r in self.results)} month(s) not uploaded (see the table); "
+                f"{failed} month(s) not uploaded (see the table); "
                 "no state was saved, so the next run retries them"
             )
 
@@ -236,21 +166,9 @@ class TargetPelanor(Target):
         month fails, no state is confirmed and the next run re-sends what changed since
         the last good state. A dry run uploads nothing, so it confirms nothing either.
         """
-        if self.failed or self.config.get("dry_run"):
+        if self.delivery.failed or self.config.get("dry_run"):
             return
         super()._write_state_message(state)
-
-    def _withhold(
-        self, organization: str, month: str, rows: int, total: Decimal, reason: str
-    ) -> None:
-        self._record(
-            MonthResult(organization, month, rows, total, f"withheld: {reason}", failed=True)
-        )
-
-    def _record(self, result: MonthResult) -> None:
-        log = self.logger.error if result.failed else self.logger.info
-        log("%s %s: %s", result.organization, result.month, result.action)
-        self.results.append(result)
 
     def _check_upload_settings(self) -> None:
         if self.config.get("dry_run"):
@@ -263,14 +181,6 @@ class TargetPelanor(Target):
             errors.append(str(problem))
         if errors:
             raise ConfigValidationError("Config validation failed", errors=errors)
-
-
-def _publish(source: Path, destination: Path) -> None:
-    """Copy atomically, so a reader of output_dir never sees half a file."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.with_name(f".{destination.name}.{os.getpid()}.partial")
-    shutil.copyfile(source, partial)
-    partial.replace(destination)
 
 
 if __name__ == "__main__":

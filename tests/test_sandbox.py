@@ -408,3 +408,32 @@ def test_cli_refuses_public_bind(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stdout == ""
     assert "refusing to bind the Pelanor sandbox to non-loopback host '0.0.0.0'" in result.stderr
+
+
+def test_the_sandbox_states_pelanors_columns_itself() -> None:
+    """The sandbox imports no product code, so a wrong column list cannot hide in both."""
+    import ast
+
+    from openai_costs.export import REQUIRED_COLUMNS
+    from target_pelanor import sandbox
+
+    tree = ast.parse(Path(sandbox.__file__).read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+    assert imported.isdisjoint({"openai_costs", "tap_openai_costs", "target_pelanor"})
+    documented = (
+        "start_time",
+        "end_time",
+        "amount_value",
+        "amount_currency",
+        "line_item",
+        "project_id",
+        "organization_id",
+        "project_name",
+        "organization_name",
+    )
+    assert sandbox.REQUIRED_COLUMNS == documented == REQUIRED_COLUMNS

@@ -10,6 +10,7 @@ import pytest
 
 from openai_costs import export as cost_export
 from openai_costs.export import month_days, unix_of
+from tap_openai_costs.streams import CostsStream
 from tap_openai_costs.tap import TapOpenAICosts
 from tests.exports import cost, export, times
 from tests.fake_openai import FakeOpenAI, number, project, result
@@ -63,7 +64,7 @@ def expected_export(month: str, last_day: date) -> bytes:
 
 
 def run_api_tap(monkeypatch, capsys, openai, today: date, state: dict | None = None, **config):
-    monkeypatch.setattr(cost_export, "today_utc", lambda: today)
+    monkeypatch.setattr(CostsStream, "today", lambda self: today)
     tap = TapOpenAICosts(
         config={
             "source": "api",

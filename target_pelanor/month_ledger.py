@@ -1,4 +1,5 @@
-"""Write each (organization, month) to disk as it arrives, and decide whether to upload it.
+"""The month ledger: each (organization, month) written to disk as it arrives, from its
+layout record to its seal, and the verdict on whether it may be uploaded.
 
 An upload replaces everything Pelanor has for the month, so a month leaves only when the
 tap sealed it, what arrived matches the seal, it is complete, and every row of the file
@@ -15,10 +16,9 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
-import msgspec
-
+from openai_costs.contract import CostRow, MonthOpened, Seal
 from openai_costs.export import (
     ExportError,
     ExportWriter,
@@ -32,17 +32,6 @@ from openai_costs.export import (
     month_of,
     upload_filename,
 )
-
-
-class CostRow(msgspec.Struct, frozen=True):
-    """What the target uses of a ``costs`` record; read straight from batch files."""
-
-    organization: str
-    month: str
-    day: str
-    csv_row: str
-    amount_value: Decimal | None = None
-    organization_id: str | None = None
 
 
 class Withheld(Exception):
@@ -174,12 +163,12 @@ class MonthLedger:
         self.work_dir = Path(self._tmp.name)
         self.open: dict[tuple[str, str], MonthFile] = {}
 
-    def open_month(self, record: dict[str, Any]) -> None:
+    def open_month(self, opened: MonthOpened) -> None:
         """A month starts: its layout arrives before its first row."""
-        key = (record["organization"], record["month"])
+        key = (opened.organization, opened.month)
         if previous := self.open.pop(key, None):
             previous.discard()  # restarted by the tap: its earlier rows are replaced
-        self.open[key] = self._new_file(key, Layout.from_dict(record["layout"]))
+        self.open[key] = self._new_file(key, opened.layout)
 
     def add_row(self, row: CostRow) -> None:
         key = (row.organization, row.month)
@@ -188,13 +177,13 @@ class MonthLedger:
             month = self.open[key] = self._new_file(key, None)
         month.add(row)
 
-    def seal(self, seal: dict[str, Any]) -> ReadyMonth:
+    def seal(self, seal: Seal) -> ReadyMonth:
         """Check a sealed month; return its file, or raise Withheld if it is unsafe."""
-        key = (seal["organization"], seal["month"])
+        key = (seal.organization, seal.month)
         month = self.open.pop(key, None)
         if month is None:
             raise Withheld(
-                f"sealed with {seal['row_count']} rows but no rows arrived; run the tap again"
+                f"sealed with {seal.row_count} rows but no rows arrived; run the tap again"
             )
         month.finish()
         try:
@@ -220,7 +209,7 @@ class MonthLedger:
         path = self.work_dir / f"{key[0]}_{key[1]}.csv"
         return MonthFile(key[0], key[1], layout, path, self.organization_id)
 
-    def _check(self, month: MonthFile, seal: dict[str, Any]) -> None:
+    def _check(self, month: MonthFile, seal: Seal) -> None:
         if month.organization != self.organization_id:
             raise Withheld(
                 f"comes from the tap for organization {month.organization}, but this target "
@@ -232,8 +221,8 @@ class MonthLedger:
                 "check organization_id of the tap and the target"
             )
         arrived = (month.rows, format_decimal(month.total), month.digest.hexdigest())
-        sealed = (seal["row_count"], seal["total_usd"], seal["rows_digest"])
-        if month.rows != seal["row_count"] or month.total != Decimal(seal["total_usd"]):
+        sealed = (seal.row_count, seal.total_usd, seal.rows_digest)
+        if month.rows != seal.row_count or month.total != Decimal(seal.total_usd):
             raise Withheld(
                 f"rows received ({arrived[0]} rows, {arrived[1]} USD) do not match the "
                 f"tap's seal ({sealed[0]} rows, {sealed[1]} USD); run the pipeline again"
@@ -245,7 +234,7 @@ class MonthLedger:
             )
         if month.problem:
             raise Withheld(f"fails the export checks: {month.problem}")
-        if month.layout != Layout.from_dict(seal["layout"]):
+        if month.layout != seal.layout:
             raise Withheld(
                 "the seal's layout differs from the layout the month was written with; "
                 "run the pipeline again"

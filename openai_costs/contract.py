@@ -1,0 +1,71 @@
+"""What the tap sends and the target reads: the three streams' names and record types, and
+the state key. Both plugins use these types, so a renamed field fails mypy, not a run.
+
+Per (organization, month) the tap writes a :class:`MonthOpened` record before the month's
+rows, one ``costs`` record per CSV row (read by the target as :class:`CostRow`), and a
+:class:`Seal` after them, once every input has passed validation.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import msgspec
+
+from openai_costs.export import Layout
+
+#: One record per CSV row.
+COSTS = "costs"
+#: Written right before a month's first row: how its upload file is laid out.
+MONTH_LAYOUTS = "cost_month_layouts"
+#: Written right after a month's last row: the target uploads sealed months only.
+MONTH_SEALS = "cost_months"
+STREAMS = (MONTH_LAYOUTS, COSTS, MONTH_SEALS)
+
+
+def state_key(organization_id: str, month: str) -> str:
+    """The state key: one bookmark per organization and month."""
+    return f"{organization_id}/{month}"
+
+
+class MonthOpened(msgspec.Struct, frozen=True):
+    """A ``cost_month_layouts`` record: the month's rows follow, in this layout."""
+
+    organization: str
+    month: str
+    layout: Layout
+
+
+class CostRow(msgspec.Struct, frozen=True):
+    """What the target uses of a ``costs`` record; read straight from batch files."""
+
+    organization: str
+    month: str
+    day: str
+    csv_row: str
+    amount_value: Decimal | None = None
+    organization_id: str | None = None
+
+
+class Seal(msgspec.Struct, frozen=True):
+    """A ``cost_months`` record: what the tap vouches for once the month's rows are out."""
+
+    organization: str
+    month: str
+    row_count: int
+    #: Exact decimal text.
+    total_usd: str
+    days_covered: int
+    days_expected: int
+    missing_days: list[str]
+    complete: bool
+    #: sha256 of one line per day: ``YYYY-MM-DD <sha256 of that day's csv_row lines>``.
+    rows_digest: str
+    input_digest: str
+    source_files: list[str]
+    layout: Layout
+
+
+def to_record(value: MonthOpened | Seal) -> dict[str, object]:
+    """The record a tap writes for a contract type."""
+    return msgspec.to_builtins(value)  # type: ignore[no-any-return]

@@ -1,0 +1,96 @@
+"""This run's inputs, and which months changed: what the ``costs`` stream reads and seals.
+
+Inputs are the export files of ``paths``, or for source api the months OpenAI's Costs API
+may still change, fetched into export files first; from there both are validated and
+planned alike. A problem the user must fix is raised as :class:`InputProblems`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from openai_costs.export import ExportError
+from tap_openai_costs.api_source import fetch_exports, months_to_read, previous_month
+from tap_openai_costs.costs_api import DEFAULT_BASE_URL, OpenAIAPIError, OpenAICostsClient
+from tap_openai_costs.planner import ExportErrors, ExportReading, MonthPlan, expand_paths
+
+
+class InputProblems(Exception):
+    """Every problem found in the inputs; nothing is sealed."""
+
+    def __init__(self, problems: list[Exception]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(map(str, problems)))
+
+
+def read_exports(
+    config: Mapping[str, Any],
+    delivered: Mapping[str, str],
+    today: date,
+    api_dir: Path,
+    logger: logging.Logger,
+) -> ExportReading:
+    """This run's exports (fetched into api_dir first for source api), ready to validate.
+
+    ``delivered`` maps state keys to the input digest of what was sealed before.
+    """
+    try:
+        if config.get("source", "files") == "api":
+            paths = _api_exports(config, delivered, today, api_dir, logger)
+        else:
+            paths = expand_paths(config["paths"])
+    except (ExportError, OpenAIAPIError) as problem:
+        raise InputProblems([problem]) from None
+    return ExportReading(paths, config["organization_id"], config.get("start_month"), delivered)
+
+
+def changed_months(reading: ExportReading, logger: logging.Logger) -> list[MonthPlan]:
+    """The months to seal, once every input was validated; one bad file means no seal."""
+    try:
+        plans = reading.plans()
+    except ExportErrors as errors:
+        raise InputProblems(list(errors.problems)) from None
+    changed = [plan for plan in plans if reading.delivered.get(plan.key) != plan.input_digest]
+    logger.info(
+        "%d month(s) found, %d changed since the last run: %s",
+        len(plans),
+        len(changed),
+        ", ".join(plan.month for plan in changed) or "none",
+    )
+    return changed
+
+
+def _api_exports(
+    config: Mapping[str, Any],
+    delivered: Mapping[str, str],
+    today: date,
+    directory: Path,
+    logger: logging.Logger,
+) -> list[Path]:
+    organization_id = config["organization_id"]
+    prefix = f"{organization_id}/"
+    read_before = {key.removeprefix(prefix) for key in delivered if key.startswith(prefix)}
+    months = months_to_read(
+        # The API is read from here on, so the months planned never start earlier.
+        config.get("start_month") or previous_month(today),
+        today,
+        int(config.get("settle_days", 3)),
+        read_before,
+    )
+    with OpenAICostsClient(
+        admin_api_key=config["admin_api_key"],
+        base_url=config.get("api_base_url", DEFAULT_BASE_URL),
+    ) as client:
+        return fetch_exports(
+            client,
+            months,
+            today,
+            organization_id,
+            config["organization_name"],
+            directory,
+            logger.info,
+        )
