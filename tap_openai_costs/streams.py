@@ -30,6 +30,7 @@ from openai_costs.export import (
 )
 from openai_costs.user_errors import stop
 from tap_openai_costs.inputs import InputProblems, changed_months, read_exports
+from tap_openai_costs.message_writer import BufferedMsgSpecWriter
 
 if TYPE_CHECKING:
     from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig
@@ -186,6 +187,9 @@ class CostsStream(Stream):
 
     def _stop(self, problems: list[Exception]) -> NoReturn:
         """User errors end the run: one line each, exit status 1, nothing more sealed."""
+        writer = self._tap.message_writer
+        if isinstance(writer, BufferedMsgSpecWriter):
+            writer.flush()  # what was written stays in order, before the exit
         stop(self.tap_name, problems)
 
     def _reread(self, plan: MonthPlan) -> Iterator[Row]:

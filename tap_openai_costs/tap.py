@@ -2,54 +2,23 @@
 
 from __future__ import annotations
 
-import atexit
-import sys
 from typing import Any, ClassVar
 
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
-from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers._batch import BatchConfig
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities, TapCapabilities
-from singer_sdk.singerlib import Message, RecordMessage
 
 from openai_costs.batches import check_encoding
 from tap_openai_costs.costs_api import (
     DEFAULT_BASE_URL,
     check_api_base_url,
 )
+from tap_openai_costs.message_writer import BufferedMsgSpecWriter
 from tap_openai_costs.streams import CostsStream, MonthLayoutsStream, MonthSealsStream
 
 MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
-
-
-class BufferedMsgSpecWriter(MsgSpecWriter):
-    """The SDK's msgspec writer, writing records in 64 KiB chunks instead of one by one.
-
-    Standard output is often unbuffered (Meltano and CI set PYTHONUNBUFFERED), which makes
-    every record a system call. Every other message (SCHEMA, STATE) writes out what is
-    pending at once, in order, so state reaches the target as soon as it is written.
-    Records still pending when the process dies are lost with it, like unsent ones: their
-    month has no seal and is not uploaded.
-    """
-
-    CHUNK = 64 * 1024
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._pending = bytearray()
-        atexit.register(self.flush)
-
-    def write_message(self, message: Message) -> None:
-        self._pending += self.format_message(message)
-        if len(self._pending) >= self.CHUNK or not isinstance(message, RecordMessage):
-            self.flush()
-
-    def flush(self) -> None:
-        sys.stdout.buffer.write(self._pending)
-        sys.stdout.flush()
-        self._pending.clear()
 
 
 class TapOpenAICosts(Tap):
