@@ -4,6 +4,8 @@ Each month fetched becomes the CSV the dashboard would export for it, in the cur
 layout, validated and merged exactly like a hand-made export. Which months to read:
 the current one always (its full days so far); the previous one until ``settle_days``
 after it ended, because OpenAI still restates recent days; an older month only once.
+A month is streamed to its file a day at a time (:func:`costs_api.export_month`), never
+held in memory; a month the API answers wrongly stops the run (nothing is sealed).
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from collections.abc import Callable, Collection
 from datetime import date, timedelta
 from pathlib import Path
 
-from tap_openai_costs.cost_export import full_days, month_days, month_of, unix_of, upload_filename
-from tap_openai_costs.costs_api import OpenAICostsClient, render_export
+from tap_openai_costs.cost_export import full_days, month_days, month_of, upload_filename
+from tap_openai_costs.costs_api import OpenAICostsClient, export_month
 
 
 def previous_month(today: date) -> str:
@@ -50,17 +52,21 @@ def fetch_exports(
         days = full_days(month, today)
         if not days:
             continue
-        buckets = client.cost_buckets(unix_of(days[0]), unix_of(days[-1]) + 86_400)
-        content = render_export(
-            days=days,
-            buckets=buckets,
-            project_names=names,
-            organization_id=organization_id,
-            organization_name=organization_name,
-        )
         path = directory / upload_filename(month)
-        path.write_bytes(content)
-        log(f"read {month} from the OpenAI Costs API: {len(days)} day(s)")
+        try:
+            with path.open("wb") as out:
+                rows = export_month(
+                    client,
+                    out,
+                    days=days,
+                    project_names=names,
+                    organization_id=organization_id,
+                    organization_name=organization_name,
+                )
+        except BaseException:
+            path.unlink(missing_ok=True)  # a partial month must not look like an export
+            raise
+        log(f"read {month} from the OpenAI Costs API: {len(days)} day(s), {rows} row(s)")
         paths.append(path)
     return paths
 
