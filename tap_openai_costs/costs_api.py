@@ -254,12 +254,18 @@ class OpenAICostsClient(BearerClient):
                     after=last_day,
                 ) from None
             data, has_more, cursor = _costs_page(body, span, number)
+            del body
             logger.info("OpenAI costs %s: page %d, %d bucket(s)", span, number, len(data))
-            for bucket in data:
-                yield bucket
+            data.reverse()
+            while data:
+                # Popped, and let go once written: no day is still held while the next
+                # page is read and parsed.
+                bucket = data.pop()
                 start = bucket.get("start_time") if isinstance(bucket, dict) else None
                 if isinstance(start, int) and not isinstance(start, bool):
                     last_day = day_of(start)
+                yield bucket
+                del bucket
             if not has_more:
                 return
             if cursor is None:
@@ -475,6 +481,7 @@ def render_export(
         position += 1
         rows += _write_day(writer, day, _bucket_results(bucket, day), context)
         flush()  # the day is on its way to the file before the next bucket is read
+        del bucket  # and not held while the next one is fetched
     if position < len(days):
         missing = days[position:]
         raise OpenAIAPIError(
