@@ -77,7 +77,7 @@ BUCKET_OBJECT: Final = "bucket"
 RESULT_OBJECT: Final = "organization.costs.result"
 
 # A CostsResult's fields, checked against openai/openai-openapi openapi.yaml
-# (components.schemas.CostsResult at f85dbe2, 2026-08-21, the commit after 13c6a94 "Add
+# (components.schemas.CostsResult at f85dbe2 of 2026-08-21, whose parent 13c6a94 is "Add
 # quantity_unit field to organization costs results"): object, amount {value, currency},
 # line_item, project_id, api_key_id, quantity, quantity_unit. Each becomes the export
 # column of the same name (amount as amount_value/amount_currency).
@@ -618,10 +618,10 @@ def _cost_values(day: date, number: int, result: Any, context: _Context) -> dict
 
     if not isinstance(result, dict):
         raise fault(f"is not an object: {one_line(repr(result), 60)}")
+    if problem := _object_problem(result, RESULT_OBJECT):
+        raise fault(problem)  # e.g. a usage result: its fields are not the question
     if not result.keys() <= _RESULT_FIELDS:
         _check_unknown(result, _RESULT_FIELDS, "", fault)
-    if problem := _object_problem(result, RESULT_OBJECT):
-        raise fault(problem)
     if "amount" not in result:
         raise fault("has no amount")
     amount = result["amount"]
@@ -644,7 +644,7 @@ def _cost_values(day: date, number: int, result: Any, context: _Context) -> dict
     if organization is not None and organization != context.organization_id:
         raise fault(
             f"belongs to organization {organization!r}, not {context.organization_id!r}",
-            "check organization_id and the admin key's organization",
+            "nothing was sealed; check organization_id against the admin key's organization",
         )
     project_id = values["project_id"]
     if project_id:

@@ -116,6 +116,7 @@ def without(mapping: dict[str, Any], *path: str) -> dict[str, Any]:
 def project(
     project_id: str, name: str, archived_at: int | None = None, created_at: int = 1_700_000_000
 ) -> dict[str, Any]:
+    """A Project as the spec's example has it (``residency``, optional, left out)."""
     return {
         "id": project_id,
         "object": "organization.project",
@@ -123,6 +124,7 @@ def project(
         "created_at": created_at,
         "archived_at": archived_at,
         "status": "archived" if archived_at is not None else "active",
+        "external_key_id": None,
     }
 
 

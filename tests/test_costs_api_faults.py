@@ -180,6 +180,12 @@ RESULT_FAULTS: list[tuple[str, dict[str, Any], str]] = [
         f"'organization.costs.result'; {ADVICE}",
     ),
     (
+        "a usage result",
+        {"object": "organization.usage.completions.result", "input_tokens": 10},
+        "has object 'organization.usage.completions.result', expected "
+        f"'organization.costs.result'; {ADVICE}",
+    ),
+    (
         "no result object",
         without(result("2"), "object"),
         f"has no object field (expected 'organization.costs.result'); {ADVICE}",
@@ -198,8 +204,8 @@ RESULT_FAULTS: list[tuple[str, dict[str, Any], str]] = [
     (
         "another organization",
         result("2", organization_id="org-globex"),
-        "belongs to organization 'org-globex', not 'org-acme'; check organization_id and the "
-        "admin key's organization",
+        "belongs to organization 'org-globex', not 'org-acme'; nothing was sealed; check "
+        "organization_id against the admin key's organization",
     ),
     ("not an object", ["2"], f"is not an object: ['2']; {ADVICE}"),
 ]
