@@ -8,14 +8,14 @@ planned alike. A problem the user must fix is raised as :class:`InputProblems`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from datetime import date
+from collections.abc import Collection, Mapping
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from openai_costs.export import ExportError
-from tap_openai_costs.api_source import fetch_exports, months_to_read, previous_month
-from tap_openai_costs.costs_api import DEFAULT_BASE_URL, OpenAIAPIError, OpenAICostsClient
+from openai_costs.export import ExportError, month_days, month_of
+from tap_openai_costs.export_renderer import fetch_exports
+from tap_openai_costs.openai_client import DEFAULT_BASE_URL, OpenAIAPIError, OpenAICostsClient
 from tap_openai_costs.planner import ExportErrors, ExportReading, MonthPlan, expand_paths
 
 
@@ -94,3 +94,26 @@ def _api_exports(
             directory,
             logger.info,
         )
+
+
+def previous_month(today: date) -> str:
+    return month_of(today.replace(day=1) - timedelta(days=1))
+
+
+def months_to_read(
+    start_month: str, today: date, settle_days: int, read_before: Collection[str]
+) -> list[str]:
+    """Months from start_month to today's that may still change or were never read."""
+    months = sorted({month_of(day) for day in _days_between(start_month, today)})
+    chosen = []
+    for month in months:
+        last_day = month_days(month)[-1]
+        settled = today > last_day + timedelta(days=settle_days)
+        if not settled or month not in read_before:
+            chosen.append(month)
+    return chosen
+
+
+def _days_between(start_month: str, today: date) -> list[date]:
+    first = date.fromisoformat(f"{start_month}-01")
+    return [first + timedelta(days=n) for n in range((today - first).days + 1)]

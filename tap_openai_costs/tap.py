@@ -11,11 +11,11 @@ from singer_sdk.helpers._batch import BatchConfig
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities, TapCapabilities
 
 from openai_costs.batches import check_encoding
-from tap_openai_costs.costs_api import (
+from tap_openai_costs.message_writer import BufferedMsgSpecWriter
+from tap_openai_costs.openai_client import (
     DEFAULT_BASE_URL,
     check_api_base_url,
 )
-from tap_openai_costs.message_writer import BufferedMsgSpecWriter
 from tap_openai_costs.streams import CostsStream, MonthLayoutsStream, MonthSealsStream
 
 MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"

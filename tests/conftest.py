@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from target_pelanor.sandbox import PelanorSandbox
+from tests.fake_openai import FakeOpenAI
 
 #: The Pelanor token the sandbox accepts in tests.
 TOKEN = "tok_8f3Kx2_s3cr3t_value"
@@ -25,3 +27,19 @@ def pelanor(tmp_path: Path) -> Iterator[PelanorSandbox]:
     """A local Pelanor sandbox that knows the acme and globex integrations."""
     with PelanorSandbox(sandbox_config(), tmp_path / "pelanor") as sandbox:
         yield sandbox
+
+
+@pytest.fixture
+def start_openai() -> Iterator[Callable[..., FakeOpenAI]]:
+    """Start fakes of OpenAI's admin API: ``start_openai(costs, projects, key, **options)``
+    (options as :class:`FakeOpenAI` takes them); each is stopped after the test."""
+    started: list[FakeOpenAI] = []
+
+    def start(costs: Any, projects: list[dict[str, Any]], key: str, **options: Any) -> FakeOpenAI:
+        fake = FakeOpenAI(costs, projects, key, **options).start()
+        started.append(fake)
+        return fake
+
+    yield start
+    for fake in started:
+        fake.stop()

@@ -1,28 +1,50 @@
-"""A fake OpenAI admin API on 127.0.0.1: the Costs and Projects endpoints, recorded shapes.
+"""A fake OpenAI admin API on 127.0.0.1: the Costs and Projects endpoints, as published.
 
 It is a real HTTP server (so the client's httpx stack, query encoding and retries run for
-real), paginates the way OpenAI does (``limit``/``next_page``/``has_more`` for costs,
-``after``/``has_more`` for projects), checks the bearer key and the grouping the export
-needs, and can fail on demand. Amounts are served exactly as a test gives them: a ``str``
-becomes a JSON string, :func:`number` (or a ``Decimal``) is written as raw JSON number text.
+real) and answers with exactly the shapes of OpenAI's published spec (openai/openai-openapi,
+openapi.yaml: UsageResponse ``{object, data, has_more, next_page}``, UsageTimeBucket
+``{object, start_time, end_time, results}``, CostsResult ``{object, amount {value,
+currency}, line_item, project_id, api_key_id, quantity, quantity_unit}``): no field the spec
+lacks unless a test adds it on purpose (``result(..., user_id=...)``), every field it has.
+
+It paginates the way OpenAI does (``limit``/``next_page``/``has_more`` for costs,
+``after``/``has_more`` for projects), reads array parameters in the OpenAI SDK's format
+(``group_by[]=line_item&group_by[]=project_id``, refusing the bare or indexed forms),
+checks the bearer key and the grouping the export needs, and can fail on demand: HTTP
+faults (:meth:`FakeOpenAI.fail_next`), refused page tokens, short pages, and buckets or
+pages that break the spec (the ``bucket_*``/``drop_bucket``/``page_object`` scenarios).
+
+Amounts are served exactly as a test gives them: a ``str`` becomes a JSON string,
+:func:`number` (or a ``Decimal``) is written as raw JSON number text. Costs come from a
+dict of day start -> results, or from a callable giving a day's results when asked, so a
+huge month is generated a page at a time and never held.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import secrets
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 DAY = 86_400
 MAX_COST_LIMIT = 180
 MAX_PROJECT_LIMIT = 100
+INVALID_PAGE_TOKEN = "The page token is invalid, have you modified the query parameters?"
+#: The costs endpoint's parameters (spec); the array ones are sent as ``name[]``.
+COST_SCALARS = frozenset({"start_time", "end_time", "bucket_width", "limit", "page"})
+COST_ARRAYS = frozenset({"group_by", "project_ids", "api_key_ids"})
+GROUP_BY_VALUES = frozenset({"project_id", "line_item", "api_key_id"})
+
+CostSource = Mapping[int, list[dict[str, Any]]] | Callable[[int], Iterable[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -56,21 +78,45 @@ def result(
     amount: Any,
     line_item: str | None = "gpt-4o-2024-08-06, input",
     project_id: str | None = "proj_abc",
-    currency: str = "usd",
+    currency: str | None = "usd",
+    *,
+    quantity: Any = None,
+    quantity_unit: str | None = None,
+    api_key_id: str | None = None,
+    object: str = "organization.costs.result",
+    **beyond_spec: Any,
 ) -> dict[str, Any]:
-    """One cost result as the API returns it when grouped by line item and project."""
+    """One CostsResult as the spec has it (every field, null where not given).
+
+    ``beyond_spec`` adds fields the spec lacks (``user_id=...``, ``api_source=...``) for
+    tests that need the API to send more than it documents.
+    """
     return {
-        "object": "organization.costs.result",
+        "object": object,
         "amount": {"value": amount, "currency": currency},
         "line_item": line_item,
         "project_id": project_id,
-        "organization_id": None,
+        "api_key_id": api_key_id,
+        "quantity": quantity,
+        "quantity_unit": quantity_unit,
+        **beyond_spec,
     }
+
+
+def without(mapping: dict[str, Any], *path: str) -> dict[str, Any]:
+    """A copy of ``mapping`` without the key at ``path``: ``without(r, "amount", "value")``."""
+    trimmed = copy.deepcopy(mapping)
+    inner = trimmed
+    for key in path[:-1]:
+        inner = inner[key]
+    del inner[path[-1]]
+    return trimmed
 
 
 def project(
     project_id: str, name: str, archived_at: int | None = None, created_at: int = 1_700_000_000
 ) -> dict[str, Any]:
+    """A Project as the spec's example has it (``residency``, optional, left out)."""
     return {
         "id": project_id,
         "object": "organization.project",
@@ -78,6 +124,7 @@ def project(
         "created_at": created_at,
         "archived_at": archived_at,
         "status": "archived" if archived_at is not None else "active",
+        "external_key_id": None,
     }
 
 
@@ -103,7 +150,7 @@ class FakeOpenAI:
 
     def __init__(
         self,
-        costs: dict[int, list[dict[str, Any]]],
+        costs: CostSource,
         projects: list[dict[str, Any]],
         admin_key: str,
         page_size_override: int | None = None,
@@ -112,9 +159,19 @@ class FakeOpenAI:
         self.projects = projects
         self.admin_key = admin_key
         self.page_size_override = page_size_override
+        #: Every request: its path and its query, array parameters under their bare name.
         self.requests: list[tuple[str, dict[str, list[str]]]] = []
+        #: Every request's query string exactly as received.
+        self.query_strings: list[str] = []
+        #: Day start -> a function rewriting that day's bucket (None: leave the day out).
+        self.bucket_edits: dict[int, Callable[[dict[str, Any]], dict[str, Any] | None]] = {}
+        #: Fields every costs page gets (``{"object": "list"}``: a page of the wrong kind).
+        self.page_overrides: dict[str, Any] = {}
+        #: Buckets per costs page, in turn (at most ``limit``): short pages when given.
+        self.page_sizes: list[int] | None = None
+        self._reject_tokens = 0
         self._faults: list[_Fault] = []
-        self._cursors: dict[str, tuple[tuple[tuple[str, str], ...], int]] = {}
+        self._cursors: dict[str, tuple[tuple[tuple[str, str], ...], int, int]] = {}
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -154,6 +211,8 @@ class FakeOpenAI:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    # -- scenarios -------------------------------------------------------------------------
+
     def fail_next(
         self,
         status: int,
@@ -176,6 +235,43 @@ class FakeOpenAI:
                     delay,
                 )
             )
+
+    def reject_page_tokens(self, times: int | None = 1) -> None:
+        """Answer the next ``times`` requests carrying a cursor it issued (None: every one)
+        with HTTP 400 "The page token is invalid, ...", as the live API sometimes does."""
+        with self._lock:
+            self._reject_tokens = -1 if times is None else times
+
+    def bucket_without_results(self, start: int) -> None:
+        """The day's bucket lacks ``results`` (which the spec requires)."""
+        self.bucket_edits[start] = lambda bucket: without(bucket, "results")
+
+    def bucket_with_result_key(self, start: int) -> None:
+        """The day's list is named ``result``, as one spec revision (2024-12) had it."""
+
+        def rename(bucket: dict[str, Any]) -> dict[str, Any]:
+            edited = without(bucket, "results")
+            edited["result"] = bucket["results"]
+            return edited
+
+        self.bucket_edits[start] = rename
+
+    def bucket_object(self, start: int, value: Any) -> None:
+        """The day's bucket has ``object`` ``value`` instead of "bucket"."""
+        self.bucket_edits[start] = lambda bucket: {**bucket, "object": value}
+
+    def drop_bucket(self, start: int) -> None:
+        """No bucket at all for the day (the page just holds one fewer)."""
+        self.bucket_edits[start] = lambda bucket: None
+
+    def page_object(self, value: Any) -> None:
+        """Every costs page has ``object`` ``value`` instead of "page"."""
+        self.page_overrides["object"] = value
+
+    def short_pages(self, *sizes: int) -> None:
+        """Pages hold ``sizes[0]``, ``sizes[1]``, ... buckets in turn (cycling, at most
+        ``limit``), ``has_more`` true while days remain: fewer than ``limit``, even none."""
+        self.page_sizes = list(sizes)
 
     def paths(self) -> list[str]:
         return [path for path, _ in self.requests]
@@ -209,12 +305,19 @@ class FakeOpenAI:
                 "invalid_api_key",
             )
 
+    def _results(self, start: int) -> list[dict[str, Any]]:
+        if callable(self.costs):
+            return list(self.costs(start))
+        return list(self.costs.get(start, []))
+
     def _costs_page(self, query: dict[str, list[str]]) -> dict[str, Any]:
-        if query.get("bucket_width") != ["1d"]:
-            raise _Problem(400, "bucket_width must be 1d for this fake (the export's interval)")
-        groups = set(query.get("group_by", []))
-        if not {"line_item", "project_id"} <= groups:
-            raise _Problem(400, "group_by must include line_item and project_id")
+        if query.get("bucket_width", ["1d"]) != ["1d"]:
+            raise _Problem(400, "bucket_width must be 1d (the only width of the costs API)")
+        groups = query.get("group_by", [])
+        if not set(groups) <= GROUP_BY_VALUES:
+            raise _Problem(400, f"Invalid value for 'group_by': {groups}.")
+        if not {"line_item", "project_id"} <= set(groups):
+            raise _Problem(400, "group_by must include line_item and project_id for this fake")
         start = _int_param(query, "start_time")
         if start is None:
             raise _Problem(400, "Missing required parameter: 'start_time'.")
@@ -225,31 +328,46 @@ class FakeOpenAI:
         if self.page_size_override is not None:
             limit = min(limit, self.page_size_override)
         identity = tuple(sorted((k, v) for k, vs in query.items() if k != "page" for v in vs))
-        offset = 0
+        offset = number = 0
         if "page" in query:
             with self._lock:
                 known = self._cursors.get(query["page"][0])
-            if known is None or known[0] != identity:
-                raise _Problem(400, "Invalid page cursor.")
-            offset = known[1]
+                reject = known is not None and self._reject_tokens != 0
+                if reject and self._reject_tokens > 0:
+                    self._reject_tokens -= 1
+            if known is None or known[0] != identity or reject:
+                raise _Problem(400, INVALID_PAGE_TOKEN)
+            _, offset, number = known
+        size = limit
+        if self.page_sizes:
+            size = min(limit, self.page_sizes[number % len(self.page_sizes)])
         starts = list(range(start, end, DAY))
-        chosen = starts[offset : offset + limit]
-        with self._lock:
-            data = [
-                {
-                    "object": "bucket",
-                    "start_time": s,
-                    "end_time": s + DAY,
-                    "results": list(self.costs.get(s, [])),
-                }
-                for s in chosen
-            ]
-            has_more = offset + limit < len(starts)
-            cursor = None
-            if has_more:
-                cursor = "page_" + secrets.token_urlsafe(12)
-                self._cursors[cursor] = (identity, offset + limit)
-        return {"object": "page", "data": data, "has_more": has_more, "next_page": cursor}
+        projects = set(query["project_ids"]) if "project_ids" in query else None
+        data = []
+        for s in starts[offset : offset + size]:
+            results = self._results(s)
+            if projects is not None:
+                results = [r for r in results if r.get("project_id") in projects]
+            bucket: dict[str, Any] | None = {
+                "object": "bucket",
+                "start_time": s,
+                "end_time": s + DAY,
+                "results": results,
+            }
+            edit = self.bucket_edits.get(s)
+            if edit is not None:
+                bucket = edit(bucket)
+            if bucket is not None:
+                data.append(bucket)
+        has_more = offset + size < len(starts)
+        cursor = None
+        if has_more:
+            cursor = "page_" + secrets.token_urlsafe(12)
+            with self._lock:
+                self._cursors[cursor] = (identity, offset + size, number + 1)
+        page = {"object": "page", "data": data, "has_more": has_more, "next_page": cursor}
+        page.update(self.page_overrides)
+        return page
 
     def _projects_page(self, query: dict[str, list[str]]) -> dict[str, Any]:
         limit = _int_param(query, "limit") or 20
@@ -277,6 +395,20 @@ class FakeOpenAI:
         }
 
 
+def parse_query(text: str, arrays: frozenset[str] = frozenset()) -> dict[str, list[str]]:
+    """A query string as the OpenAI SDK writes it: ``name[]=v`` for each item of an array
+    parameter (``name`` in ``arrays``), ``name=v`` otherwise. The result keeps arrays under
+    their bare name. A bare or indexed (``name[0]``) array, or ``name[]`` for a scalar, is
+    refused as the unknown parameter it is."""
+    query: dict[str, list[str]] = {}
+    for key, value in parse_qsl(text, keep_blank_values=True):
+        name = key.removesuffix("[]")
+        if (name in arrays) != key.endswith("[]"):
+            raise _Problem(400, f"Unrecognized request argument supplied: {key}")
+        query.setdefault(name, []).append(value)
+    return query
+
+
 def _int_param(query: dict[str, list[str]], name: str) -> int | None:
     if name not in query:
         return None
@@ -295,10 +427,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         parts = urlsplit(self.path)
-        query = parse_qs(parts.query, keep_blank_values=True)
         owner = self.owner
+        costs = parts.path == "/v1/organization/costs"
+        try:
+            query = parse_query(parts.query, COST_ARRAYS if costs else frozenset())
+        except _Problem as problem:
+            query = {"unparsed": [parts.query]}
+            refused: _Problem | None = problem
+        else:
+            refused = None
         with owner._lock:
             owner.requests.append((parts.path, query))
+            owner.query_strings.append(parts.query)
         fault = owner._take_fault()
         if fault is not None:
             if fault.delay:
@@ -312,7 +452,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             owner._check_key(self.headers.get("Authorization"))
-            if parts.path == "/v1/organization/costs":
+            if refused is not None:
+                raise refused
+            if costs:
+                unknown = sorted(set(query) - COST_SCALARS - COST_ARRAYS)
+                if unknown:
+                    raise _Problem(400, f"Unrecognized request argument supplied: {unknown[0]}")
                 body = owner._costs_page(query)
             elif parts.path == "/v1/organization/projects":
                 body = owner._projects_page(query)

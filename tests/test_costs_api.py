@@ -1,7 +1,12 @@
-"""OpenAICostsClient and render_export against the fake OpenAI on 127.0.0.1 (no other network)."""
+"""OpenAICostsClient and the export it writes, against the fake OpenAI on 127.0.0.1 only.
+
+The faults of the API's answers (no silent zeros, unknown fields, refused page tokens) are
+in test_costs_api_faults.py.
+"""
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Callable, Iterator
 from datetime import date
@@ -19,13 +24,8 @@ from openai_costs.export import (
     scan_export,
     unix_of,
 )
-from tap_openai_costs.costs_api import (
-    OpenAIAPIError,
-    OpenAICostsClient,
-    amount_text,
-    check_api_base_url,
-    render_export,
-)
+from tap_openai_costs.export_renderer import decimal_text, export_month, render_export
+from tap_openai_costs.openai_client import OpenAIAPIError, OpenAICostsClient, check_api_base_url
 from tests.fake_openai import DAY, FakeOpenAI, number, project, result
 
 KEY = "sk-admin-Test0123456789abcdefSECRET"
@@ -64,26 +64,22 @@ def fake_time() -> FakeTime:
 
 
 @pytest.fixture
-def start_fake() -> Iterator[Callable[..., FakeOpenAI]]:
-    started: list[FakeOpenAI] = []
+def start_fake(start_openai) -> Callable[..., FakeOpenAI]:
+    """The OpenAI fake with this module's key and projects unless told otherwise."""
 
     def start(
         costs: dict[int, list[dict[str, Any]]] | None = None,
         projects: list[dict[str, Any]] | None = None,
         page_size_override: int | None = None,
     ) -> FakeOpenAI:
-        fake = FakeOpenAI(
+        return start_openai(
             costs if costs is not None else {},
             projects if projects is not None else list(PROJECTS),
             KEY,
             page_size_override=page_size_override,
-        ).start()
-        started.append(fake)
-        return fake
+        )
 
-    yield start
-    for fake in started:
-        fake.stop()
+    return start
 
 
 @pytest.fixture
@@ -137,14 +133,33 @@ SMALL_EXPECTED = (
 
 
 def fetch_and_render(client: OpenAICostsClient, days: list[date]) -> bytes:
-    buckets = client.cost_buckets(unix_of(days[0]), unix_of(days[-1]) + DAY)
-    return render_export(
+    out = io.BytesIO()
+    export_month(
+        client,
+        out,
         days=days,
-        buckets=buckets,
         project_names=client.project_names(),
         organization_id=ORG,
         organization_name=ORG_NAME,
     )
+    return out.getvalue()
+
+
+def bucket(start: int, results: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"object": "bucket", "start_time": start, "end_time": start + DAY, "results": results}
+
+
+def render(days: list[date], buckets: list[dict[str, Any]], **names: str) -> bytes:
+    out = io.BytesIO()
+    render_export(
+        out,
+        days=days,
+        buckets=buckets,
+        project_names=names,
+        organization_id=ORG,
+        organization_name=ORG_NAME,
+    )
+    return out.getvalue()
 
 
 # -- rendering ----------------------------------------------------------------------------
@@ -208,28 +223,28 @@ def test_amounts_string_and_number_are_exact(start_fake, make_client):
     assert values[0] == "0.0600"
     assert isinstance(values[1], Decimal)
     assert not any(isinstance(v, float) for v in values)
-    content = render_export(
-        days=[OCT5],
-        buckets=buckets,
-        project_names={},
-        organization_id=ORG,
-        organization_name=ORG_NAME,
-    ).decode()
+    content = render([OCT5], buckets).decode()
     amounts = [line.split(",")[4] for line in content.splitlines()[1:]]
     assert amounts == ["0.0600", "0.00001", "0.34090000000000000", "0", "-0.5"]
 
 
-def test_amount_text_rules():
-    assert amount_text("0.0600") == "0.0600"
-    assert amount_text("1e-05") == "0.00001"
-    assert amount_text(Decimal("1E-5")) == "0.00001"
-    assert amount_text(Decimal("0.8958740000000000")) == "0.8958740000000000"
-    assert amount_text(3) == "3"
+def test_decimal_text_rules():
+    # Text is kept verbatim when exports could hold it (cost_export.AMOUNT_TEXT), float
+    # repr with an exponent included; numbers are written by cost_export.format_decimal.
+    assert decimal_text("0.0600") == "0.0600"
+    assert decimal_text("1e-05") == "1e-05"
+    assert decimal_text("5.5E-05") == "5.5E-05"
+    assert decimal_text("-0.5") == "-0.5"
+    assert decimal_text(Decimal("1E-5")) == "0.00001"
+    assert decimal_text(Decimal("0.8958740000000000")) == "0.8958740000000000"
+    assert decimal_text(3) == "3"
     with pytest.raises(TypeError, match="never float"):
-        amount_text(0.06)
-    for bad in (None, "abc", "NaN", True, {"v": 1}):
-        with pytest.raises(OpenAIAPIError, match="not a decimal number"):
-            amount_text(bad, OCT5)
+        decimal_text(0.06)
+    for bad in (None, "abc", "NaN", "1,000", " 1", "1_000", "Infinity", True, {"v": 1}):
+        with pytest.raises(ValueError, match="not"):
+            decimal_text(bad)
+    with pytest.raises(ValueError, match="not a finite number"):
+        decimal_text(Decimal("NaN"))
 
 
 def test_archived_project_name_and_unknown_project(start_fake, make_client, caplog):
@@ -241,7 +256,7 @@ def test_archived_project_name_and_unknown_project(start_fake, make_client, capl
     client = make_client(fake)
     names = client.project_names()
     assert names == {"proj_abc": "Acme App", "proj_old": 'Old "Legacy" App', "proj_new": "New"}
-    with caplog.at_level(logging.WARNING, logger="tap_openai_costs.costs_api"):
+    with caplog.at_level(logging.WARNING, logger="tap_openai_costs"):
         content = fetch_and_render(client, [OCT5]).decode()
     rows = content.splitlines()[1:]
     assert ',proj_old,org-acme,"Old ""Legacy"" App",' in rows[0]
@@ -249,54 +264,37 @@ def test_archived_project_name_and_unknown_project(start_fake, make_client, capl
     assert "proj_gone" in caplog.text
 
 
-def test_idle_day_and_ignored_buckets():
-    buckets = [
-        {"start_time": T5 - DAY, "end_time": T5, "results": [result("9")]},  # not asked for
-        {"start_time": T5, "end_time": T5 + DAY, "results": []},
-        {"start_time": T5 + DAY, "end_time": T5 + 2 * DAY, "results": [result("0")]},
+def test_idle_day_is_an_empty_results_list_and_a_zero_stays_a_cost():
+    buckets = [bucket(T5, []), bucket(T5 + DAY, [result("0")])]
+    lines = render([OCT5, OCT6], buckets, proj_abc="Acme App").decode().splitlines()
+    assert lines == [
+        HEADER,
+        "1759622400,1759708800,2025-10-05T00:00:00+00:00,2025-10-06T00:00:00+00:00" + "," * 13,
+        "1759708800,1759795200,2025-10-06T00:00:00+00:00,2025-10-07T00:00:00+00:00,0,usd,,,"
+        '"gpt-4o-2024-08-06, input",,,proj_abc,org-acme,Acme App,"Acme, Inc.",,',
     ]
-    content = render_export(
-        days=[OCT5, OCT6],
-        buckets=buckets,
-        project_names={"proj_abc": "Acme App"},
-        organization_id=ORG,
-        organization_name=ORG_NAME,
-    ).decode()
-    lines = content.splitlines()
-    assert lines[0] == HEADER
-    assert lines[1] == (
-        "1759622400,1759708800,2025-10-05T00:00:00+00:00,2025-10-06T00:00:00+00:00" + "," * 13
-    )
-    assert lines[2].split(",")[4] == "0"  # a zero-amount result stays a cost row
-    assert len(lines) == 3
-    assert not any(line.startswith(str(T5 - DAY)) for line in lines)
 
 
-def test_day_missing_from_buckets_is_idle_and_bad_inputs_refused():
-    content = render_export(
-        days=[OCT5], buckets=[], project_names={}, organization_id=ORG, organization_name=""
-    )
-    assert content.endswith(b"2025-10-06T00:00:00+00:00" + b"," * 13 + b"\n")
+def test_bad_render_arguments_and_partial_days_are_refused():
     with pytest.raises(ValueError, match="increasing"):
-        render_export(
-            days=[OCT6, OCT5],
-            buckets=[],
-            project_names={},
-            organization_id=ORG,
-            organization_name="",
-        )
+        render([OCT6, OCT5], [])
+    with pytest.raises(ValueError, match="increasing"):
+        render([], [])
     with pytest.raises(ValueError, match="organization_id"):
         render_export(
-            days=[OCT5], buckets=[], project_names={}, organization_id="", organization_name=""
-        )
-    with pytest.raises(OpenAIAPIError, match="not one whole UTC day"):
-        render_export(
+            io.BytesIO(),
             days=[OCT5],
-            buckets=[{"start_time": T5 + 3600, "end_time": T5 + DAY, "results": []}],
+            buckets=[],
             project_names={},
-            organization_id=ORG,
+            organization_id="",
             organization_name="",
         )
+    with pytest.raises(OpenAIAPIError) as caught:
+        render([OCT5], [{**bucket(T5, []), "start_time": T5 + 3600}])
+    assert str(caught.value) == (
+        "OpenAI returned a cost bucket from 1759626000 to 1759708800 that is not one whole "
+        "UTC day; request 1d buckets from 00:00 UTC"
+    )
 
 
 def test_restated_day_is_read_again(start_fake, make_client):
@@ -310,31 +308,30 @@ def test_restated_day_is_read_again(start_fake, make_client):
 # -- requests and pagination --------------------------------------------------------------
 
 
-def test_costs_paginate_with_cursor_and_send_the_export_grouping(start_fake, make_client):
+def test_costs_paginate_a_day_a_page_with_the_export_grouping(start_fake, make_client):
     costs = {T5 + n * DAY: [result(f"{n}.25")] for n in range(5)}
-    fake = start_fake(costs, page_size_override=2)
+    fake = start_fake(costs)
     buckets = list(make_client(fake).cost_buckets(T5, T5 + 5 * DAY))
     assert [b["start_time"] for b in buckets] == [T5 + n * DAY for n in range(5)]
     assert [b["results"][0]["amount"]["value"] for b in buckets] == [f"{n}.25" for n in range(5)]
     cost_requests = [q for path, q in fake.requests if path == "/v1/organization/costs"]
-    assert len(cost_requests) == 3
-    first = cost_requests[0]
-    assert first["start_time"] == [str(T5)]
-    assert first["end_time"] == [str(T5 + 5 * DAY)]
-    assert first["bucket_width"] == ["1d"]
-    assert first["group_by"] == ["line_item", "project_id"]
-    assert first["limit"] == ["180"]
-    assert "page" not in first
-    assert cost_requests[1]["page"][0].startswith("page_")
-    assert cost_requests[2]["page"] != cost_requests[1]["page"]
-
-
-def test_more_than_180_days_paginate_at_the_api_limit(start_fake, make_client):
-    fake = start_fake({})
-    buckets = list(make_client(fake).cost_buckets(T5, T5 + 200 * DAY))
-    assert len(buckets) == 200
-    assert all(b["results"] == [] for b in buckets)
-    assert len(fake.requests) == 2
+    assert len(cost_requests) == 5  # one day (bucket) a page: a month is never held whole
+    # The exact query string: arrays as OpenAI's SDK sends them (group_by[]=..., encoded).
+    assert fake.query_strings[0] == (
+        f"start_time={T5}&end_time={T5 + 5 * DAY}&bucket_width=1d"
+        "&group_by%5B%5D=line_item&group_by%5B%5D=project_id&limit=1"
+    )
+    assert cost_requests[0] == {
+        "start_time": [str(T5)],
+        "end_time": [str(T5 + 5 * DAY)],
+        "bucket_width": ["1d"],
+        "group_by": ["line_item", "project_id"],
+        "limit": ["1"],
+    }
+    cursors = [q["page"][0] for q in cost_requests[1:]]
+    assert all(c.startswith("page_") for c in cursors)
+    assert len(set(cursors)) == 4
+    assert fake.query_strings[1] == fake.query_strings[0] + f"&page={cursors[0]}"
 
 
 def test_projects_paginate_with_after(start_fake, make_client):
@@ -459,7 +456,7 @@ def test_successful_run_never_logs_the_key(start_fake, make_client, caplog):
     caplog.set_level(logging.DEBUG)
     fetch_and_render(make_client(fake), [OCT5, OCT6, OCT7])
     assert KEY not in caplog.text
-    assert "tap_openai_costs.costs_api" in {r.name for r in caplog.records}
+    assert "tap_openai_costs.openai_client" in {r.name for r in caplog.records}
 
 
 def test_non_json_success_body_is_an_error():

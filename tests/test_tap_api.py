@@ -13,7 +13,7 @@ from openai_costs.export import month_days, unix_of
 from tap_openai_costs.streams import CostsStream
 from tap_openai_costs.tap import TapOpenAICosts
 from tests.exports import cost, export, times
-from tests.fake_openai import FakeOpenAI, number, project, result
+from tests.fake_openai import number, project, result
 
 KEY = "sk-admin-fake-Q7x2v9"
 ORG = "org-acme"
@@ -34,10 +34,9 @@ def api_costs() -> dict[int, list[dict]]:
 
 
 @pytest.fixture
-def openai():
+def openai(start_openai):
     projects = [project("proj_live", "Acme App"), project("proj_old", 'Old, "v1"', 1_750_000_000)]
-    with FakeOpenAI(api_costs(), projects, KEY, page_size_override=7) as fake:
-        yield fake
+    return start_openai(api_costs(), projects, KEY, page_size_override=7)
 
 
 def expected_export(month: str, last_day: date) -> bytes:
@@ -220,6 +219,178 @@ def test_the_admin_key_appears_nowhere(monkeypatch, capsys, openai, caplog, tmp_
     ],
 )
 def test_which_months_are_read(today, read_before, expected):
-    from tap_openai_costs.api_source import months_to_read
+    from tap_openai_costs.inputs import months_to_read
 
     assert months_to_read("2025-09", today, 3, read_before) == expected
+
+
+# -- the API answering badly: one error line, exit status 1, nothing sent -------------------
+
+ADVICE = (
+    "nothing was sealed; run the tap again later, or use the dashboard's Cost data export "
+    "for this month (source files)"
+)
+OCT7 = unix_of(date(2025, 10, 7))
+
+
+def run_failing_api_tap(monkeypatch, capsys, openai, today: date, **config):
+    """Run the tap in process until it stops: its exit status, error lines and messages."""
+    monkeypatch.setattr(CostsStream, "today", lambda self: today)
+    tap = TapOpenAICosts(
+        config={
+            "source": "api",
+            "admin_api_key": KEY,
+            "organization_id": ORG,
+            "organization_name": "Acme, Inc.",
+            "api_base_url": openai.url,
+            **config,
+        },
+        parse_env_config=False,
+    )
+    with pytest.raises(SystemExit) as stopped:
+        tap.sync_all()
+    captured = capsys.readouterr()
+    messages = [json.loads(line) for line in captured.out.splitlines()]
+    errors = [line for line in captured.err.splitlines() if ": error: " in line]
+    return stopped.value.code, errors, messages
+
+
+@pytest.mark.parametrize(
+    ("make_fault", "error"),
+    [
+        (
+            lambda f: f.bucket_without_results(OCT7),
+            "OpenAI costs for 2025-10-07: the bucket has no results field (a day is idle only "
+            f"when results is an empty list); {ADVICE}",
+        ),
+        (
+            lambda f: f.bucket_with_result_key(OCT7),
+            "OpenAI costs for 2025-10-07: the bucket has result instead of results (the name "
+            f"one spec revision used; the API sends results); {ADVICE}",
+        ),
+        (
+            lambda f: f.drop_bucket(OCT7),
+            "OpenAI costs for 2025-10-07: the API returned no bucket for this day before the "
+            "one for 2025-10-08 (buckets come one per day, in day order; an idle day comes as "
+            f"a bucket with an empty results list); {ADVICE}",
+        ),
+        (
+            lambda f: f.costs[OCT7].append(result(None)),
+            f"OpenAI costs for 2025-10-07: result 3 has amount.value null; {ADVICE}",
+        ),
+        (
+            lambda f: f.costs[OCT7].append({**result("1"), "amount": None}),
+            "OpenAI costs for 2025-10-07: result 3 has amount null, expected an object with "
+            f"value and currency; {ADVICE}",
+        ),
+        (
+            lambda f: f.costs[OCT7].append(result("1", object="organization.costs")),
+            "OpenAI costs for 2025-10-07: result 3 has object 'organization.costs', expected "
+            f"'organization.costs.result'; {ADVICE}",
+        ),
+        (
+            lambda f: f.costs[OCT7].append(result("1", service_tier="priority")),
+            "OpenAI costs for 2025-10-07: result 3 has field(s) this tap does not know: "
+            "service_tier ('priority'); nothing was sealed; update tap-openai-costs, or use "
+            "the dashboard's Cost data export for this month (source files)",
+        ),
+        (
+            lambda f: f.reject_page_tokens(None),
+            "OpenAI costs from 2025-10-01 to 2025-10-31: OpenAI refused its own next_page "
+            "cursor after the bucket for 2025-10-01 (HTTP 400: The page token is invalid, "
+            "have you modified the query parameters?); gave up after 4 reads from the first "
+            "page; nothing was sealed; run the tap again later",
+        ),
+    ],
+    ids=[
+        "no results",
+        "result not results",
+        "no bucket",
+        "null value",
+        "null amount",
+        "unknown object",
+        "unknown field",
+        "page token always refused",
+    ],
+)
+def test_a_bad_api_answer_stops_the_tap_with_one_line(
+    monkeypatch, capsys, openai, make_fault, error
+):
+    make_fault(openai)
+    code, errors, messages = run_failing_api_tap(
+        monkeypatch, capsys, openai, date(2025, 11, 3), start_month="2025-10"
+    )
+    assert code == 1
+    assert errors == [f"tap-openai-costs: error: {error}"]
+    assert [m for m in messages if m["type"] in ("RECORD", "BATCH")] == []
+
+
+def test_a_bad_api_answer_fails_the_tap_process(tmp_path, openai):
+    """The real console script: exit status 1, the one line, no traceback, no records."""
+    from tests.singer import run_tap
+
+    openai.drop_bucket(unix_of(date(2025, 9, 3)))
+    done = run_tap(
+        tmp_path,
+        {
+            "source": "api",
+            "admin_api_key": KEY,
+            "organization_id": ORG,
+            "organization_name": "Acme, Inc.",
+            "api_base_url": openai.url,
+            "start_month": "2025-09",  # read first, whatever today is
+        },
+    )
+    assert done.returncode == 1
+    assert done.errors == [
+        "tap-openai-costs: error: OpenAI costs for 2025-09-03: the API returned no bucket "
+        "for this day before the one for 2025-09-04 (buckets come one per day, in day order; "
+        f"an idle day comes as a bucket with an empty results list); {ADVICE}"
+    ]
+    assert "Traceback" not in done.stderr
+    assert KEY not in done.stderr
+    assert [m for m in done.messages if m["type"] == "RECORD"] == []
+
+
+def test_quantity_and_the_other_api_columns_reach_the_records_exactly(monkeypatch, capsys, openai):
+    openai.costs[OCT7] = [
+        result(
+            number("0.8958740000000000"),
+            "gpt-4o-2024-08-06, input",
+            "proj_live",
+            quantity=number("15000.0"),
+            quantity_unit="tokens",
+            api_key_id="key_Ab12",
+            user_id="user-9zQ",
+            api_source="responses",
+        ),
+        result("1e-05", "dall-e-3", None, quantity="2", quantity_unit="images"),
+        result(number("0.25"), "web search", "proj_old", quantity=number("1.5E-3")),
+    ]
+    records, _ = run_api_tap(monkeypatch, capsys, openai, date(2025, 11, 3), start_month="2025-10")
+    times7 = "1759795200,1759881600,2025-10-07T00:00:00+00:00,2025-10-08T00:00:00+00:00"
+    rows = [
+        m["record"]["csv_row"]
+        for m in records
+        if m["stream"] == "costs" and m["record"]["csv_row"].startswith(times7)
+    ]
+    assert rows == [
+        f'{times7},0.8958740000000000,usd,15000.0,tokens,"gpt-4o-2024-08-06, input",'
+        'user-9zQ,key_Ab12,proj_live,org-acme,Acme App,"Acme, Inc.",,responses',
+        f'{times7},1e-05,usd,2,images,dall-e-3,,,,org-acme,,"Acme, Inc.",,',
+        f'{times7},0.25,usd,0.0015,,web search,,,proj_old,org-acme,"Old, ""v1""","Acme, Inc.",,',
+    ]
+
+
+def test_short_pages_and_a_refused_page_token_give_the_same_months(monkeypatch, capsys, openai):
+    openai.short_pages(0, 1)
+    openai.reject_page_tokens(2)
+    records, _ = run_api_tap(monkeypatch, capsys, openai, date(2025, 11, 3), start_month="2025-10")
+    assert rebuilt(records) == {
+        "2025-10": expected_export("2025-10", date(2025, 10, 31)),
+        "2025-11": expected_export("2025-11", date(2025, 11, 2)),
+    }
+    # October was read from its first page three times (two cursors refused), November once.
+    assert cost_requests(openai) == [("2025-10-01", "2025-10-31")] * 3 + [
+        ("2025-11-01", "2025-11-02")
+    ]
