@@ -45,7 +45,9 @@ def read_exports(
             paths = expand_paths(config["paths"])
     except (ExportError, OpenAIAPIError) as problem:
         raise InputProblems([problem]) from None
-    return ExportReading(paths, config["organization_id"], config.get("start_month"), delivered)
+    return ExportReading(
+        paths, config["organization_id"], config.get("start_month"), delivered, today
+    )
 
 
 def changed_months(reading: ExportReading, logger: logging.Logger) -> list[MonthPlan]:

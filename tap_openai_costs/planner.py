@@ -167,11 +167,13 @@ class ExportReading:
         organization_id: str,
         start_month: str | None,
         delivered: Mapping[str, str],
+        today: date,
     ) -> None:
         self.paths = paths
         self.organization_id = organization_id
         self.start_month = start_month
         self.delivered = delivered
+        self.today = today
         self.scans: list[ExportScan] = []
         self.problems: list[ExportError] = []
         self.drafts: dict[str, Draft] = {}
@@ -202,7 +204,7 @@ class ExportReading:
         """The export's rows as they pass; its problem, if any, is kept rather than raised,
         so that every bad file is reported."""
         try:
-            self.scans.append((yield from scan_rows(path, self.organization_id)))
+            self.scans.append((yield from scan_rows(path, self.organization_id, self.today)))
         except ExportError as problem:
             self.problems.append(problem)
         except OSError as exc:

@@ -47,9 +47,12 @@ def full_days(month: str, today: date | None = None) -> list[date]:
 
 
 def missing_days(month: str, present: Iterable[date], today: date | None = None) -> list[date]:
-    """Days a complete month needs but lacks."""
+    """Days a complete month needs but lacks. A month after the current one has not
+    begun: all its days are missing, so it is never complete."""
+    today = today or today_utc()
     have = set(present)
-    return [day for day in full_days(month, today) if day not in have]
+    days = month_days(month) if month > month_of(today) else full_days(month, today)
+    return [day for day in days if day not in have]
 
 
 def describe_days(days: list[date]) -> str:
