@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import gzip
 import itertools
+import os
+import re
 import uuid
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
@@ -17,9 +19,12 @@ import msgspec
 from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig, BatchFileFormat
 from upath import UPath
 
+from openai_costs.work_dirs import process_alive
+
 _ENCODER = msgspec.json.Encoder(decimal_format="number")
 _WRITE_SIZE = 1 << 20
 _COMPRESSIONS = (None, "none", "gzip")
+_PARTIAL = ".partial"
 _T = TypeVar("_T")
 
 
@@ -33,10 +38,16 @@ def check_encoding(encoding: BaseBatchFileEncoding) -> None:
 
 
 def write_batches(
-    records: Iterable[dict[str, Any]], batch_config: BatchConfig, stream_name: str
+    records: Iterable[dict[str, Any]], batch_config: BatchConfig, stream_name: str, owner: str
 ) -> Iterator[list[str]]:
     """Write records to files of at most batch_size lines; yield each file's manifest
-    once the file is complete (the caller writes the BATCH message then)."""
+    once the file is complete (the caller writes the BATCH message then).
+
+    A file is written under a temporary name, ``<name>.<owner>.partial`` (owner: the
+    plugin and process id, as ``tap-openai-costs-1234``), and gets its name only once
+    complete: a target never sees a partial file. On any error the partial file is
+    deleted; one left by a killed process is removed by :func:`remove_stale_partials`.
+    """
     check_encoding(batch_config.encoding)
     storage = batch_config.storage
     gzipped = batch_config.encoding.compression == "gzip"
@@ -49,21 +60,49 @@ def write_batches(
         if first is None:
             return
         filename = f"{run}-{number}{suffix}"
-        with storage.open(filename, "wb") as raw:
-            out: gzip.GzipFile | IO[bytes] = (
-                gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1) if gzipped else raw
-            )
-            buffer = bytearray()
-            for record in itertools.chain([first], chunk):
-                _ENCODER.encode_into(record, buffer, -1)
-                buffer += b"\n"
-                if len(buffer) >= _WRITE_SIZE:
-                    out.write(buffer)
-                    buffer.clear()
-            out.write(buffer)
-            if gzipped:
-                out.close()
+        partial = UPath(storage.get_url(f"{filename}.{owner}{_PARTIAL}"))
+        try:
+            _write_file(partial, itertools.chain([first], chunk), gzipped)
+            partial.rename(UPath(storage.get_url(filename)))
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         yield [storage.get_url(filename)]
+
+
+def _write_file(path: UPath, records: Iterable[dict[str, Any]], gzipped: bool) -> None:
+    with path.open("wb") as raw:
+        out: gzip.GzipFile | IO[bytes] = (
+            gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1) if gzipped else raw
+        )
+        buffer = bytearray()
+        for record in records:
+            _ENCODER.encode_into(record, buffer, -1)
+            buffer += b"\n"
+            if len(buffer) >= _WRITE_SIZE:
+                out.write(buffer)
+                buffer.clear()
+        out.write(buffer)
+        if gzipped:
+            out.close()
+
+
+def remove_stale_partials(batch_config: BatchConfig, plugin: str) -> list[str]:
+    """Delete the partial batch files ``plugin`` processes that are gone left in a local
+    storage root (a killed tap's); return their names. Whole files are never touched:
+    they belong to the target that reads them. Other storage is left alone, as a process
+    id means nothing on another machine."""
+    root = UPath(batch_config.storage.root)
+    if root.protocol not in ("", "file", "local") or not root.is_dir():
+        return []
+    name = re.compile(rf".*\.{re.escape(plugin)}-([0-9]+){re.escape(_PARTIAL)}")
+    removed = []
+    for path in root.iterdir():
+        match = name.fullmatch(path.name)
+        if match and (int(match[1]) == os.getpid() or not process_alive(int(match[1]))):
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
 
 
 class BatchFileError(Exception):

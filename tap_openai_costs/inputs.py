@@ -16,7 +16,13 @@ from typing import Any
 from openai_costs.export import ExportError
 from tap_openai_costs.api_source import fetch_exports, months_to_read, previous_month
 from tap_openai_costs.costs_api import DEFAULT_BASE_URL, OpenAIAPIError, OpenAICostsClient
-from tap_openai_costs.planner import ExportErrors, ExportReading, MonthPlan, expand_paths
+from tap_openai_costs.planner import (
+    ExportErrors,
+    ExportReading,
+    MonthPlan,
+    expand_paths,
+    which_copy_wins,
+)
 
 
 class InputProblems(Exception):
@@ -45,6 +51,8 @@ def read_exports(
             paths = expand_paths(config["paths"])
     except (ExportError, OpenAIAPIError) as problem:
         raise InputProblems([problem]) from None
+    except ExportErrors as errors:
+        raise InputProblems(list(errors.problems)) from None
     return ExportReading(
         paths, config["organization_id"], config.get("start_month"), delivered, today
     )
@@ -57,6 +65,8 @@ def changed_months(reading: ExportReading, logger: logging.Logger) -> list[Month
     except ExportErrors as errors:
         raise InputProblems(list(errors.problems)) from None
     changed = [plan for plan in plans if reading.delivered.get(plan.key) != plan.input_digest]
+    for line in which_copy_wins(lost for plan in changed for lost in plan.overruled):
+        logger.warning(line)
     logger.info(
         "%d month(s) found, %d changed since the last run: %s",
         len(plans),
