@@ -60,9 +60,11 @@ def write_batches(
         if first is None:
             return
         filename = f"{run}-{number}{suffix}"
-        partial = UPath(storage.get_url(f"{filename}.{owner}{_PARTIAL}"))
+        partial_name = f"{filename}.{owner}{_PARTIAL}"
+        partial = UPath(storage.get_url(partial_name))
         try:
-            _write_file(partial, itertools.chain([first], chunk), gzipped)
+            with storage.open(partial_name, "wb") as raw:
+                _write_file(raw, itertools.chain([first], chunk), gzipped)
             partial.rename(UPath(storage.get_url(filename)))
         except BaseException:
             partial.unlink(missing_ok=True)
@@ -70,21 +72,20 @@ def write_batches(
         yield [storage.get_url(filename)]
 
 
-def _write_file(path: UPath, records: Iterable[dict[str, Any]], gzipped: bool) -> None:
-    with path.open("wb") as raw:
-        out: gzip.GzipFile | IO[bytes] = (
-            gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1) if gzipped else raw
-        )
-        buffer = bytearray()
-        for record in records:
-            _ENCODER.encode_into(record, buffer, -1)
-            buffer += b"\n"
-            if len(buffer) >= _WRITE_SIZE:
-                out.write(buffer)
-                buffer.clear()
-        out.write(buffer)
-        if gzipped:
-            out.close()
+def _write_file(raw: IO[bytes], records: Iterable[dict[str, Any]], gzipped: bool) -> None:
+    out: gzip.GzipFile | IO[bytes] = (
+        gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1) if gzipped else raw
+    )
+    buffer = bytearray()
+    for record in records:
+        _ENCODER.encode_into(record, buffer, -1)
+        buffer += b"\n"
+        if len(buffer) >= _WRITE_SIZE:
+            out.write(buffer)
+            buffer.clear()
+    out.write(buffer)
+    if gzipped:
+        out.close()
 
 
 def remove_stale_partials(batch_config: BatchConfig, plugin: str) -> list[str]:

@@ -32,10 +32,7 @@ def process_alive(pid: int) -> bool:
 
 def remove_stale(root: Path, plugin: str) -> list[Path]:
     """Delete ``<plugin>-<pid>`` folders under root whose process is gone; return them.
-
-    A folder named with this process's own id is stale too when this is called before the
-    process made its own (a process that died earlier with the same id, as in containers).
-    """
+    This process's own folder is left to :class:`WorkDir`."""
     name = re.compile(rf"{re.escape(plugin)}-([0-9]+)")
     removed = []
     for entry in root.iterdir():
@@ -43,7 +40,7 @@ def remove_stale(root: Path, plugin: str) -> list[Path]:
         if match is None or not entry.is_dir() or entry.is_symlink():
             continue
         pid = int(match[1])
-        if pid == os.getpid() or not process_alive(pid):
+        if pid != os.getpid() and not process_alive(pid):
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry)
     return removed
@@ -65,6 +62,9 @@ class WorkDir:
     def __enter__(self) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)
         self.stale = remove_stale(self.root, self.plugin)
+        # One named with this process's id before it made one: a process that died with
+        # the same id (containers reuse ids from run to run).
+        shutil.rmtree(self.path, ignore_errors=True)
         self.path.mkdir(mode=0o700)
         atexit.register(self.cleanup)
         return self.path
