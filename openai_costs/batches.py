@@ -6,6 +6,7 @@ on the file format without either guessing: the tap writes, the target reads and
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import itertools
 import os
@@ -37,6 +38,11 @@ def check_encoding(encoding: BaseBatchFileEncoding) -> None:
         raise ValueError(msg)
 
 
+class BatchWriteError(Exception):
+    """A batch file could not be written (a full disk, no permission); its partial file
+    is gone. The message is the system's reason."""
+
+
 def write_batches(
     records: Iterable[dict[str, Any]], batch_config: BatchConfig, stream_name: str, owner: str
 ) -> Iterator[list[str]]:
@@ -47,6 +53,7 @@ def write_batches(
     plugin and process id, as ``tap-openai-costs-1234``), and gets its name only once
     complete: a target never sees a partial file. On any error the partial file is
     deleted; one left by a killed process is removed by :func:`remove_stale_partials`.
+    Raises BatchWriteError when the storage fails; errors of ``records`` pass unchanged.
     """
     check_encoding(batch_config.encoding)
     storage = batch_config.storage
@@ -63,16 +70,31 @@ def write_batches(
         partial_name = f"{filename}.{owner}{_PARTIAL}"
         partial = UPath(storage.get_url(partial_name))
         try:
-            with storage.open(partial_name, "wb") as raw:
+            with contextlib.ExitStack() as file:
+                with _storage_errors():
+                    raw = file.enter_context(storage.open(partial_name, "wb"))
                 _write_file(raw, itertools.chain([first], chunk), gzipped)
-            partial.rename(UPath(storage.get_url(filename)))
+                with _storage_errors():
+                    file.close()  # the last bytes reach the disk here
+            with _storage_errors():
+                partial.rename(UPath(storage.get_url(filename)))
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
         yield [storage.get_url(filename)]
 
 
+@contextlib.contextmanager
+def _storage_errors() -> Iterator[None]:
+    """OSError from writing the storage as BatchWriteError; BatchWriteError passes."""
+    try:
+        yield
+    except OSError as exc:
+        raise BatchWriteError(exc.strerror or str(exc)) from None
+
+
 def _write_file(raw: IO[bytes], records: Iterable[dict[str, Any]], gzipped: bool) -> None:
+    """Write the records; only the writes are the storage's errors, not reading records."""
     out: gzip.GzipFile | IO[bytes] = (
         gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1) if gzipped else raw
     )
@@ -81,11 +103,13 @@ def _write_file(raw: IO[bytes], records: Iterable[dict[str, Any]], gzipped: bool
         _ENCODER.encode_into(record, buffer, -1)
         buffer += b"\n"
         if len(buffer) >= _WRITE_SIZE:
-            out.write(buffer)
+            with _storage_errors():
+                out.write(buffer)
             buffer.clear()
-    out.write(buffer)
-    if gzipped:
-        out.close()
+    with _storage_errors():
+        out.write(buffer)
+        if gzipped:
+            out.close()
 
 
 def remove_stale_partials(batch_config: BatchConfig, plugin: str) -> list[str]:

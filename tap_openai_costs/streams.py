@@ -18,7 +18,7 @@ from singer_sdk import typing as th
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from openai_costs import contract
-from openai_costs.batches import remove_stale_partials, write_batches
+from openai_costs.batches import BatchWriteError, remove_stale_partials, write_batches
 from openai_costs.contract import MonthOpened, Seal
 from openai_costs.export import (
     CURRENT_COLUMNS,
@@ -131,10 +131,10 @@ class CostsStream(Stream):
             try:
                 for manifest in write_batches(records, batch_config, self.name, owner):
                     yield batch_config.encoding, manifest
-            except OSError as exc:  # the partial file is gone already
+            except BatchWriteError as reason:  # the partial file is gone already
                 problem = ExportError(
                     batch_config.storage.root,
-                    f"cannot write batch files ({exc.strerror}); free space there or set "
+                    f"cannot write batch files ({reason}); free space there or set "
                     "batch_config.storage.root to a folder the tap can write",
                 )
                 self._stop([problem])

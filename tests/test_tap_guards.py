@@ -167,7 +167,7 @@ def test_item3_which_copy_wins_then_by_modification_time(tmp_path) -> None:
     ]
 
 
-def test_item3_identical_copies_give_no_warning(tmp_path) -> None:
+def test_item3_which_copy_wins_identical_copies_give_no_warning(tmp_path) -> None:
     write(tmp_path / "in" / "a.csv", export(month_rows("2025-10")), mtime=1e9)
     write(tmp_path / "in" / "b.csv", export(month_rows("2025-10")), mtime=2e9)
     result = run_tap(tmp_path, {"paths": [str(tmp_path / "in")], "organization_id": ORG})
@@ -290,6 +290,28 @@ def test_item8_an_unreadable_file_is_one_line_for_real(tmp_path) -> None:
         f"{ERROR}{locked}: cannot be read (Permission denied); let the tap's user read it, "
         "or take it out of paths"
     ]
+
+
+def test_item8_an_unwritable_batch_folder_is_one_line(tmp_path) -> None:
+    not_a_folder = write(tmp_path / "file", b"")
+    path = write(tmp_path / "oct.csv", export(month_rows("2025-10")))
+    root = (not_a_folder / "batches").as_uri()
+    config = {
+        "paths": [str(path)],
+        "organization_id": ORG,
+        "batch_config": {
+            "encoding": {"format": "jsonl", "compression": "none"},
+            "storage": {"root": root},
+        },
+    }
+    result = run_tap(tmp_path, config)
+    assert result.returncode == 1
+    assert result.errors == [
+        f"{ERROR}{root}: cannot write batch files (Not a directory); free space there or set "
+        "batch_config.storage.root to a folder the tap can write"
+    ]
+    assert "Traceback" not in result.stderr
+    assert result.records("cost_months") == []
 
 
 # Item 9: working files -------------------------------------------------------------------

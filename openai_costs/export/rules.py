@@ -103,8 +103,7 @@ class RowChecker:
             raise self.fail(number, _not_over(day, self.today))
         if day != self.day:
             self.finish_day()
-            self.day, self.day_keys = day, _DayKeys(first_row=number)
-            self.add_key = self.day_keys.keys.append
+            self.day, self.day_keys.first_row = day, number
 
     def _check_times(self, number: int, values: dict[str, str]) -> int:
         for column in ("start_time", "end_time"):
@@ -164,7 +163,8 @@ class RowChecker:
 
     def finish_day(self) -> None:
         """No two rows of a day may share their identifying values, whatever their
-        amounts: two exports pasted together would count their common days twice."""
+        amounts: two exports pasted together would count their common days twice. The
+        day's keys are dropped; the next day starts afresh."""
         day_keys, self.day_keys = self.day_keys, _DayKeys(first_row=0)
         self.add_key = self.day_keys.keys.append
         if repeat := day_keys.repeat():
