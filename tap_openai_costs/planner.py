@@ -3,6 +3,9 @@
 People export a mid-month file, then the full month, sometimes a quarter at once. For each
 UTC day the newest export wins (newest by the last day it covers, then by modification
 time), and each month is built from its days in order, in the newest export's layout.
+Where two exports disagree on a day, which one won is recorded, to be said in one warning
+line per pair of files (:func:`which_copy_wins`). Every ``paths`` entry must lead to
+readable files: a missing path, a broken link or a link loop is an error, never skipped.
 """
 
 from __future__ import annotations
