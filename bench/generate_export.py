@@ -8,7 +8,7 @@ A few days are idle (one row with only the four time columns filled). Active day
 many projects (some names with commas, quotes or non-ASCII text, plus the default project
 with no id or name) and many line items (most with a comma, so quoted). Every row of a day
 has a distinct (project, line item, user, API key) combination, so the tap's duplicate-row
-check (same day and key, different amount) never fires.
+check (a day's identifying columns twice, whatever the amounts) never fires.
 
 Rows are written as they are made, so memory stays flat whatever ``--rows`` is.
 """

@@ -16,7 +16,13 @@ from typing import Any
 from openai_costs.export import ExportError, month_days, month_of
 from tap_openai_costs.export_renderer import fetch_exports
 from tap_openai_costs.openai_client import DEFAULT_BASE_URL, OpenAIAPIError, OpenAICostsClient
-from tap_openai_costs.planner import ExportErrors, ExportReading, MonthPlan, expand_paths
+from tap_openai_costs.planner import (
+    ExportErrors,
+    ExportReading,
+    MonthPlan,
+    expand_paths,
+    which_copy_wins,
+)
 
 
 class InputProblems(Exception):
@@ -45,7 +51,11 @@ def read_exports(
             paths = expand_paths(config["paths"])
     except (ExportError, OpenAIAPIError) as problem:
         raise InputProblems([problem]) from None
-    return ExportReading(paths, config["organization_id"], config.get("start_month"), delivered)
+    except ExportErrors as errors:
+        raise InputProblems(list(errors.problems)) from None
+    return ExportReading(
+        paths, config["organization_id"], config.get("start_month"), delivered, today
+    )
 
 
 def changed_months(reading: ExportReading, logger: logging.Logger) -> list[MonthPlan]:
@@ -55,6 +65,8 @@ def changed_months(reading: ExportReading, logger: logging.Logger) -> list[Month
     except ExportErrors as errors:
         raise InputProblems(list(errors.problems)) from None
     changed = [plan for plan in plans if reading.delivered.get(plan.key) != plan.input_digest]
+    for line in which_copy_wins(lost for plan in changed for lost in plan.overruled):
+        logger.warning(line)
     logger.info(
         "%d month(s) found, %d changed since the last run: %s",
         len(plans),

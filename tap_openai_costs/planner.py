@@ -3,18 +3,24 @@
 People export a mid-month file, then the full month, sometimes a quarter at once. For each
 UTC day the newest export wins (newest by the last day it covers, then by modification
 time), and each month is built from its days in order, in the newest export's layout.
+Where two exports disagree on a day, which one won is recorded, to be said in one warning
+line per pair of files (:func:`which_copy_wins`). Every ``paths`` entry must lead to
+readable files: a missing path, a broken link or a link loop is an error, never skipped.
 """
 
 from __future__ import annotations
 
 import collections
+import errno
 import glob
 import hashlib
 import itertools
 import json
-from collections.abc import Iterator, Mapping
+import os
+import stat
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from openai_costs.contract import state_key
@@ -25,6 +31,7 @@ from openai_costs.export import (
     Layout,
     Row,
     RowsDigest,
+    describe_days,
     month_of,
     peek_layout,
     read_rows,
@@ -41,6 +48,15 @@ class Piece:
     day: DaySlice
 
 
+@dataclass(frozen=True)
+class Overruled:
+    """A day two exports both cover with different rows: the winner's rows are used."""
+
+    day: date
+    winner: ExportScan
+    loser: ExportScan
+
+
 @dataclass
 class MonthPlan:
     """One (organization, month): its days in order, each from the export that wins it."""
@@ -49,6 +65,8 @@ class MonthPlan:
     month: str
     layout: Layout
     pieces: list[Piece] = field(default_factory=list)
+    #: Days another export also covers, with other rows: which copy won them.
+    overruled: list[Overruled] = field(default_factory=list)
     #: Digests of days put into this layout by :meth:`rows`, as they were sent.
     _converted: dict[date, str] = field(default_factory=dict, init=False, repr=False)
 
@@ -107,23 +125,61 @@ class MonthPlan:
 
 
 def expand_paths(patterns: list[str]) -> list[Path]:
-    """Files, directories (their ``*.csv``) and glob patterns, each required to match."""
+    """Files, directories (their ``*.csv``) and glob patterns, each required to match.
+
+    Every entry and every file found must be readable: a missing path, a broken symbolic
+    link or a link loop is an error (one each, all reported), never skipped in silence.
+    """
     found: dict[Path, None] = {}
+    problems: list[ExportError] = []
     for pattern in patterns:
         path = Path(pattern).expanduser()
         if path.is_dir():
+            try:
+                os.scandir(path).close()  # Path.glob skips a folder it cannot list
+            except OSError as exc:
+                problems.append(ExportError(pattern, cannot_read(exc)))
+                continue
             matches = sorted(path.glob("*.csv"))
-        elif path.is_file():
-            matches = [path]
+        elif os.path.lexists(path):
+            matches = [path]  # a file, or a link that leads nowhere (reported below)
         else:
             # Path.glob cannot take an absolute pattern; glob.glob can.
             matches = [Path(m) for m in sorted(glob.glob(str(path), recursive=True))]  # noqa: PTH207
         if not matches:
-            raise ExportError(
-                pattern, "matches no export file; check the paths setting (files, folders, globs)"
+            problems.append(
+                ExportError(
+                    pattern,
+                    "matches no export file; check the paths setting (files, folders, globs)",
+                )
             )
-        found.update(dict.fromkeys(m for m in matches if m.is_file()))
+        for match in matches:
+            try:
+                regular = stat.S_ISREG(match.stat().st_mode)  # follows links
+            except OSError as exc:
+                problems.append(ExportError(str(match), _unreachable(match, exc)))
+                continue
+            if regular:
+                found[match] = None
+    if problems:
+        raise ExportErrors(problems)
     return list(found)
+
+
+def _unreachable(path: Path, exc: OSError) -> str:
+    """Why a path that exists by name cannot be opened, and what to do."""
+    if exc.errno == errno.ELOOP:
+        return "is a symbolic link loop; fix the link or take it out of paths"
+    if exc.errno == errno.ENOENT and path.is_symlink():
+        return (
+            f"is a broken symbolic link (to {str(path.readlink())!r}, which does not exist); "
+            "fix the link or take it out of paths"
+        )
+    return cannot_read(exc)
+
+
+def cannot_read(exc: OSError) -> str:
+    return f"cannot be read ({exc.strerror}); let the tap's user read it, or take it out of paths"
 
 
 class ExportErrors(Exception):
@@ -167,11 +223,13 @@ class ExportReading:
         organization_id: str,
         start_month: str | None,
         delivered: Mapping[str, str],
+        today: date,
     ) -> None:
         self.paths = paths
         self.organization_id = organization_id
         self.start_month = start_month
         self.delivered = delivered
+        self.today = today
         self.scans: list[ExportScan] = []
         self.problems: list[ExportError] = []
         self.drafts: dict[str, Draft] = {}
@@ -202,11 +260,11 @@ class ExportReading:
         """The export's rows as they pass; its problem, if any, is kept rather than raised,
         so that every bad file is reported."""
         try:
-            self.scans.append((yield from scan_rows(path, self.organization_id)))
+            self.scans.append((yield from scan_rows(path, self.organization_id, self.today)))
         except ExportError as problem:
             self.problems.append(problem)
         except OSError as exc:
-            self.problems.append(ExportError(str(path), f"cannot be read ({exc.strerror})"))
+            self.problems.append(ExportError(str(path), cannot_read(exc)))
 
     def _draft(self, month: str, path: Path) -> Draft | None:
         """A draft for the first export holding a month never delivered, else None (also
@@ -234,9 +292,12 @@ def plan_months(
         scans, key=lambda s: (s.last_day or date.min, s.mtime, s.path), reverse=True
     )
     winners: dict[date, Piece] = {}
+    overruled: list[Overruled] = []
     for scan in newest_first:
         for day_slice in scan.days:
-            winners.setdefault(day_slice.day, Piece(scan, day_slice))
+            winner = winners.setdefault(day_slice.day, Piece(scan, day_slice))
+            if winner.scan is not scan and winner.day.hexdigest != day_slice.hexdigest:
+                overruled.append(Overruled(day_slice.day, winner.scan, scan))
     months: dict[str, MonthPlan] = {}
     for day in sorted(winners):
         month = month_of(day)
@@ -247,9 +308,55 @@ def plan_months(
             newest = next(s for s in newest_first if any(month_of(d.day) == month for d in s.days))
             months[month] = MonthPlan(organization_id, month, newest.layout)
         months[month].pieces.append(piece)
+    for lost in overruled:
+        if plan := months.get(month_of(lost.day)):
+            plan.overruled.append(lost)
     for plan in months.values():
         _check_mergeable(plan)
     return list(months.values())
+
+
+def which_copy_wins(overruled: Iterable[Overruled]) -> list[str]:
+    """One line per pair of exports that cover the same days with different rows: which
+    one is used for those days, and why (newest by range, then by modification time).
+
+    A copy of an old export (``cp`` gives it a new modification time) can win this way,
+    so it is said out loud rather than merged in silence.
+    """
+    pairs: dict[tuple[str, str], list[Overruled]] = {}
+    for lost in overruled:
+        pairs.setdefault((lost.winner.path, lost.loser.path), []).append(lost)
+    lines = []
+    for (winner_path, loser_path), losses in pairs.items():
+        winner, loser = losses[0].winner, losses[0].loser
+        days = sorted({lost.day for lost in losses})
+        lines.append(
+            f"{winner_path} and {loser_path} both cover {describe_days(days)} with different "
+            f"rows; using {winner_path} for {'that day' if len(days) == 1 else 'those days'}: "
+            f"{_why_newer(winner, loser)}"
+        )
+    return lines
+
+
+def _why_newer(winner: ExportScan, loser: ExportScan) -> str:
+    if winner.last_day != loser.last_day:
+        return (
+            f"it is newer by range (it covers up to {winner.last_day}, the other up to "
+            f"{loser.last_day})"
+        )
+    if winner.mtime != loser.mtime:
+        return (
+            f"both cover up to {winner.last_day} and it was modified later "
+            f"({_utc(winner.mtime)}, the other {_utc(loser.mtime)})"
+        )
+    return (
+        f"both cover up to {winner.last_day} and were modified at the same time, so the "
+        "later file name wins"
+    )
+
+
+def _utc(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _check_mergeable(plan: MonthPlan) -> None:

@@ -3,13 +3,13 @@ before the rows and its seal after them."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import tempfile
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -18,7 +18,7 @@ from singer_sdk import typing as th
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from openai_costs import contract
-from openai_costs.batches import write_batches
+from openai_costs.batches import BatchWriteError, remove_stale_partials, write_batches
 from openai_costs.contract import MonthOpened, Seal
 from openai_costs.export import (
     CURRENT_COLUMNS,
@@ -29,6 +29,7 @@ from openai_costs.export import (
     today_utc,
 )
 from openai_costs.user_errors import stop
+from openai_costs.work_dirs import WorkDir
 from tap_openai_costs.inputs import InputProblems, changed_months, read_exports
 from tap_openai_costs.message_writer import BufferedMsgSpecWriter
 
@@ -122,10 +123,22 @@ class CostsStream(Stream):
         The SDK's own batcher would let a seal overtake rows still waiting in its buffer,
         so files are cut here, per month, written as they fill, never held in memory.
         """
+        removed = remove_stale_partials(batch_config, self.tap_name)
+        if removed:
+            self.logger.info("removed partial batch files of killed runs: %s", ", ".join(removed))
+        owner = f"{self.tap_name}-{os.getpid()}"
         for month, rows, tally in self._months():
             records = self._records_of(month, rows, tally)
-            for manifest in write_batches(records, batch_config, self.name):
-                yield batch_config.encoding, manifest
+            try:
+                for manifest in write_batches(records, batch_config, self.name, owner):
+                    yield batch_config.encoding, manifest
+            except BatchWriteError as reason:  # the partial file is gone already
+                problem = ExportError(
+                    batch_config.storage.root,
+                    f"cannot write batch files ({reason}); free space there or set "
+                    "batch_config.storage.root to a folder the tap can write",
+                )
+                self._stop([problem])
 
     def get_batch_config(self, config: Mapping[str, Any]) -> BatchConfig | None:
         """No batch files in a connection test (``--test``): it stops after a record."""
@@ -146,44 +159,62 @@ class CostsStream(Stream):
         only once the rows it handed out were written, so a seal never overtakes its rows.
         """
         today = self.today()
-        reading = self._reading(today)
-        tallies: dict[str, MonthTally] = {}
-        for draft, rows in reading.validate():
-            tallies[draft.month] = tally = MonthTally()
-            self._open(draft)
-            yield draft, rows, tally
-        try:
-            plans = changed_months(reading, self.logger)
-        except InputProblems as problems:
-            self._stop(problems.problems)
-        for plan in plans:
-            drafted = reading.drafts.get(plan.month)
-            if drafted is not None and drafted.matches(plan):
-                tally = tallies[plan.month]
-            else:
-                tally = MonthTally()
-                self._open(plan)  # a draft's rows, if any, are replaced
-                yield plan, self._reread(plan), tally
-            self._seal(plan, tally, today)
+        with self._work_dir() as work_dir:
+            reading = self._reading(today, work_dir)
+            tallies: dict[str, MonthTally] = {}
+            for draft, rows in reading.validate():
+                tallies[draft.month] = tally = MonthTally()
+                self._open(draft)
+                yield draft, rows, tally
+            try:
+                plans = changed_months(reading, self.logger)
+            except InputProblems as problems:
+                self._stop(problems.problems)
+            for plan in plans:
+                drafted = reading.drafts.get(plan.month)
+                if drafted is not None and drafted.matches(plan):
+                    tally = tallies[plan.month]
+                else:
+                    tally = MonthTally()
+                    self._open(plan)  # a draft's rows, if any, are replaced
+                    yield plan, self._reread(plan), tally
+                self._seal(plan, tally, today)
 
     def today(self) -> date:
         """The current UTC date, read once a run: months are complete up to the day before."""
         return today_utc()
 
-    def _reading(self, today: date) -> ExportReading:
+    def _reading(self, today: date, work_dir: Path) -> ExportReading:
         # Read without creating the stream's bookmark: a run that seals nothing leaves none.
         bookmark = self.tap_state.get("bookmarks", {}).get(self.name, {})
         delivered = dict(bookmark.get("months", {}))
         try:
-            api_dir = Path(self._api_dir.name)
-            return read_exports(self.config, delivered, today, api_dir, self.logger)
+            return read_exports(self.config, delivered, today, work_dir, self.logger)
         except InputProblems as problems:
             self._stop(problems.problems)
 
-    @cached_property
-    def _api_dir(self) -> tempfile.TemporaryDirectory[str]:
-        """Where API months are written for the run; removed when the tap is done."""
-        return tempfile.TemporaryDirectory(prefix="tap-openai-costs-")
+    @contextlib.contextmanager
+    def _work_dir(self) -> Iterator[Path]:
+        """This run's working folder (months read from the Costs API): deleted on every
+        way out; those of killed runs are deleted first."""
+        work = WorkDir(self.tap_name, self.config.get("work_dir"))
+        try:
+            path = work.__enter__()
+        except OSError as exc:
+            problem = ExportError(
+                str(work.root),
+                f"cannot hold the tap's working files ({exc.strerror}); set work_dir to a "
+                "folder the tap can write",
+            )
+            self._stop([problem])
+        if work.stale:
+            self.logger.info(
+                "removed working folders of killed runs: %s", ", ".join(map(str, work.stale))
+            )
+        try:
+            yield path
+        finally:
+            work.cleanup()
 
     def _stop(self, problems: list[Exception]) -> NoReturn:
         """User errors end the run: one line each, exit status 1, nothing more sealed."""

@@ -101,6 +101,15 @@ class TapOpenAICosts(Tap):
             description="For source api: how many days after a month ends it is still "
             "re-read, since OpenAI restates recent days.",
         ),
+        th.Property(
+            "work_dir",
+            th.StringType,
+            title="Working folder",
+            description="Where the tap keeps its working files (the months read from the "
+            "Costs API, with cost rows and e-mail addresses), in a tap-openai-costs-<pid> "
+            "folder per run, deleted when the run ends; those of killed runs are deleted at "
+            "the next start. Default: the system temp folder.",
+        ),
     ).to_dict()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from openai_costs.contract import CostRow, MonthOpened, Seal
+from openai_costs.export import today_utc
 from target_pelanor.client import DEFAULT_UPLOAD_PATH, PelanorClient, PelanorError, resolve_base_url
 from target_pelanor.month_ledger import MonthLedger, ReadyMonth, Withheld
 from target_pelanor.report import MonthResult, render_table
@@ -32,7 +33,9 @@ class Delivery:
         self.config = config
         self.logger = logger
         self.ledger = MonthLedger(
-            config["organization_id"], bool(config.get("allow_partial_month"))
+            config["organization_id"],
+            bool(config.get("allow_partial_month")),
+            today_utc(),  # once, at start: the same day for every month of the run
         )
         self.results: list[MonthResult] = []
 

@@ -46,8 +46,10 @@ class Withheld(Exception):
 class _CheckedWriter:
     """Writes rows to the upload file, each one checked first as the tap checks exports."""
 
-    def __init__(self, out: BinaryIO, layout: Layout, label: str, organization_id: str) -> None:
-        self.checker = RowChecker(label, layout, organization_id)  # checks the header too
+    def __init__(
+        self, out: BinaryIO, layout: Layout, label: str, organization_id: str, today: date
+    ) -> None:
+        self.checker = RowChecker(label, layout, organization_id, today)  # checks the header
         self.writer = ExportWriter(out, layout)
         self.parser = RowParser()
         self.terminator = layout.line_terminator
@@ -73,6 +75,7 @@ class MonthFile:
         layout: Layout | None,
         path: Path,
         organization_id: str,
+        today: date,
     ) -> None:
         self.organization = organization
         self.month = month
@@ -94,7 +97,7 @@ class MonthFile:
             )
             return
         try:
-            self.output = _CheckedWriter(self.handle, layout, path.name, organization_id)
+            self.output = _CheckedWriter(self.handle, layout, path.name, organization_id, today)
         except ExportError as problem:
             self.problem = f"the month's layout fails the export checks: {problem.message}"
 
@@ -152,13 +155,22 @@ class ReadyMonth:
 
 
 class MonthLedger:
-    """The months in flight, from their layout record to their seal."""
+    """The months in flight, from their layout record to their seal.
+
+    ``today`` is the current UTC date, read once when the target starts: rows of days from
+    it on are refused, and a month is complete up to the day before.
+    """
 
     def __init__(
-        self, organization_id: str, allow_partial_month: bool, work_dir: Path | None = None
+        self,
+        organization_id: str,
+        allow_partial_month: bool,
+        today: date,
+        work_dir: Path | None = None,
     ) -> None:
         self.organization_id = organization_id
         self.allow_partial_month = allow_partial_month
+        self.today = today
         self._tmp = tempfile.TemporaryDirectory(prefix="target-pelanor-", dir=work_dir)
         self.work_dir = Path(self._tmp.name)
         self.open: dict[tuple[str, str], MonthFile] = {}
@@ -207,7 +219,7 @@ class MonthLedger:
 
     def _new_file(self, key: tuple[str, str], layout: Layout | None) -> MonthFile:
         path = self.work_dir / f"{key[0]}_{key[1]}.csv"
-        return MonthFile(key[0], key[1], layout, path, self.organization_id)
+        return MonthFile(key[0], key[1], layout, path, self.organization_id, self.today)
 
     def _check(self, month: MonthFile, seal: Seal) -> None:
         if month.organization != self.organization_id:
@@ -239,7 +251,7 @@ class MonthLedger:
                 "the seal's layout differs from the layout the month was written with; "
                 "run the pipeline again"
             )
-        missing = missing_days(month.month, month.days)
+        missing = missing_days(month.month, month.days, self.today)
         if missing and not self.allow_partial_month:
             raise Withheld(
                 f"is incomplete: {len(missing)} day(s) missing ({describe_days(missing)}); "

@@ -28,6 +28,9 @@ OLD = (
 OLD_WITHOUT_PROJECT_NAME = tuple(c for c in OLD if c != "project_name")
 
 ORG = "org-acme"
+#: The current UTC date for tests that run the export rules in-process: after every day
+#: these tests' exports hold.
+TODAY = date(2026, 1, 1)
 SAMPLES = Path(__file__).parent.parent / "samples"
 
 

@@ -15,6 +15,7 @@ from tests.exports import (
     OLD_WITHOUT_PROJECT_NAME,
     ORG,
     SAMPLES,
+    TODAY,
     cost,
     export,
     month_rows,
@@ -24,11 +25,16 @@ from tests.exports import (
 
 OCT1 = date(2025, 10, 1)
 OCT2 = date(2025, 10, 2)
+REPEATS_ROW_2 = (
+    "repeats row 2 (same day, line item, project and every other column but the amounts), "
+    "so that day would count twice, as when two exports are pasted together; export the "
+    "period again as one file"
+)
 
 
 def rebuild(*paths: Path, organization_id: str = ORG) -> dict[str, bytes]:
     """What the pipeline would upload for each month of these files."""
-    plans = plan_months([scan_export(p, organization_id) for p in paths], organization_id)
+    plans = plan_months([scan_export(p, organization_id, TODAY) for p in paths], organization_id)
     built = {}
     for plan in plans:
         out = io.BytesIO()
@@ -181,8 +187,7 @@ BAD_INPUTS = {
     ),
     "same key, two amounts": (
         export([cost(OCT1, "0.5"), cost(OCT1, "0.7")]),
-        "row 3: repeats row 2 (same day, line item and project) with a different amount; "
-        "export the period again in one file",
+        f"row 3: {REPEATS_ROW_2}",
     ),
     "days out of order": (
         export([cost(OCT2), cost(OCT1)]),
@@ -201,25 +206,54 @@ BAD_INPUTS = {
 def test_bad_input_gets_one_exact_message(tmp_path, content, message) -> None:
     path = write(tmp_path / "cost.csv", content)
     with pytest.raises(ExportError) as raised:
-        scan_export(path, ORG)
+        scan_export(path, ORG, TODAY)
     assert str(raised.value) == f"{path}: {message}"
 
 
-def test_same_key_same_amount_twice_is_kept(tmp_path) -> None:
+def test_item1_pasted_exports_same_key_same_amount_twice_is_an_error(tmp_path) -> None:
     content = export([cost(OCT1), cost(OCT1)])
-    scan = scan_export(write(tmp_path / "cost.csv", content), ORG)
-    assert [(d.day, d.rows) for d in scan.days] == [(OCT1, 2)]
+    path = write(tmp_path / "cost.csv", content)
+    with pytest.raises(ExportError) as raised:
+        scan_export(path, ORG, TODAY)
+    assert str(raised.value) == f"{path}: row 3: {REPEATS_ROW_2}"
+
+
+def test_item1_pasted_exports_a_repeated_idle_day_is_an_error(tmp_path) -> None:
+    path = write(tmp_path / "cost.csv", export([times(OCT1), times(OCT1), cost(OCT2)]))
+    with pytest.raises(ExportError) as raised:
+        scan_export(path, ORG, TODAY)
+    assert str(raised.value) == f"{path}: row 3: {REPEATS_ROW_2}"
+
+
+def test_item1_pasted_exports_rows_differing_only_in_quantity_are_a_repeat(tmp_path) -> None:
+    rows = [cost(OCT1, "0.5", quantity="10"), cost(OCT1, "0.5", quantity="12")]
+    path = write(tmp_path / "cost.csv", export(rows))
+    with pytest.raises(ExportError) as raised:
+        scan_export(path, ORG, TODAY)
+    assert str(raised.value) == f"{path}: row 3: {REPEATS_ROW_2}"
+
+
+def test_item1_rows_differing_in_any_identifying_column_are_kept(tmp_path) -> None:
+    rows = [
+        cost(OCT1, "0.5"),
+        cost(OCT1, "0.5", quantity_unit="images"),
+        cost(OCT1, "0.5", api_key_id="key_2"),
+        cost(OCT1, "0.5", user_email="b@example.com"),
+        cost(OCT1, "0.5", project_id="proj_other"),
+    ]
+    scan = scan_export(write(tmp_path / "cost.csv", export(rows)), ORG, TODAY)
+    assert [(d.day, d.rows) for d in scan.days] == [(OCT1, 5)]
 
 
 def test_idle_day_rows_need_no_organization(tmp_path) -> None:
     content = export([times(OCT1), cost(OCT2)])
-    scan = scan_export(write(tmp_path / "cost.csv", content), ORG)
+    scan = scan_export(write(tmp_path / "cost.csv", content), ORG, TODAY)
     assert [(d.day, d.rows) for d in scan.days] == [(OCT1, 1), (OCT2, 1)]
 
 
 def test_the_same_key_on_different_days_is_no_repeat(tmp_path) -> None:
     content = export([cost(OCT1, "0.5"), cost(OCT2, "0.7")])
-    scan = scan_export(write(tmp_path / "cost.csv", content), ORG)
+    scan = scan_export(write(tmp_path / "cost.csv", content), ORG, TODAY)
     assert [(d.day, d.rows) for d in scan.days] == [(OCT1, 1), (OCT2, 1)]
 
 
@@ -228,16 +262,13 @@ def test_a_repeat_is_found_among_many_rows_of_a_day(tmp_path) -> None:
     rows.insert(4000, cost(OCT1, "0.2", api_key_id="key_17"))
     path = write(tmp_path / "cost.csv", export([*rows, cost(OCT2)]))
     with pytest.raises(ExportError) as raised:
-        scan_export(path, ORG)
-    assert str(raised.value) == (
-        f"{path}: row 4002: repeats row 19 (same day, line item and project) with a different "
-        "amount; export the period again in one file"
-    )
+        scan_export(path, ORG, TODAY)
+    assert str(raised.value) == f"{path}: row 4002: {REPEATS_ROW_2.replace('2', '19', 1)}"
 
 
 def test_a_file_changed_after_its_scan_is_not_emitted(tmp_path) -> None:
     path = write(tmp_path / "cost.csv", export(month_rows("2025-10")))
-    (plan,) = plan_months([scan_export(path, ORG)], ORG)
+    (plan,) = plan_months([scan_export(path, ORG, TODAY)], ORG)
     write(path, export(month_rows("2025-10", amount="9.99")))
     with pytest.raises(ExportError) as raised:
         list(plan.rows())

@@ -26,6 +26,7 @@ from openai_costs.export import (
 )
 from tap_openai_costs.export_renderer import decimal_text, export_month, render_export
 from tap_openai_costs.openai_client import OpenAIAPIError, OpenAICostsClient, check_api_base_url
+from tests.exports import TODAY
 from tests.fake_openai import DAY, FakeOpenAI, number, project, result
 
 KEY = "sk-admin-Test0123456789abcdefSECRET"
@@ -175,14 +176,14 @@ def test_rendered_export_passes_the_taps_validation(start_fake, make_client, tmp
     fake = start_fake(small_costs())
     path = tmp_path / "cost_2025-10-05_2025-10-07.csv"
     path.write_bytes(fetch_and_render(make_client(fake), [OCT5, OCT6, OCT7]))
-    scan = scan_export(path, ORG)
+    scan = scan_export(path, ORG, TODAY)
     assert scan.layout.columns == CURRENT_COLUMNS
     assert scan.layout.line_terminator == "\n"
     assert not scan.layout.bom
     assert scan.layout.final_newline
     assert [(d.day, d.rows) for d in scan.days] == [(OCT5, 2), (OCT6, 1), (OCT7, 1)]
     with pytest.raises(ExportError, match="org-globex"):
-        scan_export(path, "org-globex")
+        scan_export(path, "org-globex", TODAY)
 
 
 def test_whole_month_rendered_and_validated(start_fake, make_client, tmp_path: Path):
@@ -193,7 +194,7 @@ def test_whole_month_rendered_and_validated(start_fake, make_client, tmp_path: P
     content = fetch_and_render(make_client(fake), days)
     path = tmp_path / "cost_2025-10-01_2025-11-01.csv"
     path.write_bytes(content)
-    scan = scan_export(path, ORG)
+    scan = scan_export(path, ORG, TODAY)
     assert len(scan.days) == 31
     assert [d.rows for d in scan.days].count(1) == 1
     assert content.count(b"\n") == 1 + 30 * 2 + 1

@@ -47,7 +47,11 @@ def full_days(month: str, today: date | None = None) -> list[date]:
 
 
 def missing_days(month: str, present: Iterable[date], today: date | None = None) -> list[date]:
-    """Days a complete month needs but lacks."""
+    """Days a complete month needs but lacks. No day of a month after the current one
+    has ended, whatever rows claim them: all are missing, so it is never complete."""
+    today = today or today_utc()
+    if month > month_of(today):
+        return month_days(month)
     have = set(present)
     return [day for day in full_days(month, today) if day not in have]
 

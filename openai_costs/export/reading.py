@@ -171,13 +171,16 @@ def peek_layout(path: Path) -> Layout:
         return msgspec.structs.replace(layout, final_newline=stream.read(1) == b"\n")
 
 
-def scan_export(path: Path, organization_id: str | None) -> ExportScan:
+def scan_export(path: Path, organization_id: str | None, today: date) -> ExportScan:
     """Validate a whole file and index it by day, without keeping its rows in memory."""
-    return run_to_end(scan_rows(path, organization_id))
+    return run_to_end(scan_rows(path, organization_id, today))
 
 
-def scan_rows(path: Path, organization_id: str | None) -> Generator[Row, None, ExportScan]:
+def scan_rows(
+    path: Path, organization_id: str | None, today: date
+) -> Generator[Row, None, ExportScan]:
     """Validate a file row by row, yielding each row as it passes; return the file's index.
+    ``today`` is the run's current UTC date (:class:`RowChecker`).
 
     A day's repeat check runs when the next day starts, so a row is only known good once
     the generator has returned: a consumer may pass rows on, but must not vouch for them
@@ -186,7 +189,7 @@ def scan_rows(path: Path, organization_id: str | None) -> Generator[Row, None, E
     name = str(path)
     with path.open("rb") as stream:
         layout, lines = read_layout(name, stream)
-        checker = RowChecker(name, layout, organization_id)
+        checker = RowChecker(name, layout, organization_id, today)
         columns = layout.columns
         days: list[DaySlice] = []
         current = DaySlice(date.min, start=0)  # no day yet

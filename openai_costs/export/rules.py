@@ -31,17 +31,21 @@ class RowChecker:
 
     Works on field positions rather than a dict per row: it runs for every row of every
     file the tap reads, and again in the target on the file it uploads.
-    Call :meth:`finish_day` after the last row.
+    ``today`` is the current UTC date, read once by the caller for the whole run: days from
+    it on have not ended, so no export can hold them. Call :meth:`finish_day` after the
+    last row.
     """
 
-    def __init__(self, path: str, layout: Layout, organization_id: str | None) -> None:
+    def __init__(self, path: str, layout: Layout, organization_id: str | None, today: date) -> None:
         check_columns(path, list(layout.columns))
         self.path = path
         self.layout = layout
         self.organization_id = organization_id
+        self.today = today
         self.day = date.min
         self.times: tuple[str, ...] = ()
         self.day_keys = _DayKeys(first_row=2)
+        self.add_key = self.day_keys.keys.append
         at = {column: i for i, column in enumerate(layout.columns)}
         self.width = len(layout.columns)
         self.terminator = layout.line_terminator
@@ -68,10 +72,9 @@ class RowChecker:
             # Rows come grouped by day: the time columns are checked once per day.
             self._check_day(number, dict(zip(self.time_columns, times, strict=True)))
             self.times = times
-        amount = fields[self.amount_at]
-        if amount or any(fields[i] for i in self.other_at):
+        if fields[self.amount_at] or any(fields[i] for i in self.other_at):
             self._check_cost(number, fields)  # not an idle-day row
-        self.day_keys.add(hash(self.key_of(fields)), hash(amount))
+        self.add_key(hash(self.key_of(fields)))
         return self.day
 
     def _wrong_width(self, number: int, fields: list[str], is_last: bool) -> ExportError:
@@ -96,9 +99,11 @@ class RowChecker:
                 f"day {day} comes after day {self.day}; rows must be in time order as "
                 "exported, use the export unmodified",
             )
+        if day >= self.today:
+            raise self.fail(number, _not_over(day, self.today))
         if day != self.day:
             self.finish_day()
-            self.day, self.day_keys = day, _DayKeys(first_row=number)
+            self.day, self.day_keys.first_row = day, number
 
     def _check_times(self, number: int, values: dict[str, str]) -> int:
         for column in ("start_time", "end_time"):
@@ -157,53 +162,57 @@ class RowChecker:
             )
 
     def finish_day(self) -> None:
-        """The same key twice with different amounts means two exports were pasted together."""
-        if repeat := self.day_keys.repeat():
+        """No two rows of a day may share their identifying values, whatever their
+        amounts: two exports pasted together would count their common days twice. The
+        day's keys are dropped; the next day starts afresh."""
+        day_keys, self.day_keys = self.day_keys, _DayKeys(first_row=0)
+        self.add_key = self.day_keys.keys.append
+        if repeat := day_keys.repeat():
             row, earlier = repeat
             raise self.fail(
                 row,
-                f"repeats row {earlier} (same day, line item and project) with a different "
-                "amount; export the period again in one file",
+                f"repeats row {earlier} (same day, line item, project and every other column "
+                "but the amounts), so that day would count twice, as when two exports are "
+                "pasted together; export the period again as one file",
             )
 
 
+def _not_over(day: date, today: date) -> str:
+    """Why a day that has not ended cannot be in an export, and what to do."""
+    if day == today:
+        return (
+            f"day {day} has not ended yet (it is today, UTC), so its costs are still "
+            "growing; export again after 00:00 UTC, with days up to yesterday"
+        )
+    return (
+        f"day {day} is in the future (today is {today}, UTC); check the export's dates "
+        "and this computer's clock"
+    )
+
+
 class _DayKeys:
-    """One day's rows as hashes of their identifying values and of their amounts.
+    """One day's rows as hashes of their identifying values: eight bytes a row, dropped
+    when the day ends, so memory stays small whatever the month (a first-time backfill
+    keeps one of these per month waiting for its seal in the target).
 
-    Sixteen bytes a row plus a fixed table of 2 MiB, and no sorting, so memory stays small
-    and barely grows with the month: only keys whose slot was already taken (true repeats,
-    and a few percent of others) are looked at again when the day ends. Two different keys
-    sharing a 64-bit hash (about one chance in 10^9 for a day of 100,000 rows) would be
-    reported as a repeat if their amounts differ, never let through.
+    Repeats are looked for once, when the day ends, in C (a set of the hashes); the rows
+    are only walked again when there is one. Two different keys sharing a 64-bit hash
+    (about one chance in 10^9 for a day of 100,000 rows) would be reported as a repeat,
+    never let through.
     """
-
-    SLOTS = 1 << 21
 
     def __init__(self, first_row: int) -> None:
         self.first_row = first_row
         self.keys = array("q")
-        self.amounts = array("q")
-        self.taken = bytearray(self.SLOTS)
-        self.maybe_repeated: set[int] = set()
-
-    def add(self, key: int, amount: int) -> None:
-        self.keys.append(key)
-        self.amounts.append(amount)
-        slot = key & (self.SLOTS - 1)
-        if self.taken[slot]:
-            self.maybe_repeated.add(key)
-        else:
-            self.taken[slot] = 1
 
     def repeat(self) -> tuple[int, int] | None:
-        """(row, earlier row) for the first row repeating an earlier key with another amount."""
-        if not self.maybe_repeated:
+        """(row, earlier row) for the first row repeating an earlier row's key."""
+        keys = self.keys
+        if len(set(keys)) == len(keys):
             return None
         first: dict[int, int] = {}
-        for i, key in enumerate(self.keys):
-            if key not in self.maybe_repeated:
-                continue
+        for i, key in enumerate(keys):
             earlier = first.setdefault(key, i)
-            if self.amounts[earlier] != self.amounts[i]:
+            if earlier != i:
                 return self.first_row + i, self.first_row + earlier
-        return None
+        return None  # pragma: no cover  # the set found a repeat

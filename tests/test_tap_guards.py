@@ -1,0 +1,505 @@
+"""Issue 12, the tap's side: pasted exports, which copy wins, days not over yet, paths that
+lead nowhere, working files that must not outlive a run, and memory while seals wait.
+
+The export rules are shared: where the target applies them to the file it uploads, that is
+tested here too (through its month ledger, with a fixed ``today``).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+import tracemalloc
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from openai_costs.contract import CostRow, MonthOpened, Seal
+from openai_costs.export import (
+    ExportError,
+    Layout,
+    RowChecker,
+    RowsDigest,
+    format_decimal,
+    missing_days,
+    month_days,
+    scan_export,
+)
+from openai_costs.work_dirs import WorkDir, remove_stale
+from tap_openai_costs.streams import CostsStream
+from tap_openai_costs.tap import TapOpenAICosts
+from target_pelanor.month_ledger import MonthLedger, Withheld
+from tests.exports import NEW, ORG, TODAY, cost, export, month_rows, write
+from tests.singer import run_tap
+from tests.test_tap_api import openai, run_api_tap  # noqa: F401  # the fixture, and its runner
+
+ERROR = "tap-openai-costs: error: "
+REPEATS = (
+    "(same day, line item, project and every other column but the amounts), so that day "
+    "would count twice, as when two exports are pasted together; export the period again as "
+    "one file"
+)
+LAYOUT = Layout(NEW, ",".join(NEW))
+
+
+def row_text(row: dict[str, str]) -> str:
+    return export([row]).decode().splitlines()[1]
+
+
+def until(month: str, last: int, amount: str = "1.25") -> list[dict[str, str]]:
+    """Two costs a day of month, from its first day to day ``last``."""
+    return [r for r in month_rows(month, amount) if int(r["start_time_iso"][8:10]) <= last]
+
+
+def run_in_process(
+    monkeypatch, capsys, config: dict, today: date, state: dict | None = None
+) -> tuple[int, str, list[str]]:
+    """The tap in this process with its ``today`` seam set: (exit status, stdout, errors)."""
+    monkeypatch.setattr(CostsStream, "today", lambda self: today)
+    tap = TapOpenAICosts(config=config, state=state, parse_env_config=False)
+    try:
+        tap.sync_all()
+        status = 0
+    except SystemExit as exited:
+        status = int(exited.code or 0)
+    out, err = capsys.readouterr()
+    return status, out, [line for line in err.splitlines() if ": error: " in line]
+
+
+def ledger_verdict(rows: list[dict[str, str]], today: date) -> str:
+    """What the target's ledger says of a month of these rows, sealed to match them."""
+    ledger = MonthLedger(ORG, allow_partial_month=True, today=today, work_dir=None)
+    month = rows[0]["start_time_iso"][:7]
+    ledger.open_month(MonthOpened(ORG, month, LAYOUT))
+    digest, total = RowsDigest(), Decimal(0)
+    for row in rows:
+        day, text = row["start_time_iso"][:10], row_text(row)
+        ledger.add_row(
+            CostRow(ORG, month, day, text, Decimal(row["amount_value"]), row["organization_id"])
+        )
+        digest.add_row(day, text)
+        total += Decimal(row["amount_value"])
+    seal = Seal(
+        organization=ORG,
+        month=month,
+        row_count=len(rows),
+        total_usd=format_decimal(total),
+        days_covered=0,
+        days_expected=0,
+        missing_days=[],
+        complete=False,
+        rows_digest=digest.hexdigest(),
+        input_digest="",
+        source_files=[],
+        layout=LAYOUT,
+    )
+    try:
+        ready = ledger.seal(seal)
+    except Withheld as withheld:
+        return f"withheld: {withheld}"
+    finally:
+        ledger.close()
+    return f"ready: {ready.rows} rows"
+
+
+# Item 1: pasted exports ------------------------------------------------------------------
+
+
+def test_item1_pasted_exports_stop_the_tap_naming_both_rows(tmp_path) -> None:
+    first = export(until("2025-10", 15))
+    second = export([r for r in month_rows("2025-10") if r["start_time_iso"] >= "2025-10-15"])
+    # cat first.csv <(tail -n +2 second.csv): the boundary day twice, with the same amounts.
+    pasted = write(tmp_path / "pasted.csv", first + second.split(b"\n", 1)[1])
+    result = run_tap(tmp_path, {"paths": [str(pasted)], "organization_id": ORG})
+    assert result.returncode == 1
+    # 2025-10-15's rows are rows 30 and 31, and again 32 and 33.
+    assert result.errors == [f"{ERROR}{pasted}: row 32: repeats row 30 {REPEATS}"]
+    assert result.records("cost_months") == []
+
+
+def test_item1_pasted_exports_the_target_refuses_them_too() -> None:
+    rows = [cost(date(2025, 10, 1)), cost(date(2025, 10, 2)), cost(date(2025, 10, 2))]
+    assert ledger_verdict(rows, TODAY) == (
+        f"withheld: fails the export checks: row 4: repeats row 3 {REPEATS}"
+    )
+
+
+# Item 3: which copy wins -----------------------------------------------------------------
+
+
+def copy_warnings(stderr: str) -> list[str]:
+    return [line.split(" | ")[-1] for line in stderr.splitlines() if "with different rows" in line]
+
+
+def test_item3_which_copy_wins_newest_by_range_is_one_warning_line(tmp_path) -> None:
+    mid = write(tmp_path / "in" / "mid.csv", export(until("2025-10", 15, "7.77")), mtime=2e9)
+    full = write(tmp_path / "in" / "full.csv", export(month_rows("2025-10")), mtime=1e9)
+    config = {"paths": [str(tmp_path / "in")], "organization_id": ORG}
+    result = run_tap(tmp_path, config)
+    assert result.returncode == 0, result.stderr
+    assert copy_warnings(result.stderr) == [
+        f"{full} and {mid} both cover 2025-10-01 to 2025-10-15 with different rows; using "
+        f"{full} for those days: it is newer by range (it covers up to 2025-10-31, the other "
+        "up to 2025-10-15)"
+    ]
+    # The next run has nothing to send for October, and nothing to warn about.
+    again = run_tap(tmp_path, config, state=result.last_state)
+    assert again.records("cost_months") == []
+    assert copy_warnings(again.stderr) == []
+
+
+def test_item3_which_copy_wins_then_by_modification_time(tmp_path) -> None:
+    # `cp old.csv copy.csv` of an older download: same range, the copy modified later.
+    old = write(tmp_path / "in" / "old.csv", export(month_rows("2025-10")), mtime=1e9)
+    rows = month_rows("2025-10")
+    rows[40]["amount_value"] = "9.99"  # a day the export restated (2025-10-21)
+    copy = write(tmp_path / "in" / "copy.csv", export(rows), mtime=2e9)
+    result = run_tap(tmp_path, {"paths": [str(tmp_path / "in")], "organization_id": ORG})
+    assert result.returncode == 0, result.stderr
+    assert copy_warnings(result.stderr) == [
+        f"{copy} and {old} both cover 2025-10-21 with different rows; using {copy} for that "
+        "day: both cover up to 2025-10-31 and it was modified later (2033-05-18 03:33:20 UTC, "
+        "the other 2001-09-09 01:46:40 UTC)"
+    ]
+
+
+def test_item3_which_copy_wins_identical_copies_give_no_warning(tmp_path) -> None:
+    write(tmp_path / "in" / "a.csv", export(month_rows("2025-10")), mtime=1e9)
+    write(tmp_path / "in" / "b.csv", export(month_rows("2025-10")), mtime=2e9)
+    result = run_tap(tmp_path, {"paths": [str(tmp_path / "in")], "organization_id": ORG})
+    assert result.returncode == 0, result.stderr
+    assert copy_warnings(result.stderr) == []
+
+
+# Item 4: future days ---------------------------------------------------------------------
+
+
+def test_item4_future_days_today_has_not_ended(tmp_path, monkeypatch, capsys) -> None:
+    path = write(tmp_path / "oct.csv", export(until("2025-10", 16)))
+    config = {"paths": [str(path)], "organization_id": ORG}
+    status, out, errors = run_in_process(monkeypatch, capsys, config, date(2025, 10, 16))
+    assert status == 1
+    assert errors == [
+        f"{ERROR}{path}: row 32: day 2025-10-16 has not ended yet (it is today, UTC), so its "
+        "costs are still growing; export again after 00:00 UTC, with days up to yesterday"
+    ]
+    assert '"stream":"cost_months"' not in out
+
+
+def test_item4_future_days_after_today_are_an_error(tmp_path, monkeypatch, capsys) -> None:
+    path = write(tmp_path / "nov.csv", export(until("2025-11", 3)))
+    config = {"paths": [str(path)], "organization_id": ORG}
+    status, out, errors = run_in_process(monkeypatch, capsys, config, date(2025, 10, 16))
+    assert status == 1
+    assert errors == [
+        f"{ERROR}{path}: row 2: day 2025-11-01 is in the future (today is 2025-10-16, UTC); "
+        "check the export's dates and this computer's clock"
+    ]
+    assert '"stream":"cost_months"' not in out
+
+
+def test_item4_future_days_up_to_yesterday_seal_the_current_month(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    path = write(tmp_path / "oct.csv", export(until("2025-10", 15)))
+    config = {"paths": [str(path)], "organization_id": ORG}
+    status, out, errors = run_in_process(monkeypatch, capsys, config, date(2025, 10, 16))
+    assert (status, errors) == (0, [])
+    assert '"complete":true,' in out
+    assert '"days_expected":15,' in out
+
+
+def test_item4_future_days_a_month_after_the_current_one_is_never_complete() -> None:
+    november = month_days("2025-11")
+    # Even rows claiming every day of it leave it incomplete: none of its days has ended.
+    assert missing_days("2025-11", november, date(2025, 10, 16)) == november
+    assert missing_days("2025-11", [], date(2025, 10, 16)) == november
+    assert missing_days("2025-10", month_days("2025-10")[:15], date(2025, 10, 16)) == []
+
+
+def test_item4_future_days_the_target_refuses_them_too() -> None:
+    rows = until("2025-10", 16)
+    assert ledger_verdict(rows, date(2025, 10, 16)) == (
+        "withheld: fails the export checks: row 32: day 2025-10-16 has not ended yet (it is "
+        "today, UTC), so its costs are still growing; export again after 00:00 UTC, with "
+        "days up to yesterday"
+    )
+    assert ledger_verdict(rows, date(2025, 10, 17)) == "ready: 32 rows"
+
+
+# Item 8: paths that lead nowhere ---------------------------------------------------------
+
+
+def test_item8_broken_links_and_link_loops_in_paths_one_line_each(tmp_path) -> None:
+    good = write(tmp_path / "good" / "oct.csv", export(month_rows("2025-10")))
+    broken = tmp_path / "broken.csv"
+    broken.symlink_to(tmp_path / "gone.csv")
+    loop = tmp_path / "loop.csv"
+    loop.symlink_to(loop)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "moved.csv").symlink_to("../nowhere/moved.csv")
+    paths = [str(good), str(broken), str(loop), str(folder), str(tmp_path / "missing.csv")]
+    result = run_tap(tmp_path, {"paths": paths, "organization_id": ORG})
+    assert result.returncode == 1
+    assert result.errors == [
+        f"{ERROR}{broken}: is a broken symbolic link (to '{tmp_path}/gone.csv', which does "
+        "not exist); fix the link or take it out of paths",
+        f"{ERROR}{loop}: is a symbolic link loop; fix the link or take it out of paths",
+        f"{ERROR}{folder}/moved.csv: is a broken symbolic link (to '../nowhere/moved.csv', "
+        "which does not exist); fix the link or take it out of paths",
+        f"{ERROR}{tmp_path}/missing.csv: matches no export file; check the paths setting "
+        "(files, folders, globs)",
+    ]
+    assert result.records("costs") == []
+
+
+def test_item8_an_unreadable_file_is_one_line(tmp_path, monkeypatch, capsys) -> None:
+    # Simulated: the tests may run as root, who can read any file.
+    good = write(tmp_path / "sep.csv", export(month_rows("2025-09")))
+    locked = write(tmp_path / "oct.csv", export(month_rows("2025-10")))
+    real_open = Path.open
+
+    def open_(path: Path, *args, **kwargs):
+        if path == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", open_)
+    config = {"paths": [str(good), str(locked)], "organization_id": ORG}
+    status, out, errors = run_in_process(monkeypatch, capsys, config, TODAY)
+    assert status == 1
+    assert errors == [
+        f"{ERROR}{locked}: cannot be read (Permission denied); let the tap's user read it, "
+        "or take it out of paths"
+    ]
+    assert '"stream":"cost_months"' not in out
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_item8_an_unreadable_file_is_one_line_for_real(tmp_path) -> None:
+    locked = write(tmp_path / "oct.csv", export(month_rows("2025-10")))
+    locked.chmod(0)
+    result = run_tap(tmp_path, {"paths": [str(locked)], "organization_id": ORG})
+    assert result.returncode == 1
+    assert result.errors == [
+        f"{ERROR}{locked}: cannot be read (Permission denied); let the tap's user read it, "
+        "or take it out of paths"
+    ]
+
+
+def test_item8_an_unwritable_batch_folder_is_one_line(tmp_path) -> None:
+    not_a_folder = write(tmp_path / "file", b"")
+    path = write(tmp_path / "oct.csv", export(month_rows("2025-10")))
+    root = (not_a_folder / "batches").as_uri()
+    config = {
+        "paths": [str(path)],
+        "organization_id": ORG,
+        "batch_config": {
+            "encoding": {"format": "jsonl", "compression": "none"},
+            "storage": {"root": root},
+        },
+    }
+    result = run_tap(tmp_path, config)
+    assert result.returncode == 1
+    assert result.errors == [
+        f"{ERROR}{root}: cannot write batch files (Not a directory); free space there or set "
+        "batch_config.storage.root to a folder the tap can write"
+    ]
+    assert "Traceback" not in result.stderr
+    assert result.records("cost_months") == []
+
+
+# Item 9: working files -------------------------------------------------------------------
+
+
+def a_dead_pid() -> int:
+    """The id of a process that has exited (and been reaped)."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return int(done.stdout)
+
+
+def test_item9_leftovers_api_months_are_kept_in_work_dir_and_deleted(
+    monkeypatch,
+    capsys,
+    openai,  # noqa: F811  # the fixture imported above
+    tmp_path,
+) -> None:
+    import tap_openai_costs.inputs as inputs
+
+    seen: list[list[str]] = []
+    fetch = inputs.fetch_exports
+
+    def fetch_and_look(*args, **kwargs):
+        paths = fetch(*args, **kwargs)
+        seen.append(sorted(str(p.relative_to(tmp_path)) for p in paths))
+        return paths
+
+    monkeypatch.setattr(inputs, "fetch_exports", fetch_and_look)
+    work = tmp_path / "work"
+    run_api_tap(monkeypatch, capsys, openai, date(2025, 11, 10), work_dir=str(work))
+    assert seen == [
+        [
+            f"work/tap-openai-costs-{os.getpid()}/cost_2025-10-01_2025-11-01.csv",
+            f"work/tap-openai-costs-{os.getpid()}/cost_2025-11-01_2025-12-01.csv",
+        ]
+    ]
+    assert list(work.iterdir()) == []
+
+
+def test_item9_leftovers_deleted_when_the_run_fails(
+    monkeypatch,
+    capsys,
+    openai,  # noqa: F811  # the fixture imported above
+    tmp_path,
+) -> None:
+    from tap_openai_costs.planner import ExportErrors, ExportReading
+
+    def fail(reading: ExportReading) -> list:
+        assert list((tmp_path / "work").rglob("*.csv")) != []  # the months were written
+        raise ExportErrors([ExportError("somewhere.csv", "went wrong")])
+
+    monkeypatch.setattr(ExportReading, "plans", fail)
+    with pytest.raises(SystemExit):
+        run_api_tap(
+            monkeypatch, capsys, openai, date(2025, 11, 10), work_dir=str(tmp_path / "work")
+        )
+    assert capsys.readouterr().err.splitlines()[-1] == f"{ERROR}somewhere.csv: went wrong"
+    assert list((tmp_path / "work").iterdir()) == []
+
+
+def test_item9_leftovers_of_killed_runs_are_removed_at_start(tmp_path) -> None:
+    work = tmp_path / "work"
+    dead = write(work / f"tap-openai-costs-{a_dead_pid()}" / "cost_2025-10-01_2025-11-01.csv", b"x")
+    alive = write(work / f"tap-openai-costs-{os.getppid()}" / "cost.csv", b"x")
+    other = write(work / f"target-pelanor-{a_dead_pid()}" / "month.csv", b"x")
+    path = write(tmp_path / "oct.csv", export(month_rows("2025-10")))
+    result = run_tap(
+        tmp_path, {"paths": [str(path)], "organization_id": ORG, "work_dir": str(work)}
+    )
+    assert result.returncode == 0, result.stderr
+    assert not dead.parent.exists()
+    assert alive.exists()  # a running process's folder
+    assert other.exists()  # another plugin's: its own runs clean it
+    assert sorted(p.name for p in work.iterdir()) == [alive.parent.name, other.parent.name]
+    assert f"removed working folders of killed runs: {dead.parent}" in result.stderr
+
+
+def test_item9_leftovers_an_unusable_work_dir_is_one_line(tmp_path) -> None:
+    not_a_folder = write(tmp_path / "file", b"")
+    path = write(tmp_path / "oct.csv", export(month_rows("2025-10")))
+    config = {"paths": [str(path)], "organization_id": ORG, "work_dir": str(not_a_folder / "w")}
+    result = run_tap(tmp_path, config)
+    assert result.returncode == 1
+    assert result.errors == [
+        f"{ERROR}{not_a_folder}/w: cannot hold the tap's working files (Not a directory); set "
+        "work_dir to a folder the tap can write"
+    ]
+
+
+def test_item9_leftovers_a_partial_batch_file_is_deleted_on_failure(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    from tap_openai_costs.planner import ExportReading
+
+    batches = tmp_path / "batches"
+    path = write(tmp_path / "oct.csv", export(month_rows("2025-10")))
+    # Delivered before, so October is read again after planning: the file changes under it
+    # while its batch file is being written.
+    state = {"bookmarks": {"costs": {"months": {f"{ORG}/2025-10": "an older digest"}}}}
+    plan_then_replace = ExportReading.plans
+
+    def plans(reading: ExportReading) -> list:
+        planned = plan_then_replace(reading)
+        write(path, export(month_rows("2025-10", amount="9.99")))
+        return planned
+
+    monkeypatch.setattr(ExportReading, "plans", plans)
+    config = {
+        "paths": [str(path)],
+        "organization_id": ORG,
+        "batch_config": {
+            "encoding": {"format": "jsonl", "compression": "none"},
+            "storage": {"root": batches.as_uri()},
+        },
+    }
+    status, out, errors = run_in_process(monkeypatch, capsys, config, TODAY, state)
+    assert status == 1
+    assert errors == [
+        f"{ERROR}{path}: changed while it was being read (rows of 2025-10-01); run the tap again"
+    ]
+    assert '"type":"BATCH"' not in out
+    assert list(batches.iterdir()) == []
+
+
+def test_item9_leftovers_partial_batch_files_of_killed_runs_are_removed(tmp_path) -> None:
+    batches = tmp_path / "batches"
+    dead = write(batches / f"costs-1a2b-1.jsonl.tap-openai-costs-{a_dead_pid()}.partial", b"{}")
+    alive = write(batches / f"costs-3c4d-1.jsonl.tap-openai-costs-{os.getppid()}.partial", b"{}")
+    whole = write(batches / "costs-5e6f-1.jsonl", b"{}")  # announced: the target's to delete
+    path = write(tmp_path / "oct.csv", export(month_rows("2025-10")))
+    config = {
+        "paths": [str(path)],
+        "organization_id": ORG,
+        "batch_config": {
+            "encoding": {"format": "jsonl", "compression": "none"},
+            "storage": {"root": batches.as_uri()},
+        },
+    }
+    result = run_tap(tmp_path, config)
+    assert result.returncode == 0, result.stderr
+    assert not dead.exists()
+    assert alive.exists()
+    assert whole.exists()
+    assert not [p for p in batches.iterdir() if p.name.endswith(f"-{os.getpid()}.partial")]
+
+
+def test_item9_leftovers_work_dir_helper(tmp_path) -> None:
+    dead = tmp_path / f"tap-openai-costs-{a_dead_pid()}"
+    dead.mkdir()
+    (tmp_path / "tap-openai-costs-notapid").mkdir()
+    with WorkDir("tap-openai-costs", tmp_path) as path:
+        assert path == tmp_path / f"tap-openai-costs-{os.getpid()}"
+        assert (path.stat().st_mode & 0o777) == 0o700
+        write(path / "month.csv", b"rows")
+        assert remove_stale(tmp_path, "tap-openai-costs") == []  # its own, while it runs
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tap-openai-costs-notapid"]
+
+
+# Item 12: memory while seals wait --------------------------------------------------------
+
+
+def test_item12_backfill_memory_a_month_waiting_for_its_seal_holds_little() -> None:
+    """A first-time backfill keeps one checker per month until the seals come at the end
+    (in the target); each must hold a few bytes a row of its last day, not a fixed table."""
+    rows = [row_text(r) for r in until("2025-10", 3)]
+    tracemalloc.start()
+    try:
+        checkers = []
+        for _ in range(120):
+            checker = RowChecker("cost.csv", LAYOUT, ORG, TODAY)
+            for number, text in enumerate(rows, start=2):
+                checker.check(number, next(csv.reader([text])), "\n", False)
+            checkers.append(checker)
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 4 * 1024 * 1024, f"{held / 1024 / 1024:.1f} MiB for 120 waiting months"
+
+
+def test_item12_backfill_memory_scan_of_a_file_is_unchanged(tmp_path) -> None:
+    """The smaller per-day state still finds every day and its rows."""
+    path = write(tmp_path / "oct.csv", export(month_rows("2025-10", idle=(4,))))
+    scan = scan_export(path, ORG, TODAY)
+    assert [(d.day.day, d.rows) for d in scan.days] == [
+        (n, 1 if n == 4 else 2) for n in range(1, 32)
+    ]
