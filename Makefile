@@ -1,4 +1,5 @@
-# Needs only python3.11, pip, git and make: every target installs what it uses.
+# Needs only Python 3.10+ (python3.11 when present, else python3), pip, git and make;
+# every target installs what it uses.
 #   make demo   both organizations' jobs (environment dev) into a local Pelanor sandbox
 #   make test   lint, type check and all tests (what .ci/run runs)
 #   make lint   ruff and mypy only
@@ -10,7 +11,8 @@ SHELL := bash
 .ONESHELL:
 .DEFAULT_GOAL := test
 
-PYTHON ?= python3.11
+# Python 3.10 or newer; 3.11 (the version tested) when installed.
+PYTHON ?= $(shell command -v python3.11 || echo python3)
 MELTANO_VERSION := 4.4.1
 VENV := .venv
 BIN := $(VENV)/bin

@@ -23,11 +23,12 @@ import random
 import string
 import sys
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from tap_openai_costs.cost_export import CURRENT_COLUMNS
 
+UTC = timezone.utc  # datetime.UTC needs Python 3.11
 ORGANIZATION_ID = "org-bench"
 ORGANIZATION_NAME = "Bench Labs, Inc."
 HEADER = CURRENT_COLUMNS

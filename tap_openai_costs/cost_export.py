@@ -19,11 +19,12 @@ import re
 from array import array
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple, TypeVar, cast
 
+UTC = timezone.utc  # datetime.UTC needs Python 3.11
 BOM = "\ufeff"
 _T = TypeVar("_T")
 DAY_SECONDS = 86_400

@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import default as default_policy
@@ -45,6 +45,7 @@ from tap_openai_costs.safe_http import is_loopback
 
 __all__ = ["Fault", "PelanorSandbox", "SeenRequest", "main"]
 
+UTC = timezone.utc  # datetime.UTC needs Python 3.11
 logger = logging.getLogger("target_pelanor.sandbox")
 
 FAULT_KINDS: Final = frozenset({"429", "500", "503", "slow", "drop"})
