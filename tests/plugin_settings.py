@@ -7,10 +7,12 @@ the README are checked against them (tests/test_plugin_definitions.py).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
+import yaml
 from singer_sdk.helpers import capabilities as sdk
 
 from tests.singer import BIN
@@ -109,4 +111,23 @@ def _from_meltano(setting: dict[str, Any]) -> dict[str, Any]:
         "sensitive": bool(setting.get("sensitive")),
         "options": None if options is None else [option["value"] for option in options],
         "description": None if setting["name"] in SDK_SETTINGS else setting.get("description"),
+    }
+
+
+def readme_definitions() -> dict[str, dict[str, Any]]:
+    """The plugin definitions the README gives to paste, by plugin name.
+
+    Each is a ```yaml block whose first line names the file to save it as, such as
+    `# tap-openai-costs.yml`.
+    """
+    return {name: yaml.safe_load(text) for name, text in readme_definition_texts().items()}
+
+
+def readme_definition_texts() -> dict[str, str]:
+    """The same definitions as the README shows them, to save as files unchanged."""
+    text = (REPO / "README.md").read_text("utf-8")
+    pattern = r"^```yaml\n# ([a-z-]+)\.yml\n(.*?)^```$"
+    return {
+        m.group(1): m.group(0)[len("```yaml\n") : -3]
+        for m in re.finditer(pattern, text, re.M | re.S)
     }

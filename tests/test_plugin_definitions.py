@@ -1,6 +1,7 @@
 """One source of truth for settings: the plugin classes, as `--about --format=json` reports them.
 
-meltano.yml's two parent plugins must declare exactly the settings the plugins offer (name, kind,
+meltano.yml's two parent plugins, and the definitions the README gives to paste into
+another Meltano project, must declare exactly the settings the plugins offer (name, kind,
 label, default, sensitivity, option values, description) and exactly their capabilities.
 Any drift fails here. Built-in SDK settings may carry a description of the project's own
 (what they mean for these plugins); settings of a capability a plugin does not declare
@@ -19,9 +20,13 @@ from tests.plugin_settings import (
     about,
     declared_settings,
     offered_settings,
+    readme_definitions,
 )
 
 PLUGINS = {"tap-openai-costs": "extractors", "target-pelanor": "loaders"}
+#: What a definition to paste has that this project's meltano.yml does not: where to get
+#: the package, and Hub metadata that points at the repository's home.
+PASTE_ONLY = {"pip_url", "repo", "docs", "keywords"}
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +60,20 @@ def test_meltano_yml_declares_what_the_plugin_reports(
     abouts: dict[str, dict[str, Any]], name: str
 ) -> None:
     assert_matches_about(parent(name), abouts[name])
+
+
+@pytest.mark.parametrize("name", PLUGINS)
+def test_readme_definition_is_the_one_meltano_yml_runs(
+    abouts: dict[str, dict[str, Any]], name: str
+) -> None:
+    definition = readme_definitions()[name]
+    assert_matches_about(definition, abouts[name])
+    assert {k: v for k, v in definition.items() if k not in PASTE_ONLY} == {
+        k: v for k, v in parent(name).items() if k not in PASTE_ONLY
+    }
+    hub_metadata = ("name", "namespace", "variant", "label", "description", "repo", "docs")
+    assert all(definition[key] for key in (*hub_metadata, "keywords", "pip_url"))
+    assert definition["pip_url"] != "-e ."
 
 
 def test_every_setting_configured_in_meltano_yml_is_declared() -> None:
