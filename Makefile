@@ -27,7 +27,7 @@ ORGS := acme globex
 DEV_API_URL = $(BIN)/meltano --environment=dev config print target-pelanor \
   | $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin)["api_url"])'
 
-.PHONY: demo sandbox test lint bench clean install
+.PHONY: demo sandbox sandbox-config test lint bench clean install
 
 install: $(VENV)/.installed
 
@@ -44,11 +44,9 @@ lint: install
 test: lint
 	$(BIN)/python -m pytest
 
-demo: install
+demo: install sandbox-config
 	@export MELTANO_SEND_ANONYMOUS_USAGE_STATS=false
 	$(BIN)/meltano install
-	mkdir -p .sandbox
-	echo '$(SANDBOX_CONFIG)' > .sandbox/config.json
 	url=$$($(DEV_API_URL))
 	$(BIN)/python -m target_pelanor.sandbox --config .sandbox/config.json \
 	  --data-dir .sandbox/data --url "$$url" > .sandbox/sandbox.log 2>&1 &
@@ -75,13 +73,15 @@ demo: install
 	done
 	if [ -n "$$failed" ]; then echo "demo: failed:$$failed" >&2; exit 1; fi
 
-sandbox: install
+sandbox: install sandbox-config
 	@export MELTANO_SEND_ANONYMOUS_USAGE_STATS=false
-	mkdir -p .sandbox
-	echo '$(SANDBOX_CONFIG)' > .sandbox/config.json
 	url=$$($(DEV_API_URL))
 	exec $(BIN)/python -m target_pelanor.sandbox --config .sandbox/config.json \
 	  --data-dir .sandbox/data --url "$$url"
+
+sandbox-config:
+	mkdir -p .sandbox
+	echo '$(SANDBOX_CONFIG)' > .sandbox/config.json
 
 bench: install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
