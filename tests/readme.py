@@ -1,12 +1,10 @@
-"""The README's shell commands, taken from its code blocks and run as a user pastes them."""
+"""The README's shell commands, taken from its code blocks as a user pastes them."""
 
 from __future__ import annotations
 
 import re
 import shlex
-import subprocess
 import textwrap
-from pathlib import Path
 
 from tests.plugin_settings import REPO
 
@@ -36,25 +34,3 @@ def commands(block: str) -> list[tuple[dict[str, str], list[str]]]:
             env[name] = value
         parsed.append((env, words))
     return parsed
-
-
-def run_meltano_commands(
-    block: str, meltano: Path, cwd: Path, env: dict[str, str]
-) -> list[subprocess.CompletedProcess[str]]:
-    """Run a block whose commands are all `meltano ...`, stopping at the first failure."""
-    done = []
-    for assignments, words in commands(block):
-        assert words[0] == "meltano", words
-        result = subprocess.run(
-            [str(meltano), *words[1:]],
-            cwd=cwd,
-            env=env | assignments,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert result.returncode == 0, f"{shlex.join(words)} failed:\n{result.stderr[-5000:]}"
-        done.append(result)
-    return done

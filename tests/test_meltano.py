@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,14 +20,22 @@ import pytest
 import yaml
 
 from target_pelanor.sandbox import PelanorSandbox
-from tests.readme import run_meltano_commands, sh_block
+from tests.meltano_cli import (
+    BIN,
+    DEV_TOKEN,
+    MELTANO,
+    OCTOBER,
+    SEPTEMBER,
+    hermetic_env,
+    require_meltano,
+    run_meltano_commands,
+    write_umbrella_exports,
+)
+from tests.readme import sh_block
 
 pytestmark = pytest.mark.meltano
 
 REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-MELTANO = BIN / "meltano"
-DEV_TOKEN = "dev-token-not-secret"
 SANDBOX_CONFIG = {
     "tokens": [DEV_TOKEN],
     "integrations": {
@@ -41,8 +48,6 @@ ACME = ("tap-openai-costs--acme", "target-pelanor--acme")
 GLOBEX = ("tap-openai-costs--globex", "target-pelanor--globex")
 UMBRELLA = ("tap-openai-costs--umbrella", "target-pelanor--umbrella")
 ACME_STATE_ID = "dev:tap-openai-costs--acme-to-target-pelanor--acme"
-SEPTEMBER = "cost_2025-09-01_2025-10-01.csv"
-OCTOBER = "cost_2025-10-01_2025-11-01.csv"
 TOKEN_REQUIRED = "api_token is required unless dry_run is true"
 
 
@@ -54,11 +59,7 @@ class Project:
         shutil.copy2(REPO / "meltano.yml", root / "meltano.yml")
         shutil.copytree(REPO / "samples", root / "samples")
         self.edit(_use_installed_executables)
-        hermetic = ("TAP_OPENAI_COSTS", "TARGET_PELANOR", "PELANOR_", "MELTANO_")
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(hermetic)}
-        self.env |= {
-            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-            "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+        self.env = hermetic_env() | {
             # Not a guarded setting: children inherit the parent's value, which is how the
             # sandbox's free port replaces the dev environment's fixed one.
             "TARGET_PELANOR_API_URL": api_url,
@@ -114,11 +115,7 @@ def _loader(config: dict[str, Any], name: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def meltano_cli() -> None:
-    if not MELTANO.exists():
-        pytest.skip(
-            f"meltano is not installed next to {sys.executable}; `make test` installs it "
-            "(pip install meltano==4.4.1)"
-        )
+    require_meltano()
 
 
 @pytest.fixture
@@ -266,14 +263,9 @@ def test_adding_an_organization_is_the_readmes_commands(
     """README "Adding an organization": its commands alone (no hand editing) add the
     plugins, the token bindings (own and dev), the job and the schedule; the job runs."""
     exports = project.root / "exports" / "umbrella"
-    exports.mkdir(parents=True)
-    for name in (SEPTEMBER, OCTOBER):
-        acme = (project.root / "samples" / "acme" / name).read_bytes()
-        (exports / name).write_bytes(acme.replace(b",org-acme,", b",org-umbrella,"))
+    write_umbrella_exports(exports)
 
-    run_meltano_commands(
-        sh_block("tap-openai-costs--umbrella --inherit-from"), MELTANO, project.root, project.env
-    )
+    run_meltano_commands(sh_block("umbrella --inherit-from"), project.root, project.env)
 
     config = yaml.safe_load((project.root / "meltano.yml").read_text("utf-8"))
     extractor = next(p for p in config["plugins"]["extractors"] if p["name"].endswith("umbrella"))
@@ -313,7 +305,7 @@ def test_adding_an_organization_is_the_readmes_commands(
         assert stored.read_bytes() == (exports / name).read_bytes()
 
     # The Costs API variant of the same commands.
-    run_meltano_commands(sh_block("umbrella source api"), MELTANO, project.root, project.env)
+    run_meltano_commands(sh_block("umbrella source api"), project.root, project.env)
     api = project.config("tap-openai-costs--umbrella", OPENAI_ADMIN_KEY_UMBRELLA="sk-admin-x")
     assert {k: api[k] for k in ("source", "organization_name", "admin_api_key", "start_month")} == {
         "source": "api",
@@ -329,9 +321,7 @@ def test_trying_prod_without_uploading_changes_nothing(
     """README step 4: a dry run in prod for one command, leaving no dry_run behind."""
     before = (project.root / "meltano.yml").read_bytes()
 
-    run_meltano_commands(
-        sh_block("TARGET_PELANOR__ACME_DRY_RUN=true"), MELTANO, project.root, project.env
-    )
+    run_meltano_commands(sh_block("TARGET_PELANOR__ACME_DRY_RUN=true"), project.root, project.env)
 
     acme = project.root / "samples" / "acme"
     output = project.root / "output" / "acme"

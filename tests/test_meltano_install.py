@@ -10,7 +10,6 @@ sandbox. Slow: one wheel build and one install for the module.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -20,15 +19,20 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from target_pelanor.sandbox import PelanorSandbox
+from tests.meltano_cli import (
+    DEV_TOKEN,
+    MELTANO,
+    OCTOBER,
+    SEPTEMBER,
+    hermetic_env,
+    require_meltano,
+    run_meltano_commands,
+    write_umbrella_exports,
+)
 from tests.plugin_settings import REPO, readme_definition_texts, readme_definitions
-from tests.readme import run_meltano_commands, sh_block
+from tests.readme import sh_block
 
 pytestmark = pytest.mark.meltano
-
-BIN = Path(sys.executable).parent
-MELTANO = BIN / "meltano"
-DEV_TOKEN = "dev-token-not-secret"
-MONTHS = {"2025-09": "cost_2025-09-01_2025-10-01.csv", "2025-10": "cost_2025-10-01_2025-11-01.csv"}
 
 
 @pytest.fixture(scope="module")
@@ -53,14 +57,8 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def environ() -> dict[str, str]:
-    if not MELTANO.exists():
-        pytest.skip(f"meltano is not installed next to {sys.executable}; `make test` does it")
-    hermetic = ("TAP_OPENAI_COSTS", "TARGET_PELANOR", "PELANOR_", "MELTANO_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(hermetic)}
-    return env | {
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
-    }
+    require_meltano()
+    return hermetic_env()
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +84,7 @@ def your_project(
     for name, text in readme_definition_texts().items():
         (root / f"{name}.yml").write_text(text, "utf-8")
 
-    run_meltano_commands(sh_block("--from-ref tap-openai-costs.yml"), MELTANO, root, environ)
+    run_meltano_commands(sh_block("--from-ref tap-openai-costs.yml"), root, environ)
     return root
 
 
@@ -106,13 +104,10 @@ def test_plugins_from_the_wheel_run_one_organization_into_the_sandbox(
         url = json.loads(record.read_text("utf-8"))["url"]
         assert PurePosixPath(url).name == wheel.name, f"{name} was not installed from the wheel"
     exports = your_project / "exports" / "umbrella"
-    exports.mkdir(parents=True)
-    for name in MONTHS.values():
-        acme = (REPO / "samples" / "acme" / name).read_bytes()
-        (exports / name).write_bytes(acme.replace(b",org-acme,", b",org-umbrella,"))
+    write_umbrella_exports(exports)
     env = environ | {"PELANOR_DEV_TOKEN": DEV_TOKEN, "TARGET_PELANOR_API_URL": sandbox.url}
 
-    run_meltano_commands(sh_block("umbrella --inherit-from"), MELTANO, your_project, env)
+    run_meltano_commands(sh_block("umbrella --inherit-from"), your_project, env)
     done = subprocess.run(
         [str(MELTANO), "--environment=dev", "run", "openai-costs-umbrella"],
         cwd=your_project,
@@ -126,8 +121,9 @@ def test_plugins_from_the_wheel_run_one_organization_into_the_sandbox(
 
     assert done.returncode == 0, done.stderr[-5000:]
     assert [(u["integration_id"], u["month"]) for u in sandbox.uploads()] == [
-        ("int-umbrella", month) for month in MONTHS
+        ("int-umbrella", "2025-09"),
+        ("int-umbrella", "2025-10"),
     ]
-    for month, name in MONTHS.items():
+    for month, name in (("2025-09", SEPTEMBER), ("2025-10", OCTOBER)):
         stored = sandbox.data_dir / "files" / "int-umbrella" / f"{month}.csv"
         assert stored.read_bytes() == (exports / name).read_bytes()
