@@ -12,8 +12,8 @@ import pytest
 
 from tests.plugin_settings import REPO
 from tests.readme import commands
+from tests.singer import BIN
 
-BIN = Path(sys.executable).parent
 MELTANO = BIN / "meltano"
 #: The dev environment's token (meltano.yml), which the sandboxes of these tests accept.
 DEV_TOKEN = "dev-token-not-secret"
