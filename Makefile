@@ -1,25 +1,33 @@
-# Needs only python3.11, pip, git and make: every target installs what it uses.
-#   make demo   both organizations' jobs (environment dev) into a local Pelanor sandbox
-#   make test   lint, type check and all tests (what .ci/run runs)
-#   make lint   ruff and mypy only
-#   make bench  the benchmark on a generated 1,000,000-row month (several minutes)
-#   make clean  forget Meltano state, sandbox data and caches (keeps .venv)
+# Needs only Python 3.10+ (python3.11 when present, else python3), pip, git and make;
+# every target installs what it uses.
+#   make demo     both organizations' jobs (environment dev) into a local Pelanor sandbox
+#   make test     lint, type check and all tests (what .ci/run runs)
+#   make lint     ruff and mypy only
+#   make sandbox  the sandbox alone, in the foreground, for runs of the dev environment by
+#                 hand (`.venv/bin/meltano run openai-costs-acme` in another terminal)
+#   make bench    the benchmark on a generated 1,000,000-row month (several minutes)
+#   make clean    forget Meltano state, sandbox data and caches (keeps .venv)
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .ONESHELL:
 .DEFAULT_GOAL := test
 
-PYTHON ?= python3.11
+# Python 3.10 or newer; 3.11 (the version tested) when installed.
+PYTHON ?= $(shell command -v python3.11 || echo python3)
 MELTANO_VERSION := 4.4.1
 VENV := .venv
 BIN := $(VENV)/bin
-DEV_PORT := 8765
 # Must match the dev environment in meltano.yml (dev token and integrations).
 SANDBOX_CONFIG := {"tokens": ["dev-token-not-secret"], "integrations": {"int-acme": "org-acme", "int-globex": "org-globex"}}
 ORGS := acme globex
+# Where the sandbox listens: the dev environment's api_url, as Meltano resolves it. Its port
+# is set in meltano.yml only; TARGET_PELANOR_API_URL=http://127.0.0.1:PORT overrides it for
+# the sandbox and the loader alike.
+DEV_API_URL = $(BIN)/meltano --environment=dev config print target-pelanor \
+  | $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin)["api_url"])'
 
-.PHONY: demo test lint bench clean install
+.PHONY: demo sandbox sandbox-config test lint bench clean install
 
 install: $(VENV)/.installed
 
@@ -36,17 +44,16 @@ lint: install
 test: lint
 	$(BIN)/python -m pytest
 
-demo: install
+demo: install sandbox-config
 	@export MELTANO_SEND_ANONYMOUS_USAGE_STATS=false
 	$(BIN)/meltano install
-	mkdir -p .sandbox
-	echo '$(SANDBOX_CONFIG)' > .sandbox/config.json
+	url=$$($(DEV_API_URL))
 	$(BIN)/python -m target_pelanor.sandbox --config .sandbox/config.json \
-	  --data-dir .sandbox/data --port $(DEV_PORT) > .sandbox/sandbox.log 2>&1 &
+	  --data-dir .sandbox/data --url "$$url" > .sandbox/sandbox.log 2>&1 &
 	sandbox=$$!
 	trap 'kill $$sandbox 2>/dev/null || true' EXIT
 	until grep -q listening .sandbox/sandbox.log; do
-	  kill -0 $$sandbox 2>/dev/null || { cat .sandbox/sandbox.log; exit 1; }
+	  kill -0 $$sandbox 2>/dev/null || { cat .sandbox/sandbox.log >&2; exit 1; }
 	  sleep 0.2
 	done
 	failed=""
@@ -65,6 +72,16 @@ demo: install
 	  done
 	done
 	if [ -n "$$failed" ]; then echo "demo: failed:$$failed" >&2; exit 1; fi
+
+sandbox: install sandbox-config
+	@export MELTANO_SEND_ANONYMOUS_USAGE_STATS=false
+	url=$$($(DEV_API_URL))
+	exec $(BIN)/python -m target_pelanor.sandbox --config .sandbox/config.json \
+	  --data-dir .sandbox/data --url "$$url"
+
+sandbox-config:
+	mkdir -p .sandbox
+	echo '$(SANDBOX_CONFIG)' > .sandbox/config.json
 
 bench: install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)

@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,8 @@ sys.path.insert(0, str(REPO))
 
 from openai_costs.export import month_days, unix_of  # noqa: E402
 from tests.fake_openai import FakeOpenAI, number, project, result  # noqa: E402
+
+UTC = timezone.utc  # datetime.UTC needs Python 3.11
 
 KEY = "sk-admin-bench-not-a-secret"
 ORGANIZATION_ID = "org-bench"

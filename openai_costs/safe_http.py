@@ -17,13 +17,17 @@ import random as _random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx
 
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self needs Python 3.11
+
+UTC = timezone.utc  # datetime.UTC needs Python 3.11
 logger = logging.getLogger(__name__)
 
 _RETRYABLE_STATUS = frozenset({408, 429})

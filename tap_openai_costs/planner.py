@@ -20,7 +20,7 @@ import os
 import stat
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 from openai_costs.contract import state_key
@@ -38,6 +38,8 @@ from openai_costs.export import (
     rows_digest_update,
     scan_rows,
 )
+
+UTC = timezone.utc  # datetime.UTC needs Python 3.11
 
 
 @dataclass(frozen=True)

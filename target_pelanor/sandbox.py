@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import errno
 import hashlib
 import hmac
 import io
@@ -30,7 +31,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import default as default_policy
@@ -43,6 +44,7 @@ from urllib.parse import unquote, urlsplit
 
 __all__ = ["Fault", "PelanorSandbox", "SeenRequest", "main"]
 
+UTC = timezone.utc  # datetime.UTC needs Python 3.11
 logger = logging.getLogger("target_pelanor.sandbox")
 
 FAULT_KINDS: Final = frozenset({"429", "500", "503", "slow", "drop"})
@@ -689,18 +691,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-dir", required=True, type=Path, help="where uploads are stored")
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
     parser.add_argument("--port", default=0, type=int, help="port (0 picks a free one)")
+    parser.add_argument(
+        "--url",
+        help="serve where target-pelanor's api_url points (http://127.0.0.1:PORT), instead "
+        "of --host and --port; `make demo` passes the dev environment's api_url",
+    )
     args = parser.parse_args(argv)
 
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
     )
     try:
+        host, port, choose = _address(args.host, args.port, args.url)
         config = json.loads(args.config.read_text("utf-8"))
         if not isinstance(config, dict):
             raise ValueError("config must be a JSON object")
-        sandbox = PelanorSandbox(config, args.data_dir, host=args.host, port=args.port)
+        sandbox = PelanorSandbox(config, args.data_dir, host=host, port=port)
         sandbox.start()
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            message = f"port {port} on {host} is already in use; choose another {choose}"
+        else:
+            message = str(exc)
+        print(f"pelanor sandbox: {message}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
         print(f"pelanor sandbox: {exc}", file=sys.stderr)
         return 2
 
@@ -718,6 +733,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         sandbox.stop()
     return 0
+
+
+def _address(host: str, port: int, url: str | None) -> tuple[str, int, str]:
+    """Host and port to bind, and how to choose another port if that one is taken."""
+    if url is None:
+        return host, port, "with --port (--port 0 picks a free one)"
+    parts = urlsplit(url)
+    try:
+        url_port = parts.port
+    except ValueError:
+        url_port = None
+    if parts.scheme != "http" or not parts.hostname or url_port is None or parts.path.strip("/"):
+        raise ValueError(f"--url must look like http://127.0.0.1:PORT, got {url!r}")
+    host_text = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    choose = (
+        f"by setting TARGET_PELANOR_API_URL=http://{host_text}:PORT (target-pelanor's "
+        "api_url: make demo, make sandbox and the dev environment follow it)"
+    )
+    return parts.hostname, url_port, choose
 
 
 if __name__ == "__main__":

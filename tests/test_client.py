@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from target_pelanor.client import (
 )
 from target_pelanor.sandbox import PelanorSandbox
 
+UTC = timezone.utc  # datetime.UTC needs Python 3.11
 TOKEN = "tok_dev_secret"
 MONTH = "2025-10"
 FILENAME = "cost_2025-10-01_2025-11-01.csv"

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,22 +20,34 @@ import pytest
 import yaml
 
 from target_pelanor.sandbox import PelanorSandbox
+from tests.meltano_cli import (
+    BIN,
+    DEV_TOKEN,
+    MELTANO,
+    OCTOBER,
+    SEPTEMBER,
+    hermetic_env,
+    require_meltano,
+    run_meltano_commands,
+    write_umbrella_exports,
+)
+from tests.readme import sh_block
 
 pytestmark = pytest.mark.meltano
 
 REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-MELTANO = BIN / "meltano"
-DEV_TOKEN = "dev-token-not-secret"
 SANDBOX_CONFIG = {
     "tokens": [DEV_TOKEN],
-    "integrations": {"int-acme": "org-acme", "int-globex": "org-globex"},
+    "integrations": {
+        "int-acme": "org-acme",
+        "int-globex": "org-globex",
+        "int-umbrella": "org-umbrella",  # the README's example of adding an organization
+    },
 }
 ACME = ("tap-openai-costs--acme", "target-pelanor--acme")
 GLOBEX = ("tap-openai-costs--globex", "target-pelanor--globex")
+UMBRELLA = ("tap-openai-costs--umbrella", "target-pelanor--umbrella")
 ACME_STATE_ID = "dev:tap-openai-costs--acme-to-target-pelanor--acme"
-SEPTEMBER = "cost_2025-09-01_2025-10-01.csv"
-OCTOBER = "cost_2025-10-01_2025-11-01.csv"
 TOKEN_REQUIRED = "api_token is required unless dry_run is true"
 
 
@@ -48,11 +59,7 @@ class Project:
         shutil.copy2(REPO / "meltano.yml", root / "meltano.yml")
         shutil.copytree(REPO / "samples", root / "samples")
         self.edit(_use_installed_executables)
-        hermetic = ("TAP_OPENAI_COSTS", "TARGET_PELANOR", "PELANOR_", "MELTANO_")
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(hermetic)}
-        self.env |= {
-            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-            "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+        self.env = hermetic_env() | {
             # Not a guarded setting: children inherit the parent's value, which is how the
             # sandbox's free port replaces the dev environment's fixed one.
             "TARGET_PELANOR_API_URL": api_url,
@@ -108,11 +115,7 @@ def _loader(config: dict[str, Any], name: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def meltano_cli() -> None:
-    if not MELTANO.exists():
-        pytest.skip(
-            f"meltano is not installed next to {sys.executable}; `make test` installs it "
-            "(pip install meltano==4.4.1)"
-        )
+    require_meltano()
 
 
 @pytest.fixture
@@ -252,3 +255,80 @@ def test_one_job_and_daily_schedule_per_organization() -> None:
         ("openai-costs-initech", "@daily"),
     }
     assert config["default_environment"] == "dev"
+
+
+def test_adding_an_organization_is_the_readmes_commands(
+    project: Project, sandbox: PelanorSandbox
+) -> None:
+    """README "Adding an organization": its commands alone (no hand editing) add the
+    plugins, the token bindings (own and dev), the job and the schedule; the job runs."""
+    exports = project.root / "exports" / "umbrella"
+    write_umbrella_exports(exports)
+
+    run_meltano_commands(sh_block("umbrella --inherit-from"), project.root, project.env)
+
+    config = yaml.safe_load((project.root / "meltano.yml").read_text("utf-8"))
+    extractor = next(p for p in config["plugins"]["extractors"] if p["name"].endswith("umbrella"))
+    assert extractor == {
+        "name": "tap-openai-costs--umbrella",
+        "inherit_from": "tap-openai-costs",
+        "config": {
+            "organization_id": "org-umbrella",
+            "paths": ["$MELTANO_PROJECT_ROOT/exports/umbrella"],
+        },
+    }
+    assert _loader(config, "target-pelanor--umbrella")["config"] == {
+        "organization_id": "org-umbrella",
+        "integration_id": "int-umbrella",
+        "api_token": "$PELANOR_API_TOKEN_UMBRELLA",
+    }
+    dev = next(e for e in config["environments"] if e["name"] == "dev")
+    assert {"name": "target-pelanor--umbrella", "config": {"api_token": "$PELANOR_DEV_TOKEN"}} in (
+        dev["config"]["plugins"]["loaders"]
+    )
+    assert {"name": "openai-costs-umbrella", "tasks": [" ".join(UMBRELLA)]} in config["jobs"]
+    assert {
+        "name": "openai-costs-umbrella-daily",
+        "interval": "@daily",
+        "job": "openai-costs-umbrella",
+    } in config["schedules"]
+    assert not (project.root / ".env").exists(), "a secret went to .env"
+
+    ok(project.meltano("--environment=dev", "run", "openai-costs-umbrella"))
+
+    assert [(u["integration_id"], u["month"]) for u in sandbox.uploads()] == [
+        ("int-umbrella", "2025-09"),
+        ("int-umbrella", "2025-10"),
+    ]
+    for month, name in (("2025-09", SEPTEMBER), ("2025-10", OCTOBER)):
+        stored = sandbox.data_dir / "files" / "int-umbrella" / f"{month}.csv"
+        assert stored.read_bytes() == (exports / name).read_bytes()
+
+    # The Costs API variant of the same commands.
+    run_meltano_commands(sh_block("umbrella source api"), project.root, project.env)
+    api = project.config("tap-openai-costs--umbrella", OPENAI_ADMIN_KEY_UMBRELLA="sk-admin-x")
+    assert {k: api[k] for k in ("source", "organization_name", "admin_api_key", "start_month")} == {
+        "source": "api",
+        "organization_name": "Umbrella Corp",
+        "admin_api_key": "sk-admin-x",
+        "start_month": "2026-01",
+    }
+
+
+def test_trying_prod_without_uploading_changes_nothing(
+    project: Project, sandbox: PelanorSandbox
+) -> None:
+    """README step 4: a dry run in prod for one command, leaving no dry_run behind."""
+    before = (project.root / "meltano.yml").read_bytes()
+
+    run_meltano_commands(sh_block("TARGET_PELANOR__ACME_DRY_RUN=true"), project.root, project.env)
+
+    acme = project.root / "samples" / "acme"
+    output = project.root / "output" / "acme"
+    assert sorted(path.name for path in output.iterdir()) == [SEPTEMBER, OCTOBER]
+    for name in (SEPTEMBER, OCTOBER):
+        assert (output / name).read_bytes() == (acme / name).read_bytes()
+    assert sandbox.requests == []
+    assert (project.root / "meltano.yml").read_bytes() == before
+    assert project.meltano("state", "list").stdout.strip() == ""
+    assert project.config("target-pelanor--acme", "prod")["dry_run"] is False

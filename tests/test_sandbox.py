@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from target_pelanor.sandbox import PelanorSandbox, parse_multipart
+from target_pelanor.sandbox import PelanorSandbox, main, parse_multipart
 
 TOKEN = "tok_dev_secret"
 HEADER = (
@@ -437,3 +438,59 @@ def test_the_sandbox_states_pelanors_columns_itself() -> None:
         "organization_name",
     )
     assert sandbox.REQUIRED_COLUMNS == documented == REQUIRED_COLUMNS
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A port something else is listening on."""
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        yield blocker.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("where", "how"),
+    [
+        (["--port", "{port}"], "with --port (--port 0 picks a free one)"),
+        (
+            ["--url", "http://127.0.0.1:{port}"],
+            "by setting TARGET_PELANOR_API_URL=http://127.0.0.1:PORT (target-pelanor's "
+            "api_url: make demo, make sandbox and the dev environment follow it)",
+        ),
+    ],
+)
+def test_cli_busy_port_is_one_line_saying_which_and_how_to_choose_another(
+    tmp_path: Path,
+    busy_port: int,
+    capsys: pytest.CaptureFixture[str],
+    where: list[str],
+    how: str,
+) -> None:
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(CONFIG))
+    argv = ["--config", str(config_path), "--data-dir", str(tmp_path / "d")]
+
+    assert main([*argv, *(arg.format(port=busy_port) for arg in where)]) == 2
+
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        f"pelanor sandbox: port {busy_port} on 127.0.0.1 is already in use; choose another {how}\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1", "https://127.0.0.1:8765", "http://127.0.0.1:8765/v1", "127.0.0.1"]
+)
+def test_cli_url_must_be_plain_http_with_a_port(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], url: str
+) -> None:
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(CONFIG))
+
+    assert main(["--config", str(config_path), "--data-dir", str(tmp_path), "--url", url]) == 2
+
+    assert capsys.readouterr().err == (
+        f"pelanor sandbox: --url must look like http://127.0.0.1:PORT, got {url!r}\n"
+    )

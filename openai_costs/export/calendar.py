@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
+
+UTC = timezone.utc  # datetime.UTC needs Python 3.11
 
 DAY_SECONDS = 86_400
 

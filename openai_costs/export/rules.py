@@ -6,7 +6,7 @@ from __future__ import annotations
 import operator
 import re
 from array import array
-from datetime import UTC, date, datetime
+from datetime import date, datetime, timezone
 
 from openai_costs.export.calendar import DAY_SECONDS, day_of, iso_of
 from openai_costs.export.errors import ExportError
@@ -17,6 +17,8 @@ from openai_costs.export.layout import (
     Layout,
     check_columns,
 )
+
+UTC = timezone.utc  # datetime.UTC needs Python 3.11
 
 _INTEGER = re.compile(r"-?[0-9]+")
 #: An amount as exports and the Costs API write it: fixed digits (``0.8958740000000000``)

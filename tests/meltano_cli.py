@@ -1,0 +1,69 @@
+"""What the tests that drive the real meltano CLI share."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.plugin_settings import REPO
+from tests.readme import commands
+from tests.singer import BIN
+
+MELTANO = BIN / "meltano"
+#: The dev environment's token (meltano.yml), which the sandboxes of these tests accept.
+DEV_TOKEN = "dev-token-not-secret"
+SEPTEMBER = "cost_2025-09-01_2025-10-01.csv"
+OCTOBER = "cost_2025-10-01_2025-11-01.csv"
+
+
+def require_meltano() -> None:
+    if not MELTANO.exists():
+        pytest.skip(
+            f"meltano is not installed next to {sys.executable}; `make test` installs it "
+            "(pip install meltano==4.4.1)"
+        )
+
+
+def hermetic_env() -> dict[str, str]:
+    """The shell's environment without any setting of these plugins or of Meltano."""
+    hermetic = ("TAP_OPENAI_COSTS", "TARGET_PELANOR", "PELANOR_", "MELTANO_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(hermetic)}
+    return env | {
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+
+
+def write_umbrella_exports(folder: Path) -> None:
+    """Exports for the README's example organization: acme's samples, as org-umbrella's."""
+    folder.mkdir(parents=True)
+    for name in (SEPTEMBER, OCTOBER):
+        acme = (REPO / "samples" / "acme" / name).read_bytes()
+        (folder / name).write_bytes(acme.replace(b",org-acme,", b",org-umbrella,"))
+
+
+def run_meltano_commands(
+    block: str, cwd: Path, env: dict[str, str]
+) -> list[subprocess.CompletedProcess[str]]:
+    """Run a README block whose commands are all `meltano ...`; stop at the first failure."""
+    done = []
+    for assignments, words in commands(block):
+        assert words[0] == "meltano", words
+        result = subprocess.run(
+            [str(MELTANO), *words[1:]],
+            cwd=cwd,
+            env=env | assignments,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert result.returncode == 0, f"{shlex.join(words)} failed:\n{result.stderr[-5000:]}"
+        done.append(result)
+    return done

@@ -1,0 +1,129 @@
+"""Using the plugins in another Meltano project, exactly as the README says (127.0.0.1 only).
+
+Builds the wheel, runs `meltano init` in a temporary folder, saves the README's two plugin
+definitions there unchanged and adds them with the README's commands: Meltano installs the
+wheel into each plugin's own virtualenv (with uv, taking the dependencies from the package
+index). Then the README's commands add one organization, and its job runs into the local
+sandbox. Slow: one wheel build and one install for the module.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from target_pelanor.sandbox import PelanorSandbox
+from tests.meltano_cli import (
+    DEV_TOKEN,
+    MELTANO,
+    OCTOBER,
+    SEPTEMBER,
+    hermetic_env,
+    require_meltano,
+    run_meltano_commands,
+    write_umbrella_exports,
+)
+from tests.plugin_settings import REPO, readme_definition_texts, readme_definitions
+from tests.readme import sh_block
+
+pytestmark = pytest.mark.meltano
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel, built from a copy of the sources (setuptools leaves build/ behind)."""
+    source = tmp_path_factory.mktemp("source")
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(REPO / name, source / name)
+    for package in ("openai_costs", "tap_openai_costs", "target_pelanor"):
+        ignore = shutil.ignore_patterns("__pycache__")
+        shutil.copytree(REPO / package, source / package, ignore=ignore)
+    dist = tmp_path_factory.mktemp("dist")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(source)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    (built,) = dist.glob("*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def environ() -> dict[str, str]:
+    require_meltano()
+    return hermetic_env()
+
+
+@pytest.fixture(scope="module")
+def your_project(
+    tmp_path_factory: pytest.TempPathFactory, wheel: Path, environ: dict[str, str]
+) -> Path:
+    """A new Meltano project with both plugins added as the README says."""
+    parent = tmp_path_factory.mktemp("meltano")
+    subprocess.run(
+        [str(MELTANO), "init", "your-project", "--no-usage-stats"],
+        cwd=parent,
+        env=environ,
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    root = parent / "your-project"
+    # The README's pip_url: the wheel, copied into the project's wheels/ folder.
+    pip_urls = {definition["pip_url"] for definition in readme_definitions().values()}
+    assert pip_urls == {f"$MELTANO_PROJECT_ROOT/wheels/{wheel.name}"}
+    (root / "wheels").mkdir()
+    shutil.copy2(wheel, root / "wheels" / wheel.name)
+    for name, text in readme_definition_texts().items():
+        (root / f"{name}.yml").write_text(text, "utf-8")
+
+    run_meltano_commands(sh_block("--from-ref tap-openai-costs.yml"), root, environ)
+    return root
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[PelanorSandbox]:
+    config = {"tokens": [DEV_TOKEN], "integrations": {"int-umbrella": "org-umbrella"}}
+    with PelanorSandbox(config, tmp_path / "pelanor") as running:
+        yield running
+
+
+def test_plugins_from_the_wheel_run_one_organization_into_the_sandbox(
+    your_project: Path, environ: dict[str, str], sandbox: PelanorSandbox, wheel: Path
+) -> None:
+    for kind, name in (("extractors", "tap-openai-costs"), ("loaders", "target-pelanor")):
+        venv = your_project / ".meltano" / kind / name / "venv"
+        (record,) = venv.glob("lib/python*/site-packages/openai_costs_to_pelanor-*/direct_url.json")
+        url = json.loads(record.read_text("utf-8"))["url"]
+        assert PurePosixPath(url).name == wheel.name, f"{name} was not installed from the wheel"
+    exports = your_project / "exports" / "umbrella"
+    write_umbrella_exports(exports)
+    env = environ | {"PELANOR_DEV_TOKEN": DEV_TOKEN, "TARGET_PELANOR_API_URL": sandbox.url}
+
+    run_meltano_commands(sh_block("umbrella --inherit-from"), your_project, env)
+    done = subprocess.run(
+        [str(MELTANO), "--environment=dev", "run", "openai-costs-umbrella"],
+        cwd=your_project,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr[-5000:]
+    assert [(u["integration_id"], u["month"]) for u in sandbox.uploads()] == [
+        ("int-umbrella", "2025-09"),
+        ("int-umbrella", "2025-10"),
+    ]
+    for month, name in (("2025-09", SEPTEMBER), ("2025-10", OCTOBER)):
+        stored = sandbox.data_dir / "files" / "int-umbrella" / f"{month}.csv"
+        assert stored.read_bytes() == (exports / name).read_bytes()
