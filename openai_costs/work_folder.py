@@ -27,6 +27,7 @@ import logging
 import os
 import secrets
 import shutil
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -82,6 +83,8 @@ def open_work_folder(root: Path | str | None, plugin: str, setting: str = "work_
     base = Path(root).expanduser() if root else default_root(plugin)
     try:
         base.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not root:
+            _check_private(base, setting)
         removed = remove_stale(base, plugin)
         name = f"{plugin}.{os.getpid()}.{secrets.token_hex(4)}"
         lock_path = base / f"{name}{_LOCK}"
@@ -155,6 +158,23 @@ def _is_abandoned(lock_path: Path) -> bool:
         os.close(fd)
 
 
+def _check_private(base: Path, setting: str) -> None:
+    """The default root sits in the shared temp folder, where anyone could have created
+    it first (or a link by its name): use it only if it is this user's own, private
+    folder."""
+    info = base.lstat()
+    if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid():
+        if info.st_mode & 0o077:
+            base.chmod(0o700)
+        return
+    raise WorkFolderError(
+        f"{base} is not a folder of this user's own (another user or a link created it); "
+        f"remove it, or set {setting} to a private folder"
+    )
+
+
 def _reason(error: OSError) -> str:
     """The OS's words without the path (the message names the folder already)."""
+    if isinstance(error, FileExistsError | NotADirectoryError):
+        return "a file is in the way (it must be a folder)"
     return error.strerror or type(error).__name__

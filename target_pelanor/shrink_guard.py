@@ -97,10 +97,9 @@ def refusal(before: Uploaded, now: Uploaded) -> str | None:
     if not reasons:
         return None
     return (
-        f"is smaller than the copy uploaded before ({'; '.join(reasons)}: "
-        f"{now.describe()}, uploaded before {before.describe()}); a cut download or an "
-        "older export? Export the whole month again, or set allow_shrinking_months to "
-        "replace it anyway"
+        f"is smaller than the copy uploaded before: {now.describe()} against "
+        f"{before.describe()} ({', '.join(reasons)}); a cut download or an older export? "
+        "Export the whole month again, or set allow_shrinking_months to replace it anyway"
     )
 
 
