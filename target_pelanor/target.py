@@ -172,6 +172,10 @@ class TargetPelanor(Target):
 
     #: The target of this process, for :meth:`invoke` to finish a run that stopped early.
     _running: ClassVar[TargetPelanor | None] = None
+    #: Set before ``__init__`` runs: the SDK installs the signal handler in its own.
+    _signal: int | None = None
+    _writing_state = False
+    _finishing = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -185,9 +189,6 @@ class TargetPelanor(Target):
         #: The last state the tap passed on while every month so far had reached Pelanor.
         self._good_state: dict[str, Any] | None = None
         self._confirmed: dict[str, Any] | None = None
-        self._signal: int | None = None
-        self._writing_state = False
-        self._finishing = False
         TargetPelanor._running = self
 
     @classmethod
@@ -198,8 +199,9 @@ class TargetPelanor(Target):
             super().invoke(**kwargs)
         except (Interrupted, RunStopped) as stopped:
             target = cls._running
-            if target is None:
-                raise
+            if target is None:  # while starting: nothing was read, nothing uploaded
+                what = f"stopped by {stopped.name}" if isinstance(stopped, Interrupted) else ""
+                stop(cls.name, [what or str(stopped)])
             target.stop_early(stopped)
 
     def get_sink_class(self, stream_name: str) -> type[Sink]:
@@ -229,6 +231,7 @@ class TargetPelanor(Target):
         """The run stops before its input ended: every month not done says why."""
         self._finishing = True
         if isinstance(stopped, Interrupted):
+            self.logger.warning("Received %s: stopping", stopped.name)
             not_done = (
                 f"not uploaded: target-pelanor was stopped ({stopped.name}) before the month "
                 "was finished; the next run sends it again"
@@ -300,8 +303,7 @@ class TargetPelanor(Target):
         :meth:`stop_early`. Later signals are ignored while it does."""
         if self._signal is not None:
             return
-        self._signal = signum
-        self.logger.warning("Received signal %d: stopping", signum)
+        self._signal = signum  # nothing else here: no output from inside a signal handler
         if not (self._writing_state or self._finishing):
             raise Interrupted(signum)
 
