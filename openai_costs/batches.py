@@ -20,8 +20,6 @@ import msgspec
 from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig, BatchFileFormat
 from upath import UPath
 
-from openai_costs.work_dirs import process_alive
-
 _ENCODER = msgspec.json.Encoder(decimal_format="number")
 _WRITE_SIZE = 1 << 20
 _COMPRESSIONS = (None, "none", "gzip")
@@ -128,6 +126,17 @@ def remove_stale_partials(batch_config: BatchConfig, plugin: str) -> list[str]:
             path.unlink(missing_ok=True)
             removed.append(path.name)
     return removed
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists (signal 0 checks without sending one)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 class BatchFileError(Exception):

@@ -28,6 +28,14 @@ def state_key(organization_id: str, month: str) -> str:
     return f"{organization_id}/{month}"
 
 
+#: The target's own part of the state, ``bookmarks["target-pelanor"]["uploaded"]``: per
+#: state key, what it last uploaded (rows, days, total as decimal text, rows digest). In
+#: Meltano the target sees state only as the tap passes it on, so the tap must carry this
+#: through unchanged: the SDK's tap loads and writes back every entry of ``bookmarks``,
+#: and no stream has this name, so it never collides with the tap's own bookmarks.
+TARGET_BOOKMARK = "target-pelanor"
+
+
 class MonthOpened(msgspec.Struct, frozen=True):
     """A ``cost_month_layouts`` record: the month's rows follow, in this layout."""
 

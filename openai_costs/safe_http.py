@@ -5,6 +5,16 @@ refuse plain http except to loopback, never show the secret (not in a repr, an e
 log line, even when a server echoes it), and retry the same transient failures the same
 way: 408, 429, 5xx, timeouts and dropped connections, with exponential backoff and full
 jitter, honouring ``Retry-After``, within a bounded total time.
+
+Rules:
+
+- Text a server sends back is scrubbed **before** it is shortened, so a cut can never
+  leave part of a secret behind; scrubbing covers the secret, each of its ``:``-separated
+  parts (Pelanor tokens are ``<token_id>:<token_secret>``) and their URL-encoded forms.
+- ``request_timeout`` bounds each whole request (connect, send, every read of the
+  answer), not each socket operation: a server that trickles a byte a second cannot hold
+  a request open. The retry budget bounds the whole series of attempts, including an
+  answer still arriving when it runs out.
 """
 
 from __future__ import annotations
@@ -14,14 +24,18 @@ import ipaddress
 import json
 import logging
 import random as _random
+import re
+import ssl
 import time
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import quote, quote_plus, urlsplit
 
+import httpcore
 import httpx
 
 if TYPE_CHECKING:
@@ -37,21 +51,64 @@ _BACKOFF_CAP = 60.0
 #: A clock that never moves (as in some tests) must not make the loop endless.
 _MAX_ATTEMPTS = 100
 _MESSAGE_LIMIT = 200
+#: ``:``-separated parts of a secret shorter than this are not scrubbed on their own: they
+#: would blank out ordinary words (the whole secret always is).
+_MIN_PART = 4
 
 
 class Secret:
     """Holds a token or key so that no repr, vars() dump or traceback local shows it."""
 
-    __slots__ = ("_value",)
+    __slots__ = ("_forms", "_value")
 
     def __init__(self, value: str) -> None:
         self._value = value
+        self._forms = secret_forms(value)
 
     def reveal(self) -> str:
         return self._value
 
+    def scrub(self, text: str) -> str:
+        """``text`` with every form of the secret (see :func:`secret_forms`) as ``***``."""
+        return scrub_secret(text, self._forms)
+
     def __repr__(self) -> str:
         return "'***'"
+
+
+def check_secret(value: str, setting: str) -> None:
+    """Refuse a secret that cannot be sent as is; the message never shows the value.
+
+    A trailing newline (from ``$(cat file)`` or a paste) is the usual cause; httpx would
+    also echo an invalid header value in its own error.
+    """
+    if any(c.isspace() for c in value):
+        raise ValueError(
+            f"{setting} contains whitespace or a line break; set it without spaces or "
+            "newlines (copy it again, or strip the file or variable it comes from)"
+        )
+    if not (value.isascii() and value.isprintable()):
+        raise ValueError(f"{setting} contains non-ASCII or non-printable characters; copy it again")
+
+
+def secret_forms(secret: str) -> list[str]:
+    """Every text a secret may show up as in a server's answer, longest first: itself, its
+    ``:``-separated parts, and each of those URL-encoded (both ``%XX`` cases, ``+`` for a
+    space)."""
+    pieces = {secret} | {part for part in secret.split(":") if len(part) >= _MIN_PART}
+    forms: set[str] = set()
+    for piece in pieces:
+        for encoded in (piece, quote(piece, safe=""), quote(piece), quote_plus(piece)):
+            forms.add(encoded)
+            forms.add(re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), encoded))
+    return sorted((form for form in forms if form), key=len, reverse=True)
+
+
+def scrub_secret(text: str, forms: Iterable[str]) -> str:
+    """``text`` with every form of a secret replaced by ``***``."""
+    for form in forms:
+        text = text.replace(form, "***")
+    return text
 
 
 def is_loopback(host: str) -> bool:
@@ -93,13 +150,31 @@ def check_base_url(url: str, *, setting: str, example: str, auth_setting: str) -
     return text.rstrip("/")
 
 
+def check_durations(request_timeout: float, max_retry_seconds: float) -> None:
+    """The two time settings both clients share; one message each, saying what to set."""
+    if not request_timeout > 0:
+        raise ValueError(
+            f"request_timeout must be a positive number of seconds (got {request_timeout:g})"
+        )
+    if not max_retry_seconds >= 0:
+        raise ValueError(
+            f"max_retry_seconds must be 0 or a positive number of seconds "
+            f"(got {max_retry_seconds:g})"
+        )
+
+
 def one_line(text: str, limit: int = 300) -> str:
     """Collapse whitespace so the message fits on one line, and bound its length."""
     return " ".join(text.split())[:limit]
 
 
-def error_message(response: httpx.Response) -> str:
-    """The service's explanation from a JSON error body, else the start of the body text.
+def _unchanged(text: str) -> str:
+    return text
+
+
+def error_message(response: httpx.Response, scrub: Callable[[str], str] = _unchanged) -> str:
+    """The service's explanation from a JSON error body, else the start of the body text;
+    scrubbed with ``scrub`` before it is shortened.
 
     Understands ``{"error": {"message": …}}`` (OpenAI, Pelanor), ``{"error": "…"}``,
     ``{"message": …}`` and ``{"detail": …}``.
@@ -117,9 +192,9 @@ def error_message(response: httpx.Response) -> str:
                 candidate = body.get(key)
     if candidate is not None:
         text = candidate if isinstance(candidate, str) else json.dumps(candidate)
-        if message := one_line(text, 500):
+        if message := one_line(scrub(text), 500):
             return message
-    message = one_line(response.text, _MESSAGE_LIMIT)
+    message = one_line(scrub(response.text), _MESSAGE_LIMIT)
     return message or response.reason_phrase or "(empty response body)"
 
 
@@ -167,49 +242,175 @@ class GaveUp(Exception):
         self.attempts = attempts
 
 
+class Deadline:
+    """When the request in progress must be over by (``time.monotonic``), shared with the
+    network streams of one client; None between requests."""
+
+    def __init__(self) -> None:
+        self.at: float | None = None
+
+    def start(self, seconds: float) -> None:
+        self.at = time.monotonic() + seconds
+
+    def clear(self) -> None:
+        self.at = None
+
+    def clamp(self, timeout: float | None, error: type[Exception]) -> float | None:
+        """The timeout for one socket operation: never past the deadline."""
+        if self.at is None:
+            return timeout
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise error("the request's deadline has passed")
+        return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every read and write ends by the request's deadline."""
+
+    def __init__(self, inner: httpcore.NetworkStream, deadline: Deadline) -> None:
+        self._inner = inner
+        self._deadline = deadline
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, self._deadline.clamp(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, self._deadline.clamp(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        limit = self._deadline.clamp(timeout, httpcore.ConnectTimeout)
+        inner = self._inner.start_tls(ssl_context, server_hostname, limit)
+        return _DeadlineStream(inner, self._deadline)
+
+    def get_extra_info(self, info: str) -> typing.Any:
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """Opens connections that keep to the client's :class:`Deadline`."""
+
+    def __init__(self, inner: httpcore.NetworkBackend, deadline: Deadline) -> None:
+        self._inner = inner
+        self._deadline = deadline
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        limit = self._deadline.clamp(timeout, httpcore.ConnectTimeout)
+        stream = self._inner.connect_tcp(host, port, limit, local_address, socket_options)
+        return _DeadlineStream(stream, self._deadline)
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        limit = self._deadline.clamp(timeout, httpcore.ConnectTimeout)
+        stream = self._inner.connect_unix_socket(path, limit, socket_options)
+        return _DeadlineStream(stream, self._deadline)
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def keep_to_deadline(client: httpx.Client, deadline: Deadline) -> bool:
+    """Make every connection ``client`` opens (proxies from the environment included) keep
+    to ``deadline``. httpx bounds each socket operation only, so this reaches into its
+    connection pools; False if the default transport could not be reached (then a test
+    fails rather than a deadline silently not holding)."""
+    transports = [client._transport, *client._mounts.values()]
+    wrapped = False
+    for transport in transports:
+        pool = getattr(transport, "_pool", None)
+        backend = getattr(pool, "_network_backend", None)
+        if isinstance(backend, httpcore.NetworkBackend):
+            if not isinstance(backend, _DeadlineBackend):
+                pool._network_backend = _DeadlineBackend(backend, deadline)  # type: ignore[union-attr]
+            wrapped = wrapped or transport is client._transport
+    return wrapped
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
+
+
 @dataclass
 class RetryPolicy:
-    """How long and how often to retry; the callables are injectable for tests."""
+    """How long and how often to retry; the callables are injectable for tests.
+
+    The whole series ends within ``max(max_retry_seconds, request_timeout)``: the first
+    attempt always gets its full ``request_timeout`` (a budget of 0 means one attempt), and
+    a later attempt still running when the budget runs out is cut off there (through
+    ``deadline``, which the client's connections keep to).
+    """
 
     max_retry_seconds: float
     sleep: Callable[[float], None] = time.sleep
     random: Callable[[], float] = _random.random
     clock: Callable[[], float] = time.monotonic
-    scrub: Callable[[str], str] = field(default=lambda text: text)
+    scrub: Callable[[str], str] = field(default=_unchanged)
+    request_timeout: float | None = None
+    deadline: Deadline | None = None
 
     def send(self, what: str, request: Callable[[], httpx.Response]) -> tuple[httpx.Response, int]:
         """Send until a 2xx (returned with the number of attempts), a final refusal
         (:class:`Refused`) or the end of the budget (:class:`GaveUp`). ``what`` names the
         request in messages, e.g. "Pelanor upload of 2025-10"; it holds no secret."""
         started = self.clock()
+        budget = self.max_retry_seconds
         attempt = 0
         while True:
             attempt += 1
             retry_after: float | None = None
             status: int | None = None
+            limit, budget_cut = self._attempt_limit(attempt, budget - (self.clock() - started))
+            if self.deadline is not None and limit is not None:
+                self.deadline.start(limit)
             try:
                 response = request()
-            except httpx.TimeoutException as exc:
-                last_error = f"timeout ({type(exc).__name__})"
+            except httpx.TimeoutException:
+                last_error = (
+                    f"timeout: the retry budget of {_seconds(budget)} ran out during the request"
+                    if budget_cut
+                    else f"timeout: no complete response within {_seconds(limit or 0)}"
+                )
             except httpx.TransportError as exc:
                 last_error = self.scrub(f"connection error ({type(exc).__name__}: {exc})")
             else:
                 status = response.status_code
                 if 200 <= status < 300:
                     return response, attempt
-                message = self.scrub(error_message(response))
+                message = error_message(response, self.scrub)
                 if not is_retryable(status):
                     logger.warning("%s: attempt %d, HTTP %d, not retrying", what, attempt, status)
                     raise Refused(status, message, attempt)
                 last_error = f"HTTP {status}: {message}"
                 retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+            finally:
+                if self.deadline is not None:
+                    self.deadline.clear()
 
             backoff = min(_BACKOFF_CAP, _BACKOFF_BASE * _BACKOFF_FACTOR ** (attempt - 1))
             delay = self.random() * backoff  # full jitter
             if retry_after is not None:
                 delay = max(retry_after, delay)
             elapsed = self.clock() - started
-            if elapsed + delay > self.max_retry_seconds or attempt >= _MAX_ATTEMPTS:
+            if elapsed + delay > budget or attempt >= _MAX_ATTEMPTS:
                 logger.warning(
                     "%s: attempt %d, status %s, giving up after %.1fs",
                     what,
@@ -235,6 +436,14 @@ class RetryPolicy:
             )
             self.sleep(delay)
 
+    def _attempt_limit(self, attempt: int, left: float) -> tuple[float | None, bool]:
+        """How long this attempt may take, and whether the budget (not request_timeout)
+        is what limits it."""
+        timeout = self.request_timeout
+        if attempt == 1 or (timeout is not None and timeout <= left):
+            return timeout, False
+        return max(left, 0.0), True
+
 
 class BearerClient:
     """An httpx client for a service that takes a bearer secret: the secret is checked,
@@ -255,20 +464,20 @@ class BearerClient:
     ) -> None:
         if not secret:
             raise ValueError(f"{setting} is required")
-        if not (secret.isascii() and secret.isprintable()) or any(c.isspace() for c in secret):
-            # Checked here because httpx would echo an invalid header value in its error.
-            raise ValueError(f"{setting} contains whitespace or non-printable characters")
-        if request_timeout <= 0:
-            raise ValueError("request_timeout must be positive")
-        if max_retry_seconds < 0:
-            raise ValueError("max_retry_seconds must not be negative")
+        check_secret(secret, setting)
+        check_durations(request_timeout, max_retry_seconds)
         self._secret = Secret(secret)
-        self._retries = RetryPolicy(max_retry_seconds, sleep, random, clock, self._scrub)
+        deadline = Deadline()
+        self._retries = RetryPolicy(
+            max_retry_seconds, sleep, random, clock, self._scrub, request_timeout, deadline
+        )
         self._http = httpx.Client(
             timeout=httpx.Timeout(request_timeout),
             transport=transport,
             follow_redirects=False,  # never resend the secret somewhere else
         )
+        if not keep_to_deadline(self._http, deadline) and transport is None:
+            raise RuntimeError("this httpx version hides its connection pool; pin httpx 0.28")
 
     def __enter__(self) -> Self:
         return self
@@ -289,5 +498,6 @@ class BearerClient:
         return {"Authorization": f"Bearer {self._secret.reveal()}", "Accept": "application/json"}
 
     def _scrub(self, text: str) -> str:
-        """Remove the secret from text that came from elsewhere (a server could echo it)."""
-        return text.replace(self._secret.reveal(), "***")
+        """Remove the secret, its parts and their URL-encoded forms from text that came
+        from elsewhere (a server could echo it)."""
+        return self._secret.scrub(text)

@@ -296,7 +296,7 @@ class OpenAICostsClient(BearerClient):
         except (ValueError, UnicodeDecodeError):
             raise OpenAIAPIError(
                 f"OpenAI GET {path} answered HTTP {response.status_code} with a body that is "
-                f"not JSON: {self._scrub(one_line(response.text, 120))!r}",
+                f"not JSON: {one_line(self._scrub(response.text), 120)!r}",
                 status_code=response.status_code,
             ) from None
         if not isinstance(body, dict):

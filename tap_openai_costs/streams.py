@@ -29,7 +29,7 @@ from openai_costs.export import (
     today_utc,
 )
 from openai_costs.user_errors import stop
-from openai_costs.work_dirs import WorkDir
+from openai_costs.work_folder import WorkFolderError, open_work_folder
 from tap_openai_costs.inputs import InputProblems, changed_months, read_exports
 from tap_openai_costs.message_writer import BufferedMsgSpecWriter
 
@@ -195,24 +195,14 @@ class CostsStream(Stream):
 
     @contextlib.contextmanager
     def _work_dir(self) -> Iterator[Path]:
-        """This run's working folder (months read from the Costs API): deleted on every
-        way out; those of killed runs are deleted first."""
-        work = WorkDir(self.tap_name, self.config.get("work_dir"))
+        """This run's private working folder (months read from the Costs API): removed on
+        every way out; those of killed runs are removed first (see openai_costs.work_folder)."""
         try:
-            path = work.__enter__()
-        except OSError as exc:
-            problem = ExportError(
-                str(work.root),
-                f"cannot hold the tap's working files ({exc.strerror}); set work_dir to a "
-                "folder the tap can write",
-            )
+            work = open_work_folder(self.config.get("work_dir"), self.tap_name)
+        except WorkFolderError as problem:
             self._stop([problem])
-        if work.stale:
-            self.logger.info(
-                "removed working folders of killed runs: %s", ", ".join(map(str, work.stale))
-            )
         try:
-            yield path
+            yield work.path
         finally:
             work.cleanup()
 

@@ -106,9 +106,9 @@ class TapOpenAICosts(Tap):
             th.StringType,
             title="Working folder",
             description="Where the tap keeps its working files (the months read from the "
-            "Costs API, with cost rows and e-mail addresses), in a tap-openai-costs-<pid> "
-            "folder per run, deleted when the run ends; those of killed runs are deleted at "
-            "the next start. Default: the system temp folder.",
+            "Costs API, with cost rows and e-mail addresses), in a private folder per run, "
+            "removed when the run ends; those of killed runs are removed at the next start. "
+            "Default: <system temp>/tap-openai-costs-<uid>.",
         ),
     ).to_dict()
 

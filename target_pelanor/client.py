@@ -12,6 +12,7 @@ import contextlib
 import logging
 import random as _random
 import re
+import string
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ __all__ = [
     "PelanorError",
     "PelanorRejected",
     "UploadReceipt",
+    "check_upload_path",
     "resolve_base_url",
 ]
 
@@ -92,6 +94,34 @@ def resolve_base_url(region: str, api_url: str | None) -> str:
     return REGION_URLS[key]
 
 
+def check_upload_path(upload_path: str) -> str:
+    """Refuse an upload_path that is not an absolute path with only the known placeholder."""
+    if not upload_path.startswith("/"):
+        raise ValueError(
+            f"upload_path must start with '/' (got {upload_path!r}); "
+            f"the default is {DEFAULT_UPLOAD_PATH}"
+        )
+    try:
+        fields = [
+            field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+            for _, field, spec, conversion in string.Formatter().parse(upload_path)
+            if field is not None
+        ]
+    except ValueError:
+        raise ValueError(
+            f"upload_path has an unmatched {{ or }} (got {upload_path!r}); "
+            "the only placeholder is {integration_id}"
+        ) from None
+    unknown = sorted({field for field in fields if field != "integration_id"})
+    if unknown:
+        named = ", ".join("{" + field + "}" for field in unknown)
+        raise ValueError(
+            f"upload_path has unknown placeholder(s) {named}; the only placeholder is "
+            "{integration_id}"
+        )
+    return upload_path
+
+
 class PelanorClient(BearerClient):
     """Synchronous uploader with bounded, jittered retries for transient failures."""
 
@@ -113,14 +143,8 @@ class PelanorClient(BearerClient):
             raise ValueError("base_url is required")
         if not integration_id or not integration_id.strip():
             raise ValueError("integration_id is required")
-        if not upload_path.startswith("/"):
-            raise ValueError("upload_path must start with '/'")
-        try:
-            path = upload_path.format(integration_id=quote(integration_id, safe=""))
-        except (KeyError, IndexError, ValueError):
-            raise ValueError(
-                "upload_path may only contain the {integration_id} placeholder"
-            ) from None
+        check_upload_path(upload_path)
+        path = upload_path.format(integration_id=quote(integration_id, safe=""))
         super().__init__(
             secret=api_token,
             setting="api_token",

@@ -1,12 +1,20 @@
 """Delivery: each sealed month checked, written out and uploaded, and what became of it.
 
 The sinks hand records here; the target only wires settings in. A month leaves only when
-the ledger passes it (sealed, matching, complete, every row checked). Results are kept for
-the end-of-run table, and any failure means the target confirms no state for the run.
+the ledger passes it (sealed, matching, complete, every row checked) and it is not smaller
+than the copy uploaded before (:mod:`target_pelanor.shrink_guard`, unless
+``allow_shrinking_months``). An upload holds the month's upload lock from that check to
+Pelanor's answer (:mod:`target_pelanor.upload_lock`). Results are kept for the end-of-run
+table, and any failure means the target confirms no state beyond what Pelanor accepted.
+
+Working files live in this process's working folder (:mod:`openai_costs.work_folder`),
+removed when the run ends however it ends. A working file that cannot be written stops
+the run (:class:`RunStopped`): a full or broken disk fails every month alike.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -17,13 +25,20 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
-from openai_costs.contract import CostRow, MonthOpened, Seal
+from openai_costs.contract import CostRow, MonthOpened, Seal, state_key
 from openai_costs.export import today_utc
+from openai_costs.work_folder import WorkFolder, open_work_folder
 from target_pelanor.client import DEFAULT_UPLOAD_PATH, PelanorClient, PelanorError, resolve_base_url
 from target_pelanor.month_ledger import MonthLedger, ReadyMonth, Withheld
 from target_pelanor.report import MonthResult, render_table
+from target_pelanor.settings_check import api_token
+from target_pelanor.shrink_guard import Uploaded, UploadMemory, refusal
+from target_pelanor.stopping import Interrupted, RunStopped
+from target_pelanor.upload_lock import HeldLock, LockTimeout, UploadLocks
 
-__all__ = ["Delivering", "Delivery"]
+__all__ = ["PLUGIN", "Delivering", "Delivery"]
+
+PLUGIN = "target-pelanor"
 
 
 class Delivery:
@@ -32,10 +47,18 @@ class Delivery:
     def __init__(self, config: Mapping[str, Any], logger: logging.Logger) -> None:
         self.config = config
         self.logger = logger
+        #: Raises WorkFolderError when work_dir cannot be used.
+        self.work: WorkFolder = open_work_folder(config.get("work_dir"), PLUGIN)
+        logger.info("Working files in %s", self.work.path)
         self.ledger = MonthLedger(
             config["organization_id"],
             bool(config.get("allow_partial_month")),
             today_utc(),  # once, at start: the same day for every month of the run
+            self.work.path,
+        )
+        self.memory = UploadMemory()
+        self.locks = UploadLocks(
+            self.work.root / "locks", float(config.get("max_retry_seconds", 600))
         )
         self.results: list[MonthResult] = []
 
@@ -44,10 +67,16 @@ class Delivery:
         return any(result.failed for result in self.results)
 
     def open_month(self, opened: MonthOpened) -> None:
-        self.ledger.open_month(opened)
+        try:
+            self.ledger.open_month(opened)
+        except OSError as error:
+            raise self._disk_problem(opened.month, error) from None
 
     def add_row(self, row: CostRow) -> None:
-        self.ledger.add_row(row)
+        try:
+            self.ledger.add_row(row)
+        except OSError as error:
+            raise self._disk_problem(row.month, error) from None
 
     def deliver(self, seal: Seal) -> None:
         """Check a sealed month, then write and upload it; record what happened."""
@@ -58,29 +87,48 @@ class Delivery:
                 seal.organization, seal.month, withheld.rows, withheld.total, str(withheld)
             )
             return
+        except OSError as error:
+            raise self._disk_problem(seal.month, error) from None
         try:
             self._record(self._send(ready))
+        except Interrupted as interrupted:
+            self._record(
+                MonthResult(
+                    ready.organization,
+                    ready.month,
+                    ready.rows,
+                    ready.total,
+                    f"interrupted ({interrupted.name}) during its upload: Pelanor may or may "
+                    "not have it; the next run sends it again",
+                    failed=True,
+                )
+            )
+            raise
         finally:
-            ready.path.unlink()
+            ready.path.unlink(missing_ok=True)
 
-    def withhold_unsealed(self) -> None:
-        """The input ended: months that never got a seal are withheld (before any state is
-        confirmed, so it never covers them)."""
+    def withhold_unsealed(self, reason: str | None = None) -> None:
+        """The input ended (or the run stops): months that never got a seal are withheld
+        (before any state is confirmed, so it never covers them)."""
         for month in self.ledger.unsealed():
             self._withhold(
                 month.organization,
                 month.month,
                 month.rows,
                 month.total,
-                "was not sealed by the tap (it stopped before finishing the month); "
+                reason
+                or "was not sealed by the tap (it stopped before finishing the month); "
                 "nothing uploaded, the next run sends it again",
             )
 
     def finish(self) -> str:
-        """Clean up, and return the results table."""
-        self.ledger.close()
-        if "client" in self.__dict__:
-            self.client.close()
+        """Clean up (working files included), and return the results table."""
+        try:
+            self.ledger.close()
+            if "client" in self.__dict__:
+                self.client.close()
+        finally:
+            self.work.cleanup()
         return render_table(self.results)
 
     @cached_property
@@ -89,29 +137,76 @@ class Delivery:
         return PelanorClient(
             base_url=resolve_base_url(config.get("region", "us"), config.get("api_url")),
             integration_id=config["integration_id"],
-            api_token=config["api_token"],
+            api_token=api_token(config) or "",
             upload_path=config.get("upload_path", DEFAULT_UPLOAD_PATH),
             request_timeout=float(config.get("request_timeout", 60)),
             max_retry_seconds=float(config.get("max_retry_seconds", 600)),
         )
 
     def _send(self, ready: ReadyMonth) -> MonthResult:
-        actions = []
-        output_dir = self.config.get("output_dir")
-        if output_dir:
-            _publish(ready.path, Path(output_dir) / ready.filename)
-            actions.append(f"written to {output_dir}")
+        key = state_key(ready.organization, ready.month)
+        now = Uploaded(ready.rows, ready.days, ready.total, ready.rows_digest)
         result = MonthResult(ready.organization, ready.month, ready.rows, ready.total, "")
         if self.config.get("dry_run"):
-            return replace(result, action=", ".join(actions) or "checked (dry run)")
+            if problem := self._shrinks(self.memory.get(key), now):
+                return replace(result, action=f"withheld: {problem}", failed=True)
+            written = self._write_out(ready)
+            if written.failed:
+                return replace(result, action=written.action, failed=True)
+            return replace(result, action=written.action or "checked (dry run)")
+        try:
+            with self.locks.hold(self.config["integration_id"], ready.month) as held:
+                return self._upload(ready, key, now, held, result)
+        except LockTimeout as timeout:
+            return replace(result, action=f"failed: {timeout}", failed=True)
+
+    def _upload(
+        self, ready: ReadyMonth, key: str, now: Uploaded, held: HeldLock, result: MonthResult
+    ) -> MonthResult:
+        """Under the month's upload lock: the shrink check, output_dir, the upload."""
+        for before in (self.memory.get(key), held.last()):
+            if problem := self._shrinks(before, now):
+                return replace(result, action=f"withheld: {problem}", failed=True)
+        written = self._write_out(ready)
+        if written.failed:
+            return replace(result, action=written.action, failed=True)
         try:
             receipt = self.client.upload(
                 month=ready.month, filename=ready.filename, content=ready.path
             )
         except PelanorError as error:
-            return replace(result, action="; ".join([f"failed: {error}", *actions]), failed=True)
-        action = ", ".join(["uploaded", *actions])
+            action = "; ".join(filter(None, [f"failed: {error}", written.action]))
+            return replace(result, action=action, failed=True)
+        self.memory.record(key, now)
+        try:
+            held.record(now)
+        except OSError as error:  # the upload stands; only this machine's record is missing
+            self.logger.warning("Could not record the upload of %s: %s", ready.month, error)
+        action = ", ".join(filter(None, ["uploaded", written.action]))
         return replace(result, action=action, response_id=receipt.response_id)
+
+    def _shrinks(self, before: Uploaded | None, now: Uploaded) -> str | None:
+        if before is None or self.config.get("allow_shrinking_months"):
+            return None
+        return refusal(before, now)
+
+    def _write_out(self, ready: ReadyMonth) -> MonthResult:
+        """Copy the month to output_dir, if set; ``action`` says what was done."""
+        result = MonthResult(ready.organization, ready.month, ready.rows, ready.total, "")
+        output_dir = self.config.get("output_dir")
+        if not output_dir:
+            return result
+        destination = Path(output_dir) / ready.filename
+        try:
+            _publish(ready.path, destination)
+        except OSError as error:
+            return replace(
+                result,
+                action=f"failed: could not write {destination}: {_reason(error)}; nothing "
+                "uploaded; free space in output_dir or fix its permissions",
+                failed=True,
+            )
+        return replace(result, action=f"written to {output_dir}")
 
     def _withhold(
         self, organization: str, month: str, rows: int, total: Decimal, reason: str
@@ -125,6 +220,12 @@ class Delivery:
         log("%s %s: %s", result.organization, result.month, result.action)
         self.results.append(result)
 
+    def _disk_problem(self, month: str, error: OSError) -> RunStopped:
+        return RunStopped(
+            f"cannot write the upload file of {month} in {self.work.path}: {_reason(error)}; "
+            "free space there, or set work_dir to a folder with room"
+        )
+
 
 class Delivering(Protocol):
     """What the sinks need of their target: its delivery."""
@@ -133,8 +234,18 @@ class Delivering(Protocol):
 
 
 def _publish(source: Path, destination: Path) -> None:
-    """Copy atomically, so a reader of output_dir never sees half a file."""
+    """Copy atomically, so a reader of output_dir never sees half a file (nor, when the
+    copy fails, any part of it)."""
     destination.parent.mkdir(parents=True, exist_ok=True)
     partial = destination.with_name(f".{destination.name}.{os.getpid()}.partial")
-    shutil.copyfile(source, partial)
-    partial.replace(destination)
+    try:
+        shutil.copyfile(source, partial)
+        partial.replace(destination)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        raise
+
+
+def _reason(error: OSError) -> str:
+    return error.strerror or str(error) or type(error).__name__

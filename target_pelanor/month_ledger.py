@@ -6,12 +6,15 @@ tap sealed it, what arrived matches the seal, it is complete, and every row of t
 passed the same checks the tap applies to an export. The tap announces a month's layout
 before its rows, so the upload file is written and checked row by row as they arrive:
 memory does not grow with the size of a month, and SDK drains cannot split one.
+
+The files live in the run's working folder (see ``work_dir``). A file that cannot be
+written (a full disk) raises OSError to the caller, which stops the run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
-import tempfile
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -135,7 +138,8 @@ class MonthFile:
         self.handle.close()
 
     def discard(self) -> None:
-        self.handle.close()
+        with contextlib.suppress(OSError):  # a full disk fails the flush: the file goes anyway
+            self.handle.close()
         self.path.unlink(missing_ok=True)
 
 
@@ -148,6 +152,8 @@ class ReadyMonth:
     rows: int
     total: Decimal
     path: Path
+    days: int
+    rows_digest: str
 
     @property
     def filename(self) -> str:
@@ -162,17 +168,12 @@ class MonthLedger:
     """
 
     def __init__(
-        self,
-        organization_id: str,
-        allow_partial_month: bool,
-        today: date,
-        work_dir: Path | None = None,
+        self, organization_id: str, allow_partial_month: bool, today: date, work_dir: Path
     ) -> None:
         self.organization_id = organization_id
         self.allow_partial_month = allow_partial_month
         self.today = today
-        self._tmp = tempfile.TemporaryDirectory(prefix="target-pelanor-", dir=work_dir)
-        self.work_dir = Path(self._tmp.name)
+        self.work_dir = work_dir
         self.open: dict[tuple[str, str], MonthFile] = {}
 
     def open_month(self, opened: MonthOpened) -> None:
@@ -203,7 +204,15 @@ class MonthLedger:
         except Withheld as withheld:
             month.discard()
             raise Withheld(str(withheld), month.rows, month.total) from None
-        return ReadyMonth(month.organization, month.month, month.rows, month.total, month.path)
+        return ReadyMonth(
+            month.organization,
+            month.month,
+            month.rows,
+            month.total,
+            month.path,
+            len(month.days),
+            month.digest.hexdigest(),
+        )
 
     def unsealed(self) -> list[MonthFile]:
         """Months whose rows arrived without a seal: the tap stopped before finishing them."""
@@ -215,7 +224,6 @@ class MonthLedger:
 
     def close(self) -> None:
         self.unsealed()
-        self._tmp.cleanup()
 
     def _new_file(self, key: tuple[str, str], layout: Layout | None) -> MonthFile:
         path = self.work_dir / f"{key[0]}_{key[1]}.csv"

@@ -4,7 +4,8 @@ Pelanor has no public test endpoint for OpenAI uploads, so tests and demos run a
 this server instead.  It checks what the public docs say Pelanor checks (token,
 integration, required columns, USD only, organization, month), stores accepted files the
 way Pelanor treats them (one file per integration and month, a new upload replaces it) and
-can inject faults (429, 5xx, slow replies, dropped connections) to exercise retries.
+can inject faults (429, 5xx, slow replies, trickled replies, dropped connections) to
+exercise retries, deadlines and interruptions.
 
 Run: ``python -m target_pelanor.sandbox --config CONFIG.json --data-dir DIR``.
 """
@@ -28,7 +29,6 @@ import socket
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -47,7 +47,7 @@ __all__ = ["Fault", "PelanorSandbox", "SeenRequest", "main"]
 UTC = timezone.utc  # datetime.UTC needs Python 3.11
 logger = logging.getLogger("target_pelanor.sandbox")
 
-FAULT_KINDS: Final = frozenset({"429", "500", "503", "slow", "drop"})
+FAULT_KINDS: Final = frozenset({"429", "500", "503", "slow", "trickle", "drop"})
 MAX_BODY_BYTES: Final = 256 * 1024 * 1024
 #: The fields Pelanor's OpenAI integration page lists as required. Stated here, not taken
 #: from the product, so that a wrong list in the product cannot hide in both.
@@ -156,6 +156,10 @@ class _State:
     in_flight: int = 0
     idle: threading.Condition = field(init=False)
     seen: list[SeenRequest] = field(default_factory=list)
+    #: Fault kinds taken so far, in order (what ``wait_for_fault`` waits on).
+    taken: list[str] = field(default_factory=list)
+    #: Set by ``stop()``: slow and trickled replies give up at once.
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self.idle = threading.Condition(self.lock)
@@ -166,6 +170,8 @@ class _State:
             for fault in self.faults:
                 if fault.matches(integration_id, month):
                     fault.remaining -= 1
+                    self.taken.append(fault.kind)
+                    self.idle.notify_all()
                     return fault
         return None
 
@@ -418,7 +424,14 @@ class _Handler(BaseHTTPRequestHandler):
                     self._record(state, None, info)
                     return  # no response at all: the client sees the connection close
                 if fault.kind == "slow":
-                    time.sleep(fault.seconds)
+                    if state.stopping.wait(fault.seconds):
+                        self.close_connection = True
+                        self._record(state, None, info)
+                        return
+                elif fault.kind == "trickle":
+                    self._record(state, 200, info)
+                    self._trickle(state, fault.seconds)
+                    return
                 else:
                     self._send_fault(fault)
                     self._record(state, int(fault.kind), info)
@@ -543,6 +556,23 @@ class _Handler(BaseHTTPRequestHandler):
             )
         self._send_json(status, {"error": {"code": code, "message": message}}, headers)
 
+    def _trickle(self, state: _State, seconds: float) -> None:
+        """200 and its headers at once, then the body one byte every ``seconds``: a reply
+        that never times out a single read. Nothing is stored."""
+        payload = json.dumps({"status": "accepted", "note": "trickled (injected fault)"})
+        self.close_connection = True
+        self.send_response(200, "OK")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.flush()
+        for byte in payload.encode():
+            if state.stopping.wait(seconds):
+                return
+            self.wfile.write(bytes([byte]))
+            self.wfile.flush()
+
     def _send_error(self, problem: _HTTPProblem) -> None:
         body = {"error": {"code": problem.code, "message": problem.message}}
         self._send_json(problem.status, body)
@@ -653,6 +683,12 @@ class PelanorSandbox:
         _write_atomic(self.data_dir / "sandbox.url", self.url.encode("ascii"))
         return self
 
+    def wait_for_fault(self, kind: str, timeout: float = 60.0) -> bool:
+        """Wait until a request has taken a fault of ``kind`` (its upload fully received),
+        so a test can act while that request is in progress without guessing a delay."""
+        with self._state.idle:
+            return self._state.idle.wait_for(lambda: kind in self._state.taken, timeout)
+
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Wait until no upload is being processed (e.g. a slow fault still sleeping)."""
         with self._state.idle:
@@ -663,6 +699,7 @@ class PelanorSandbox:
         server, self._server = self._server, None
         if server is None:
             return
+        self._state.stopping.set()
         server.shutdown()
         server.server_close()
         if self._thread is not None:

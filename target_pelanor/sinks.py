@@ -9,8 +9,8 @@ from singer_sdk.sinks import RecordSink
 
 from openai_costs.batches import BatchFileError, read_batch
 from openai_costs.contract import CostRow, MonthOpened, Seal
-from openai_costs.user_errors import stop
 from target_pelanor.delivery import Delivering
+from target_pelanor.stopping import RunStopped
 from target_pelanor.validation import CompiledValidator
 
 if TYPE_CHECKING:
@@ -33,7 +33,6 @@ class _PelanorSink(RecordSink):
     ) -> None:
         super().__init__(target, stream_name, schema, key_properties)
         self.delivery = cast("Delivering", target).delivery
-        self.plugin_name = target.name
 
     def get_validator(self) -> BaseJSONSchemaValidator | None:
         return CompiledValidator(self.schema) if self.validate_schema else None
@@ -54,7 +53,8 @@ class _PelanorSink(RecordSink):
             )
 
     def _stop(self, message: str) -> NoReturn:
-        stop(self.plugin_name, [message])
+        """Stop the run: the target reports what it has done and exits with status 1."""
+        raise RunStopped(message)
 
 
 class MonthLayoutSink(_PelanorSink):
@@ -87,6 +87,12 @@ class CostRowsSink(_PelanorSink):
                 )
             except BatchFileError as error:
                 self._stop(f"{error}; pair target-pelanor with tap-openai-costs")
+            except OSError as error:
+                reason = error.strerror or type(error).__name__
+                self._stop(
+                    f"batch file {url}: {reason}; target-pelanor reads each batch file and "
+                    "then deletes it: check the batch folder's permissions and free space"
+                )
             self.record_counter_metric.increment(rows)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -43,3 +44,17 @@ def start_openai() -> Iterator[Callable[..., FakeOpenAI]]:
     yield start
     for fake in started:
         fake.stop()
+
+
+@pytest.fixture(autouse=True)
+def private_temp_folder(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Each test gets its own system temp folder, in process and in the plugins it starts:
+    the target's working files and upload locks (with their record of the last upload)
+    live there by default, and must not leak from one test into another. (Beside the
+    test's tmp_path, not in it: tests check what their tmp_path holds.)"""
+    folder = tmp_path_factory.mktemp("system-tmp")
+    monkeypatch.setenv("TMPDIR", str(folder))
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder

@@ -523,7 +523,10 @@ def test_token_never_in_errors_repr_or_logs(
 def test_invalid_constructor_arguments_do_not_echo_token() -> None:
     with pytest.raises(ValueError, match="api_token") as info:
         PelanorClient(base_url="https://x", integration_id="i", api_token="tok secret\n")
-    assert str(info.value) == "api_token contains whitespace or non-printable characters"
+    assert str(info.value) == (
+        "api_token contains whitespace or a line break; set it without spaces or newlines "
+        "(copy it again, or strip the file or variable it comes from)"
+    )
     with pytest.raises(ValueError, match="upload_path"):
         PelanorClient(base_url="https://x", integration_id="i", api_token="t", upload_path="/{x}")
     with (

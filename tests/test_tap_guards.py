@@ -11,6 +11,7 @@ import csv
 import os
 import subprocess
 import sys
+import tempfile
 import tracemalloc
 from datetime import date
 from decimal import Decimal
@@ -29,7 +30,6 @@ from openai_costs.export import (
     month_days,
     scan_export,
 )
-from openai_costs.work_dirs import WorkDir, remove_stale
 from tap_openai_costs.streams import CostsStream
 from tap_openai_costs.tap import TapOpenAICosts
 from target_pelanor.month_ledger import MonthLedger, Withheld
@@ -72,7 +72,8 @@ def run_in_process(
 
 def ledger_verdict(rows: list[dict[str, str]], today: date) -> str:
     """What the target's ledger says of a month of these rows, sealed to match them."""
-    ledger = MonthLedger(ORG, allow_partial_month=True, today=today, work_dir=None)
+    work_dir = Path(tempfile.mkdtemp())  # in the test's private temp folder (conftest)
+    ledger = MonthLedger(ORG, allow_partial_month=True, today=today, work_dir=work_dir)
     month = rows[0]["start_time_iso"][:7]
     ledger.open_month(MonthOpened(ORG, month, LAYOUT))
     digest, total = RowsDigest(), Decimal(0)
@@ -347,12 +348,13 @@ def test_item9_leftovers_api_months_are_kept_in_work_dir_and_deleted(
     monkeypatch.setattr(inputs, "fetch_exports", fetch_and_look)
     work = tmp_path / "work"
     run_api_tap(monkeypatch, capsys, openai, date(2025, 11, 10), work_dir=str(work))
-    assert seen == [
-        [
-            f"work/tap-openai-costs-{os.getpid()}/cost_2025-10-01_2025-11-01.csv",
-            f"work/tap-openai-costs-{os.getpid()}/cost_2025-11-01_2025-12-01.csv",
-        ]
-    ]
+    ((october, november),) = seen
+    folder = october.split("/")[1]  # tap-openai-costs.<pid>.<random>: the run's own
+    assert folder.startswith(f"tap-openai-costs.{os.getpid()}.")
+    assert (october, november) == (
+        f"work/{folder}/cost_2025-10-01_2025-11-01.csv",
+        f"work/{folder}/cost_2025-11-01_2025-12-01.csv",
+    )
     assert list(work.iterdir()) == []
 
 
@@ -379,19 +381,26 @@ def test_item9_leftovers_deleted_when_the_run_fails(
 
 def test_item9_leftovers_of_killed_runs_are_removed_at_start(tmp_path) -> None:
     work = tmp_path / "work"
-    dead = write(work / f"tap-openai-costs-{a_dead_pid()}" / "cost_2025-10-01_2025-11-01.csv", b"x")
-    alive = write(work / f"tap-openai-costs-{os.getppid()}" / "cost.csv", b"x")
-    other = write(work / f"target-pelanor-{a_dead_pid()}" / "month.csv", b"x")
+    # A killed run's folder: its lock file exists, but no process holds the lock.
+    dead = write(work / "tap-openai-costs.4242.dead" / "cost_2025-10-01_2025-11-01.csv", b"x")
+    write(work / "tap-openai-costs.4242.dead.lock", b"")
+    other = write(work / "target-pelanor.4242.dead" / "month.csv", b"x")
+    write(work / "target-pelanor.4242.dead.lock", b"")
     path = write(tmp_path / "oct.csv", export(month_rows("2025-10")))
     result = run_tap(
         tmp_path, {"paths": [str(path)], "organization_id": ORG, "work_dir": str(work)}
     )
     assert result.returncode == 0, result.stderr
     assert not dead.parent.exists()
-    assert alive.exists()  # a running process's folder
     assert other.exists()  # another plugin's: its own runs clean it
-    assert sorted(p.name for p in work.iterdir()) == [alive.parent.name, other.parent.name]
-    assert f"removed working folders of killed runs: {dead.parent}" in result.stderr
+    assert sorted(p.name for p in work.iterdir()) == [
+        "target-pelanor.4242.dead",
+        "target-pelanor.4242.dead.lock",
+    ]
+    assert (
+        f"Removed the working files of a tap-openai-costs process that is gone: {dead.parent}"
+        in result.stderr
+    )
 
 
 def test_item9_leftovers_an_unusable_work_dir_is_one_line(tmp_path) -> None:
@@ -401,8 +410,9 @@ def test_item9_leftovers_an_unusable_work_dir_is_one_line(tmp_path) -> None:
     result = run_tap(tmp_path, config)
     assert result.returncode == 1
     assert result.errors == [
-        f"{ERROR}{not_a_folder}/w: cannot hold the tap's working files (Not a directory); set "
-        "work_dir to a folder the tap can write"
+        f"{ERROR}work_dir {not_a_folder}/w cannot be used for working files: a file is in the "
+        "way (it must be a folder); "
+        "set work_dir to a writable folder with free space"
     ]
 
 
@@ -461,18 +471,6 @@ def test_item9_leftovers_partial_batch_files_of_killed_runs_are_removed(tmp_path
     assert alive.exists()
     assert whole.exists()
     assert not [p for p in batches.iterdir() if p.name.endswith(f"-{os.getpid()}.partial")]
-
-
-def test_item9_leftovers_work_dir_helper(tmp_path) -> None:
-    dead = tmp_path / f"tap-openai-costs-{a_dead_pid()}"
-    dead.mkdir()
-    (tmp_path / "tap-openai-costs-notapid").mkdir()
-    with WorkDir("tap-openai-costs", tmp_path) as path:
-        assert path == tmp_path / f"tap-openai-costs-{os.getpid()}"
-        assert (path.stat().st_mode & 0o777) == 0o700
-        write(path / "month.csv", b"rows")
-        assert remove_stale(tmp_path, "tap-openai-costs") == []  # its own, while it runs
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["tap-openai-costs-notapid"]
 
 
 # Item 12: memory while seals wait --------------------------------------------------------

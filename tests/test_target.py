@@ -220,10 +220,14 @@ def test_a_tap_that_dies_between_seals_uploads_the_sealed_month_only(tmp_path, p
     ]
     assert report(result)[2] == ["org-acme", "2025-10", "382", _total(ACME_OCT, 382), NOT_SEALED]
     assert result.errors == [
-        "target-pelanor: error: 1 month(s) not uploaded (see the table); no state was saved, "
-        "so the next run retries them"
+        "target-pelanor: error: 1 month(s) not uploaded (see the table); the state saved "
+        "covers only the months Pelanor accepted, so the next run retries the others"
     ]
-    assert result.last_state is None
+    # September reached Pelanor: the state confirmed says so, and nothing of October.
+    assert result.last_state["bookmarks"]["costs"]["months"].keys() == {"org-acme/2025-09"}
+    assert result.last_state["bookmarks"]["target-pelanor"]["uploaded"].keys() == {
+        "org-acme/2025-09"
+    }
 
 
 def test_a_killed_tap_process_uploads_nothing_for_its_month(tmp_path, pelanor) -> None:

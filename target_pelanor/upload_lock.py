@@ -1,0 +1,119 @@
+"""One upload at a time per Pelanor integration and month, on this machine.
+
+Meltano's own lock covers one pipeline; two pipelines of the same organization started by
+hand would upload the same month side by side, and whichever lands last wins in Pelanor.
+So an upload holds an exclusive ``flock`` on ``<locks>/<integration>_<month>.lock`` from
+its shrink check to Pelanor's answer. Next to the lock, ``<integration>_<month>.json``
+records what was last uploaded from this machine, so the next holder checks its month
+against it too (:mod:`target_pelanor.shrink_guard`): an older file that would land last
+is refused, even from a pipeline whose state has never seen the newer one.
+
+The lock folder is ``<work root>/locks`` (see ``work_dir``): pipelines that should
+exclude each other must share it, as they do with the default (one per user).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+from target_pelanor.shrink_guard import Uploaded
+
+__all__ = ["HeldLock", "LockTimeout", "UploadLocks"]
+
+logger = logging.getLogger(__name__)
+
+_POLL_SECONDS = 0.2
+
+
+class LockTimeout(Exception):
+    """Another process kept the month's upload lock for longer than we may wait."""
+
+
+class HeldLock:
+    """An upload lock this process holds, and the record of the last upload it guards."""
+
+    def __init__(self, record_path: Path) -> None:
+        self.record_path = record_path
+
+    def last(self) -> Uploaded | None:
+        """What was last uploaded from this machine; None if unknown or unreadable."""
+        try:
+            value = json.loads(self.record_path.read_text("utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            logger.warning("Ignoring an unreadable upload record: %s", self.record_path)
+            return None
+        return Uploaded.from_state(value)
+
+    def record(self, uploaded: Uploaded) -> None:
+        """Pelanor accepted ``uploaded``: replace the record in one rename."""
+        folder = self.record_path.parent
+        fd, partial = tempfile.mkstemp(prefix=f".{self.record_path.name}.", dir=folder)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(uploaded.to_state(), handle)
+            Path(partial).replace(self.record_path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                Path(partial).unlink()
+            raise
+
+
+class UploadLocks:
+    """The upload locks under one folder."""
+
+    def __init__(self, folder: Path, wait_seconds: float) -> None:
+        self.folder = folder
+        self.wait_seconds = wait_seconds
+
+    @contextlib.contextmanager
+    def hold(self, integration_id: str, month: str) -> Iterator[HeldLock]:
+        """Hold the lock of (integration, month) for the ``with`` block; wait for another
+        process's upload to end, at most ``wait_seconds`` (then :class:`LockTimeout`)."""
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        name = f"{quote(integration_id, safe='')}_{month}"
+        path = self.folder / f"{name}.lock"
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            self._acquire(fd, path, integration_id, month)
+            yield HeldLock(self.folder / f"{name}.json")
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _acquire(self, fd: int, path: Path, integration_id: str, month: str) -> None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        logger.warning(
+            "Another target-pelanor process is uploading %s of integration %s (lock %s); "
+            "waiting up to %gs for it to finish",
+            month,
+            integration_id,
+            path,
+            self.wait_seconds,
+        )
+        deadline = time.monotonic() + self.wait_seconds
+        while True:
+            time.sleep(_POLL_SECONDS)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LockTimeout(
+                        f"another target-pelanor process kept uploading {month} of integration "
+                        f"{integration_id} for more than {self.wait_seconds:g}s (lock {path}); "
+                        "run again once it has finished"
+                    ) from None

@@ -1,0 +1,631 @@
+"""Issue 12, the target's side: never replace a good month with a worse one, and fail
+cleanly (deadlines, signals, settings, disks, leftovers, concurrent uploads, secrets).
+
+Each test names the item of the issue it covers. Remote things are local servers: the
+Pelanor sandbox, and httpx mock transports for answers the sandbox never gives.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import resource
+import signal
+import subprocess
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from openai_costs.export import format_decimal
+from openai_costs.work_folder import open_work_folder
+from target_pelanor.client import PelanorClient, PelanorError, PelanorRejected
+from target_pelanor.sandbox import PelanorSandbox
+from target_pelanor.upload_lock import UploadLocks
+from tests.conftest import TOKEN, sandbox_config
+from tests.exports import ORG, SAMPLES, export, month_rows, write
+from tests.singer import BIN, Run, report, run_tap, run_target, stored, tap_output, target_config
+
+ACME_SEPT = SAMPLES / "acme" / "cost_2025-09-01_2025-10-01.csv"
+ACME_OCT = SAMPLES / "acme" / "cost_2025-10-01_2025-11-01.csv"
+SEPT_TOTAL = "566.15973238589393446"
+OCT_TOTAL = "554.98017457515155235"
+SMALLER = (
+    "a cut download or an older export? Export the whole month again, or set "
+    "allow_shrinking_months to replace it anyway"
+)
+
+
+def tap_run(tmp: Path, *paths: Path, state: dict | None = None) -> Run:
+    result = run_tap(tmp, {"paths": [str(p) for p in paths], "organization_id": ORG}, state)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def amounts_total(path: Path, rows: int | None = None) -> Decimal:
+    with path.open(newline="") as handle:
+        lines = list(csv.DictReader(handle))[:rows]
+    return sum((Decimal(row["amount_value"] or 0) for row in lines), Decimal(0))
+
+
+def config_errors(result: Run) -> list[str]:
+    """The messages of the SDK's config validation (one log line each)."""
+    return [
+        line.rsplit(" | ", 1)[-1]
+        for line in result.stderr.splitlines()
+        if "| ERROR" in line and not line.endswith("Config validation failed")
+    ]
+
+
+def uploaded_record(state: dict) -> dict:
+    return state["bookmarks"]["target-pelanor"]["uploaded"]
+
+
+def start_target(tmp: Path, config: dict[str, Any], messages: str, **popen: Any):
+    """The target as a process fed from a file; its output goes to files (no pipe to fill
+    while a test waits) unless ``stderr`` says otherwise."""
+    (tmp / "in.singer").write_text(messages)
+    (tmp / "target.json").write_text(json.dumps(config))
+    with (
+        (tmp / "in.singer").open() as stdin,
+        (tmp / "out.log").open("w") as stdout,
+        (tmp / "err.log").open("w") as stderr,
+    ):
+        return subprocess.Popen(
+            [str(BIN / "target-pelanor"), "--config", str(tmp / "target.json")],
+            stdin=stdin,
+            stdout=stdout,
+            stderr=popen.pop("stderr", stderr),
+            text=True,
+            **popen,
+        )
+
+
+def finished(tmp: Path, process: subprocess.Popen) -> Run:
+    returncode = process.wait(timeout=120)
+    return Run(returncode, (tmp / "out.log").read_text(), (tmp / "err.log").read_text())
+
+
+def work_entries(work: Path) -> list[str]:
+    """What the target left in its work_dir, the upload locks aside."""
+    return sorted(p.name for p in work.iterdir() if p.name != "locks")
+
+
+# -- item 2: the shrink guard -------------------------------------------------------------
+
+
+def test_item2_shrink_guard_refuses_a_download_cut_at_a_line_ending(tmp_path, pelanor) -> None:
+    first_tap = tap_run(tmp_path, ACME_SEPT)
+    first = run_target(tmp_path, target_config(pelanor), first_tap.stdout)
+    assert first.returncode == 0, first.stderr
+    (seal,) = first_tap.records("cost_months")
+    assert uploaded_record(first.last_state) == {
+        "org-acme/2025-09": {
+            "rows": 409,
+            "days": 30,
+            "total_usd": SEPT_TOTAL,
+            "rows_digest": seal["rows_digest"],
+        }
+    }
+
+    # 402 of 409 rows, cut right after a line ending: every day is still there.
+    lines = ACME_SEPT.read_bytes().splitlines(keepends=True)
+    cut = write(tmp_path / "cut" / ACME_SEPT.name, b"".join(lines[:403]))
+    cut_total = format_decimal(amounts_total(ACME_SEPT, 402))
+    tap = tap_run(tmp_path, cut, state=first.last_state)
+    # The tap hands the target's record on, first thing and in its last state.
+    states = [m["value"] for m in tap.messages if m["type"] == "STATE"]
+    assert uploaded_record(states[0]) == uploaded_record(first.last_state)
+    assert uploaded_record(states[-1]) == uploaded_record(first.last_state)
+
+    refused = run_target(tmp_path, target_config(pelanor), tap.stdout)
+    assert refused.returncode == 1
+    assert report(refused)[1] == [
+        "org-acme",
+        "2025-09",
+        "402",
+        cut_total,
+        f"withheld: is smaller than the copy uploaded before: 402 rows, 30 days, {cut_total} "
+        f"USD against 409 rows, 30 days, {SEPT_TOTAL} USD (7 fewer row(s), "
+        "8.64708212465447084 USD less, more than the 2.83 USD tolerance); " + SMALLER,
+    ]
+    assert refused.last_state is None
+    assert stored(pelanor) == {"int-acme/2025-09": ACME_SEPT.read_bytes()}
+
+    allowed = run_target(tmp_path, target_config(pelanor, allow_shrinking_months=True), tap.stdout)
+    assert allowed.returncode == 0, allowed.stderr
+    assert stored(pelanor) == {"int-acme/2025-09": cut.read_bytes()}
+    assert uploaded_record(allowed.last_state)["org-acme/2025-09"]["rows"] == 402
+
+
+def _october(tmp: Path, name: str, last_day_amount: str = "1.25", days: int = 31) -> Path:
+    rows = [
+        {**row, "amount_value": last_day_amount}
+        if row["start_time_iso"].startswith("2025-10-31") and row["amount_value"] == "1.25"
+        else row
+        for row in month_rows("2025-10")
+        if int(row["start_time_iso"][8:10]) <= days
+    ]
+    return write(tmp / name / "cost_2025-10-01_2025-11-01.csv", export(rows))
+
+
+OLDER_COPIES = {
+    "the last day not final yet": (
+        {"last_day_amount": "0.50"},
+        {},
+        "withheld: is smaller than the copy uploaded before: 62 rows, 31 days, 41.10 USD "
+        "against 62 rows, 31 days, 41.85 USD (0.75 USD less, more than the 0.21 USD "
+        "tolerance); " + SMALLER,
+    ),
+    "half the month, partial months allowed": (
+        {"days": 15},
+        {"allow_partial_month": True},
+        "withheld: is smaller than the copy uploaded before: 30 rows, 15 days, 20.25 USD "
+        "against 62 rows, 31 days, 41.85 USD (16 fewer day(s), 32 fewer row(s), 21.60 USD "
+        "less, more than the 0.21 USD tolerance); " + SMALLER,
+    ),
+    "restated 0.15 USD lower, within the tolerance": ({"last_day_amount": "1.10"}, {}, None),
+}
+
+
+@pytest.mark.parametrize(
+    ("older", "settings", "action"), OLDER_COPIES.values(), ids=OLDER_COPIES.keys()
+)
+def test_item2_shrink_guard_refuses_an_older_copy(
+    tmp_path, pelanor, older, settings, action
+) -> None:
+    first = run_target(
+        tmp_path, target_config(pelanor), tap_run(tmp_path, _october(tmp_path, "new")).stdout
+    )
+    assert first.returncode == 0, first.stderr
+    copy = _october(tmp_path, "old", **older)
+    tap = tap_run(tmp_path, copy, state=first.last_state)
+    second = run_target(tmp_path, target_config(pelanor, **settings), tap.stdout)
+    if action is None:
+        assert second.returncode == 0, second.stderr
+        assert stored(pelanor) == {"int-acme/2025-10": copy.read_bytes()}
+    else:
+        assert second.returncode == 1
+        assert report(second)[1][4] == action
+        assert len(pelanor.uploads()) == 1
+
+
+def test_item2_the_tap_carries_the_targets_record_through_a_run_with_nothing_new(
+    tmp_path, pelanor
+) -> None:
+    first = run_target(tmp_path, target_config(pelanor), tap_output(tmp_path, ACME_OCT))
+    again = tap_run(tmp_path, ACME_OCT, state=first.last_state)
+    assert again.records("cost_months") == []
+    assert [m["value"] for m in again.messages if m["type"] == "STATE"][-1] == first.last_state
+
+
+# -- item 5: deadlines ----------------------------------------------------------------------
+
+
+def test_item5_request_timeout_bounds_a_trickled_answer_and_the_budget_cuts_the_last(
+    tmp_path,
+) -> None:
+    """200 at once, then a byte every 2 s: each attempt ends at request_timeout (1 s), the
+    second at the end of max_retry_seconds (3 s), while the answer is still arriving."""
+    config = sandbox_config(faults=[{"kind": "trickle", "seconds": 2, "times": 5}])
+    with PelanorSandbox(config, tmp_path / "p") as sandbox:
+        client = PelanorClient(
+            base_url=sandbox.url,
+            integration_id="int-acme",
+            api_token=TOKEN,
+            request_timeout=1,
+            max_retry_seconds=3,
+            random=lambda: 1.0,
+        )
+        with client, pytest.raises(PelanorError) as failed:
+            client.upload(month="2025-10", filename="f.csv", content=ACME_OCT)
+        assert str(failed.value) == (
+            "Pelanor upload of 2025-10 failed after 2 attempts over 3s: last error timeout: "
+            "the retry budget of 3s ran out during the request"
+        )
+        assert [r.fault for r in sandbox.requests] == ["trickle", "trickle"]
+
+
+def test_item5_a_trickling_pelanor_does_not_keep_the_target_alive(tmp_path) -> None:
+    config = sandbox_config(faults=[{"kind": "trickle", "seconds": 2, "month": "2025-10"}])
+    with PelanorSandbox(config, tmp_path / "p") as sandbox:
+        settings = target_config(sandbox, request_timeout=1, max_retry_seconds=1)
+        result = run_target(tmp_path, settings, tap_output(tmp_path, SAMPLES / "acme"))
+    assert result.returncode == 1
+    assert [row[4] for row in report(result)[1:]] == [
+        "uploaded",
+        "failed: Pelanor upload of 2025-10 failed after 1 attempt over 1s: last error "
+        "timeout: no complete response within 1s",
+    ]
+
+
+# -- item 6: signals ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_item6_a_signal_during_an_upload_stops_with_the_table_and_only_accepted_state(
+    tmp_path, signum
+) -> None:
+    faults = [{"kind": "slow", "seconds": 120, "month": "2025-10"}]
+    work = tmp_path / "work"
+    with PelanorSandbox(sandbox_config(faults=faults), tmp_path / "p") as sandbox:
+        target = start_target(
+            tmp_path,
+            target_config(sandbox, work_dir=str(work)),
+            tap_output(tmp_path, SAMPLES / "acme"),
+        )
+        assert sandbox.wait_for_fault("slow")  # October's upload is in Pelanor's hands
+        target.send_signal(signum)
+        result = finished(tmp_path, target)
+        assert [r.month for r in sandbox.requests if r.status == 200] == ["2025-09"]
+    name = signal.Signals(signum).name
+    assert result.returncode == 1
+    assert [row[3:5] for row in report(result)[1:]] == [
+        [SEPT_TOTAL, "uploaded"],
+        [
+            OCT_TOTAL,
+            f"interrupted ({name}) during its upload: Pelanor may or may not have it; the "
+            "next run sends it again",
+        ],
+    ]
+    assert result.errors == [
+        f"target-pelanor: error: stopped by {name}: 1 month(s) not uploaded (see the table); "
+        "the state saved covers only the months Pelanor accepted, so the next run retries "
+        "the others"
+    ]
+    assert result.last_state["bookmarks"]["costs"]["months"].keys() == {"org-acme/2025-09"}
+    assert uploaded_record(result.last_state).keys() == {"org-acme/2025-09"}
+    assert "Traceback" not in result.stderr
+    assert work_entries(work) == []
+
+
+# -- item 7: settings checked at start ------------------------------------------------------
+
+BAD_SETTINGS = {
+    "request_timeout 0": (
+        {"request_timeout": 0},
+        "request_timeout must be a positive number of seconds (got 0)",
+    ),
+    "request_timeout negative": (
+        {"request_timeout": -2.5},
+        "request_timeout must be a positive number of seconds (got -2.5)",
+    ),
+    "max_retry_seconds negative": (
+        {"max_retry_seconds": -1},
+        "max_retry_seconds must be 0 or a positive number of seconds (got -1)",
+    ),
+    "upload_path without a leading slash": (
+        {"upload_path": "v1/integrations/openai/{integration_id}/upload"},
+        "upload_path must start with '/' (got 'v1/integrations/openai/{integration_id}/upload'); "
+        "the default is /v1/integrations/openai/{integration_id}/upload",
+    ),
+    "upload_path with an unknown placeholder": (
+        {"upload_path": "/v1/integrations/openai/{integration}/upload"},
+        "upload_path has unknown placeholder(s) {integration}; the only placeholder is "
+        "{integration_id}",
+    ),
+    "a token with a space": (
+        {"api_token": "tok_8f3Kx2 s3cr3t"},
+        "api_token contains whitespace or a line break; set it without spaces or newlines "
+        "(copy it again, or strip the file or variable it comes from)",
+    ),
+    "a token with a line break": (
+        {"api_token": TOKEN + "\n"},
+        "api_token contains whitespace or a line break; set it without spaces or newlines "
+        "(copy it again, or strip the file or variable it comes from)",
+    ),
+    "a token variable that is not set": (
+        {"api_token": None, "api_token_env": "PELANOR_TOKEN_NOT_SET_ANYWHERE"},
+        "api_token_env names PELANOR_TOKEN_NOT_SET_ANYWHERE, which is not set in the environment",
+    ),
+}
+
+
+@pytest.mark.parametrize(("settings", "message"), BAD_SETTINGS.values(), ids=BAD_SETTINGS.keys())
+def test_item7_settings_are_checked_before_any_input_is_read(
+    tmp_path, pelanor, settings, message
+) -> None:
+    config = {k: v for k, v in (target_config(pelanor) | settings).items() if v is not None}
+    # Input the target would refuse on its first line, had it read it.
+    result = run_target(tmp_path, config, "not a Singer message\n")
+    assert result.returncode == 1
+    assert config_errors(result) == [message]
+    assert "input line" not in result.stderr
+    assert "tok_8f3Kx2" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_item7_the_token_can_come_from_an_environment_variable_only(tmp_path, pelanor) -> None:
+    config = target_config(pelanor, api_token_env="PELANOR_TOKEN_FOR_THIS_TEST")
+    del config["api_token"]
+    messages = tap_output(tmp_path, ACME_OCT)
+    result = run_target(tmp_path, config, messages, env={"PELANOR_TOKEN_FOR_THIS_TEST": TOKEN})
+    assert result.returncode == 0, result.stderr
+    assert stored(pelanor) == {"int-acme/2025-10": ACME_OCT.read_bytes()}
+
+
+# -- item 8: disk and files -----------------------------------------------------------------
+
+NOT_MESSAGES = {
+    "text": ("user@example.com,12.5,usd", "is not JSON"),
+    "a JSON array": ('["user@example.com"]', "is not a Singer message (a JSON object with a type)"),
+    "an empty line": ("", "is not JSON"),
+}
+
+
+@pytest.mark.parametrize(("line", "what"), NOT_MESSAGES.values(), ids=NOT_MESSAGES.keys())
+def test_item8_a_line_that_is_not_a_message_is_one_line_naming_its_number(
+    tmp_path, pelanor, line, what
+) -> None:
+    lines = tap_output(tmp_path, ACME_OCT).splitlines()
+    lines.insert(5, line)
+    result = run_target(tmp_path, target_config(pelanor), "\n".join(lines) + "\n")
+    assert result.returncode == 1
+    assert result.errors == [
+        f"target-pelanor: error: input line 6 {what}; target-pelanor reads the messages of "
+        "tap-openai-costs: check what feeds its input"
+    ]
+    assert "user@example.com" not in result.stderr
+    assert "Traceback" not in result.stderr
+    assert pelanor.uploads() == []
+
+
+def test_item8_a_work_dir_that_is_a_file_is_one_line_at_start(tmp_path, pelanor) -> None:
+    in_the_way = write(tmp_path / "work", b"")
+    result = run_target(tmp_path, target_config(pelanor, work_dir=str(in_the_way)), "")
+    assert result.returncode == 1
+    assert config_errors(result) == [
+        f"work_dir {in_the_way} cannot be used for working files: a file is in the way (it must "
+        "be a folder); set work_dir to a writable folder with free space"
+    ]
+
+
+def _small_files(limit: int):
+    """In the child: files may not grow past ``limit`` bytes, as on a full disk (EFBIG
+    instead of ENOSPC, but the same failed write)."""
+
+    def limit_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return limit_files
+
+
+def test_item8_a_full_work_folder_is_one_line_and_leaves_no_file(tmp_path, pelanor) -> None:
+    work = tmp_path / "work"
+    (tmp_path / "target.json").write_text(json.dumps(target_config(pelanor, work_dir=str(work))))
+    done = subprocess.run(
+        [str(BIN / "target-pelanor"), "--config", str(tmp_path / "target.json")],
+        input=tap_output(tmp_path, SAMPLES / "acme"),
+        capture_output=True,  # pipes: only files are limited
+        text=True,
+        timeout=120,
+        check=False,
+        preexec_fn=_small_files(20_000),
+    )
+    result = Run(done.returncode, done.stdout, done.stderr)
+    folder = next(
+        line.rsplit("Working files in ", 1)[1]
+        for line in result.stderr.splitlines()
+        if "Working files in " in line
+    )
+    assert result.returncode == 1
+    assert result.errors == [
+        f"target-pelanor: error: cannot write the upload file of 2025-09 in {folder}: File too "
+        "large; free space there, or set work_dir to a folder with room"
+    ]
+    assert [row[4] for row in report(result)[1:]] == [
+        "withheld: not uploaded: the run stopped before the month was finished (see below)"
+    ]
+    assert "Traceback" not in result.stderr
+    assert work_entries(work) == []
+    assert pelanor.uploads() == []
+
+
+def test_item8_an_output_dir_that_cannot_take_the_file_leaves_no_partial_file(
+    tmp_path, pelanor
+) -> None:
+    out = tmp_path / "out"
+    (out / ACME_OCT.name).mkdir(parents=True)  # in the way of the month's file
+    config = target_config(pelanor, output_dir=str(out))
+    result = run_target(tmp_path, config, tap_output(tmp_path, ACME_OCT))
+    assert result.returncode == 1
+    assert report(result)[1][4] == (
+        f"failed: could not write {out / ACME_OCT.name}: Is a directory; nothing uploaded; "
+        "free space in output_dir or fix its permissions"
+    )
+    assert [p.name for p in out.iterdir()] == [ACME_OCT.name]
+    assert pelanor.uploads() == []
+
+
+def test_item8_an_output_dir_that_is_a_file_is_one_line_at_start(tmp_path, pelanor) -> None:
+    in_the_way = write(tmp_path / "out", b"")
+    result = run_target(tmp_path, target_config(pelanor, output_dir=str(in_the_way / "x")), "")
+    assert result.returncode == 1
+    assert config_errors(result) == [
+        f"output_dir {in_the_way / 'x'} is not a writable folder: {in_the_way} is not a folder"
+    ]
+
+
+def test_item8_a_batch_file_that_cannot_be_read_is_one_line(tmp_path, pelanor) -> None:
+    config = {
+        "paths": [str(ACME_OCT)],
+        "organization_id": ORG,
+        "batch_config": {
+            "encoding": {"format": "jsonl", "compression": "none"},
+            "storage": {"root": (tmp_path / "batches").as_uri()},
+        },
+    }
+    tap = run_tap(tmp_path, config)
+    (url,) = [m["manifest"][0] for m in tap.messages if m["type"] == "BATCH"]
+    batch = Path(url.removeprefix("file://"))
+    batch.unlink()
+    batch.mkdir()  # what the target finds where the file should be
+    result = run_target(tmp_path, target_config(pelanor), tap.stdout)
+    assert result.returncode == 1
+    assert result.errors == [
+        f"target-pelanor: error: batch file {url}: Is a directory; target-pelanor reads each "
+        "batch file and then deletes it: check the batch folder's permissions and free space"
+    ]
+    assert "Traceback" not in result.stderr
+    assert pelanor.uploads() == []
+
+
+# -- item 9: leftovers ----------------------------------------------------------------------
+
+
+def _without_octobers_seal(messages: str) -> str:
+    lines = messages.splitlines(keepends=True)
+    seal = next(
+        i for i, line in enumerate(lines) if '"cost_months"' in line and '"2025-10"' in line
+    )
+    return "".join(lines[:seal])
+
+
+EXITS = {
+    "success": (lambda messages: messages, 0),
+    "a month withheld": (_without_octobers_seal, 1),
+    "a stopping problem": (lambda messages: messages + "not json\n", 1),
+}
+
+
+@pytest.mark.parametrize(("change", "returncode"), EXITS.values(), ids=EXITS.keys())
+def test_item9_working_files_are_removed_on_every_exit_path(
+    tmp_path, pelanor, change, returncode
+) -> None:
+    work = tmp_path / "work"
+    messages = change(tap_output(tmp_path, SAMPLES / "acme"))
+    result = run_target(tmp_path, target_config(pelanor, work_dir=str(work)), messages)
+    assert result.returncode == returncode, result.stderr
+    assert work_entries(work) == []
+
+
+def test_item9_an_incomplete_month_leaves_no_working_file(tmp_path, pelanor) -> None:
+    work = tmp_path / "work"
+    half = [r for r in month_rows("2025-10") if r["start_time_iso"] < "2025-10-16"]
+    messages = tap_output(tmp_path, write(tmp_path / "mid.csv", export(half)))
+    result = run_target(tmp_path, target_config(pelanor, work_dir=str(work)), messages)
+    assert result.returncode == 1
+    assert work_entries(work) == []
+
+
+def test_item9_leftovers_of_a_killed_target_are_removed_at_the_next_start(tmp_path) -> None:
+    work = tmp_path / "work"
+    alive = open_work_folder(work, "target-pelanor")  # another target, still running
+    faults = [{"kind": "slow", "seconds": 120, "month": "2025-10"}]
+    with PelanorSandbox(sandbox_config(faults=faults), tmp_path / "p") as sandbox:
+        config = target_config(sandbox, work_dir=str(work))
+        killed = start_target(tmp_path, config, tap_output(tmp_path, SAMPLES / "acme"))
+        assert sandbox.wait_for_fault("slow")  # October's file is being uploaded
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+    (left,) = [p for p in work.iterdir() if p.is_dir() and p not in (alive.path, work / "locks")]
+    assert [f.name for f in left.iterdir()] == ["org-acme_2025-10.csv"]
+
+    result = run_target(
+        tmp_path, {"organization_id": ORG, "dry_run": True, "work_dir": str(work)}, ""
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"Removed the working files of a target-pelanor process that is gone: {left}" in (
+        result.stderr
+    )
+    assert work_entries(work) == sorted([alive.path.name, alive.path.name + ".lock"])
+    alive.cleanup()
+    assert work_entries(work) == []
+
+
+# -- item 10: one upload at a time per integration and month --------------------------------
+
+
+def test_item10_a_second_upload_of_the_same_month_waits_for_the_first(tmp_path, pelanor) -> None:
+    work = tmp_path / "work"
+    locks = UploadLocks(work / "locks", wait_seconds=5)
+    config = target_config(pelanor, work_dir=str(work))
+    with locks.hold("int-acme", "2025-10"):  # another process uploading October
+        target = start_target(
+            tmp_path, config, tap_output(tmp_path, ACME_OCT), stderr=subprocess.PIPE
+        )
+        assert target.stderr is not None
+        for line in target.stderr:
+            if "Another target-pelanor process is uploading 2025-10" in line:
+                break
+        else:
+            pytest.fail("the target did not wait for the lock")
+        assert pelanor.uploads() == []
+    target.communicate(timeout=120)
+    assert target.returncode == 0
+    assert stored(pelanor) == {"int-acme/2025-10": ACME_OCT.read_bytes()}
+
+
+def test_item10_waiting_for_another_upload_is_bounded(tmp_path, pelanor) -> None:
+    work = tmp_path / "work"
+    config = target_config(pelanor, work_dir=str(work), max_retry_seconds=0.5)
+    with UploadLocks(work / "locks", wait_seconds=5).hold("int-acme", "2025-10"):
+        result = run_target(tmp_path, config, tap_output(tmp_path, ACME_OCT))
+    assert result.returncode == 1
+    assert report(result)[1][4] == (
+        "failed: another target-pelanor process kept uploading 2025-10 of integration int-acme "
+        f"for more than 0.5s (lock {work / 'locks' / 'int-acme_2025-10.lock'}); run again "
+        "once it has finished"
+    )
+    assert pelanor.uploads() == []
+
+
+def test_item10_an_older_file_from_another_pipeline_does_not_land_last(tmp_path, pelanor) -> None:
+    """Two pipelines of one organization, each with its own state: the one with the older
+    export runs second, and this machine's record of the last upload refuses it."""
+    newer = run_target(
+        tmp_path, target_config(pelanor), tap_run(tmp_path, _october(tmp_path, "new")).stdout
+    )
+    assert newer.returncode == 0, newer.stderr
+    older_tap = tap_run(tmp_path, _october(tmp_path, "old", last_day_amount="0.50"))
+    older = run_target(tmp_path, target_config(pelanor), older_tap.stdout)
+    assert older.returncode == 1
+    assert report(older)[1][4] == OLDER_COPIES["the last day not final yet"][2]
+    assert len(pelanor.uploads()) == 1
+
+
+# -- item 11: secrets -----------------------------------------------------------------------
+
+SPLIT_TOKEN = "tokid_8f3Kx2:s3cr3t/v+lue="
+
+
+def _answer(status: int, **body: Any):
+    return httpx.MockTransport(lambda request: httpx.Response(status, **body))
+
+
+def _rejection(transport: httpx.MockTransport) -> str:
+    client = PelanorClient(
+        base_url="https://api.pelanor.io",
+        integration_id="int-acme",
+        api_token=SPLIT_TOKEN,
+        transport=transport,
+    )
+    with client, pytest.raises(PelanorRejected) as rejected:
+        client.upload(month="2025-10", filename="f.csv", content=b"x")
+    return str(rejected.value)
+
+
+def test_item11_secrets_are_scrubbed_before_the_text_is_shortened() -> None:
+    # The token straddles the 500-character cut of a JSON message, and the 200-character
+    # cut of a plain-text body: shortened first, its start would have stayed.
+    json_body = {"error": {"message": "x" * 495 + SPLIT_TOKEN}}
+    assert _rejection(_answer(422, json=json_body)) == (
+        "Pelanor rejected the upload of 2025-10 (HTTP 422): " + "x" * 495 + "***"
+    )
+    assert _rejection(_answer(422, text="y" * 195 + SPLIT_TOKEN)) == (
+        "Pelanor rejected the upload of 2025-10 (HTTP 422): " + "y" * 195 + "***"
+    )
+
+
+def test_item11_each_part_of_the_token_and_their_url_encoded_forms_are_scrubbed() -> None:
+    echoed = (
+        "id tokid_8f3Kx2 secret s3cr3t/v+lue= url tokid_8f3Kx2%3As3cr3t%2Fv%2Blue%3D "
+        "lower tokid_8f3Kx2%3as3cr3t%2fv%2blue%3d part s3cr3t%2Fv%2Blue%3D"
+    )
+    assert _rejection(_answer(400, json={"message": echoed})) == (
+        "Pelanor rejected the upload of 2025-10 (HTTP 400): id *** secret *** url *** "
+        "lower *** part ***"
+    )
