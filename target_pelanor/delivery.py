@@ -17,7 +17,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
-from openai_costs.contract import CostRow, MonthOpened, Seal
+from openai_costs.contract import STREAMS, CostRow, MonthOpened, Seal
 from target_pelanor.client import DEFAULT_UPLOAD_PATH, PelanorClient, PelanorError, resolve_base_url
 from target_pelanor.month_ledger import MonthLedger, ReadyMonth, Withheld
 from target_pelanor.report import MonthResult, render_table
@@ -35,10 +35,16 @@ class Delivery:
             config["organization_id"], bool(config.get("allow_partial_month"))
         )
         self.results: list[MonthResult] = []
+        #: Streams whose SCHEMA arrived: the tap announces every selected one up front.
+        self.streams: set[str] = set()
 
     @property
     def failed(self) -> bool:
         return any(result.failed for result in self.results)
+
+    def missing_streams(self) -> list[str]:
+        """The tap's streams that were not announced (deselected), in the tap's order."""
+        return [stream for stream in STREAMS if stream not in self.streams]
 
     def open_month(self, opened: MonthOpened) -> None:
         self.ledger.open_month(opened)

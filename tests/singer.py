@@ -44,6 +44,11 @@ class Run:
         return [line for line in self.stderr.splitlines() if ": error: " in line]
 
 
+def unversioned(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Records without their month_version (it names the run, so it differs between runs)."""
+    return [{k: v for k, v in record.items() if k != "month_version"} for record in records]
+
+
 def run(
     command: str,
     *args: str,
