@@ -56,8 +56,9 @@ def run(
     config: dict | None = None,
     tmp: Path | None = None,
     env: dict[str, str] | None = None,
+    bin_dir: Path = BIN,
 ) -> Run:
-    argv = [str(BIN / command), *args]
+    argv = [str(bin_dir / command), *args]
     if config is not None:
         assert tmp is not None
         path = tmp / f"{command}.config.json"
