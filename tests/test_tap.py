@@ -461,6 +461,7 @@ def test_a_file_changed_during_the_run_stops_it_before_its_seal(
     with pytest.raises(SystemExit) as exited:
         tap.sync_all()
     assert exited.value.code == 1
+    tap.message_writer.flush()  # as at process exit (atexit), not after pytest's report
     out, err = capsys.readouterr()
     assert '"stream":"costs"' in out
     assert '"type":"RECORD","stream":"cost_months"' not in out
