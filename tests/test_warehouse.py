@@ -76,7 +76,11 @@ def postgres() -> Iterator[PostgresCluster]:
     if bin_dir is None:
         require(f"PostgreSQL server binaries not found: {INSTALL_HINT}")
         return
-    cluster = PostgresCluster(bin_dir)
+    try:
+        cluster = PostgresCluster(bin_dir)
+    except KeyError:  # root, and no unprivileged user to run the server as
+        require(f"no 'postgres' user to run PostgreSQL as: {INSTALL_HINT}")
+        return
     try:
         yield cluster.start()
     finally:
