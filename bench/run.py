@@ -235,8 +235,8 @@ def make_export(rows: int, seed: int) -> Path:
 class Ours:
     """tap-openai-costs and target-pelanor on one export.
 
-    ``batch`` (the default, as in meltano.yml) moves rows in BATCH files; without it every
-    row is a RECORD message, the plain Singer path.
+    ``batch`` (the default, as meltano.yml sets it for target-pelanor) moves rows in BATCH
+    files; without it every row is a RECORD message, the plain Singer path.
     """
 
     def __init__(self, export: Path, rows: int, work: Path, batch: bool = True) -> None:

@@ -4,10 +4,17 @@ the state key. Both plugins use these types, so a renamed field fails mypy, not 
 Per (organization, month) the tap writes a :class:`MonthOpened` record before the month's
 rows, one ``costs`` record per CSV row (read by the target as :class:`CostRow`), and a
 :class:`Seal` after them, once every input has passed validation.
+
+Every sending of a month has its own ``month_version``, on its layout record and on each of
+its rows; the seal names the version it vouches for. A warehouse keeps every version it
+was sent and reads the sealed one (see README, "Loading into a warehouse"), so a month
+sent twice (a draft, then its merged plan; a restated month in a later run) is never
+counted twice, and rows removed by a restatement disappear from the totals.
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from decimal import Decimal
 
 import msgspec
@@ -21,6 +28,8 @@ MONTH_LAYOUTS = "cost_month_layouts"
 #: Written right after a month's last row: the target uploads sealed months only.
 MONTH_SEALS = "cost_months"
 STREAMS = (MONTH_LAYOUTS, COSTS, MONTH_SEALS)
+#: ``YYYY-MM``: the ``month`` field of every record.
+MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
 
 
 def state_key(organization_id: str, month: str) -> str:
@@ -36,11 +45,20 @@ def state_key(organization_id: str, month: str) -> str:
 TARGET_BOOKMARK = "target-pelanor"
 
 
+def month_version(run_started: datetime, sending: int) -> str:
+    """The version of one sending of a month: the run's UTC start, then the sending's
+    number in the run (``20251105T063000.123456Z-0001``). Fixed width, so versions sort
+    as text in the order they were sent."""
+    return f"{run_started.astimezone(timezone.utc):%Y%m%dT%H%M%S.%fZ}-{sending:04d}"
+
+
 class MonthOpened(msgspec.Struct, frozen=True):
     """A ``cost_month_layouts`` record: the month's rows follow, in this layout."""
 
     organization: str
     month: str
+    #: This sending of the month; its rows carry the same.
+    month_version: str
     layout: Layout
 
 
@@ -60,6 +78,8 @@ class Seal(msgspec.Struct, frozen=True):
 
     organization: str
     month: str
+    #: The version of the rows sealed: the month's sending they arrived in.
+    month_version: str
     row_count: int
     #: Exact decimal text.
     total_usd: str

@@ -1,14 +1,22 @@
 """The three streams: every cost row, framed per (organization, month) by its layout
-before the rows and its seal after them."""
+before the rows and its seal after them.
+
+Every sending of a month gets a new ``month_version``, on its layout, on each row and on
+the seal that vouches for it, so a loader keeping everything it was sent can still tell
+the sealed rows from a draft's or an earlier run's. The schemas type what a warehouse
+keeps: dates, UTC instants, and amounts as exact decimal text (``x-singer.decimal``,
+NUMERIC in SQL loaders), never a float.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -25,6 +33,7 @@ from openai_costs.export import (
     ExportError,
     format_decimal,
     full_days,
+    iso_of,
     missing_days,
     today_utc,
 )
@@ -41,18 +50,28 @@ if TYPE_CHECKING:
     from tap_openai_costs.planner import Draft, ExportReading, MonthPlan
 
 _TEXT = th.StringType(nullable=True)
-
+_MONTH = th.StringType(pattern=contract.MONTH_PATTERN)
+_ISO_COLUMNS = ("start_time_iso", "end_time_iso")
 #: Row columns carried typed as text; any other column still travels inside ``csv_row``.
 _TEXT_COLUMNS = tuple(
-    c for c in CURRENT_COLUMNS if c not in {"start_time", "end_time", "amount_value"}
+    c for c in CURRENT_COLUMNS if c not in {"start_time", "end_time", "amount_value", *_ISO_COLUMNS}
 )
+
+
+class ExactDecimalType(th.StringType):
+    """Exact decimal text, as the SDK's SQL loaders expect it: ``x-singer.decimal`` becomes
+    NUMERIC (meltanolabs-target-postgres); a loader that does not know the format keeps
+    the text. A JSON number would become a float in many loaders."""
+
+    string_format = "x-singer.decimal"
 
 
 @dataclass
 class MonthTally:
     """What a seal vouches for, counted as the rows go out (their digest comes from the
-    scan's day digests: :meth:`MonthPlan.rows_digest`)."""
+    scan's day digests: :meth:`MonthPlan.rows_digest`), and the version they went out in."""
 
+    version: str
     count: int = 0
     total: Decimal = Decimal(0)
 
@@ -64,6 +83,8 @@ class _Positions:
     start: int
     end: int
     amount: int
+    start_iso: bool
+    end_iso: bool
     text: tuple[tuple[str, int], ...]
 
 
@@ -71,12 +92,31 @@ class _Positions:
 def _positions(columns: tuple[str, ...]) -> _Positions:
     at = {column: i for i, column in enumerate(columns)}
     text = tuple((column, at[column]) for column in _TEXT_COLUMNS if column in at)
-    return _Positions(at["start_time"], at["end_time"], at["amount_value"], text)
+    start_iso, end_iso = (column in at for column in _ISO_COLUMNS)
+    return _Positions(
+        at["start_time"], at["end_time"], at["amount_value"], start_iso, end_iso, text
+    )
 
 
 @functools.cache
 def _iso_day(day: date) -> str:
     return day.isoformat()
+
+
+@functools.cache
+def _utc_instant(unix_seconds: int) -> str:
+    """RFC 3339 with ``+00:00``, the form OpenAI writes: a file's ISO text may lack the
+    offset (it is timezone.utc, the Unix column says so), which a loader would read in its own zone.
+    The exact text stays in ``csv_row``."""
+    return iso_of(unix_seconds)
+
+
+def _amount_text(text: str, amount: Decimal) -> str:
+    """The export's digits when they are plain decimal text (trailing zeros kept), else
+    the same amount without an exponent (``5.5e-05`` is ``0.000055``)."""
+    if text.replace(".", "", 1).isdigit() and text[0] != "." and text[-1] != ".":
+        return text
+    return format_decimal(amount)
 
 
 class CostsStream(Stream):
@@ -88,7 +128,8 @@ class CostsStream(Stream):
     """
 
     name = contract.COSTS
-    primary_keys = ("organization", "month", "row")
+    # A new month_version never overwrites an older version's rows in an upserting loader.
+    primary_keys = ("organization", "month", "month_version", "row")
     replication_key = None
     # Records are built from validated text with JSON-ready types: nothing to conform.
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
@@ -97,21 +138,44 @@ class CostsStream(Stream):
         th.Property(
             "organization", th.StringType, required=True, description="Connector's organization"
         ),
-        th.Property("month", th.StringType, required=True, description="YYYY-MM of start_time"),
+        th.Property("month", _MONTH, required=True, description="YYYY-MM of start_time"),
         th.Property(
-            "row", th.IntegerType, required=True, description="1-based position in the month"
+            "month_version",
+            th.StringType,
+            required=True,
+            description="This sending of the month; current rows are those of the version "
+            "its cost_months seal names",
         ),
         th.Property(
-            "day", th.StringType, required=True, description="YYYY-MM-DD of start_time (UTC)"
+            "row",
+            th.IntegerType,
+            required=True,
+            description="1-based position in the month's version",
+        ),
+        th.Property(
+            "day", th.DateType, required=True, description="UTC day of start_time (YYYY-MM-DD)"
         ),
         th.Property("start_time", th.IntegerType, required=True),
         th.Property("end_time", th.IntegerType, required=True),
-        th.Property("amount_value", th.NumberType(nullable=True), description="Exact decimal"),
+        *(
+            th.Property(
+                column,
+                th.DateTimeType(nullable=True),
+                description="The file's ISO time as UTC (+00:00); null if the file has none",
+            )
+            for column in _ISO_COLUMNS
+        ),
+        th.Property(
+            "amount_value",
+            ExactDecimalType(nullable=True),
+            description="Exact decimal text (x-singer.decimal); null on idle-day rows",
+        ),
         *(th.Property(column, _TEXT) for column in _TEXT_COLUMNS),
         th.Property("csv_row", th.StringType, required=True, description="Exact CSV text"),
     ).to_dict()
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        self._announce_month_streams()
         for month, rows, tally in self._months():
             yield from self._records_of(month, rows, tally)
 
@@ -127,6 +191,7 @@ class CostsStream(Stream):
         if removed:
             self.logger.info("removed partial batch files of killed runs: %s", ", ".join(removed))
         owner = f"{self.tap_name}-{os.getpid()}"
+        self._announce_month_streams()
         for month, rows, tally in self._months():
             records = self._records_of(month, rows, tally)
             try:
@@ -150,6 +215,13 @@ class CostsStream(Stream):
         """Layouts and seals are written explicitly around a month's rows, never per record."""
         return ()
 
+    def _announce_month_streams(self) -> None:
+        """SCHEMA messages of the selected month streams before any record, so a target
+        knows from the start which streams it will get (a deselected one never comes)."""
+        for child in self.child_streams:
+            if child.selected:
+                child._write_schema_message()  # the SDK's own writer
+
     def _months(self) -> Iterator[tuple[Draft | MonthPlan, Iterator[Row], MonthTally]]:
         """Each month's rows to write, after its layout record; seals go out in between.
 
@@ -159,12 +231,14 @@ class CostsStream(Stream):
         only once the rows it handed out were written, so a seal never overtakes its rows.
         """
         today = self.today()
+        started, sendings = self.run_started(), itertools.count(1)
         with self._work_dir() as work_dir:
             reading = self._reading(today, work_dir)
             tallies: dict[str, MonthTally] = {}
             for draft, rows in reading.validate():
-                tallies[draft.month] = tally = MonthTally()
-                self._open(draft)
+                version = contract.month_version(started, next(sendings))
+                tallies[draft.month] = tally = MonthTally(version)
+                self._open(draft, version)
                 yield draft, rows, tally
             try:
                 plans = changed_months(reading, self.logger)
@@ -173,16 +247,21 @@ class CostsStream(Stream):
             for plan in plans:
                 drafted = reading.drafts.get(plan.month)
                 if drafted is not None and drafted.matches(plan):
-                    tally = tallies[plan.month]
+                    tally = tallies[plan.month]  # sealed as sent: the draft's version
                 else:
-                    tally = MonthTally()
-                    self._open(plan)  # a draft's rows, if any, are replaced
+                    # A draft's rows, if any, are replaced, under a new version.
+                    tally = MonthTally(contract.month_version(started, next(sendings)))
+                    self._open(plan, tally.version)
                     yield plan, self._reread(plan), tally
                 self._seal(plan, tally, today)
 
     def today(self) -> date:
         """The current UTC date, read once a run: months are complete up to the day before."""
         return today_utc()
+
+    def run_started(self) -> datetime:
+        """When this run started (timezone.utc): the start of every month_version it sends."""
+        return datetime.now(timezone.utc)
 
     def _reading(self, today: date, work_dir: Path) -> ExportReading:
         # Read without creating the stream's bookmark: a run that seals nothing leaves none.
@@ -224,28 +303,37 @@ class CostsStream(Stream):
     ) -> Iterator[dict[str, Any]]:
         # Runs for every row of a backfill: the tally is counted inline, keys set one by one.
         at = _positions(month.layout.columns)  # every row comes in the month's layout
-        organization, month_text = month.organization_id, month.month
+        organization, month_text, version = month.organization_id, month.month, tally.version
         for row in rows:
             fields, text = row.fields, row.text
-            amount = Decimal(fields[at.amount]) if fields[at.amount] else None
+            amount_text = fields[at.amount]
             tally.count += 1
-            if amount is not None:
-                tally.total += amount
             record: dict[str, Any] = {name: fields[i] or None for name, i in at.text}
+            if amount_text:
+                amount = Decimal(amount_text)
+                tally.total += amount
+                record["amount_value"] = _amount_text(amount_text, amount)
+            else:
+                record["amount_value"] = None
+            start, end = int(fields[at.start]), int(fields[at.end])
             record["organization"] = organization
             record["month"] = month_text
+            record["month_version"] = version
             record["row"] = tally.count
             record["day"] = _iso_day(row.day)
-            record["start_time"] = int(fields[at.start])
-            record["end_time"] = int(fields[at.end])
-            record["amount_value"] = amount
+            record["start_time"] = start
+            record["end_time"] = end
+            if at.start_iso:
+                record["start_time_iso"] = _utc_instant(start)
+            if at.end_iso:
+                record["end_time_iso"] = _utc_instant(end)
             record["csv_row"] = text
             yield record
 
-    def _open(self, month: Draft | MonthPlan) -> None:
+    def _open(self, month: Draft | MonthPlan, version: str) -> None:
         """Announce the month's file layout before its first row, so the target can write
         and check the upload file while the rows arrive."""
-        opened = MonthOpened(month.organization_id, month.month, month.layout)
+        opened = MonthOpened(month.organization_id, month.month, version, month.layout)
         self._emit(MonthLayoutsStream, contract.to_record(opened))
 
     def _emit(self, stream_type: type[_MonthEventStream], record: dict[str, Any]) -> None:
@@ -258,6 +346,7 @@ class CostsStream(Stream):
         seal = Seal(
             organization=plan.organization_id,
             month=plan.month,
+            month_version=tally.version,
             row_count=tally.count,
             total_usd=format_decimal(tally.total),
             days_covered=len(plan.days),
@@ -287,7 +376,6 @@ _LAYOUT = th.ObjectType(
 class _MonthEventStream(Stream):
     """A record about a whole month, written by the ``costs`` stream at the right moment."""
 
-    primary_keys = ("organization", "month")
     replication_key = None
     parent_stream_type = CostsStream
     state_partitioning_keys: list[str] = []  # noqa: RUF012  # one bookmark, not one per month
@@ -316,9 +404,11 @@ class MonthLayoutsStream(_MonthEventStream):
     """Written right before a month's first row: how its upload file is laid out."""
 
     name = contract.MONTH_LAYOUTS
+    primary_keys = ("organization", "month", "month_version")
     schema = th.PropertiesList(
         th.Property("organization", th.StringType, required=True),
-        th.Property("month", th.StringType, required=True),
+        th.Property("month", _MONTH, required=True),
+        th.Property("month_version", th.StringType, required=True),
         th.Property("layout", _LAYOUT, required=True),
     ).to_dict()
 
@@ -327,11 +417,25 @@ class MonthSealsStream(_MonthEventStream):
     """Written right after a month's last row: the target uploads sealed months only."""
 
     name = contract.MONTH_SEALS
+    # One seal per month in an upserting loader: a later seal replaces the earlier one.
+    # Append-only loaders keep them all; the latest (highest month_version) is current.
+    primary_keys = ("organization", "month")
     schema = th.PropertiesList(
         th.Property("organization", th.StringType, required=True),
-        th.Property("month", th.StringType, required=True),
+        th.Property("month", _MONTH, required=True),
+        th.Property(
+            "month_version",
+            th.StringType,
+            required=True,
+            description="The version of the rows sealed; sorts in the order sent",
+        ),
         th.Property("row_count", th.IntegerType, required=True),
-        th.Property("total_usd", th.StringType, required=True, description="Exact decimal text"),
+        th.Property(
+            "total_usd",
+            ExactDecimalType,
+            required=True,
+            description="Exact decimal text (x-singer.decimal): the sum of amount_value",
+        ),
         th.Property("days_covered", th.IntegerType, required=True),
         th.Property("days_expected", th.IntegerType, required=True),
         th.Property("missing_days", th.ArrayType(th.StringType), required=True),

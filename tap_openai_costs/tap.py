@@ -8,17 +8,21 @@ from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers._batch import BatchConfig
-from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities, TapCapabilities
+from singer_sdk.helpers.capabilities import (
+    FLATTENING_CONFIG,
+    CapabilitiesEnum,
+    PluginCapabilities,
+    TapCapabilities,
+)
 
 from openai_costs.batches import check_encoding
+from openai_costs.contract import MONTH_PATTERN
 from tap_openai_costs.message_writer import BufferedMsgSpecWriter
 from tap_openai_costs.openai_client import (
     DEFAULT_BASE_URL,
     check_api_base_url,
 )
 from tap_openai_costs.streams import CostsStream, MonthLayoutsStream, MonthSealsStream
-
-MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
 
 
 class TapOpenAICosts(Tap):
@@ -112,9 +116,21 @@ class TapOpenAICosts(Tap):
         ),
     ).to_dict()
 
+    @classmethod
+    def append_builtin_config(cls, config_jsonschema: dict[str, Any]) -> None:
+        """The SDK's built-in settings, without schema flattening: the SDK offers it to
+        every tap, whatever its capabilities, but it is refused here."""
+        super().append_builtin_config(config_jsonschema)
+        for key in FLATTENING_CONFIG["properties"]:
+            config_jsonschema["properties"].pop(key, None)
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        errors = self._source_config_errors() + self._batch_config_errors()
+        errors = (
+            self._source_config_errors()
+            + self._batch_config_errors()
+            + self._flattening_config_errors()
+        )
         if errors:
             raise ConfigValidationError("Config validation failed", errors=errors)
 
@@ -134,6 +150,17 @@ class TapOpenAICosts(Tap):
         except ValueError as problem:
             return [str(problem)]
         return []
+
+    def _flattening_config_errors(self) -> list[str]:
+        """Flattening breaks the records (the SDK's flattened schema still requires the
+        nested ``layout``, and target-pelanor needs it whole), so it is refused up front."""
+        if not self.config.get("flattening_enabled"):
+            return []
+        return [
+            "flattening_enabled is not supported: the layout and seal records must reach "
+            "the loader whole (a warehouse stores layout as a JSON column); remove "
+            "flattening_enabled"
+        ]
 
     def _source_config_errors(self) -> list[str]:
         if not self._from_api:

@@ -25,7 +25,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
-from openai_costs.contract import CostRow, MonthOpened, Seal, state_key
+from openai_costs.contract import STREAMS, CostRow, MonthOpened, Seal, state_key
 from openai_costs.export import today_utc
 from openai_costs.work_folder import WorkFolder, open_work_folder
 from target_pelanor.client import DEFAULT_UPLOAD_PATH, PelanorClient, PelanorError, resolve_base_url
@@ -61,10 +61,16 @@ class Delivery:
             self.work.root / "locks", float(config.get("max_retry_seconds", 600))
         )
         self.results: list[MonthResult] = []
+        #: Streams whose SCHEMA arrived: the tap announces every selected one up front.
+        self.streams: set[str] = set()
 
     @property
     def failed(self) -> bool:
         return any(result.failed for result in self.results)
+
+    def missing_streams(self) -> list[str]:
+        """The tap's streams that were not announced (deselected), in the tap's order."""
+        return [stream for stream in STREAMS if stream not in self.streams]
 
     def open_month(self, opened: MonthOpened) -> None:
         try:

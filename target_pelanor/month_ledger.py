@@ -75,6 +75,7 @@ class MonthFile:
         self,
         organization: str,
         month: str,
+        version: str | None,
         layout: Layout | None,
         path: Path,
         organization_id: str,
@@ -82,6 +83,7 @@ class MonthFile:
     ) -> None:
         self.organization = organization
         self.month = month
+        self.version = version
         self.layout = layout
         self.path = path
         self.organization_id = organization_id
@@ -181,13 +183,13 @@ class MonthLedger:
         key = (opened.organization, opened.month)
         if previous := self.open.pop(key, None):
             previous.discard()  # restarted by the tap: its earlier rows are replaced
-        self.open[key] = self._new_file(key, opened.layout)
+        self.open[key] = self._new_file(key, opened.month_version, opened.layout)
 
     def add_row(self, row: CostRow) -> None:
         key = (row.organization, row.month)
         month = self.open.get(key)
         if month is None:
-            month = self.open[key] = self._new_file(key, None)
+            month = self.open[key] = self._new_file(key, None, None)
         month.add(row)
 
     def seal(self, seal: Seal) -> ReadyMonth:
@@ -225,9 +227,11 @@ class MonthLedger:
     def close(self) -> None:
         self.unsealed()
 
-    def _new_file(self, key: tuple[str, str], layout: Layout | None) -> MonthFile:
+    def _new_file(
+        self, key: tuple[str, str], version: str | None, layout: Layout | None
+    ) -> MonthFile:
         path = self.work_dir / f"{key[0]}_{key[1]}.csv"
-        return MonthFile(key[0], key[1], layout, path, self.organization_id, self.today)
+        return MonthFile(key[0], key[1], version, layout, path, self.organization_id, self.today)
 
     def _check(self, month: MonthFile, seal: Seal) -> None:
         if month.organization != self.organization_id:
@@ -239,6 +243,11 @@ class MonthLedger:
             raise Withheld(
                 f"has rows of organization {month.foreign}, not {self.organization_id}; "
                 "check organization_id of the tap and the target"
+            )
+        if month.version is not None and month.version != seal.month_version:
+            raise Withheld(
+                f"the seal is for month_version {seal.month_version}, but the rows arrived "
+                f"as {month.version}; run the pipeline again"
             )
         arrived = (month.rows, format_decimal(month.total), month.digest.hexdigest())
         sealed = (seal.row_count, seal.total_usd, seal.rows_digest)

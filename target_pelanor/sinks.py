@@ -1,4 +1,8 @@
-"""One sink per tap stream; each hands its records to the run's delivery."""
+"""One sink per tap stream; each hands its records to the run's delivery.
+
+Before a sink's first record, the run checks that the tap announced all three streams: a
+deselected stream would otherwise look like a tap that stopped halfway.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, cast
 import msgspec
 from singer_sdk.sinks import RecordSink
 
+from openai_costs import contract
 from openai_costs.batches import BatchFileError, read_batch
 from openai_costs.contract import CostRow, MonthOpened, Seal
 from target_pelanor.delivery import Delivering
@@ -33,14 +38,33 @@ class _PelanorSink(RecordSink):
     ) -> None:
         super().__init__(target, stream_name, schema, key_properties)
         self.delivery = cast("Delivering", target).delivery
+        self.streams_checked = False
 
     def get_validator(self) -> BaseJSONSchemaValidator | None:
-        return CompiledValidator(self.schema) if self.validate_schema else None
+        return CompiledValidator(self.schema, self._invalid) if self.validate_schema else None
 
     def _parse_timestamps_in_record(self, record: dict[str, Any], *_: Any, **__: Any) -> None:
-        """Skip the SDK's per-field date scan: the tap's schemas declare no date formats
-        (times travel as integers and exact text), and on every record it costs more than
-        validation itself."""
+        """Skip the SDK's per-field date parsing: the target uses the exact text (``day``
+        as ``YYYY-MM-DD``, the file's ISO times inside ``csv_row``), and on every record
+        the scan costs more than validation itself."""
+
+    def _check_streams(self) -> None:
+        """Once, before the first record: every stream the target needs was announced."""
+        self.streams_checked = True
+        if missing := self.delivery.missing_streams():
+            named = " or ".join(missing)
+            self._stop(
+                f"the tap sends no {named} records: deselected (meltano select, or the "
+                "catalog); target-pelanor needs all three streams, "
+                f"{', '.join(contract.STREAMS)}: select them all"
+            )
+
+    def _invalid(self, problem: str) -> NoReturn:
+        self._stop(
+            f"a {self.stream_name} record does not match the tap's schema ({problem}); pair "
+            "target-pelanor with tap-openai-costs, without flattening or stream maps that "
+            "change its records"
+        )
 
     def _convert(self, record: dict[str, Any], record_type: type[Any]) -> Any:
         """The record as its contract type; a malformed one (reachable with
@@ -61,6 +85,8 @@ class MonthLayoutSink(_PelanorSink):
     """``cost_month_layouts``: a month starts; its upload file is opened in its layout."""
 
     def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
+        if not self.streams_checked:
+            self._check_streams()
         self.delivery.open_month(self._convert(record, MonthOpened))
 
 
@@ -68,12 +94,16 @@ class CostRowsSink(_PelanorSink):
     """``costs``: each row is checked and written to its month's upload file."""
 
     def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
+        if not self.streams_checked:
+            self._check_streams()
         self.delivery.add_row(self._convert(record, CostRow))
 
     def process_batch_files(self, encoding: BaseBatchFileEncoding, files: Sequence[str]) -> None:
         """BATCH messages (the tap's fast path): stream each file's rows into the months.
 
         The seal that follows still checks count, total and digest of every row."""
+        if not self.streams_checked:
+            self._check_streams()
         for url in files:
             rows = 0
             try:
@@ -100,4 +130,6 @@ class MonthSealSink(_PelanorSink):
     """``cost_months``: a seal means the month is finished: check it, then deliver it."""
 
     def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
+        if not self.streams_checked:
+            self._check_streams()
         self.delivery.deliver(self._convert(record, Seal))

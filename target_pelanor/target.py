@@ -204,6 +204,11 @@ class TargetPelanor(Target):
                 stop(cls.name, [what or str(stopped)])
             target.stop_early(stopped)
 
+    def _process_schema_message(self, message_dict: dict[str, Any]) -> None:
+        """Note each stream the tap announces, for the sinks' check of deselected streams."""
+        super()._process_schema_message(message_dict)
+        self.delivery.streams.add(message_dict["stream"])
+
     def get_sink_class(self, stream_name: str) -> type[Sink]:
         if stream_name not in SINKS:
             self.abort(

@@ -1,20 +1,24 @@
 """Record validation compiled once per schema (fastjsonschema), as the SDK suggests.
 
-The SDK's default ``jsonschema`` validator is the main cost of a plain SDK target.
+The SDK's default ``jsonschema`` validator is the main cost of a plain SDK target. A record
+that fails is handed to ``reject``, which stops the run with one line: the SDK's own path
+logs a traceback first.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 import fastjsonschema
-from singer_sdk.exceptions import InvalidJSONSchema, InvalidRecord
+from singer_sdk.exceptions import InvalidJSONSchema
 from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
 
 class CompiledValidator(BaseJSONSchemaValidator):
-    def __init__(self, schema: dict[str, Any]) -> None:
+    def __init__(self, schema: dict[str, Any], reject: Callable[[str], NoReturn]) -> None:
         super().__init__(schema)
+        self.reject = reject
         try:
             self.validator = fastjsonschema.compile(schema, use_formats=False)
         except fastjsonschema.JsonSchemaDefinitionException as exc:
@@ -24,4 +28,4 @@ class CompiledValidator(BaseJSONSchemaValidator):
         try:
             self.validator(record)
         except fastjsonschema.JsonSchemaValueException as exc:
-            raise InvalidRecord(exc.message, record) from exc
+            self.reject(exc.message)

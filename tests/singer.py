@@ -44,6 +44,11 @@ class Run:
         return [line for line in self.stderr.splitlines() if ": error: " in line]
 
 
+def unversioned(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Records without their month_version (it names the run, so it differs between runs)."""
+    return [{k: v for k, v in record.items() if k != "month_version"} for record in records]
+
+
 def run(
     command: str,
     *args: str,
@@ -51,8 +56,9 @@ def run(
     config: dict | None = None,
     tmp: Path | None = None,
     env: dict[str, str] | None = None,
+    bin_dir: Path = BIN,
 ) -> Run:
-    argv = [str(BIN / command), *args]
+    argv = [str(bin_dir / command), *args]
     if config is not None:
         assert tmp is not None
         path = tmp / f"{command}.config.json"

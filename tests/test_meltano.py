@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import pytest
 import yaml
 
 from target_pelanor.sandbox import PelanorSandbox
+from tests.loaders import loader_executable
 from tests.meltano_cli import (
     BIN,
     DEV_TOKEN,
@@ -44,10 +46,11 @@ SANDBOX_CONFIG = {
         "int-umbrella": "org-umbrella",  # the README's example of adding an organization
     },
 }
-ACME = ("tap-openai-costs--acme", "target-pelanor--acme")
-GLOBEX = ("tap-openai-costs--globex", "target-pelanor--globex")
-UMBRELLA = ("tap-openai-costs--umbrella", "target-pelanor--umbrella")
-ACME_STATE_ID = "dev:tap-openai-costs--acme-to-target-pelanor--acme"
+ACME = ("tap-openai-costs--acme--pelanor", "target-pelanor--acme")
+GLOBEX = ("tap-openai-costs--globex--pelanor", "target-pelanor--globex")
+UMBRELLA = ("tap-openai-costs--umbrella--pelanor", "target-pelanor--umbrella")
+ACME_STATE_ID = "dev:tap-openai-costs--acme--pelanor-to-target-pelanor--acme"
+TARGET_JSONL = ("target-jsonl", "0.1.4", "target-jsonl")
 TOKEN_REQUIRED = "api_token is required unless dry_run is true"
 
 
@@ -247,7 +250,7 @@ def test_one_job_and_daily_schedule_per_organization() -> None:
     assert jobs == {
         "openai-costs-acme": [" ".join(ACME)],
         "openai-costs-globex": [" ".join(GLOBEX)],
-        "openai-costs-initech": ["tap-openai-costs--initech target-pelanor--initech"],
+        "openai-costs-initech": ["tap-openai-costs--initech--pelanor target-pelanor--initech"],
     }
     assert {(s["job"], s["interval"]) for s in config["schedules"]} == {
         ("openai-costs-acme", "@daily"),
@@ -268,13 +271,22 @@ def test_adding_an_organization_is_the_readmes_commands(
     run_meltano_commands(sh_block("umbrella --inherit-from"), project.root, project.env)
 
     config = yaml.safe_load((project.root / "meltano.yml").read_text("utf-8"))
-    extractor = next(p for p in config["plugins"]["extractors"] if p["name"].endswith("umbrella"))
-    assert extractor == {
+    assert _extractor(config, "tap-openai-costs--umbrella") == {
         "name": "tap-openai-costs--umbrella",
         "inherit_from": "tap-openai-costs",
         "config": {
             "organization_id": "org-umbrella",
             "paths": ["$MELTANO_PROJECT_ROOT/exports/umbrella"],
+        },
+    }
+    assert _extractor(config, "tap-openai-costs--umbrella--pelanor") == {
+        "name": "tap-openai-costs--umbrella--pelanor",
+        "inherit_from": "tap-openai-costs--umbrella",
+        "config": {
+            "batch_config": {
+                "encoding": {"format": "jsonl", "compression": "none"},
+                "storage": {"root": "file://$MELTANO_PROJECT_ROOT/.meltano/run/batches"},
+            }
         },
     }
     assert _loader(config, "target-pelanor--umbrella")["config"] == {
@@ -332,3 +344,111 @@ def test_trying_prod_without_uploading_changes_nothing(
     assert (project.root / "meltano.yml").read_bytes() == before
     assert project.meltano("state", "list").stdout.strip() == ""
     assert project.config("target-pelanor--acme", "prod")["dry_run"] is False
+
+
+def _extractor(config: dict[str, Any], name: str) -> dict[str, Any]:
+    extractor: dict[str, Any] = next(
+        p for p in config["plugins"]["extractors"] if p["name"] == name
+    )
+    return extractor
+
+
+def test_batch_files_only_where_the_loader_is_target_pelanor(project: Project) -> None:
+    """BATCH is set on the `--<org>--pelanor` extractors, never on the parent, because a
+    child cannot unset an object setting it inherits (`null` and `{}` both fall back)."""
+    batches = f"file://{project.root}/.meltano/run/batches"
+    assert "batch_config" not in project.config("tap-openai-costs--acme")
+    pelanor = project.config("tap-openai-costs--acme--pelanor")
+    assert pelanor["batch_config"]["storage"]["root"] == batches
+    assert pelanor["organization_id"] == "org-acme"  # the organization's settings, inherited
+
+    def set_on_parent_and_try_to_unset(config: dict[str, Any]) -> None:
+        parent = _extractor(config, "tap-openai-costs")
+        parent["config"] = {"batch_config": _extractor(config, ACME[0])["config"]["batch_config"]}
+        for name, value in (("null", None), ("empty", {})):
+            config["plugins"]["extractors"].append(
+                {
+                    "name": f"tap-openai-costs--{name}",
+                    "inherit_from": "tap-openai-costs--acme",
+                    "config": {"batch_config": value},
+                }
+            )
+
+    project.edit(set_on_parent_and_try_to_unset)
+    for name in ("null", "empty"):
+        inherited = project.config(f"tap-openai-costs--{name}")["batch_config"]
+        assert inherited["storage"]["root"] == batches, name
+
+
+@pytest.fixture(scope="module")
+def target_jsonl() -> Path:
+    return loader_executable(*TARGET_JSONL)
+
+
+def _current_totals(loaded: list[tuple[str, dict[str, Any]]]) -> dict[str, tuple[int, Decimal]]:
+    """The README's per-month totals, as an append-only loader's user computes them: the
+    rows of each month's latest seal (highest month_version)."""
+    current: dict[tuple[str, str], str] = {}
+    for seal in (record for stream, record in loaded if stream == "cost_months"):
+        key = (seal["organization"], seal["month"])
+        current[key] = max(current.get(key, ""), seal["month_version"])
+    totals: dict[str, tuple[int, Decimal]] = {}
+    for row in (record for stream, record in loaded if stream == "costs"):
+        if current.get((row["organization"], row["month"])) == row["month_version"]:
+            count, total = totals.get(row["month"], (0, Decimal(0)))
+            totals[row["month"]] = (count + 1, total + Decimal(row["amount_value"] or 0))
+    return totals
+
+
+def _export_totals(path: Path) -> tuple[int, Decimal]:
+    amounts = [line.split(",")[4] for line in path.read_text().splitlines()[1:]]
+    return len(amounts), sum((Decimal(a) for a in amounts if a), Decimal(0))
+
+
+def test_meltano_run_into_target_jsonl_gives_exact_totals(
+    project: Project, target_jsonl: Path
+) -> None:
+    """A generic append-only loader, with no settings of its own, on the organization's
+    extractor: no BATCH; every version is appended, and the rows of each month's latest
+    seal give the exact totals."""
+
+    def add_target_jsonl(config: dict[str, Any]) -> None:
+        config["plugins"]["loaders"].append(
+            {"name": "target-jsonl", "namespace": "target_jsonl", "executable": str(target_jsonl)}
+        )
+
+    project.edit(add_target_jsonl)
+    acme = project.root / "samples" / "acme"
+    # A mid-month export of October, read first: October goes out as a draft from it,
+    # then again from the full month, which wins every day.
+    mid = acme / "cost_2025-10-01_2025-10-15.csv"
+    mid.write_text("".join((acme / OCTOBER).read_text().splitlines(keepends=True)[:150]))
+    os.utime(mid, (1_000_000_000, 1_000_000_000))
+
+    def loaded() -> list[tuple[str, dict[str, Any]]]:
+        """Every record target-jsonl wrote: files <stream>-<timestamp>.jsonl, appended."""
+        return [
+            (path.name.split("-")[0], json.loads(line))
+            for path in sorted(project.root.glob("*.jsonl"))
+            for line in path.read_text().splitlines()
+        ]
+
+    ok(project.run("tap-openai-costs--acme", "target-jsonl"))
+    assert not (project.root / ".meltano" / "run" / "batches").exists()
+    assert _current_totals(loaded()) == {
+        "2025-09": _export_totals(acme / SEPTEMBER),
+        "2025-10": _export_totals(acme / OCTOBER),
+    }
+    october = {r["month_version"] for s, r in loaded() if s == "costs" and r["month"] == "2025-10"}
+    assert len(october) == 2  # the draft's rows were appended too
+
+    # October restated with one amount changed: appended again, still exact.
+    restated = (acme / OCTOBER).read_bytes().replace(b",1.530500,", b",1.530501,", 1)
+    newer = acme / "cost_2025-10-01_2025-11-01 (1).csv"
+    newer.write_bytes(restated)
+    ok(project.run("tap-openai-costs--acme", "target-jsonl"))
+    assert _current_totals(loaded()) == {
+        "2025-09": _export_totals(acme / SEPTEMBER),
+        "2025-10": _export_totals(newer),
+    }
+    assert _export_totals(newer)[1] - _export_totals(acme / OCTOBER)[1] == Decimal("0.000001")

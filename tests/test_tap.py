@@ -10,11 +10,13 @@ from decimal import Decimal
 import pytest
 
 from openai_costs.export import Layout, write_export
-from tests.exports import ORG, SAMPLES, cost, days, export, month_rows, write
+from tests.exports import OLD, ORG, SAMPLES, cost, days, export, month_rows, write
 from tests.singer import run, run_tap
 
 ACME = {"paths": [str(SAMPLES / "acme")], "organization_id": "org-acme"}
 OCTOBER = SAMPLES / "acme" / "cost_2025-10-01_2025-11-01.csv"
+#: A month_version: the run's UTC start, then the sending's number in the run.
+VERSION = re.compile(r"[0-9]{8}T[0-9]{6}\.[0-9]{6}Z-[0-9]{4}")
 
 
 def built_months(result) -> dict[str, bytes]:
@@ -47,16 +49,18 @@ def test_records_are_typed_and_exact(tmp_path) -> None:
     ]
     first = json.loads(lines[0], parse_float=Decimal)["record"]
     source = OCTOBER.read_text().splitlines()
+    assert VERSION.fullmatch(first["month_version"])
     assert first == {
         "organization": "org-acme",
         "month": "2025-10",
+        "month_version": first["month_version"],
         "row": 1,
         "day": "2025-10-01",
         "start_time": 1759276800,
         "end_time": 1759363200,
         "start_time_iso": "2025-10-01T00:00:00+00:00",
         "end_time_iso": "2025-10-02T00:00:00+00:00",
-        "amount_value": Decimal("0.2747543622152208"),
+        "amount_value": "0.2747543622152208",
         "amount_currency": "usd",
         "quantity": None,
         "quantity_unit": None,
@@ -71,13 +75,10 @@ def test_records_are_typed_and_exact(tmp_path) -> None:
         "api_source": None,
         "csv_row": source[1],
     }
-    # Amounts travel as the export's digits, trailing zeros too, never through a float.
+    # Amounts travel as the export's digits, trailing zeros too, as text: never a float.
     amounts = [line.split(",")[4] for line in source[1:] if line.split(",")[4]]
-    emitted = [re.search(r'"amount_value":([^,]*),', line)[1] for line in lines]
-    # Same digits and exponent (0.00000001 may travel as 1E-8: the same decimal).
-    assert [Decimal(a).as_tuple() for a in emitted if a != "null"] == [
-        Decimal(a).as_tuple() for a in amounts
-    ]
+    emitted = [json.loads(line)["record"]["amount_value"] for line in lines]
+    assert [a for a in emitted if a is not None] == amounts
     assert "1.530500" in amounts
     idle = [json.loads(line)["record"] for line in lines if '"day":"2025-10-04"' in line]
     assert idle == [
@@ -85,6 +86,7 @@ def test_records_are_typed_and_exact(tmp_path) -> None:
             **{k: None for k in first if k not in {"organization", "month", "row", "day"}},
             "organization": "org-acme",
             "month": "2025-10",
+            "month_version": first["month_version"],
             "row": idle[0]["row"],
             "day": "2025-10-04",
             "start_time": 1759536000,
@@ -114,9 +116,11 @@ def test_months_go_out_while_validated_and_are_sealed_once_every_file_passed(tmp
     ]
     total = sum(Decimal(line.split(",")[4] or 0) for line in OCTOBER.read_text().splitlines()[1:])
     seal = result.records("cost_months")[1]
+    assert seal["month_version"] == layouts[1]["month_version"]
     assert seal | {"rows_digest": "", "input_digest": "", "layout": {}} == {
         "organization": "org-acme",
         "month": "2025-10",
+        "month_version": layouts[1]["month_version"],
         "row_count": 382,
         "total_usd": str(total),
         "days_covered": 31,
@@ -298,7 +302,126 @@ def test_about_and_discover(tmp_path) -> None:
     discover = run("tap-openai-costs", "--discover", config=ACME, tmp=tmp_path)
     streams = {s["tap_stream_id"]: s for s in json.loads(discover.stdout)["streams"]}
     assert sorted(streams) == ["cost_month_layouts", "cost_months", "costs"]
-    assert streams["costs"]["key_properties"] == ["organization", "month", "row"]
+    assert streams["costs"]["key_properties"] == ["organization", "month", "month_version", "row"]
+    assert streams["cost_month_layouts"]["key_properties"] == [
+        "organization",
+        "month",
+        "month_version",
+    ]
+    assert streams["cost_months"]["key_properties"] == ["organization", "month"]
+    # No flattening offered: it would break the layout and seal records.
+    assert "flattening" not in about.stdout
+
+
+def test_schemas_give_a_warehouse_typed_exact_columns(tmp_path) -> None:
+    result = run_tap(tmp_path, ACME | {"start_month": "2025-10"})
+    schemas = {
+        m["stream"]: m["schema"]["properties"] for m in result.messages if m["type"] == "SCHEMA"
+    }
+    costs, seals = schemas["costs"], schemas["cost_months"]
+    month = {"type": ["string"], "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$"}
+    assert {k: v for k, v in costs["month"].items() if k != "description"} == month
+    assert {k: v for k, v in seals["month"].items() if k != "description"} == month
+    assert costs["day"]["format"] == "date"
+    for column in ("start_time_iso", "end_time_iso"):
+        assert (costs[column]["type"], costs[column]["format"]) == (["string", "null"], "date-time")
+    # Exact decimal text: NUMERIC in SQL loaders, text elsewhere, never a float.
+    assert (costs["amount_value"]["type"], costs["amount_value"]["format"]) == (
+        ["string", "null"],
+        "x-singer.decimal",
+    )
+    assert (seals["total_usd"]["type"], seals["total_usd"]["format"]) == (
+        ["string"],
+        "x-singer.decimal",
+    )
+    assert schemas["cost_month_layouts"]["month_version"]["type"] == ["string"]
+    assert seals["month_version"]["type"] == ["string"]
+
+
+def test_typed_values_are_normalised_and_csv_row_keeps_the_text(tmp_path) -> None:
+    """ISO times without an offset are UTC (+00:00 in the typed field); exponent amounts
+    become plain decimal text; the row's text is untouched."""
+    row = cost(seal_day(1), "5.5e-05")
+    row["start_time_iso"] = row["start_time_iso"].removesuffix("+00:00")
+    rows = [row, *month_rows("2025-10")[2:]]
+    path = write(tmp_path / "oct.csv", export(rows))
+    result = run_tap(tmp_path, {"paths": [str(path)], "organization_id": ORG})
+    first = result.records("costs")[0]
+    assert (first["start_time_iso"], first["end_time_iso"], first["amount_value"]) == (
+        "2025-10-01T00:00:00+00:00",
+        "2025-10-02T00:00:00+00:00",
+        "0.000055",
+    )
+    assert first["csv_row"].startswith("1759276800,1759363200,2025-10-01T00:00:00,2025-10-02T")
+    assert ",5.5e-05,usd," in first["csv_row"]
+
+
+def test_nine_column_exports_have_no_iso_values(tmp_path) -> None:
+    nine = (
+        "start_time",
+        "end_time",
+        *[c for c in OLD if c not in {"start_time", "end_time", "start_time_iso", "end_time_iso"}],
+    )
+    path = write(tmp_path / "oct.csv", export(month_rows("2025-10"), columns=nine))
+    first = run_tap(tmp_path, {"paths": [str(path)], "organization_id": ORG}).records("costs")[0]
+    assert "start_time_iso" not in first
+    assert "end_time_iso" not in first
+    assert first["amount_value"] == "1.25"
+
+
+def test_every_sending_of_a_month_has_its_own_version_and_the_seal_names_it(tmp_path) -> None:
+    """A draft sealed as sent keeps its version; a month sent again (merged) gets a new
+    one; a later run's versions sort after this run's."""
+    folder = tmp_path / "in"
+    write(folder / "a-sep.csv", export(month_rows("2025-09")))
+    write(folder / "b-oct-early.csv", export(month_rows("2025-10")[:20]), mtime=1_000_000_000)
+    write(folder / "c-oct-full.csv", export(month_rows("2025-10")), mtime=1_000_000_060)
+    config = {"paths": [str(folder)], "organization_id": ORG}
+    first = run_tap(tmp_path, config)
+    layouts = [(r["month"], r["month_version"]) for r in first.records("cost_month_layouts")]
+    assert [month for month, _ in layouts] == ["2025-09", "2025-10", "2025-10"]
+    versions = [version for _, version in layouts]
+    assert all(VERSION.fullmatch(v) for v in versions)
+    assert len(set(versions)) == 3
+    assert versions == sorted(versions)
+    assert [v[-4:] for v in versions] == ["0001", "0002", "0003"]
+    assert len({v[:-5] for v in versions}) == 1  # one run
+    rows = first.records("costs")
+    assert {r["month_version"] for r in rows if r["month"] == "2025-09"} == {versions[0]}
+    assert {r["month_version"] for r in rows if r["month"] == "2025-10"} == set(versions[1:])
+    seals = {s["month"]: s["month_version"] for s in first.records("cost_months")}
+    assert seals == {"2025-09": versions[0], "2025-10": versions[2]}
+
+    write(folder / "d-oct-restated.csv", export(month_rows("2025-10", "1.30")), mtime=1_000_000_120)
+    second = run_tap(tmp_path, config, first.last_state)
+    (seal,) = second.records("cost_months")
+    assert seal["month"] == "2025-10"
+    assert seal["month_version"] > versions[2]
+    assert {r["month_version"] for r in second.records("costs")} == {seal["month_version"]}
+
+
+def test_month_streams_are_announced_before_any_record(tmp_path) -> None:
+    result = run_tap(tmp_path, ACME)
+    kinds = [(m["type"], m.get("stream")) for m in result.messages]
+    assert kinds[:3] == [
+        ("SCHEMA", "costs"),
+        ("SCHEMA", "cost_month_layouts"),
+        ("SCHEMA", "cost_months"),
+    ]
+    assert kinds.index(("RECORD", "cost_month_layouts")) > 3
+
+
+def test_flattening_is_refused_in_one_line(tmp_path) -> None:
+    config = ACME | {"flattening_enabled": True, "flattening_max_depth": 3}
+    result = run_tap(tmp_path, config)
+    assert result.returncode == 1
+    assert result.messages == []
+    assert "Traceback" not in result.stderr
+    assert (
+        "flattening_enabled is not supported: the layout and seal records must reach the "
+        "loader whole (a warehouse stores layout as a JSON column); remove flattening_enabled"
+        in result.stderr
+    )
 
 
 def test_connection_test_mode(tmp_path) -> None:
@@ -338,9 +461,10 @@ def test_a_file_changed_during_the_run_stops_it_before_its_seal(
     with pytest.raises(SystemExit) as exited:
         tap.sync_all()
     assert exited.value.code == 1
+    tap.message_writer.flush()  # as at process exit (atexit), not after pytest's report
     out, err = capsys.readouterr()
     assert '"stream":"costs"' in out
-    assert '"stream":"cost_months"' not in out
+    assert '"type":"RECORD","stream":"cost_months"' not in out
     assert err.splitlines()[-1] == (
         f"tap-openai-costs: error: {path}: changed while it was being read "
         "(rows of 2025-10-01); run the tap again"

@@ -75,7 +75,7 @@ def ledger_verdict(rows: list[dict[str, str]], today: date) -> str:
     work_dir = Path(tempfile.mkdtemp())  # in the test's private temp folder (conftest)
     ledger = MonthLedger(ORG, allow_partial_month=True, today=today, work_dir=work_dir)
     month = rows[0]["start_time_iso"][:7]
-    ledger.open_month(MonthOpened(ORG, month, LAYOUT))
+    ledger.open_month(MonthOpened(ORG, month, "v1", LAYOUT))
     digest, total = RowsDigest(), Decimal(0)
     for row in rows:
         day, text = row["start_time_iso"][:10], row_text(row)
@@ -87,6 +87,7 @@ def ledger_verdict(rows: list[dict[str, str]], today: date) -> str:
     seal = Seal(
         organization=ORG,
         month=month,
+        month_version="v1",
         row_count=len(rows),
         total_usd=format_decimal(total),
         days_covered=0,
@@ -188,7 +189,7 @@ def test_item4_future_days_today_has_not_ended(tmp_path, monkeypatch, capsys) ->
         f"{ERROR}{path}: row 32: day 2025-10-16 has not ended yet (it is today, UTC), so its "
         "costs are still growing; export again after 00:00 UTC, with days up to yesterday"
     ]
-    assert '"stream":"cost_months"' not in out
+    assert '"type":"RECORD","stream":"cost_months"' not in out
 
 
 def test_item4_future_days_after_today_are_an_error(tmp_path, monkeypatch, capsys) -> None:
@@ -200,7 +201,7 @@ def test_item4_future_days_after_today_are_an_error(tmp_path, monkeypatch, capsy
         f"{ERROR}{path}: row 2: day 2025-11-01 is in the future (today is 2025-10-16, UTC); "
         "check the export's dates and this computer's clock"
     ]
-    assert '"stream":"cost_months"' not in out
+    assert '"type":"RECORD","stream":"cost_months"' not in out
 
 
 def test_item4_future_days_up_to_yesterday_seal_the_current_month(
@@ -278,7 +279,7 @@ def test_item8_an_unreadable_file_is_one_line(tmp_path, monkeypatch, capsys) -> 
         f"{ERROR}{locked}: cannot be read (Permission denied); let the tap's user read it, "
         "or take it out of paths"
     ]
-    assert '"stream":"cost_months"' not in out
+    assert '"type":"RECORD","stream":"cost_months"' not in out
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")

@@ -119,7 +119,9 @@ def test_sdk_drains_splitting_a_month_change_nothing(tmp_path, pelanor, capsys) 
     """The SDK drains all sinks every few minutes, wherever the input is: mid-month too."""
     lines = tap_output(tmp_path, SAMPLES / "acme").splitlines(keepends=True)
     target = TargetPelanor(config=target_config(pelanor), parse_env_config=False)
-    middle_of_october = next(i for i, line in enumerate(lines) if '"2025-10","row":191,' in line)
+    middle_of_october = next(
+        i for i, line in enumerate(lines) if _is_row("2025-10", 191)(json.loads(line))
+    )
     target.process_lines(io.StringIO("".join(lines[:middle_of_october])))
     target.drain_all()
     # Mid-October nothing is sealed yet, so nothing is uploaded and no month confirmed.
@@ -242,7 +244,7 @@ def test_a_killed_tap_process_uploads_nothing_for_its_month(tmp_path, pelanor) -
     assert tap.stdout is not None
     for line in tap.stdout:
         seen.append(line)
-        if '"month":"2025-10","row":100,' in line:
+        if _is_row("2025-10", 100)(json.loads(line)):
             tap.send_signal(signal.SIGKILL)
             break
     tap.wait()
@@ -535,7 +537,8 @@ def test_batch_messages_carry_months_exactly_and_leave_no_files(
     seal = [("SCHEMA", "cost_months"), ("RECORD", "cost_months")]
     september = [*opening, *[("BATCH", "costs")] * 5]
     october = [*opening, *[("BATCH", "costs")] * 4]
-    assert kinds == [("SCHEMA", "costs"), *september, *october, *seal, *seal]
+    announced = [("SCHEMA", "costs"), ("SCHEMA", "cost_month_layouts"), ("SCHEMA", "cost_months")]
+    assert kinds == [*announced, *september, *october, *seal, *seal]
 
     result = run_target(tmp_path, target_config(pelanor), tap.stdout)
     assert result.returncode == 0, result.stderr
@@ -629,3 +632,87 @@ def test_an_unsupported_batch_encoding_is_a_config_error(tmp_path) -> None:
         "not parquet / None" in result.stderr
     )
     assert result.messages == []
+
+
+def _tap_with_deselected(tmp: Path, *deselected: str) -> str:
+    """The tap's messages for ACME_OCT with streams deselected in its catalog, as
+    `meltano select` does."""
+    config = {"paths": [str(ACME_OCT)], "organization_id": ORG}
+    catalog = json.loads(run("tap-openai-costs", "--discover", config=config, tmp=tmp).stdout)
+    for stream in catalog["streams"]:
+        for entry in stream["metadata"]:
+            if entry["breadcrumb"] == []:
+                entry["metadata"]["selected"] = stream["tap_stream_id"] not in deselected
+    path = tmp / "catalog.json"
+    path.write_text(json.dumps(catalog))
+    tap = run("tap-openai-costs", "--catalog", str(path), config=config, tmp=tmp)
+    assert tap.returncode == 0, tap.stderr
+    return tap.stdout
+
+
+@pytest.mark.parametrize(
+    ("deselected", "named"),
+    [
+        (("cost_months",), "cost_months"),
+        (("cost_month_layouts",), "cost_month_layouts"),
+        (("costs",), "costs"),
+        (("cost_month_layouts", "cost_months"), "cost_month_layouts or cost_months"),
+    ],
+)
+def test_deselected_streams_are_named_before_anything_is_written(
+    tmp_path, pelanor, deselected, named
+) -> None:
+    messages = _tap_with_deselected(tmp_path, *deselected)
+    out = tmp_path / "out"
+    result = run_target(tmp_path, target_config(pelanor, output_dir=str(out)), messages)
+    assert result.returncode == 1
+    assert result.errors == [
+        f"target-pelanor: error: the tap sends no {named} records: deselected (meltano "
+        "select, or the catalog); target-pelanor needs all three streams, "
+        "cost_month_layouts, costs, cost_months: select them all"
+    ]
+    assert "Traceback" not in result.stderr
+    assert "was not sealed" not in result.stderr
+    assert pelanor.uploads() == []
+    assert not out.exists()
+    assert result.last_state is None
+
+
+def _flatten_layouts(stream, record):
+    """What schema flattening (or a mapper) makes of a layout record."""
+    if stream == "cost_month_layouts":
+        for key, value in record.pop("layout").items():
+            record[f"layout__{key}"] = value
+    return record
+
+
+def test_a_flattened_record_is_one_clear_error(tmp_path, pelanor) -> None:
+    messages = _edit_records(tap_output(tmp_path, ACME_OCT), _flatten_layouts)
+    result = run_target(tmp_path, target_config(pelanor), messages)
+    assert result.returncode == 1
+    assert result.errors == [
+        "target-pelanor: error: a cost_month_layouts record does not match the tap's schema "
+        "(data must contain ['layout'] properties); pair target-pelanor with "
+        "tap-openai-costs, without flattening or stream maps that change its records"
+    ]
+    assert "Traceback" not in result.stderr
+    assert pelanor.uploads() == []
+
+
+def test_a_seal_for_another_version_of_the_month_is_withheld(tmp_path, pelanor) -> None:
+    versions = {}
+
+    def reseal(stream, record):
+        if stream == "cost_months":
+            versions["sent"] = record["month_version"]
+            record["month_version"] = versions["sealed"] = record["month_version"][:-4] + "0009"
+        return record
+
+    messages = _edit_records(tap_output(tmp_path, ACME_OCT), reseal)
+    result = run_target(tmp_path, target_config(pelanor), messages)
+    assert result.returncode == 1
+    assert report(result)[1][4:] == [
+        f"withheld: the seal is for month_version {versions['sealed']}, but the rows arrived "
+        f"as {versions['sent']}; run the pipeline again"
+    ]
+    assert pelanor.uploads() == []

@@ -1,0 +1,217 @@
+"""The tap into a real PostgreSQL through meltanolabs-target-postgres (default settings): the
+README's per-month totals query gives the exact sum of the source rows after a first load
+from overlapping exports, after a month restated with other amounts, and after one
+restated with fewer rows; with the loader upserting (its default) and appending.
+
+The cluster is a throwaway one (tests/postgres.py); the loader comes from PyPI into its own
+venv (tests/loaders.py). Nothing leaves 127.0.0.1 but that one install.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from openai_costs.export import format_decimal, month_days
+from tests.exports import ORG, cost, export, times, write
+from tests.loaders import loader_executable, require
+from tests.postgres import INSTALL_HINT, PostgresCluster, find_bin_dir
+from tests.singer import run, run_tap
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+TARGET_POSTGRES = ("meltanolabs-target-postgres", "0.8.1", "target-postgres")
+#: Amount texts as real exports write them: many digits, a float's repr, exponents.
+AMOUNTS = (
+    "0.019733999999999998",
+    "5.5e-05",
+    "0.8958740000000000",
+    "1.2345E-05",
+    "0.005705150000000001",
+    "2.37",
+    "0.34090000000000000",
+    "12.5",
+    "0.0036963",
+)
+UPSERT, APPEND = "upserting", "appending"
+
+
+def readme_sql(containing: str) -> str:
+    """The README's SQL block that contains ``containing``: the test runs what users read."""
+    blocks = re.findall(r"```sql\n(.*?)```", README.read_text("utf-8"), flags=re.DOTALL)
+    (block,) = [b for b in blocks if containing in b]
+    return block
+
+
+def rows_of(
+    month: str, shift: int, items: int = 3, days: range | None = None, idle: tuple[int, ...] = ()
+) -> list[dict[str, str]]:
+    """A month's export rows: `items` costs a day with amounts from AMOUNTS, idle days."""
+    rows: list[dict[str, str]] = []
+    for n, day in enumerate(month_days(month)):
+        if days is not None and day.day not in days:
+            continue
+        if day.day in idle:
+            rows.append(times(day))
+            continue
+        for i in range(items):
+            amount = AMOUNTS[(n * items + i + shift) % len(AMOUNTS)]
+            rows.append(cost(day, amount, item=f"gpt-4o-2024-08-06, item {i}"))
+    return rows
+
+
+def totals(rows: list[dict[str, str]]) -> tuple[str, str]:
+    """(row count, exact total) as Postgres prints them."""
+    amounts = [Decimal(row["amount_value"]) for row in rows if row.get("amount_value")]
+    return str(len(rows)), format_decimal(sum(amounts, Decimal(0)))
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresCluster]:
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        require(f"PostgreSQL server binaries not found: {INSTALL_HINT}")
+        return
+    try:
+        cluster = PostgresCluster(bin_dir)
+    except KeyError:  # root, and no unprivileged user to run the server as
+        require(f"no 'postgres' user to run PostgreSQL as: {INSTALL_HINT}")
+        return
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def target_postgres() -> Path:
+    return loader_executable(*TARGET_POSTGRES)
+
+
+class Warehouse:
+    """One Postgres schema loaded by target-postgres, upserting (its default: the streams'
+    key properties) or appending (no key properties, as append-only loaders behave)."""
+
+    def __init__(self, postgres: PostgresCluster, loader: Path, mode: str, tmp: Path) -> None:
+        self.postgres = postgres
+        self.loader = loader
+        self.mode = mode
+        self.schema = f"openai_costs_{mode}"
+        self.config = tmp / f"{self.schema}.json"
+        self.config.write_text(json.dumps(postgres.loader_config(self.schema)))
+
+    def load(self, messages: str) -> None:
+        if self.mode == APPEND:
+            messages = _without_key_properties(messages)
+        done = run(
+            self.loader.name,
+            "--config",
+            str(self.config),
+            stdin=messages,
+            bin_dir=self.loader.parent,
+        )
+        assert done.returncode == 0, done.stderr[-5000:]
+
+    def query(self, sql: str) -> list[list[str]]:
+        return self.postgres.sql(sql, schema=self.schema)
+
+
+def _without_key_properties(messages: str) -> str:
+    lines = []
+    for line in messages.splitlines():
+        message = json.loads(line)
+        if message["type"] == "SCHEMA":
+            message["key_properties"] = []
+            line = json.dumps(message)
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def test_month_totals_are_exact_after_overlaps_and_restatements(
+    tmp_path, postgres, target_postgres
+) -> None:
+    totals_sql = readme_sql("sum(amount_value)")
+    warehouses = [Warehouse(postgres, target_postgres, mode, tmp_path) for mode in (UPSERT, APPEND)]
+    exports = tmp_path / "exports"
+    config = {"paths": [str(exports)], "organization_id": ORG}
+
+    def load(state: dict | None) -> dict:
+        tap = run_tap(tmp_path, config, state)
+        assert tap.returncode == 0, tap.stderr
+        for warehouse in warehouses:
+            warehouse.load(tap.stdout)
+        return tap.last_state
+
+    def assert_totals(expected: dict[str, list[dict[str, str]]]) -> None:
+        want = [[ORG, month, *totals(rows)] for month, rows in sorted(expected.items())]
+        for warehouse in warehouses:
+            assert warehouse.query(totals_sql) == want, warehouse.mode
+
+    # 1. First load from overlapping exports: October's early export goes out as a draft
+    # while read; the later one wins days 10 to 31, so October is sent again, merged.
+    september = rows_of("2025-09", 0, idle=(6, 7))
+    write(exports / "a-sep.csv", export(september))
+    early = rows_of("2025-10", 1, days=range(1, 21))
+    late = rows_of("2025-10", 2, days=range(10, 32), idle=(4,))
+    write(exports / "b-oct-early.csv", export(early), mtime=1_000_000_000)
+    write(exports / "c-oct-late.csv", export(late), mtime=1_000_000_060)
+    october = [r for r in early if int(r["start_time"]) < int(late[0]["start_time"])] + late
+    state = load(None)
+    assert_totals({"2025-09": september, "2025-10": october})
+    # The draft's rows are in the table too: only the seal tells them apart.
+    for warehouse in warehouses:
+        versions = warehouse.query(
+            "SELECT count(DISTINCT month_version) FROM costs WHERE month = '2025-10'"
+        )
+        assert versions == [["2"]], warehouse.mode
+
+    # 2. October restated with other amounts (a newer full export).
+    restated = rows_of("2025-10", 3)
+    write(exports / "d-oct-restated.csv", export(restated), mtime=1_000_000_120)
+    state = load(state)
+    assert_totals({"2025-09": september, "2025-10": restated})
+
+    # 3. October restated with fewer rows: the rows it no longer has leave the totals.
+    fewer = rows_of("2025-10", 3, items=2)
+    write(exports / "e-oct-fewer.csv", export(fewer), mtime=1_000_000_180)
+    load(state)
+    assert_totals({"2025-09": september, "2025-10": fewer})
+    assert len(fewer) < len(restated)
+
+    # The seals vouch for the same: their total_usd is the sum of the current rows.
+    upserting = warehouses[0]
+    assert upserting.query(
+        "SELECT organization, month, row_count, total_usd FROM cost_months ORDER BY month"
+    ) == [[ORG, "2025-09", *totals(september)], [ORG, "2025-10", *totals(fewer)]]
+
+
+def test_columns_land_with_warehouse_types(tmp_path, postgres, target_postgres) -> None:
+    path = write(tmp_path / "oct.csv", export(rows_of("2025-10", 0)))
+    tap = run_tap(tmp_path, {"paths": [str(path)], "organization_id": ORG})
+    assert tap.returncode == 0, tap.stderr
+    warehouse = Warehouse(postgres, target_postgres, "types", tmp_path)
+    warehouse.load(tap.stdout)
+    types = warehouse.query(
+        "SELECT table_name, column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND column_name IN ('day', "
+        "'start_time_iso', 'amount_value', 'total_usd', 'month', 'month_version') "
+        "ORDER BY table_name, column_name"
+    )
+    assert types == [
+        ["cost_month_layouts", "month", "text"],
+        ["cost_month_layouts", "month_version", "text"],
+        ["cost_months", "month", "text"],
+        ["cost_months", "month_version", "text"],
+        ["cost_months", "total_usd", "numeric"],
+        ["costs", "amount_value", "numeric"],
+        ["costs", "day", "date"],
+        ["costs", "month", "text"],
+        ["costs", "month_version", "text"],
+        ["costs", "start_time_iso", "timestamp without time zone"],
+    ]
+    first = warehouse.query("SELECT day, start_time_iso, amount_value FROM costs WHERE row = 2")
+    assert first == [["2025-10-01", "2025-10-01 00:00:00", "0.000055"]]
