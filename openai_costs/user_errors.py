@@ -1,15 +1,34 @@
-"""How both plugins stop on a problem the user must fix: one line per problem on stderr,
-exit status 1, no traceback."""
+"""How both plugins stop on a problem the user must fix: one line per problem, exit status
+1, no traceback.
+
+Run by hand, each line goes to stderr as ``<plugin>: error: <problem>``. Run by Meltano
+(which hands the plugin a logging configuration in ``SINGER_SDK_LOG_CONFIG``), the same
+line goes through the plugin's logger at error level, so Meltano's log shows it as an
+error rather than as plain output.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from collections.abc import Iterable
 from typing import NoReturn
 
 
+def report(plugin: str, problems: Iterable[object]) -> None:
+    """Show ``<plugin>: error: <problem>`` for each problem, as an error."""
+    lines = [f"{plugin}: error: {problem}" for problem in problems]
+    if "SINGER_SDK_LOG_CONFIG" in os.environ:
+        logger = logging.getLogger(plugin)
+        for line in lines:
+            logger.error(line)
+    else:
+        for line in lines:
+            print(line, file=sys.stderr)
+
+
 def stop(plugin: str, problems: Iterable[object]) -> NoReturn:
-    """Print ``<plugin>: error: <problem>`` for each problem and exit with status 1."""
-    for problem in problems:
-        print(f"{plugin}: error: {problem}", file=sys.stderr)
+    """Report the problems and exit with status 1."""
+    report(plugin, problems)
     sys.exit(1)

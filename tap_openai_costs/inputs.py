@@ -23,6 +23,7 @@ from tap_openai_costs.planner import (
     expand_paths,
     which_copy_wins,
 )
+from tap_openai_costs.progress import ReadProgress
 
 
 class InputProblems(Exception):
@@ -54,7 +55,12 @@ def read_exports(
     except ExportErrors as errors:
         raise InputProblems(list(errors.problems)) from None
     return ExportReading(
-        paths, config["organization_id"], config.get("start_month"), delivered, today
+        paths,
+        config["organization_id"],
+        config.get("start_month"),
+        delivered,
+        today,
+        watch=ReadProgress(logger),
     )
 
 

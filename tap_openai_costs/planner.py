@@ -18,7 +18,7 @@ import itertools
 import json
 import os
 import stat
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -210,6 +210,10 @@ class Draft:
         return plan.layout == self.layout and all(p.scan.path == self.path for p in plan.pieces)
 
 
+#: Something that passes a file's rows on while it looks at them, returning the scan.
+Watch = Callable[[Path, Generator[Row, None, ExportScan]], Generator[Row, None, ExportScan]]
+
+
 class ExportReading:
     """One run over the exports: every file validated, then every month planned.
 
@@ -226,12 +230,15 @@ class ExportReading:
         start_month: str | None,
         delivered: Mapping[str, str],
         today: date,
+        watch: Watch | None = None,
     ) -> None:
         self.paths = paths
         self.organization_id = organization_id
         self.start_month = start_month
         self.delivered = delivered
         self.today = today
+        #: Sees every file's rows as they are read (progress logging); none by default.
+        self.watch: Watch = watch or (lambda _path, rows: rows)
         self.scans: list[ExportScan] = []
         self.problems: list[ExportError] = []
         self.drafts: dict[str, Draft] = {}
@@ -262,7 +269,8 @@ class ExportReading:
         """The export's rows as they pass; its problem, if any, is kept rather than raised,
         so that every bad file is reported."""
         try:
-            self.scans.append((yield from scan_rows(path, self.organization_id, self.today)))
+            rows = scan_rows(path, self.organization_id, self.today)
+            self.scans.append((yield from self.watch(path, rows)))
         except ExportError as problem:
             self.problems.append(problem)
         except OSError as exc:

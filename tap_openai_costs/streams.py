@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -119,6 +120,10 @@ def _amount_text(text: str, amount: Decimal) -> str:
     return format_decimal(amount)
 
 
+#: How the SDK's line about starting a stream's sync begins (singer_sdk Stream.sync).
+_SDK_SYNC_START = "Beginning sync of '%s' in %s mode"
+
+
 class CostsStream(Stream):
     """One record per CSV row, idle days included, in day order, month after month.
 
@@ -133,6 +138,13 @@ class CostsStream(Stream):
     replication_key = None
     # Records are built from validated text with JSON-ready types: nothing to conform.
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
+
+    def log(self, message: str, *args: Any, level: int = logging.INFO, **kwargs: Any) -> None:
+        """The SDK calls a stream without a replication key "full_table"; this one sends
+        only the months whose inputs changed, so its start says that instead."""
+        if message.startswith(_SDK_SYNC_START):
+            message, args = "Beginning sync of '%s', incremental by month", args[:1]
+        super().log(message, *args, level=level, **kwargs)
 
     schema = th.PropertiesList(
         th.Property(
@@ -362,6 +374,14 @@ class CostsStream(Stream):
         # month: the target drains (uploads) the sealed month before it confirms that state.
         self.stream_state.setdefault("months", {})[plan.key] = plan.input_digest
         self._emit(MonthSealsStream, contract.to_record(seal))
+        self.logger.info(
+            "sealed %s %s: %d rows, %s USD, %s",
+            plan.organization_id,
+            plan.month,
+            seal.row_count,
+            seal.total_usd,
+            f"{len(missing)} day(s) missing" if missing else "complete",
+        )
 
 
 _LAYOUT = th.ObjectType(
@@ -380,6 +400,13 @@ class _MonthEventStream(Stream):
     parent_stream_type = CostsStream
     state_partitioning_keys: list[str] = []  # noqa: RUF012  # one bookmark, not one per month
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
+
+    def log(self, message: str, *args: Any, level: int = logging.INFO, **kwargs: Any) -> None:
+        """Written once per month: the SDK's line about starting a sync would repeat for
+        every month (and call it "full_table"), so it is kept to debug level."""
+        if message.startswith(_SDK_SYNC_START):
+            level = logging.DEBUG
+        super().log(message, *args, level=level, **kwargs)
 
     _pending: dict[str, Any] | None = None
 

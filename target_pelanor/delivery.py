@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from openai_costs.contract import STREAMS, CostRow, MonthOpened, Seal, state_key
-from openai_costs.export import today_utc
+from openai_costs.export import format_decimal, today_utc
 from openai_costs.work_folder import WorkFolder, open_work_folder
 from target_pelanor.client import DEFAULT_UPLOAD_PATH, PelanorClient, PelanorError, resolve_base_url
 from target_pelanor.month_ledger import MonthLedger, ReadyMonth, Withheld
@@ -95,6 +95,13 @@ class Delivery:
             return
         except OSError as error:
             raise self._disk_problem(seal.month, error) from None
+        self.logger.info(
+            "%s %s: written and checked, %d rows, %s USD; sending",
+            ready.organization,
+            ready.month,
+            ready.rows,
+            format_decimal(ready.total),
+        )
         try:
             self._record(self._send(ready))
         except Interrupted as interrupted:
