@@ -16,6 +16,7 @@ from typing import Any
 from openai_costs.export import ExportError
 from tap_openai_costs.api_source import fetch_exports, months_to_read, previous_month
 from tap_openai_costs.costs_api import DEFAULT_BASE_URL, OpenAIAPIError, OpenAICostsClient
+from tap_openai_costs.known_exports import KnownExports
 from tap_openai_costs.planner import ExportErrors, ExportReading, MonthPlan, expand_paths
 
 
@@ -29,23 +30,45 @@ class InputProblems(Exception):
 
 def read_exports(
     config: Mapping[str, Any],
-    delivered: Mapping[str, str],
+    bookmark: Mapping[str, Any],
     today: date,
     api_dir: Path,
     logger: logging.Logger,
 ) -> ExportReading:
     """This run's exports (fetched into api_dir first for source api), ready to validate.
 
-    ``delivered`` maps state keys to the input digest of what was sealed before.
+    ``bookmark`` is the ``costs`` stream's state: ``months`` maps state keys to the input
+    digest of what was sealed before, ``files`` what each export file held (source files).
     """
+    delivered = dict(bookmark.get("months", {}))
+    known = None
     try:
         if config.get("source", "files") == "api":
+            # Fetched afresh into new files every run: nothing to remember them by.
             paths = _api_exports(config, delivered, today, api_dir, logger)
         else:
             paths = expand_paths(config["paths"])
+            known = _known_exports(bookmark, today, logger)
     except (ExportError, OpenAIAPIError) as problem:
         raise InputProblems([problem]) from None
-    return ExportReading(paths, config["organization_id"], config.get("start_month"), delivered)
+    return ExportReading(
+        paths, config["organization_id"], config.get("start_month"), delivered, known
+    )
+
+
+def _known_exports(
+    bookmark: Mapping[str, Any], today: date, logger: logging.Logger
+) -> KnownExports:
+    records = bookmark.get("files")
+    if not isinstance(records, Mapping):
+        if bookmark.get("months"):
+            logger.info(
+                "the state has no record of the export files (it was written by an earlier "
+                "version): every file is validated once to record it; later runs read only "
+                "the files that changed"
+            )
+        records = {}
+    return KnownExports(records, today, logger)
 
 
 def changed_months(reading: ExportReading, logger: logging.Logger) -> list[MonthPlan]:
@@ -54,7 +77,7 @@ def changed_months(reading: ExportReading, logger: logging.Logger) -> list[Month
         plans = reading.plans()
     except ExportErrors as errors:
         raise InputProblems(list(errors.problems)) from None
-    changed = [plan for plan in plans if reading.delivered.get(plan.key) != plan.input_digest]
+    changed = reading.changed(plans)
     logger.info(
         "%d month(s) found, %d changed since the last run: %s",
         len(plans),

@@ -155,6 +155,10 @@ class CostsStream(Stream):
             plans = changed_months(reading, self.logger)
         except InputProblems as problems:
             self._stop(problems.problems)
+        if reading.known is not None:
+            # Every file passed: remember what each holds, so the next run need not read it.
+            known = reading.known.records_of(reading.scans, reading.trusted.values())
+            self.stream_state["files"] = known
         for plan in plans:
             drafted = reading.drafts.get(plan.month)
             if drafted is not None and drafted.matches(plan):
@@ -172,10 +176,9 @@ class CostsStream(Stream):
     def _reading(self, today: date) -> ExportReading:
         # Read without creating the stream's bookmark: a run that seals nothing leaves none.
         bookmark = self.tap_state.get("bookmarks", {}).get(self.name, {})
-        delivered = dict(bookmark.get("months", {}))
         try:
             api_dir = Path(self._api_dir.name)
-            return read_exports(self.config, delivered, today, api_dir, self.logger)
+            return read_exports(self.config, bookmark, today, api_dir, self.logger)
         except InputProblems as problems:
             self._stop(problems.problems)
 
