@@ -48,7 +48,7 @@ def read_exports(
             paths = _api_exports(config, delivered, today, api_dir, logger)
         else:
             paths = expand_paths(config["paths"])
-            known = _known_exports(bookmark, today, logger)
+            known = _known_exports(bookmark, config["organization_id"], today, logger)
     except (ExportError, OpenAIAPIError) as problem:
         raise InputProblems([problem]) from None
     return ExportReading(
@@ -57,7 +57,7 @@ def read_exports(
 
 
 def _known_exports(
-    bookmark: Mapping[str, Any], today: date, logger: logging.Logger
+    bookmark: Mapping[str, Any], organization_id: str, today: date, logger: logging.Logger
 ) -> KnownExports:
     records = bookmark.get("files")
     if not isinstance(records, Mapping):
@@ -68,7 +68,7 @@ def _known_exports(
                 "the files that changed"
             )
         records = {}
-    return KnownExports(records, today, logger)
+    return KnownExports(records, organization_id, today, logger)
 
 
 def changed_months(reading: ExportReading, logger: logging.Logger) -> list[MonthPlan]:

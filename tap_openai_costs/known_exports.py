@@ -8,7 +8,8 @@ opened. Rules:
 - same size and modification time: unchanged, not read; every ``CONTENT_CHECK_DAYS`` its
   bytes are hashed anyway, to catch an edit that kept both;
 - same size, new modification time: hashed; same digest (a copy, a ``touch``): unchanged;
-- anything else, or no record: validated in full again, like a new file.
+- anything else, or no record: validated in full again, like a new file; so is a file
+  recorded for another organization or under other export rules (``RULES_VERSION``).
 
 Files that will be re-read to build a changed month are hashed first (the planner asks),
 so a file is never re-read on the strength of an old record. State is strings only
@@ -37,6 +38,9 @@ from openai_costs.export import DaySlice, ExportScan, Layout, file_sha256
 #: costs one read of its bytes a week (about 2% of its first validation, so about 0.3% of
 #: a backfill a day) and such an edit is found within the week.
 CONTENT_CHECK_DAYS = 7
+#: Which validation a record vouches for: raise it whenever the export rules get stricter,
+#: so files recorded under the old rules are validated again.
+RULES_VERSION = "1"
 
 
 @dataclass
@@ -44,6 +48,8 @@ class KnownExports:
     """This run's view of the files remembered in state: which to validate, which to trust."""
 
     records: Mapping[str, Any]
+    #: Rows were validated against this organization: a record made for another is void.
+    organization_id: str
     today: date
     logger: logging.Logger
     #: When each trusted file's bytes were last hashed.
@@ -124,13 +130,24 @@ class KnownExports:
         self, validated: Iterable[ExportScan], trusted: Iterable[ExportScan]
     ) -> dict[str, dict[str, Any]]:
         """The state to keep: this run's files, validated (so hashed) now or trusted."""
-        records = {scan.path: to_record(scan, self.today) for scan in validated}
-        records.update((s.path, to_record(s, self._hashed[s.path])) for s in trusted)
+        organization = self.organization_id
+        records = {scan.path: to_record(scan, organization, self.today) for scan in validated}
+        records.update((s.path, to_record(s, organization, self._hashed[s.path])) for s in trusted)
         return dict(sorted(records.items()))
 
     def _recall(self, path: str) -> tuple[ExportScan | None, date]:
         record = self.records.get(path)
         if record is None:
+            return None, self.today
+        if not isinstance(record, Mapping) or (
+            record.get("organization_id"),
+            record.get("rules"),
+        ) != (self.organization_id, RULES_VERSION):
+            self.logger.info(
+                "%s: recorded for another organization or by other export rules; "
+                "validating it again",
+                path,
+            )
             return None, self.today
         try:
             return from_record(path, record)
@@ -139,9 +156,11 @@ class KnownExports:
             return None, self.today
 
 
-def to_record(scan: ExportScan, hashed: date) -> dict[str, Any]:
+def to_record(scan: ExportScan, organization_id: str, hashed: date) -> dict[str, Any]:
     """A file's record in state, strings only."""
     return {
+        "organization_id": organization_id,
+        "rules": RULES_VERSION,
         "size": str(scan.size),
         "mtime_ns": str(scan.mtime_ns),
         "sha256": scan.sha256,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,8 @@ def test_an_unchanged_run_reads_no_file_and_emits_nothing(tmp_path) -> None:
     record = files_of(first)[str(files["2025-09"])]
     stat = files["2025-09"].stat()
     assert record | {"days": [], "sha256": ""} == {
+        "organization_id": ORG,
+        "rules": "1",
         "size": str(stat.st_size),
         "mtime_ns": str(stat.st_mtime_ns),
         "sha256": "",
@@ -185,6 +187,22 @@ def test_one_changed_month_reads_only_its_file(tmp_path) -> None:
     assert {k: v for k, v in after["files"].items() if k != str(september)} == {
         k: v for k, v in before["files"].items() if k != str(september)
     }
+
+
+def test_a_changed_file_is_validated_in_full_before_its_month_is_sealed(tmp_path) -> None:
+    files = three_months(tmp_path / "exports")
+    config = {"paths": [str(tmp_path / "exports")], "organization_id": ORG}
+    first = run_tap(tmp_path, config)
+    rows = month_rows("2025-09", amount="2.50")
+    rows[-1] = cost(date(2025, 9, 30), amount_currency="EUR")  # its last row is bad
+    september = write(files["2025-09"], export(rows))
+    second = run_tap(tmp_path, config, first.last_state)
+    assert second.returncode == 1
+    assert emitted(second) == NOTHING
+    assert second.errors == [
+        f"tap-openai-costs: error: {september}: row {len(rows) + 1}: amount_currency is 'EUR', "
+        "but Pelanor accepts USD only"
+    ]
 
 
 def merged_october(folder: Path) -> tuple[Path, Path, list[dict[str, str]]]:
@@ -330,6 +348,22 @@ def test_an_unreadable_file_record_means_the_file_is_validated_again(tmp_path) -
         f"{files['2025-08']}",
     ]
     assert second.last_state["bookmarks"]["costs"] == first.last_state["bookmarks"]["costs"]
+
+
+def test_files_recorded_for_another_organization_are_validated_again(tmp_path) -> None:
+    files = three_months(tmp_path / "exports")
+    first = run_tap(tmp_path, {"paths": [str(tmp_path / "exports")], "organization_id": ORG})
+    other = {"paths": [str(files["2025-10"])], "organization_id": "org-globex"}
+    second = run_tap(tmp_path, other, first.last_state)
+    assert second.returncode == 1
+    assert log_lines(second)[0] == (
+        f"{files['2025-10']}: recorded for another organization or by other export rules; "
+        "validating it again"
+    )
+    assert second.errors[0].startswith(
+        f"tap-openai-costs: error: {files['2025-10']}: row 2: belongs to organization "
+        "'org-acme', not 'org-globex'"
+    )
 
 
 def test_files_no_longer_in_paths_are_forgotten(tmp_path) -> None:
