@@ -174,8 +174,8 @@ def to_record(scan: ExportScan, organization_id: str, hashed: date) -> dict[str,
 
 
 def from_record(path: str, record: Mapping[str, Any]) -> tuple[ExportScan, date]:
-    """The scan a record stands for, and when its file was last hashed; raises KeyError,
-    TypeError or ValueError for a record this version cannot read."""
+    """The scan a record stands for, and when its file was last hashed; raises (KeyError,
+    ValueError, ...) for a record this version cannot read."""
     days = []
     for text in record["days"]:
         day, start, end, rows, hexdigest = text.split(" ")
