@@ -1,6 +1,7 @@
 """Throughput and peak memory of tap-openai-costs and target-pelanor, against a floor and a peer.
 
     python bench/run.py [--rows 1000000] [--also-rows 3000000] [--peer-rows N] [--skip-peers]
+                        [--daily-rows 150000] [--skip-daily] [--only-daily] [--skip-api]
 
 Generates a realistic one-month export (bench/generate_export.py) into bench/data/, then
 runs each stage as separate OS processes and reports wall time, rows/s and the peak RSS of
@@ -11,6 +12,10 @@ every process:
 - e2e        tap-openai-costs | target-pelanor, piped
 - floor      bench/csv_copy.py: Python's csv module reading and writing the same file
 - peers      tap-spreadsheets | target-csv (MeltanoLabs), the generic SDK pair, piped
+- daily-*    the daily run over 12 monthly exports (``--daily-rows`` each): the first-time
+             backfill, then with its state an unchanged run, the same with the weekly content
+             check due, and a run with one month's export replaced; tap | target, piped
+- api-month  bench/api_month.py, if present: the Costs API source on a 1M-row month
 
 It checks that the month file target-pelanor writes is byte-identical to the input, prints a
 table, then one JSON line with every figure, the ratios and the issue's goals.
@@ -51,11 +56,16 @@ PEERS = BENCH / ".peers-venv"
 PEER_PACKAGES = ("tap-spreadsheets", "meltanolabs-target-csv")
 MONTH = "2025-10"
 MiB = 1024 * 1024
+#: The daily run's history: twelve monthly exports, 2024-11 to 2025-10.
+DAILY_MONTHS = tuple(f"{2024 + (10 + i) // 12}-{(10 + i) % 12 + 1:02d}" for i in range(12))
+DAILY_CHANGED = "2025-04"  # the month whose export is replaced for the "one changed" run
 
 # The issue's goals.
 GOAL_E2E_ROWS_PER_S = 50_000
 GOAL_VS_PEERS = 15.0
 GOAL_PEAK_RSS_MB = 200.0
+GOAL_DAILY_UNCHANGED = 0.10  # of the backfill's seconds
+GOAL_DAILY_ONE_CHANGED = 0.25
 FLAT_TOLERANCE = 0.10  # "flat": the bigger month's peak at most 10% above the smaller's
 
 
@@ -294,6 +304,167 @@ class Ours:
         return stage
 
 
+class Daily:
+    """The scheduled daily run over a year of monthly exports, after its first backfill.
+
+    Every run is ``tap-openai-costs | tee | target-pelanor`` (dry_run, output_dir): ``tee``
+    keeps the tap's messages (a few KiB with BATCH files) for the checks and for the state
+    the next run starts from, since a dry run confirms no state.
+    """
+
+    def __init__(self, rows_per_month: int, seed: int) -> None:
+        self.rows_per_month = rows_per_month
+        self.seed = seed
+        self.work = DATA / f"daily-{rows_per_month}"
+        self.exports = fresh_dir(self.work / "exports")
+        venv_bin = project_bin()
+        self.tap = bin_of(venv_bin, "tap-openai-costs")
+        self.target = bin_of(venv_bin, "target-pelanor")
+        self.tee = shutil.which("tee") or "tee"
+        config = {
+            "paths": [str(self.exports)],
+            "organization_id": ORGANIZATION_ID,
+            "batch_config": {
+                "encoding": {"format": "jsonl", "compression": "none"},
+                "storage": {"root": fresh_dir(self.work / "batches").as_uri()},
+            },
+        }
+        self.tap_config = write_json(self.work / "tap.json", config)
+
+    def generate(self) -> None:
+        started = time.perf_counter()
+        for index, month in enumerate(DAILY_MONTHS):
+            generate(self.rows_per_month, month, self.path_of(month), self.seed + index)
+        size = sum(p.stat().st_size for p in self.exports.iterdir()) / MiB
+        print(
+            f"generated {len(DAILY_MONTHS)} monthly exports of {self.rows_per_month:,} rows "
+            f"({size:,.0f} MiB) in {time.perf_counter() - started:.1f} s: "
+            f"{self.exports.relative_to(REPO)}",
+            file=sys.stderr,
+        )
+
+    def path_of(self, month: str) -> Path:
+        return self.exports / upload_filename(month)
+
+    def run(self, name: str, state: Path | None, rows: int) -> tuple[Stage, Path]:
+        """One run; returns the stage and the state it ended with."""
+        output = fresh_dir(self.work / f"out-{name}")
+        messages = self.work / f"{name}.singer"
+        tap_argv = [self.tap, "--config", str(self.tap_config)]
+        if state is not None:
+            tap_argv += ["--state", str(state)]
+        target_config = {
+            "organization_id": ORGANIZATION_ID,
+            "dry_run": True,
+            "output_dir": str(output),
+        }
+        target_argv = [
+            self.target,
+            "--config",
+            str(write_json(self.work / f"{name}.target.json", target_config)),
+        ]
+        stage = run_pipeline(
+            name,
+            [
+                Command("tap", tap_argv),
+                Command("tee", [self.tee, str(messages)]),
+                Command("target", target_argv),
+            ],
+            rows,
+            self.work / "logs",
+        )
+        sealed, costs_messages, last_state = _read_messages(messages)
+        stage.checks["sealed"] = sealed
+        stage.checks["costs_messages"] = costs_messages
+        written = sorted(p.name for p in output.iterdir())
+        stage.checks["byte_identical"] = written == [upload_filename(m) for m in sealed] and all(
+            filecmp.cmp(output / name, self.exports / name, shallow=False) for name in written
+        )
+        shutil.rmtree(output)
+        return stage, write_json(self.work / f"{name}.state.json", last_state)
+
+    def measure(self) -> list[Stage]:
+        self.generate()
+        history = self.rows_per_month * len(DAILY_MONTHS)
+        print("[daily] backfill of 12 months ...", file=sys.stderr)
+        backfill, state = self.run("daily-backfill", None, history)
+        print("[daily] unchanged run ...", file=sys.stderr)
+        unchanged, _ = self.run("daily-unchanged", state, 0)
+        print("[daily] unchanged run, weekly content check due ...", file=sys.stderr)
+        checked, _ = self.run("daily-content-check", _check_due(state), 0)
+        # One month's export replaced by a new download with other figures.
+        generate(self.rows_per_month, DAILY_CHANGED, self.path_of(DAILY_CHANGED), self.seed + 99)
+        print(f"[daily] one changed month ({DAILY_CHANGED}) ...", file=sys.stderr)
+        one_changed, _ = self.run("daily-one-changed", state, self.rows_per_month)
+        stages = [backfill, unchanged, checked, one_changed]
+        for stage in stages[1:]:
+            fraction = stage.seconds / backfill.seconds
+            stage.checks["fraction_of_backfill"] = round(fraction, 3)
+            stage.note = f"{fraction:.1%} of the backfill"
+        return stages
+
+
+def _read_messages(path: Path) -> tuple[list[str], int, dict[str, Any]]:
+    """The months sealed, the ``costs`` RECORD and BATCH messages, and the last state."""
+    sealed: list[str] = []
+    costs = 0
+    state: dict[str, Any] = {}
+    with path.open("rb") as lines:
+        for line in lines:
+            message = json.loads(line)
+            kind, stream = message.get("type"), message.get("stream")
+            if kind == "STATE":
+                state = message["value"]
+            elif stream == "costs" and kind in {"RECORD", "BATCH"}:
+                costs += 1
+            elif stream == "cost_months" and kind == "RECORD":
+                sealed.append(message["record"]["month"])
+    path.unlink()
+    return sealed, costs, state
+
+
+def _check_due(state_path: Path) -> Path:
+    """The state as it is a week after the backfill: every file's content check is due."""
+    state = json.loads(state_path.read_text(encoding="utf-8"))
+    for record in state["bookmarks"]["costs"].get("files", {}).values():
+        record["hashed"] = "2000-01-01"
+    return write_json(state_path.with_name("check-due.state.json"), state)
+
+
+def api_month(work: Path) -> Stage | None:
+    """bench/api_month.py's figures (the Costs API source on a 1M-row month), if it exists.
+
+    The script prints one JSON line (its last line) with ``rows``, ``seconds``,
+    ``rows_per_s`` and ``peak_rss_mb``; anything else in it is kept in the JSON line.
+    """
+    script = BENCH / "api_month.py"
+    if not script.exists():
+        return None
+    logs = work / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    stderr = logs / "api-month.stderr.log"
+    with stderr.open("wb") as errors:
+        done = subprocess.run(
+            [str(project_bin() / "python"), str(script)],
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            check=False,
+        )
+    lines = done.stdout.decode("utf-8", errors="replace").strip().splitlines()
+    try:
+        figures = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        figures = {}
+    rows = int(figures.get("rows") or 0)
+    rows_per_s = float(figures.get("rows_per_s") or 0)
+    seconds = float(figures.get("seconds") or (rows / rows_per_s if rows_per_s else 0))
+    peak = float(figures.get("peak_rss_mb") or figures.get("peak_rss_mib") or 0)
+    process = Process("api_source", done.returncode, seconds, 0.0, peak, stderr)
+    stage = Stage("api-month", rows, seconds, [process])
+    stage.checks["api_month"] = figures
+    return stage
+
+
 def floor(export: Path, rows: int, work: Path) -> Stage:
     copy = work / "floor-copy.csv"
     argv = [str(project_bin() / "python"), str(BENCH / "csv_copy.py"), str(export), str(copy)]
@@ -428,23 +599,71 @@ def ratio(numerator: float, denominator: float) -> float | None:
 def summarize(
     rows: int, stages: dict[str, Stage], also_rows: int | None, peer_rows: int | None
 ) -> dict[str, Any]:
+    figures: dict[str, Any] = {"rows": rows, "month": MONTH} if "e2e" in stages else {}
+    figures["stages"] = {name: stage.to_dict() for name, stage in stages.items()}
+    ratios: dict[str, Any] = {}
+    goals: dict[str, Any] = {}
+    if "e2e" in stages:
+        summarize_one_month(rows, stages, also_rows, peer_rows, figures, ratios, goals)
+    if "daily-backfill" in stages:
+        summarize_daily(stages, figures, goals)
+    api = stages.get("api-month")
+    figures["api_month"] = api.checks["api_month"] if api else "n/a"
+    figures["ratios"] = ratios
+    figures["goals"] = goals
+    figures["all_ok"] = all(stage.ok for stage in stages.values()) and all(
+        stage.checks.get("byte_identical", True) for stage in stages.values()
+    )
+    return figures
+
+
+def summarize_daily(
+    stages: dict[str, Stage], figures: dict[str, Any], goals: dict[str, Any]
+) -> None:
+    backfill = stages["daily-backfill"]
+    daily: dict[str, Any] = {
+        "months": len(DAILY_MONTHS),
+        "rows_per_month": backfill.rows // len(DAILY_MONTHS),
+        "backfill_seconds": round(backfill.seconds, 3),
+    }
+    for name, key in (
+        ("daily-unchanged", "unchanged"),
+        ("daily-content-check", "unchanged_content_check"),
+        ("daily-one-changed", "one_changed_month"),
+    ):
+        daily[f"{key}_seconds"] = round(stages[name].seconds, 3)
+        daily[f"{key}_fraction_of_backfill"] = stages[name].checks["fraction_of_backfill"]
+    figures["daily"] = daily
+    unchanged, one_changed = stages["daily-unchanged"], stages["daily-one-changed"]
+    goals["daily_unchanged_at_most_10pct_of_backfill"] = (
+        unchanged.seconds <= GOAL_DAILY_UNCHANGED * backfill.seconds
+        and unchanged.checks["costs_messages"] == 0
+    )
+    goals["daily_one_changed_month_at_most_25pct_of_backfill"] = (
+        one_changed.seconds <= GOAL_DAILY_ONE_CHANGED * backfill.seconds
+        and one_changed.checks["sealed"] == [DAILY_CHANGED]
+    )
+
+
+def summarize_one_month(
+    rows: int,
+    stages: dict[str, Stage],
+    also_rows: int | None,
+    peer_rows: int | None,
+    figures: dict[str, Any],
+    ratios: dict[str, Any],
+    goals: dict[str, Any],
+) -> None:
     e2e = stages["e2e"]
     ours_procs = [p for name in ("tap", "target", "e2e") for p in stages[name].processes]
-    figures: dict[str, Any] = {
-        "rows": rows,
-        "month": MONTH,
-        "stages": {name: stage.to_dict() for name, stage in stages.items()},
-    }
-    ratios: dict[str, Any] = {"e2e_vs_floor": ratio(e2e.rows_per_s, stages["floor"].rows_per_s)}
-    goals: dict[str, Any] = {
-        "e2e_rows_per_s_at_least_50k": e2e.rows_per_s >= GOAL_E2E_ROWS_PER_S,
-        "peak_rss_each_process_at_most_200mb": all(
-            p.peak_rss_mb <= GOAL_PEAK_RSS_MB for p in ours_procs
-        ),
-        "byte_identical": bool(
-            stages["target"].checks.get("byte_identical") and e2e.checks.get("byte_identical")
-        ),
-    }
+    ratios["e2e_vs_floor"] = ratio(e2e.rows_per_s, stages["floor"].rows_per_s)
+    goals["e2e_rows_per_s_at_least_50k"] = e2e.rows_per_s >= GOAL_E2E_ROWS_PER_S
+    goals["peak_rss_each_process_at_most_200mb"] = all(
+        p.peak_rss_mb <= GOAL_PEAK_RSS_MB for p in ours_procs
+    )
+    goals["byte_identical"] = bool(
+        stages["target"].checks.get("byte_identical") and e2e.checks.get("byte_identical")
+    )
     if "peers" in stages:
         same_file = stages.get(f"e2e@{peer_rows}", e2e)
         ratios["e2e_vs_peers"] = ratio(same_file.rows_per_s, stages["peers"].rows_per_s)
@@ -474,10 +693,6 @@ def summarize(
             for name in ("tap", "target", "e2e")
             for p in stages[f"{name}@{also_rows}"].processes
         )
-    figures["ratios"] = ratios
-    figures["goals"] = goals
-    figures["all_ok"] = all(stage.ok for stage in stages.values())
-    return figures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -494,10 +709,44 @@ def main(argv: list[str] | None = None) -> int:
         "with a smaller file our e2e is also run on it, so the ratio compares the same file",
     )
     parser.add_argument("--skip-peers", action="store_true")
+    parser.add_argument(
+        "--daily-rows",
+        type=int,
+        default=150_000,
+        help="rows of each of the 12 monthly exports of the daily-run stages",
+    )
+    parser.add_argument("--skip-daily", action="store_true", help="no daily-run stages")
+    parser.add_argument(
+        "--only-daily", action="store_true", help="only the daily-run stages (and api-month)"
+    )
+    parser.add_argument("--skip-api", action="store_true", help="do not run bench/api_month.py")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
 
     stages: dict[str, Stage] = {}
+    peer_rows = None if args.only_daily else measure_one_month(args, stages)
+    if not args.skip_daily:
+        stages.update((stage.name, stage) for stage in Daily(args.daily_rows, args.seed).measure())
+    api = None
+    if not args.skip_api:
+        print("api-month ...", file=sys.stderr)
+        api = api_month(DATA)
+        if api is not None:
+            stages[api.name] = api
+
+    print()
+    print_table(list(stages.values()))
+    if api is None and not args.skip_api:
+        print(f"{'api-month':<18} {'n/a':>10}  (bench/api_month.py is not there)")
+    figures = summarize(args.rows, stages, args.also_rows, peer_rows)
+    print()
+    print(json.dumps(figures, separators=(",", ":")))
+    return 0 if figures["all_ok"] else 1
+
+
+def measure_one_month(args: argparse.Namespace, stages: dict[str, Stage]) -> int | None:
+    """tap, target, e2e, floor and peers on one generated month (and --also-rows); returns
+    the rows of the peers' file."""
     export, ours = measure_ours(args.rows, args.seed, "")
     stages.update((stage.name, stage) for stage in ours)
     print(f"[@{args.rows}] floor ...", file=sys.stderr)
@@ -527,13 +776,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.also_rows:
         _, big = measure_ours(args.also_rows, args.seed, f"@{args.also_rows}")
         stages.update((stage.name, stage) for stage in big)
-
-    print()
-    print_table(list(stages.values()))
-    figures = summarize(args.rows, stages, args.also_rows, peer_rows)
-    print()
-    print(json.dumps(figures, separators=(",", ":")))
-    return 0 if figures["all_ok"] else 1
+    return peer_rows
 
 
 if __name__ == "__main__":

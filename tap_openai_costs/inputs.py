@@ -15,6 +15,7 @@ from typing import Any
 
 from openai_costs.export import ExportError, month_days, month_of
 from tap_openai_costs.export_renderer import fetch_exports
+from tap_openai_costs.known_exports import KnownExports
 from tap_openai_costs.openai_client import DEFAULT_BASE_URL, OpenAIAPIError, OpenAICostsClient
 from tap_openai_costs.planner import (
     ExportErrors,
@@ -36,20 +37,25 @@ class InputProblems(Exception):
 
 def read_exports(
     config: Mapping[str, Any],
-    delivered: Mapping[str, str],
+    bookmark: Mapping[str, Any],
     today: date,
     api_dir: Path,
     logger: logging.Logger,
 ) -> ExportReading:
     """This run's exports (fetched into api_dir first for source api), ready to validate.
 
-    ``delivered`` maps state keys to the input digest of what was sealed before.
+    ``bookmark`` is the ``costs`` stream's state: ``months`` maps state keys to the input
+    digest of what was sealed before, ``files`` what each export file held (source files).
     """
+    delivered = dict(bookmark.get("months", {}))
+    known = None
     try:
         if config.get("source", "files") == "api":
+            # Fetched afresh into new files every run: nothing to remember them by.
             paths = _api_exports(config, delivered, today, api_dir, logger)
         else:
             paths = expand_paths(config["paths"])
+            known = _known_exports(bookmark, config["organization_id"], today, logger)
     except (ExportError, OpenAIAPIError) as problem:
         raise InputProblems([problem]) from None
     except ExportErrors as errors:
@@ -60,8 +66,24 @@ def read_exports(
         config.get("start_month"),
         delivered,
         today,
+        known=known,
         watch=ReadProgress(logger),
     )
+
+
+def _known_exports(
+    bookmark: Mapping[str, Any], organization_id: str, today: date, logger: logging.Logger
+) -> KnownExports:
+    records = bookmark.get("files")
+    if not isinstance(records, Mapping):
+        if bookmark.get("months"):
+            logger.info(
+                "the state has no record of the export files (it was written by an earlier "
+                "version): every file is validated once to record it; later runs read only "
+                "the files that changed"
+            )
+        records = {}
+    return KnownExports(records, organization_id, today, logger)
 
 
 def changed_months(reading: ExportReading, logger: logging.Logger) -> list[MonthPlan]:
@@ -70,7 +92,7 @@ def changed_months(reading: ExportReading, logger: logging.Logger) -> list[Month
         plans = reading.plans()
     except ExportErrors as errors:
         raise InputProblems(list(errors.problems)) from None
-    changed = [plan for plan in plans if reading.delivered.get(plan.key) != plan.input_digest]
+    changed = reading.changed(plans)
     for line in which_copy_wins(lost for plan in changed for lost in plan.overruled):
         logger.warning(line)
     logger.info(

@@ -38,6 +38,7 @@ from openai_costs.export import (
     rows_digest_update,
     scan_rows,
 )
+from tap_openai_costs.known_exports import KnownExports
 
 UTC = timezone.utc  # datetime.UTC needs Python 3.11
 
@@ -215,12 +216,13 @@ Watch = Callable[[Path, Generator[Row, None, ExportScan]], Generator[Row, None, 
 
 
 class ExportReading:
-    """One run over the exports: every file validated, then every month planned.
+    """One run over the exports: every changed file validated, then every month planned.
 
-    A month never delivered before (no bookmark, so a backfill) is drafted: its rows go out
-    while its export is being validated, so the target works alongside the tap instead of
-    waiting for a validation pass. Other months, the daily run's, are re-read after
-    planning, and only if their inputs changed.
+    Files unchanged since an earlier run (``known``) are not read: what they contribute
+    comes from state. A month never delivered before (no bookmark, so a backfill) is
+    drafted: its rows go out while its export is being validated, so the target works
+    alongside the tap instead of waiting for a validation pass. Other months, the daily
+    run's, are re-read after planning, and only if their inputs changed.
     """
 
     def __init__(
@@ -230,23 +232,32 @@ class ExportReading:
         start_month: str | None,
         delivered: Mapping[str, str],
         today: date,
+        known: KnownExports | None = None,
         watch: Watch | None = None,
     ) -> None:
-        self.paths = paths
         self.organization_id = organization_id
         self.start_month = start_month
         self.delivered = delivered
         self.today = today
         #: Sees every file's rows as they are read (progress logging); none by default.
         self.watch: Watch = watch or (lambda _path, rows: rows)
+        self.known = known
+        #: The files to validate, and the scans (from state) of the unchanged ones.
+        self.paths, self.trusted = known.sort(paths) if known is not None else (paths, {})
         self.scans: list[ExportScan] = []
         self.problems: list[ExportError] = []
         self.drafts: dict[str, Draft] = {}
         self._seen: set[str] = set()
 
+    @property
+    def all_scans(self) -> list[ExportScan]:
+        """Every file of the run: validated now, or unchanged since it was."""
+        return [*self.scans, *self.trusted.values()]
+
     def validate(self) -> Iterator[tuple[Draft, Iterator[Row]]]:
-        """Scan every export in turn; yield each draft with its rows, which must be consumed
-        before the next draft is asked for. Problems are kept for :meth:`plans`."""
+        """Scan every export to validate in turn; yield each draft with its rows, which
+        must be consumed before the next draft is asked for. Problems are kept for
+        :meth:`plans`."""
         for path in self.paths:
             month_runs = itertools.groupby(self._scan(path), key=lambda row: month_of(row.day))
             for month, rows in month_runs:
@@ -257,13 +268,40 @@ class ExportReading:
                     yield draft, rows
 
     def plans(self) -> list[MonthPlan]:
-        """Every month, once every export has passed; raises ExportErrors otherwise."""
-        if self.problems:
-            raise ExportErrors(self.problems)
-        try:
-            return plan_months(self.scans, self.organization_id, self.start_month)
-        except ExportError as problem:
-            raise ExportErrors([problem]) from None
+        """Every month, once every export has passed; raises ExportErrors otherwise.
+
+        An unchanged file that a changed month will be re-read from is hashed first; if it
+        did change after all, it is validated in full and the months are planned again.
+        """
+        while True:
+            if self.problems:
+                raise ExportErrors(self.problems)
+            try:
+                plans = plan_months(self.all_scans, self.organization_id, self.start_month)
+            except ExportError as problem:
+                raise ExportErrors([problem]) from None
+            stale = self._stale(plans)
+            if not stale:
+                return plans
+            for path in stale:
+                del self.trusted[path]
+                collections.deque(self._scan(Path(path)), maxlen=0)
+
+    def changed(self, plans: list[MonthPlan]) -> list[MonthPlan]:
+        """The months whose inputs differ from what was delivered (or never were)."""
+        return [plan for plan in plans if self.delivered.get(plan.key) != plan.input_digest]
+
+    def _stale(self, plans: list[MonthPlan]) -> list[str]:
+        """Unchanged files that changed months re-read, whose bytes are no longer the same."""
+        if self.known is None:
+            return []
+        to_reread = {
+            piece.scan.path: piece.scan
+            for plan in self.changed(plans)
+            for piece in plan.pieces
+            if piece.scan.path in self.trusted
+        }
+        return [path for path, scan in to_reread.items() if not self.known.still_same(scan)]
 
     def _scan(self, path: Path) -> Iterator[Row]:
         """The export's rows as they pass; its problem, if any, is kept rather than raised,
@@ -299,7 +337,7 @@ def plan_months(
 ) -> list[MonthPlan]:
     """Pick the newest export for every day and group the days into months."""
     newest_first = sorted(
-        scans, key=lambda s: (s.last_day or date.min, s.mtime, s.path), reverse=True
+        scans, key=lambda s: (s.last_day or date.min, s.mtime_ns, s.path), reverse=True
     )
     winners: dict[date, Piece] = {}
     overruled: list[Overruled] = []
@@ -354,10 +392,10 @@ def _why_newer(winner: ExportScan, loser: ExportScan) -> str:
             f"it is newer by range (it covers up to {winner.last_day}, the other up to "
             f"{loser.last_day})"
         )
-    if winner.mtime != loser.mtime:
+    if winner.mtime_ns != loser.mtime_ns:
         return (
             f"both cover up to {winner.last_day} and it was modified later "
-            f"({_utc(winner.mtime)}, the other {_utc(loser.mtime)})"
+            f"({_utc(winner.mtime_ns)}, the other {_utc(loser.mtime_ns)})"
         )
     return (
         f"both cover up to {winner.last_day} and were modified at the same time, so the "
@@ -365,8 +403,8 @@ def _why_newer(winner: ExportScan, loser: ExportScan) -> str:
     )
 
 
-def _utc(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+def _utc(mtime_ns: int) -> str:
+    return datetime.fromtimestamp(mtime_ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _check_mergeable(plan: MonthPlan) -> None:

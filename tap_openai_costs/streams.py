@@ -42,6 +42,7 @@ from openai_costs.user_errors import stop
 from openai_costs.work_folder import WorkFolderError, open_work_folder
 from tap_openai_costs.inputs import InputProblems, changed_months, read_exports
 from tap_openai_costs.message_writer import BufferedMsgSpecWriter
+from tap_openai_costs.planner import cannot_read
 
 if TYPE_CHECKING:
     from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig
@@ -256,6 +257,10 @@ class CostsStream(Stream):
                 plans = changed_months(reading, self.logger)
             except InputProblems as problems:
                 self._stop(problems.problems)
+            if reading.known is not None:
+                # Every file passed: remember what each holds, so the next run need not read it.
+                known = reading.known.records_of(reading.scans, reading.trusted.values())
+                self.stream_state["files"] = known
             for plan in plans:
                 drafted = reading.drafts.get(plan.month)
                 if drafted is not None and drafted.matches(plan):
@@ -278,9 +283,8 @@ class CostsStream(Stream):
     def _reading(self, today: date, work_dir: Path) -> ExportReading:
         # Read without creating the stream's bookmark: a run that seals nothing leaves none.
         bookmark = self.tap_state.get("bookmarks", {}).get(self.name, {})
-        delivered = dict(bookmark.get("months", {}))
         try:
-            return read_exports(self.config, delivered, today, work_dir, self.logger)
+            return read_exports(self.config, bookmark, today, work_dir, self.logger)
         except InputProblems as problems:
             self._stop(problems.problems)
 
@@ -309,6 +313,8 @@ class CostsStream(Stream):
             yield from plan.rows()
         except ExportError as problem:  # a file changed after it was validated
             self._stop([problem])
+        except OSError as exc:  # or went away, or became unreadable
+            self._stop([ExportError(exc.filename or plan.month, cannot_read(exc))])
 
     def _records_of(
         self, month: Draft | MonthPlan, rows: Iterator[Row], tally: MonthTally

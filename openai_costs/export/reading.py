@@ -44,25 +44,86 @@ class DaySlice:
     start: int
     end: int = 0
     rows: int = 0
-    digest: Any = field(default_factory=hashlib.sha256)
-
-    @property
-    def hexdigest(self) -> str:
-        return str(self.digest.hexdigest())
+    #: sha256 of the day's rows (:func:`rows_digest_update`), set once the day is read.
+    hexdigest: str = ""
 
 
 @dataclass
 class ExportScan:
-    """What a full validation pass learnt about one file."""
+    """What a full validation pass learnt about one file.
+
+    ``size`` and ``mtime_ns`` are the file's as it was opened, ``sha256`` the digest of the
+    bytes validated: together they tell a later run whether the file is still the same.
+    """
 
     path: str
     layout: Layout
-    mtime: float
+    size: int
+    mtime_ns: int
+    sha256: str
     days: list[DaySlice] = field(default_factory=list)
 
     @property
     def last_day(self) -> date | None:
         return self.days[-1].day if self.days else None
+
+
+class _HashedFile(io.RawIOBase):
+    """A file read from start to end and hashed as it is read, each byte once.
+
+    Hashing the buffer fills rather than each line keeps the content digest almost free;
+    a seek back (over the header) is not hashed twice.
+    """
+
+    def __init__(self, file: io.FileIO) -> None:
+        super().__init__()
+        self._file = file
+        self.sha256 = hashlib.sha256()
+        self._position = 0
+        self._hashed = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._file.fileno()
+
+    def readinto(self, buffer: Any) -> int:
+        read = self._file.readinto(buffer) or 0
+        end = self._position + read
+        if end > self._hashed:
+            if self._position > self._hashed:  # never: a scan reads every byte in order
+                msg = "bytes were skipped, so the file's digest would be wrong"
+                raise ValueError(msg)
+            with memoryview(buffer) as view:
+                self.sha256.update(view[self._hashed - self._position : read])
+            self._hashed = end
+        self._position = end
+        return read
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        self._position = self._file.seek(offset, whence)
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def file_sha256(path: Path) -> str:
+    """The digest of a file's bytes, as a scan records it: tells an unchanged file from a
+    changed one without parsing it."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(1 << 20):  # hashlib.file_digest needs Python 3.11
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 class _LineReader:
@@ -73,7 +134,7 @@ class _LineReader:
     """
 
     def __init__(
-        self, path: str, stream: io.BufferedReader, offset: int, end: int | None = None
+        self, path: str, stream: io.BufferedReader[Any], offset: int, end: int | None = None
     ) -> None:
         self.path = path
         self.stream = stream
@@ -143,7 +204,7 @@ def _records(lines: _LineReader) -> Iterator[tuple[list[str], str, str, int]]:
         yield fields, text, terminator, lines.offset
 
 
-def read_layout(path: str, stream: io.BufferedReader) -> tuple[Layout, _LineReader]:
+def read_layout(path: str, stream: io.BufferedReader[Any]) -> tuple[Layout, _LineReader]:
     """Read and check the header; return the layout and the reader, at the first row."""
     head = stream.read(3)
     bom = head == BOM.encode("utf-8")
@@ -187,12 +248,15 @@ def scan_rows(
     (seal a month) before that.
     """
     name = str(path)
-    with path.open("rb") as stream:
+    hashed = _HashedFile(path.open("rb", buffering=0))
+    with io.BufferedReader(hashed, buffer_size=1 << 16) as stream:
+        opened = os.fstat(stream.fileno())
         layout, lines = read_layout(name, stream)
         checker = RowChecker(name, layout, organization_id, today)
         columns = layout.columns
         days: list[DaySlice] = []
         current = DaySlice(date.min, start=0)  # no day yet
+        digest = hashlib.sha256()
         offset = lines.offset
         number = 1  # the header is row 1, as a spreadsheet shows it
         terminator = layout.line_terminator if layout.final_newline else ""
@@ -203,15 +267,19 @@ def scan_rows(
             is_last = (not terminator or len(fields) != checker.width) and lines.at_end()
             day = checker.check(number, fields, terminator, is_last)
             if day != current.day:
-                current = DaySlice(day, start=offset)
+                current.hexdigest = digest.hexdigest()
+                current, digest = DaySlice(day, start=offset), hashlib.sha256()
                 days.append(current)
             current.rows += 1
-            rows_digest_update(current.digest, text)
+            rows_digest_update(digest, text)
             current.end = offset = end
             yield Row(day, text, fields, columns)
+        current.hexdigest = digest.hexdigest()
         checker.finish_day()
     layout = msgspec.structs.replace(layout, final_newline=bool(terminator))
-    return ExportScan(name, layout, path.stat().st_mtime, days)
+    return ExportScan(
+        name, layout, opened.st_size, opened.st_mtime_ns, hashed.sha256.hexdigest(), days
+    )
 
 
 def run_to_end(generator: Generator[Any, None, _T]) -> _T:
