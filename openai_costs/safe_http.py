@@ -56,6 +56,16 @@ _MESSAGE_LIMIT = 200
 _MIN_PART = 4
 
 
+class ServiceError(Exception):
+    """A remote service could not be used; str(exc) is one line safe to show (never the
+    secret). Each client names its own subclass."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, attempts: int = 0) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.attempts = attempts
+
+
 class Secret:
     """Holds a token or key so that no repr, vars() dump or traceback local shows it."""
 

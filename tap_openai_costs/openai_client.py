@@ -28,7 +28,14 @@ from openai_costs.export import (
     day_of,
     format_decimal,
 )
-from openai_costs.safe_http import BearerClient, GaveUp, Refused, check_base_url, one_line
+from openai_costs.safe_http import (
+    BearerClient,
+    GaveUp,
+    Refused,
+    ServiceError,
+    check_base_url,
+    one_line,
+)
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -74,13 +81,8 @@ RETRY_ADVICE: Final = (
 )
 
 
-class OpenAIAPIError(Exception):
+class OpenAIAPIError(ServiceError):
     """The Costs API could not be read; str(exc) is one line safe to show (never the key)."""
-
-    def __init__(self, message: str, *, status_code: int | None = None, attempts: int = 0) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-        self.attempts = attempts
 
 
 class PageTokenRejected(OpenAIAPIError):

@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 import httpx
 
-from openai_costs.safe_http import BearerClient, GaveUp, Refused, check_base_url
+from openai_costs.safe_http import BearerClient, GaveUp, Refused, ServiceError, check_base_url
 
 __all__ = [
     "DEFAULT_UPLOAD_PATH",
@@ -55,13 +55,8 @@ def _package_version() -> str:
 USER_AGENT: Final = f"target-pelanor/{_package_version()}"
 
 
-class PelanorError(Exception):
+class PelanorError(ServiceError):
     """Upload failed; str(exc) is one line safe to show a user (never the token)."""
-
-    def __init__(self, message: str, *, status_code: int | None = None, attempts: int = 0) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-        self.attempts = attempts
 
 
 class PelanorRejected(PelanorError):
