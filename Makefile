@@ -63,10 +63,16 @@ demo: install sandbox-config
 	echo "== .sandbox/data/uploads.jsonl (all runs so far; make clean starts over)"
 	cat .sandbox/data/uploads.jsonl 2>/dev/null || echo "(no uploads)"
 	echo "== files stored by the sandbox, compared with the exports in samples/"
+	shopt -s nullglob  # an organization with no stored file (its job failed) lists nothing
 	for org in $(ORGS); do
 	  for stored in .sandbox/data/files/int-$$org/*.csv; do
 	    month=$$(basename "$$stored" .csv)
-	    sample=$$(ls samples/$$org/cost_$$month-01_*.csv)
+	    samples=(samples/$$org/cost_$$month-01_*.csv)
+	    if [ $${#samples[@]} -eq 0 ]; then
+	      echo "$$stored: no export of $$month in samples/$$org to compare with"
+	      continue
+	    fi
+	    sample=$${samples[0]}
 	    cmp -s "$$stored" "$$sample" && same="byte-identical to" || same="DIFFERS from"
 	    echo "$$stored ($$(wc -c < "$$stored") bytes): $$same $$sample"
 	  done

@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from openai_costs.export import month_days, unix_of  # noqa: E402
+from tap_openai_costs.inputs import previous_month  # noqa: E402
 from tests.fake_openai import FakeOpenAI, number, project, result  # noqa: E402
 
 UTC = timezone.utc  # datetime.UTC needs Python 3.11
@@ -69,11 +70,6 @@ LINE_ITEMS = tuple(
     )
     for kind in ("input", "cached input", "output", "batch input", "batch output")
 )  # 80 line items: 500 x 80 = 40,000 distinct rows a day at most
-
-
-def previous_month(today: date) -> str:
-    last = today.replace(day=1) - timedelta(days=1)
-    return f"{last.year:04d}-{last.month:02d}"
 
 
 class LazyMonth:

@@ -1,6 +1,6 @@
 """Peak memory of a first-time backfill: many small monthly exports, every seal at the end.
 
-    python bench/backfill_memory.py [--months 120] [--rows-per-day 1]
+    .venv/bin/python bench/backfill_memory.py [--months 120] [--rows-per-day 1]
 
 Writes one export per month (``--months`` months ending 2025-10, ``--rows-per-day`` cost
 rows a day, so about 30 rows a month by default) into ``bench/data/backfill-<months>/``,

@@ -1,7 +1,7 @@
 """Throughput and peak memory of tap-openai-costs and target-pelanor, against a floor and a peer.
 
-    python bench/run.py [--rows 1000000] [--also-rows 3000000] [--peer-rows N] [--skip-peers]
-                        [--daily-rows 150000] [--skip-daily] [--only-daily] [--skip-api]
+    .venv/bin/python bench/run.py [--rows 1000000] [--also-rows 3000000] [--peer-rows N]
+        [--skip-peers] [--daily-rows 150000] [--skip-daily] [--only-daily] [--skip-api]
 
 Generates a realistic one-month export (bench/generate_export.py) into bench/data/, then
 runs each stage as separate OS processes and reports wall time, rows/s and the peak RSS of
@@ -15,7 +15,7 @@ every process:
 - daily-*    the daily run over 12 monthly exports (``--daily-rows`` each): the first-time
              backfill, then with its state an unchanged run, the same with the weekly content
              check due, and a run with one month's export replaced; tap | target, piped
-- api-month  bench/api_month.py, if present: the Costs API source on a 1M-row month
+- api-month  bench/api_month.py: the Costs API source on a 1M-row month
 
 It checks that the month file target-pelanor writes is byte-identical to the input, prints a
 table, then one JSON line with every figure, the ratios and the issue's goals.
@@ -431,15 +431,13 @@ def _check_due(state_path: Path) -> Path:
     return write_json(state_path.with_name("check-due.state.json"), state)
 
 
-def api_month(work: Path) -> Stage | None:
-    """bench/api_month.py's figures (the Costs API source on a 1M-row month), if it exists.
+def api_month(work: Path) -> Stage:
+    """bench/api_month.py's figures (the Costs API source on a 1M-row month).
 
     The script prints one JSON line (its last line) with ``rows``, ``seconds``,
     ``rows_per_s`` and ``peak_rss_mb``; anything else in it is kept in the JSON line.
     """
     script = BENCH / "api_month.py"
-    if not script.exists():
-        return None
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     stderr = logs / "api-month.stderr.log"
@@ -458,8 +456,8 @@ def api_month(work: Path) -> Stage | None:
     rows = int(figures.get("rows") or 0)
     rows_per_s = float(figures.get("rows_per_s") or 0)
     seconds = float(figures.get("seconds") or (rows / rows_per_s if rows_per_s else 0))
-    peak = float(figures.get("peak_rss_mb") or figures.get("peak_rss_mib") or 0)
-    process = Process("api_source", done.returncode, seconds, 0.0, peak, stderr)
+    peak = float(figures.get("peak_rss_mb") or 0)
+    process = Process("tap", done.returncode, seconds, 0.0, peak, stderr)
     stage = Stage("api-month", rows, seconds, [process])
     stage.checks["api_month"] = figures
     return stage
@@ -727,17 +725,13 @@ def main(argv: list[str] | None = None) -> int:
     peer_rows = None if args.only_daily else measure_one_month(args, stages)
     if not args.skip_daily:
         stages.update((stage.name, stage) for stage in Daily(args.daily_rows, args.seed).measure())
-    api = None
     if not args.skip_api:
         print("api-month ...", file=sys.stderr)
         api = api_month(DATA)
-        if api is not None:
-            stages[api.name] = api
+        stages[api.name] = api
 
     print()
     print_table(list(stages.values()))
-    if api is None and not args.skip_api:
-        print(f"{'api-month':<18} {'n/a':>10}  (bench/api_month.py is not there)")
     figures = summarize(args.rows, stages, args.also_rows, peer_rows)
     print()
     print(json.dumps(figures, separators=(",", ":")))

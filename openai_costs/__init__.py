@@ -5,4 +5,6 @@
   record types, the state key).
 - :mod:`openai_costs.batches`: the BATCH file format both sides agree on.
 - :mod:`openai_costs.safe_http`: secrets kept out of output, and bounded retries.
+- :mod:`openai_costs.user_errors`: one line per problem the user must fix, exit status 1.
+- :mod:`openai_costs.work_folder`: a private working folder per process, never left behind.
 """

@@ -413,9 +413,9 @@ def _text_field(
 def decimal_text(value: object) -> str:
     """Exact decimal text of an API number: a string is kept verbatim, a number as written.
 
-    A string must be decimal text as exports hold it (:data:`cost_export.AMOUNT_TEXT`:
+    A string must be decimal text as exports hold it (:data:`openai_costs.export.AMOUNT_TEXT`:
     fixed digits or a float's repr such as ``5.5e-05``). A JSON number arrives as an
-    ``int`` or an exact ``Decimal`` and is written by :func:`cost_export.format_decimal`.
+    ``int`` or an exact ``Decimal`` and is written by :func:`openai_costs.export.format_decimal`.
     Raises ValueError for anything else (null, ``NaN``, ``1,000``, a bool); a float is a
     TypeError: by then the digits OpenAI sent are already lost.
     """

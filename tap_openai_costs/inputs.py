@@ -121,19 +121,26 @@ def _api_exports(
         int(config.get("settle_days", 3)),
         read_before,
     )
-    with OpenAICostsClient(
-        admin_api_key=config["admin_api_key"],
-        base_url=config.get("api_base_url", DEFAULT_BASE_URL),
-    ) as client:
-        return fetch_exports(
-            client,
-            months,
-            today,
-            organization_id,
-            config["organization_name"],
-            directory,
-            logger.info,
-        )
+    try:
+        with OpenAICostsClient(
+            admin_api_key=config["admin_api_key"],
+            base_url=config.get("api_base_url", DEFAULT_BASE_URL),
+        ) as client:
+            return fetch_exports(
+                client,
+                months,
+                today,
+                organization_id,
+                config["organization_name"],
+                directory,
+                logger.info,
+            )
+    except OSError as exc:  # writing the months into the work folder
+        raise ExportError(
+            str(directory),
+            f"cannot hold the months read from the Costs API ({exc.strerror}); free space "
+            "there or set work_dir to a writable folder",
+        ) from None
 
 
 def previous_month(today: date) -> str:

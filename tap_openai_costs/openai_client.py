@@ -89,8 +89,9 @@ class PageTokenRejected(OpenAIAPIError):
     """OpenAI answered a ``next_page`` cursor it issued itself with HTTP 400.
 
     Users report this from the live API; reading the range again from its first page
-    works (:func:`export_month` does, a bounded number of times). ``after`` is the day of
-    the last bucket received before the refused page, if any.
+    works (:func:`tap_openai_costs.export_renderer.export_month` does, a bounded number
+    of times). ``after`` is the day of the last bucket received before the refused page,
+    if any.
     """
 
     def __init__(self, message: str, *, reason: str, after: date | None) -> None:
@@ -171,7 +172,8 @@ class OpenAICostsClient(BearerClient):
 
         Follows ``has_more``/``next_page`` whatever a page holds (a page may hold fewer
         buckets than ``limit``, even none). Each page must be the documented ``page``
-        object; the buckets are checked by :func:`render_export`. ``amount.value`` stays
+        object; the buckets are checked by
+        :func:`tap_openai_costs.export_renderer.render_export`. ``amount.value`` stays
         as the API sent it when that is a string, or becomes an exact
         :class:`~decimal.Decimal` when it is a JSON number (never a float). A refused
         cursor raises :class:`PageTokenRejected`.

@@ -31,6 +31,8 @@ from openai_costs.batches import BatchWriteError, remove_stale_partials, write_b
 from openai_costs.contract import MonthOpened, Seal
 from openai_costs.export import (
     CURRENT_COLUMNS,
+    EXACT,
+    ISO_COLUMNS,
     ExportError,
     format_decimal,
     full_days,
@@ -53,7 +55,7 @@ if TYPE_CHECKING:
 
 _TEXT = th.StringType(nullable=True)
 _MONTH = th.StringType(pattern=contract.MONTH_PATTERN)
-_ISO_COLUMNS = ("start_time_iso", "end_time_iso")
+_ISO_COLUMNS = tuple(ISO_COLUMNS)
 #: Row columns carried typed as text; any other column still travels inside ``csv_row``.
 _TEXT_COLUMNS = tuple(
     c for c in CURRENT_COLUMNS if c not in {"start_time", "end_time", "amount_value", *_ISO_COLUMNS}
@@ -108,7 +110,7 @@ def _iso_day(day: date) -> str:
 @functools.cache
 def _utc_instant(unix_seconds: int) -> str:
     """RFC 3339 with ``+00:00``, the form OpenAI writes: a file's ISO text may lack the
-    offset (it is timezone.utc, the Unix column says so), which a loader would read in its own zone.
+    offset (it is UTC, the Unix column says so), which a loader would read in its own zone.
     The exact text stays in ``csv_row``."""
     return iso_of(unix_seconds)
 
@@ -277,7 +279,7 @@ class CostsStream(Stream):
         return today_utc()
 
     def run_started(self) -> datetime:
-        """When this run started (timezone.utc): the start of every month_version it sends."""
+        """When this run started (UTC): the start of every month_version it sends."""
         return datetime.now(timezone.utc)
 
     def _reading(self, today: date, work_dir: Path) -> ExportReading:
@@ -329,7 +331,7 @@ class CostsStream(Stream):
             record: dict[str, Any] = {name: fields[i] or None for name, i in at.text}
             if amount_text:
                 amount = Decimal(amount_text)
-                tally.total += amount
+                tally.total = EXACT.add(tally.total, amount)
                 record["amount_value"] = _amount_text(amount_text, amount)
             else:
                 record["amount_value"] = None
@@ -377,7 +379,7 @@ class CostsStream(Stream):
             layout=plan.layout,
         )
         # Bookmarked first, so the STATE written right after the seal already covers the
-        # month: the target drains (uploads) the sealed month before it confirms that state.
+        # month: the target uploads the sealed month before it confirms that state.
         self.stream_state.setdefault("months", {})[plan.key] = plan.input_digest
         self._emit(MonthSealsStream, contract.to_record(seal))
         self.logger.info(

@@ -17,6 +17,7 @@ from singer_sdk.helpers.capabilities import (
 
 from openai_costs.batches import check_encoding
 from openai_costs.contract import MONTH_PATTERN
+from openai_costs.safe_http import check_secret
 from tap_openai_costs.message_writer import BufferedMsgSpecWriter
 from tap_openai_costs.openai_client import (
     DEFAULT_BASE_URL,
@@ -127,7 +128,8 @@ class TapOpenAICosts(Tap):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         errors = (
-            self._source_config_errors()
+            self._organization_errors()
+            + self._source_config_errors()
             + self._batch_config_errors()
             + self._flattening_config_errors()
         )
@@ -149,6 +151,16 @@ class TapOpenAICosts(Tap):
             check_encoding(BatchConfig.from_dict(batch_config).encoding)
         except ValueError as problem:
             return [str(problem)]
+        except (TypeError, KeyError, AttributeError):
+            return [
+                'batch_config must be {"encoding": {"format": "jsonl", "compression": '
+                '"none"}, "storage": {"root": "file:///a/folder"}} (compression none or gzip)'
+            ]
+        return []
+
+    def _organization_errors(self) -> list[str]:
+        if not str(self.config.get("organization_id") or "").strip():
+            return ["organization_id is required: the organization (org-...) this tap serves"]
         return []
 
     def _flattening_config_errors(self) -> list[str]:
@@ -174,6 +186,14 @@ class TapOpenAICosts(Tap):
             check_api_base_url(self.config.get("api_base_url", DEFAULT_BASE_URL))
         except ValueError as problem:
             errors.append(str(problem))
+        try:
+            check_secret(self.config.get("admin_api_key") or "", "admin_api_key")
+        except ValueError as problem:
+            errors.append(str(problem))
+        if int(self.config.get("settle_days", 3)) < 0:
+            errors.append(
+                "settle_days must be 0 or more (days after a month ends that it is still re-read)"
+            )
         return errors
 
 

@@ -31,10 +31,10 @@ from openai_costs.work_folder import WorkFolder, open_work_folder
 from target_pelanor.client import DEFAULT_UPLOAD_PATH, PelanorClient, PelanorError, resolve_base_url
 from target_pelanor.month_ledger import MonthLedger, ReadyMonth, Withheld
 from target_pelanor.report import MonthResult, render_table
-from target_pelanor.settings_check import api_token
+from target_pelanor.settings_check import api_token, output_dir
 from target_pelanor.shrink_guard import Uploaded, UploadMemory, refusal
 from target_pelanor.stopping import Interrupted, RunStopped
-from target_pelanor.upload_lock import HeldLock, LockTimeout, UploadLocks
+from target_pelanor.upload_lock import HeldLock, LockTimeout, LockUnavailable, UploadLocks
 
 __all__ = ["PLUGIN", "Delivering", "Delivery"]
 
@@ -170,8 +170,8 @@ class Delivery:
         try:
             with self.locks.hold(self.config["integration_id"], ready.month) as held:
                 return self._upload(ready, key, now, held, result)
-        except LockTimeout as timeout:
-            return replace(result, action=f"failed: {timeout}", failed=True)
+        except (LockTimeout, LockUnavailable) as problem:
+            return replace(result, action=f"failed: {problem}", failed=True)
 
     def _upload(
         self, ready: ReadyMonth, key: str, now: Uploaded, held: HeldLock, result: MonthResult
@@ -206,10 +206,10 @@ class Delivery:
     def _write_out(self, ready: ReadyMonth) -> MonthResult:
         """Copy the month to output_dir, if set; ``action`` says what was done."""
         result = MonthResult(ready.organization, ready.month, ready.rows, ready.total, "")
-        output_dir = self.config.get("output_dir")
-        if not output_dir:
+        folder = output_dir(self.config)
+        if folder is None:
             return result
-        destination = Path(output_dir) / ready.filename
+        destination = folder / ready.filename
         try:
             _publish(ready.path, destination)
         except OSError as error:
@@ -219,7 +219,7 @@ class Delivery:
                 "uploaded; free space in output_dir or fix its permissions",
                 failed=True,
             )
-        return replace(result, action=f"written to {output_dir}")
+        return replace(result, action=f"written to {folder}")
 
     def _withhold(
         self, organization: str, month: str, rows: int, total: Decimal, reason: str

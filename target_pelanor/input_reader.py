@@ -1,19 +1,30 @@
 """The target's input: Singer messages, one JSON object per line, counted as they come.
 
-The SDK's reader logs a line it cannot parse in full (cost rows, e-mail addresses) with a
-traceback; this one stops the run with one line that names the line number only.
+The SDK's reader logs a line it cannot use in full (cost rows, e-mail addresses) with a
+traceback: a line that is not JSON, a message without a key its type needs, a type it does
+not know. This one stops the run with one line that names the line number only, never the
+line's content.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 import msgspec
 from singer_sdk.contrib.msgspec import MsgSpecReader, decoder
 
 from target_pelanor.stopping import RunStopped
 
-__all__ = ["NumberedReader"]
+__all__ = ["REQUIRED_KEYS", "NumberedReader"]
+
+#: The keys each Singer message type needs before the SDK may look at it.
+REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
+    "RECORD": ("stream", "record"),
+    "SCHEMA": ("stream", "schema"),
+    "STATE": ("value",),
+    "ACTIVATE_VERSION": ("stream", "version"),
+    "BATCH": ("stream", "encoding", "manifest"),
+}
 
 
 class NumberedReader(MsgSpecReader):
@@ -31,7 +42,30 @@ class NumberedReader(MsgSpecReader):
             raise RunStopped(self._problem("is not JSON")) from None
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):
             raise RunStopped(self._problem("is not a Singer message (a JSON object with a type)"))
+        kind = message["type"]
+        if kind not in REQUIRED_KEYS:
+            self._process_unknown_message(message)
+        if missing := [key for key in REQUIRED_KEYS[kind] if key not in message]:
+            raise RunStopped(self._problem(f"is a {kind} message without {', '.join(missing)}"))
+        schema = message.get("schema")
+        if kind == "SCHEMA" and not (isinstance(schema, dict) and "properties" in schema):
+            raise RunStopped(self._problem("is a SCHEMA message whose schema has no properties"))
         return message
+
+    def assert_line_requires(  # type: ignore[override]  # the SDK's is static: no line number
+        self, line_dict: dict[str, Any], requires: set[str]
+    ) -> None:
+        """The SDK's check of a message's keys, as one line naming the line number (the
+        SDK's own prints the whole message). The SDK calls it on its reader object."""
+        if not isinstance(line_dict, dict) or not requires.issubset(line_dict):
+            keys = ", ".join(sorted(requires))
+            raise RunStopped(self._problem(f"is a Singer message without {keys}"))
+
+    def _process_unknown_message(self, message_dict: dict[str, Any]) -> NoReturn:
+        """A type that is none of Singer's: named by line number only (the type is input
+        too)."""
+        kinds = ", ".join(REQUIRED_KEYS)
+        raise RunStopped(self._problem(f"has a message type that is not one of {kinds}"))
 
     def _problem(self, what: str) -> str:
         return (

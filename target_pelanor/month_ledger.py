@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import BinaryIO
+from urllib.parse import quote
 
 from openai_costs.contract import CostRow, MonthOpened, Seal
 from openai_costs.export import (
+    EXACT,
     ExportError,
     ExportWriter,
     Layout,
@@ -35,6 +38,24 @@ from openai_costs.export import (
     month_of,
     upload_filename,
 )
+
+#: Longest work file name kept readable (file systems allow 255 bytes; quoting is ASCII).
+_MAX_NAME = 200
+
+
+def work_file_name(organization: str, month: str) -> str:
+    """The month's file name in the working folder, from the record's fields: quoted, so
+    that no value makes a path outside the folder ("/", "..") or two months one name
+    (``_`` is quoted too, so the first ``_`` separates the two). A name too long for the
+    file system (only a malformed record's) becomes a digest of the two."""
+
+    def part(value: str) -> str:
+        return quote(value, safe="").replace("_", "%5F")
+
+    name = f"{part(organization)}_{part(month)}.csv"
+    if len(name) > _MAX_NAME:
+        name = hashlib.sha256(f"{organization}\0{month}".encode()).hexdigest() + ".csv"
+    return name
 
 
 class Withheld(Exception):
@@ -110,7 +131,7 @@ class MonthFile:
         text = row.csv_row
         self.rows += 1
         if row.amount_value is not None:
-            self.total += row.amount_value
+            self.total = EXACT.add(self.total, row.amount_value)
         self.digest.add_row(row.day, text)
         foreign = row.organization_id
         if foreign and foreign != self.organization_id and not self.foreign:
@@ -230,7 +251,7 @@ class MonthLedger:
     def _new_file(
         self, key: tuple[str, str], version: str | None, layout: Layout | None
     ) -> MonthFile:
-        path = self.work_dir / f"{key[0]}_{key[1]}.csv"
+        path = self.work_dir / work_file_name(*key)
         return MonthFile(key[0], key[1], version, layout, path, self.organization_id, self.today)
 
     def _check(self, month: MonthFile, seal: Seal) -> None:
@@ -249,9 +270,18 @@ class MonthLedger:
                 f"the seal is for month_version {seal.month_version}, but the rows arrived "
                 f"as {month.version}; run the pipeline again"
             )
+        try:
+            sealed_total = Decimal(seal.total_usd)
+        except InvalidOperation:  # reachable with validate_records off
+            sealed_total = Decimal("NaN")
+        if not sealed_total.is_finite():
+            raise Withheld(
+                "the tap's seal has a total_usd that is not a decimal number; pair "
+                "target-pelanor with tap-openai-costs and run the pipeline again"
+            )
         arrived = (month.rows, format_decimal(month.total), month.digest.hexdigest())
         sealed = (seal.row_count, seal.total_usd, seal.rows_digest)
-        if month.rows != seal.row_count or month.total != Decimal(seal.total_usd):
+        if month.rows != seal.row_count or month.total != sealed_total:
             raise Withheld(
                 f"rows received ({arrived[0]} rows, {arrived[1]} USD) do not match the "
                 f"tap's seal ({sealed[0]} rows, {sealed[1]} USD); run the pipeline again"

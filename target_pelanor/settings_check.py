@@ -14,7 +14,7 @@ from typing import Any
 from openai_costs.safe_http import check_durations, check_secret
 from target_pelanor.client import DEFAULT_UPLOAD_PATH, check_upload_path, resolve_base_url
 
-__all__ = ["api_token", "setting_errors"]
+__all__ = ["api_token", "output_dir", "setting_errors"]
 
 
 def api_token(config: Mapping[str, Any]) -> str | None:
@@ -23,6 +23,12 @@ def api_token(config: Mapping[str, Any]) -> str | None:
     if name:
         return os.environ.get(name) or None
     return config.get("api_token") or None
+
+
+def output_dir(config: Mapping[str, Any]) -> Path | None:
+    """The ``output_dir`` folder, ``~`` expanded (as for ``work_dir``); None if unset."""
+    value = config.get("output_dir")
+    return Path(value).expanduser() if value else None
 
 
 def setting_errors(config: Mapping[str, Any]) -> list[str]:
@@ -38,8 +44,8 @@ def setting_errors(config: Mapping[str, Any]) -> list[str]:
         check_upload_path(config.get("upload_path", DEFAULT_UPLOAD_PATH))
     except ValueError as problem:
         errors.append(str(problem))
-    if output_dir := config.get("output_dir"):
-        errors += _folder_errors(Path(output_dir), "output_dir")
+    if folder := output_dir(config):
+        errors += _folder_errors(folder, "output_dir")
     if not config.get("dry_run"):
         if not config.get("integration_id"):
             errors.append("integration_id is required unless dry_run is true")
@@ -56,10 +62,10 @@ def _token_errors(config: Mapping[str, Any]) -> list[str]:
         return ["set api_token or api_token_env, not both"]
     token = api_token(config)
     if token is None:
+        if config.get("dry_run"):  # a dry run sends nothing: no token needed
+            return []
         if name:
             return [f"api_token_env names {name}, which is not set in the environment"]
-        if config.get("dry_run"):
-            return []
         return ["api_token is required unless dry_run is true"]
     try:
         check_secret(token, "api_token")

@@ -45,7 +45,6 @@ class TargetPelanor(Target):
     name = "target-pelanor"
     package_name = "openai-costs-to-pelanor"
     message_reader_class = NumberedReader
-    default_sink_class = CostRowsSink
     # Not flattening: the seal's layout object must arrive whole.
     capabilities: ClassVar[list[CapabilitiesEnum]] = [
         PluginCapabilities.ABOUT,
@@ -210,8 +209,10 @@ class TargetPelanor(Target):
         self.delivery.streams.add(message_dict["stream"])
 
     def get_sink_class(self, stream_name: str) -> type[Sink]:
+        """The stream's sink (there is no default one); another stream stops the run, which
+        then ends as any stop does: the table, state of the months uploaded so far."""
         if stream_name not in SINKS:
-            self.abort(
+            raise RunStopped(
                 f"stream {stream_name!r} is not one target-pelanor loads; pair it with "
                 "tap-openai-costs (streams cost_month_layouts, costs, cost_months)"
             )

@@ -9,7 +9,9 @@ against it too (:mod:`target_pelanor.shrink_guard`): an older file that would la
 is refused, even from a pipeline whose state has never seen the newer one.
 
 The lock folder is ``<work root>/locks`` (see ``work_dir``): pipelines that should
-exclude each other must share it, as they do with the default (one per user).
+exclude each other must share it, as they do with the default (one per user). A lock that
+cannot be taken at all (a file in the way of the folder, no permission) is
+:class:`LockUnavailable`, which fails the month without uploading it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from urllib.parse import quote
 
 from target_pelanor.shrink_guard import Uploaded
 
-__all__ = ["HeldLock", "LockTimeout", "UploadLocks"]
+__all__ = ["HeldLock", "LockTimeout", "LockUnavailable", "UploadLocks"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +38,10 @@ _POLL_SECONDS = 0.2
 
 class LockTimeout(Exception):
     """Another process kept the month's upload lock for longer than we may wait."""
+
+
+class LockUnavailable(Exception):
+    """The lock folder or file cannot be created or locked; ``str()`` says what to do."""
 
 
 class HeldLock:
@@ -79,16 +85,34 @@ class UploadLocks:
     @contextlib.contextmanager
     def hold(self, integration_id: str, month: str) -> Iterator[HeldLock]:
         """Hold the lock of (integration, month) for the ``with`` block; wait for another
-        process's upload to end, at most ``wait_seconds`` (then :class:`LockTimeout`)."""
-        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        name = f"{quote(integration_id, safe='')}_{month}"
+        process's upload to end, at most ``wait_seconds`` (then :class:`LockTimeout`).
+        Raises :class:`LockUnavailable` when the lock cannot be taken at all."""
+        # Quoted: no identifier makes a path outside the lock folder.
+        name = f"{quote(integration_id, safe='')}_{quote(month, safe='')}"
         path = self.folder / f"{name}.lock"
-        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
         try:
-            self._acquire(fd, path, integration_id, month)
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+        except OSError as error:
+            raise self._unavailable(error) from None
+        try:
+            try:
+                self._acquire(fd, path, integration_id, month)
+            except OSError as error:  # not the wait (LockTimeout): locking itself failed
+                raise self._unavailable(error) from None
             yield HeldLock(self.folder / f"{name}.json")
         finally:
             os.close(fd)  # releases the lock
+
+    def _unavailable(self, error: OSError) -> LockUnavailable:
+        if isinstance(error, FileExistsError | NotADirectoryError):
+            reason = "a file is in the way (it must be a folder)"
+        else:
+            reason = error.strerror or type(error).__name__
+        return LockUnavailable(
+            f"cannot take the upload lock in {self.folder}: {reason}; nothing uploaded: make "
+            "it a folder this user can write to (or set work_dir to one), then run again"
+        )
 
     def _acquire(self, fd: int, path: Path, integration_id: str, month: str) -> None:
         try:

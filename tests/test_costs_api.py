@@ -230,8 +230,8 @@ def test_amounts_string_and_number_are_exact(start_fake, make_client):
 
 
 def test_decimal_text_rules():
-    # Text is kept verbatim when exports could hold it (cost_export.AMOUNT_TEXT), float
-    # repr with an exponent included; numbers are written by cost_export.format_decimal.
+    # Text is kept verbatim when exports could hold it (openai_costs.export.AMOUNT_TEXT), float
+    # repr with an exponent included; numbers are written by openai_costs.export.format_decimal.
     assert decimal_text("0.0600") == "0.0600"
     assert decimal_text("1e-05") == "1e-05"
     assert decimal_text("5.5E-05") == "5.5E-05"

@@ -15,6 +15,7 @@ import msgspec
 import pytest
 
 from openai_costs.export import RowsDigest
+from target_pelanor.month_ledger import work_file_name
 from target_pelanor.sandbox import PelanorSandbox
 from target_pelanor.target import TargetPelanor
 from tests.conftest import TOKEN, sandbox_config
@@ -610,6 +611,85 @@ def test_a_record_without_csv_row_is_a_clear_error_even_unvalidated(tmp_path, pe
     ]
     assert "Traceback" not in result.stderr
     assert pelanor.uploads() == []
+
+
+def test_a_seal_total_that_is_not_a_number_is_withheld_even_unvalidated(tmp_path, pelanor) -> None:
+    def retotal(stream, record):
+        if stream == "cost_months":
+            record["total_usd"] = "about 555"
+        return record
+
+    messages = _edit_records(tap_output(tmp_path, ACME_OCT), retotal)
+    result = run_target(tmp_path, target_config(pelanor, validate_records=False), messages)
+    assert result.returncode == 1
+    assert report(result)[1][4:] == [
+        "withheld: the tap's seal has a total_usd that is not a decimal number; pair "
+        "target-pelanor with tap-openai-costs and run the pipeline again"
+    ]
+    assert "Traceback" not in result.stderr
+    assert pelanor.uploads() == []
+
+
+@pytest.mark.parametrize("organization", ["org-acme/x", "org-../../x", "org-x/.."])
+def test_an_organization_that_looks_like_a_path_stays_in_the_working_folder(
+    tmp_path, pelanor, organization
+) -> None:
+    def rename(stream, record):
+        record["organization"] = organization
+        return record
+
+    work = tmp_path / "work"
+    messages = _edit_records(tap_output(tmp_path, ACME_OCT), rename)
+    result = run_target(tmp_path, target_config(pelanor, work_dir=str(work)), messages)
+    assert result.returncode == 1
+    assert report(result)[1][4:] == [
+        f"withheld: comes from the tap for organization {organization}, but this target "
+        "uploads for org-acme; pair each tap with its own target"
+    ]
+    assert "Traceback" not in result.stderr
+    assert list(work.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["pelanor", "work", "tap-openai-costs.config.json", "target-pelanor.config.json"]
+    )
+    assert pelanor.uploads() == []
+
+
+def test_work_file_names_are_one_path_component_and_never_shared() -> None:
+    assert work_file_name("org-acme", "2025-10") == "org-acme_2025-10.csv"
+    assert work_file_name("../a/b", "2025-10") == "..%2Fa%2Fb_2025-10.csv"
+    assert work_file_name("a_b", "c") != work_file_name("a", "b_c")
+    long = work_file_name("o" * 300, "2025-10")
+    assert (len(long), long.endswith(".csv"), "/" in long) == (68, True, False)
+
+
+def test_a_stream_the_target_does_not_load_stops_with_the_table_and_accepted_state(
+    tmp_path, pelanor
+) -> None:
+    lines = tap_output(tmp_path, SAMPLES / "acme").splitlines()
+    september_seal = next(
+        i for i, line in enumerate(lines) if '"cost_months"' in line and '"2025-09"' in line
+    )
+    assert json.loads(lines[september_seal + 1])["type"] == "STATE"
+    other = {"type": "SCHEMA", "stream": "users", "schema": {"properties": {}}}
+    lines.insert(september_seal + 2, json.dumps(other))
+    result = run_target(tmp_path, target_config(pelanor), "\n".join(lines) + "\n")
+    assert result.returncode == 1
+    assert result.errors == [
+        "target-pelanor: error: stream 'users' is not one target-pelanor loads; pair it with "
+        "tap-openai-costs (streams cost_month_layouts, costs, cost_months)"
+    ]
+    assert [row[1:2] + row[4:5] for row in report(result)[1:]] == [
+        ["2025-09", "uploaded"],
+        [
+            "2025-10",
+            "withheld: not uploaded: the run stopped before the month was finished (see below)",
+        ],
+    ]
+    assert stored(pelanor) == {"int-acme/2025-09": ACME_SEPT.read_bytes()}
+    assert list(result.last_state["bookmarks"]["target-pelanor"]["uploaded"]) == [
+        "org-acme/2025-09"
+    ]
+    assert "Traceback" not in result.stderr
 
 
 def json_lines(text: str) -> list[dict]:

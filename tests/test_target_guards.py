@@ -22,7 +22,9 @@ import pytest
 from openai_costs.export import format_decimal
 from openai_costs.work_folder import open_work_folder
 from target_pelanor.client import PelanorClient, PelanorError, PelanorRejected
+from target_pelanor.input_reader import NumberedReader
 from target_pelanor.sandbox import PelanorSandbox
+from target_pelanor.stopping import RunStopped
 from target_pelanor.upload_lock import UploadLocks
 from tests.conftest import TOKEN, sandbox_config
 from tests.exports import ORG, SAMPLES, export, month_rows, write
@@ -337,6 +339,20 @@ def test_item7_settings_are_checked_before_any_input_is_read(
     assert "Traceback" not in result.stderr
 
 
+def test_item7_a_dry_run_needs_no_token_even_with_api_token_env_unset(tmp_path) -> None:
+    out = tmp_path / "out"
+    config = {
+        "organization_id": ORG,
+        "dry_run": True,
+        "api_token_env": "PELANOR_TOKEN_NOT_SET_ANYWHERE",
+        "output_dir": str(out),
+    }
+    result = run_target(tmp_path, config, tap_output(tmp_path, ACME_OCT))
+    assert result.returncode == 0, result.stderr
+    assert [row[4] for row in report(result)[1:]] == [f"written to {out}"]
+    assert (out / ACME_OCT.name).read_bytes() == ACME_OCT.read_bytes()
+
+
 def test_item7_the_token_can_come_from_an_environment_variable_only(tmp_path, pelanor) -> None:
     config = target_config(pelanor, api_token_env="PELANOR_TOKEN_FOR_THIS_TEST")
     del config["api_token"]
@@ -352,6 +368,30 @@ NOT_MESSAGES = {
     "text": ("user@example.com,12.5,usd", "is not JSON"),
     "a JSON array": ('["user@example.com"]', "is not a Singer message (a JSON object with a type)"),
     "an empty line": ("", "is not JSON"),
+    "a record without its stream": (
+        '{"type":"RECORD","record":{"user_email":"user@example.com"}}',
+        "is a RECORD message without stream",
+    ),
+    "a record without its record": (
+        '{"type":"RECORD","stream":"costs","user":"user@example.com"}',
+        "is a RECORD message without record",
+    ),
+    "a state without its value": (
+        '{"type":"STATE","user":"user@example.com"}',
+        "is a STATE message without value",
+    ),
+    "a batch without its files": (
+        '{"type":"BATCH","stream":"costs","user":"user@example.com"}',
+        "is a BATCH message without encoding, manifest",
+    ),
+    "a schema without properties": (
+        '{"type":"SCHEMA","stream":"costs","schema":{"user":"user@example.com"}}',
+        "is a SCHEMA message whose schema has no properties",
+    ),
+    "an unknown type": (
+        '{"type":"user@example.com","stream":"costs"}',
+        "has a message type that is not one of RECORD, SCHEMA, STATE, ACTIVATE_VERSION, BATCH",
+    ),
 }
 
 
@@ -370,6 +410,18 @@ def test_item8_a_line_that_is_not_a_message_is_one_line_naming_its_number(
     assert "user@example.com" not in result.stderr
     assert "Traceback" not in result.stderr
     assert pelanor.uploads() == []
+
+
+def test_item8_the_sdks_own_key_checks_name_the_line_number_only() -> None:
+    """The SDK checks keys through its reader too (a SCHEMA's properties): one line."""
+    reader = NumberedReader()
+    reader.deserialize_json('{"type":"STATE","value":{}}')
+    with pytest.raises(RunStopped) as stopped:
+        reader.assert_line_requires({"user": "user@example.com"}, {"stream", "schema"})
+    assert str(stopped.value) == (
+        "input line 1 is a Singer message without schema, stream; target-pelanor reads the "
+        "messages of tap-openai-costs: check what feeds its input"
+    )
 
 
 def test_item8_a_work_dir_that_is_a_file_is_one_line_at_start(tmp_path, pelanor) -> None:
@@ -443,6 +495,27 @@ def test_item8_an_output_dir_that_cannot_take_the_file_leaves_no_partial_file(
 def test_item8_an_output_dir_that_is_a_file_is_one_line_at_start(tmp_path, pelanor) -> None:
     in_the_way = write(tmp_path / "out", b"")
     result = run_target(tmp_path, target_config(pelanor, output_dir=str(in_the_way / "x")), "")
+    assert result.returncode == 1
+    assert config_errors(result) == [
+        f"output_dir {in_the_way / 'x'} is not a writable folder: {in_the_way} is not a folder"
+    ]
+
+
+def test_item8_output_dir_expands_the_home_folder_as_work_dir_does(tmp_path) -> None:
+    home = tmp_path / "home"
+    config = {"organization_id": ORG, "dry_run": True, "output_dir": "~/out"}
+    result = run_target(tmp_path, config, tap_output(tmp_path, ACME_OCT), env={"HOME": str(home)})
+    assert result.returncode == 0, result.stderr
+    assert [row[4] for row in report(result)[1:]] == [f"written to {home / 'out'}"]
+    assert (home / "out" / ACME_OCT.name).read_bytes() == ACME_OCT.read_bytes()
+    assert not (tmp_path / "~").exists()
+
+
+def test_item8_an_output_dir_under_home_that_is_a_file_is_one_line_at_start(tmp_path) -> None:
+    home = tmp_path / "home"
+    in_the_way = write(home / "out", b"")
+    config = {"organization_id": ORG, "dry_run": True, "output_dir": "~/out/x"}
+    result = run_target(tmp_path, config, "", env={"HOME": str(home)})
     assert result.returncode == 1
     assert config_errors(result) == [
         f"output_dir {in_the_way / 'x'} is not a writable folder: {in_the_way} is not a folder"
@@ -571,6 +644,29 @@ def test_item10_waiting_for_another_upload_is_bounded(tmp_path, pelanor) -> None
         "once it has finished"
     )
     assert pelanor.uploads() == []
+
+
+def test_item10_an_upload_lock_that_cannot_be_taken_fails_the_month_in_one_line(
+    tmp_path, pelanor
+) -> None:
+    work = tmp_path / "work"
+    in_the_way = write(work / "locks", b"")  # a file where the lock folder goes
+    result = run_target(
+        tmp_path, target_config(pelanor, work_dir=str(work)), tap_output(tmp_path, ACME_OCT)
+    )
+    assert result.returncode == 1
+    assert report(result)[1][4] == (
+        f"failed: cannot take the upload lock in {in_the_way}: a file is in the way (it must "
+        "be a folder); nothing uploaded: make it a folder this user can write to (or set "
+        "work_dir to one), then run again"
+    )
+    assert result.errors == [
+        "target-pelanor: error: 1 month(s) not uploaded (see the table); no state was saved, "
+        "so the next run retries them"
+    ]
+    assert "Traceback" not in result.stderr
+    assert pelanor.uploads() == []
+    assert result.last_state is None
 
 
 def test_item10_an_older_file_from_another_pipeline_does_not_land_last(tmp_path, pelanor) -> None:

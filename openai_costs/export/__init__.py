@@ -50,13 +50,14 @@ from openai_costs.export.reading import (
     scan_rows,
 )
 from openai_costs.export.rules import AMOUNT_TEXT, RowChecker
-from openai_costs.export.writing import ExportWriter, format_decimal, write_export
+from openai_costs.export.writing import EXACT, ExportWriter, format_decimal, write_export
 
 __all__ = [
     "AMOUNT_TEXT",
     "BOM",
     "CURRENT_COLUMNS",
     "DAY_SECONDS",
+    "EXACT",
     "ISO_COLUMNS",
     "MEASURE_COLUMNS",
     "REQUIRED_COLUMNS",

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from decimal import Decimal
+from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
 from typing import BinaryIO
 
 from openai_costs.export.layout import BOM, Layout
+
+#: Where totals are summed: amounts are at most 64 characters with exponents of at most
+#: three digits (:data:`openai_costs.export.rules.AMOUNT_TEXT`), so 4,000 digits hold any
+#: sum exactly; the traps make a rounding an error, never a silent one.
+EXACT = Context(prec=4000, traps=[Inexact, InvalidOperation, Overflow])
 
 
 def format_decimal(value: Decimal) -> str:
