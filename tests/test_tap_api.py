@@ -62,9 +62,10 @@ def expected_export(month: str, last_day: date) -> bytes:
     return export(rows)
 
 
-def run_api_tap(monkeypatch, capsys, openai, today: date, state: dict | None = None, **config):
+def api_tap(monkeypatch, openai, today: date, state: dict | None, **config) -> TapOpenAICosts:
+    """The tap in process on the fake OpenAI, with ``today`` as its current UTC date."""
     monkeypatch.setattr(CostsStream, "today", lambda self: today)
-    tap = TapOpenAICosts(
+    return TapOpenAICosts(
         config={
             "source": "api",
             "admin_api_key": KEY,
@@ -76,7 +77,10 @@ def run_api_tap(monkeypatch, capsys, openai, today: date, state: dict | None = N
         state=state,
         parse_env_config=False,
     )
-    tap.sync_all()
+
+
+def run_api_tap(monkeypatch, capsys, openai, today: date, state: dict | None = None, **config):
+    api_tap(monkeypatch, openai, today, state, **config).sync_all()
     messages = [
         json.loads(line, parse_float=Decimal) for line in capsys.readouterr().out.splitlines()
     ]
@@ -235,18 +239,7 @@ OCT7 = unix_of(date(2025, 10, 7))
 
 def run_failing_api_tap(monkeypatch, capsys, openai, today: date, **config):
     """Run the tap in process until it stops: its exit status, error lines and messages."""
-    monkeypatch.setattr(CostsStream, "today", lambda self: today)
-    tap = TapOpenAICosts(
-        config={
-            "source": "api",
-            "admin_api_key": KEY,
-            "organization_id": ORG,
-            "organization_name": "Acme, Inc.",
-            "api_base_url": openai.url,
-            **config,
-        },
-        parse_env_config=False,
-    )
+    tap = api_tap(monkeypatch, openai, today, None, **config)
     with pytest.raises(SystemExit) as stopped:
         tap.sync_all()
     captured = capsys.readouterr()
