@@ -1,5 +1,6 @@
 """Progress a person can follow while the tap reads: each file as it starts and ends, and a
-line about every ten seconds on a long one (rows so far, rows per second)."""
+line about every ten seconds on a long one (rows so far, rows per second). Each line also
+carries fields for structured logs: file, rows, action."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ class ReadProgress:
     def __call__(
         self, path: Path, rows: Generator[_Row, None, _Result]
     ) -> Generator[_Row, None, _Result]:
-        self.logger.info("reading %s", path)
+        self.logger.info("reading %s", path, extra={"file": str(path), "action": "reading"})
         started = last = self.clock()
         count = 0
         while True:
@@ -42,7 +43,12 @@ class ReadProgress:
                 row = next(rows)
             except StopIteration as done:
                 elapsed = self.clock() - started
-                self.logger.info("read %s: %s", path, _rate(count, elapsed))
+                self.logger.info(
+                    "read %s: %s",
+                    path,
+                    _rate(count, elapsed),
+                    extra={"file": str(path), "rows": count, "action": "read"},
+                )
                 return done.value  # type: ignore[no-any-return]
             count += 1
             if count % _CHECK_EVERY == 0:
@@ -50,7 +56,10 @@ class ReadProgress:
                 if now - last >= self.every_seconds:
                     last = now
                     self.logger.info(
-                        "reading %s: %s", path, _rate(count, now - started, so_far=True)
+                        "reading %s: %s",
+                        path,
+                        _rate(count, now - started, so_far=True),
+                        extra={"file": str(path), "rows": count, "action": "reading"},
                     )
             yield row
 

@@ -22,9 +22,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from singer_sdk import Stream
+from singer_sdk import Stream, metrics
 from singer_sdk import typing as th
 from singer_sdk.helpers.conform import TypeConformanceLevel
+from singer_sdk.singerlib.catalog import REPLICATION_INCREMENTAL
 
 from openai_costs import contract
 from openai_costs.batches import BatchWriteError, remove_stale_partials, write_batches
@@ -47,6 +48,7 @@ from tap_openai_costs.message_writer import BufferedMsgSpecWriter
 from tap_openai_costs.planner import cannot_read
 
 if TYPE_CHECKING:
+    from singer_sdk import singerlib as singer
     from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig
     from singer_sdk.helpers.types import Context
 
@@ -60,6 +62,8 @@ _ISO_COLUMNS = tuple(ISO_COLUMNS)
 _TEXT_COLUMNS = tuple(
     c for c in CURRENT_COLUMNS if c not in {"start_time", "end_time", "amount_value", *_ISO_COLUMNS}
 )
+#: Text columns that hold a number: typed as exact decimal text, carried as the export has it.
+_DECIMAL_TEXT_COLUMNS = frozenset({"quantity"})
 
 
 class ExactDecimalType(th.StringType):
@@ -127,7 +131,30 @@ def _amount_text(text: str, amount: Decimal) -> str:
 _SDK_SYNC_START = "Beginning sync of '%s' in %s mode"
 
 
-class CostsStream(Stream):
+class _IncrementalByMonth(Stream):
+    """The catalog says what these streams do: INCREMENTAL, since a run sends only the months
+    whose inputs changed (the state holds a digest per month, not a replication key).
+
+    Only the catalog says so. The SDK's own incremental machinery needs a replication key
+    per record, so inside the tap the streams stay keyless, and a replication method that a
+    catalog asks for is not applied: to send every month again, run without state
+    (``meltano run --full-refresh``, or ``meltano state clear``).
+    """
+
+    @property
+    def _singer_catalog_entry(self) -> singer.CatalogEntry:
+        entry = super()._singer_catalog_entry
+        entry.replication_method = REPLICATION_INCREMENTAL
+        entry.metadata.root.forced_replication_method = REPLICATION_INCREMENTAL
+        return entry
+
+    def apply_catalog(self, catalog: singer.Catalog) -> None:
+        super().apply_catalog(catalog)
+        self.forced_replication_method = None
+        self.replication_key = None
+
+
+class CostsStream(_IncrementalByMonth):
     """One record per CSV row, idle days included, in day order, month after month.
 
     ``csv_row`` is the row's exact CSV text in its month's layout; together with the
@@ -185,7 +212,16 @@ class CostsStream(Stream):
             ExactDecimalType(nullable=True),
             description="Exact decimal text (x-singer.decimal); null on idle-day rows",
         ),
-        *(th.Property(column, _TEXT) for column in _TEXT_COLUMNS),
+        *(
+            th.Property(
+                column,
+                ExactDecimalType(nullable=True),
+                description="Exact decimal text (x-singer.decimal), as the export writes it",
+            )
+            if column in _DECIMAL_TEXT_COLUMNS
+            else th.Property(column, _TEXT)
+            for column in _TEXT_COLUMNS
+        ),
         th.Property("csv_row", th.StringType, required=True, description="Exact CSV text"),
     ).to_dict()
 
@@ -232,7 +268,26 @@ class CostsStream(Stream):
 
     def _announce_month_streams(self) -> None:
         """SCHEMA messages of the selected month streams before any record, so a target
-        knows from the start which streams it will get (a deselected one never comes)."""
+        knows from the start which streams it will get (a deselected one never comes).
+
+        A deselected stream is said at once, in one line: target-pelanor refuses a run
+        without all three, and a team should learn it from the tap's first lines, not from
+        the target's refusal at the first month. A warning, unless only the layouts are
+        left out of a run without BATCH files (a warehouse load, which does not need them;
+        BATCH files are read by target-pelanor alone)."""
+        deselected = [stream.name for stream in (self, *self.child_streams) if not stream.selected]
+        if deselected:
+            for_a_warehouse = deselected == [contract.MONTH_LAYOUTS] and (
+                self.get_batch_config(self.config) is None
+            )
+            self.logger.log(
+                logging.INFO if for_a_warehouse else logging.WARNING,
+                "deselected: %s (meltano select, or the catalog); target-pelanor needs %s "
+                "and uploads nothing without them; a warehouse load may leave out %s",
+                ", ".join(deselected),
+                ", ".join(contract.STREAMS),
+                contract.MONTH_LAYOUTS,
+            )
         for child in self.child_streams:
             if child.selected:
                 child._write_schema_message()  # the SDK's own writer
@@ -389,7 +444,23 @@ class CostsStream(Stream):
             seal.row_count,
             seal.total_usd,
             f"{len(missing)} day(s) missing" if missing else "complete",
+            extra={
+                "organization": plan.organization_id,
+                "month": plan.month,
+                "rows": seal.row_count,
+                "total_usd": seal.total_usd,
+                "action": "sealed",
+                "complete": seal.complete,
+                "files": list(plan.source_files),
+            },
         )
+
+
+class _SilentTimer(metrics.Timer):
+    """A timer that reports nothing."""
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
 
 
 _LAYOUT = th.ObjectType(
@@ -401,7 +472,7 @@ _LAYOUT = th.ObjectType(
 )
 
 
-class _MonthEventStream(Stream):
+class _MonthEventStream(_IncrementalByMonth):
     """A record about a whole month, written by the ``costs`` stream at the right moment."""
 
     replication_key = None
@@ -417,6 +488,11 @@ class _MonthEventStream(Stream):
         super().log(message, *args, level=level, **kwargs)
 
     _pending: dict[str, Any] | None = None
+
+    def get_sync_timer(self) -> metrics.Timer:
+        """No ``sync_duration`` metric: each record is written by a sync of its own, whose
+        duration measures nothing a person can use (``record_count`` still counts them)."""
+        return _SilentTimer(metrics.Metric.SYNC_DURATION, {metrics.Tag.STREAM: self.name})
 
     def emit(self, record: dict[str, Any]) -> None:
         """Write one record now, between the rows the parent writes."""

@@ -17,6 +17,7 @@ from singer_sdk.helpers.capabilities import (
 
 from openai_costs.batches import check_encoding
 from openai_costs.contract import MONTH_PATTERN
+from openai_costs.log_levels import quiet_library_lines
 from openai_costs.safe_http import check_secret
 from tap_openai_costs.message_writer import BufferedMsgSpecWriter
 from tap_openai_costs.openai_client import (
@@ -125,8 +126,11 @@ class TapOpenAICosts(Tap):
         for key in FLATTENING_CONFIG["properties"]:
             config_jsonschema["properties"].pop(key, None)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args: Any, validate_config: bool = True, **kwargs: Any) -> None:
+        quiet_library_lines(self.name)
+        super().__init__(*args, validate_config=validate_config, **kwargs)
+        if not validate_config:
+            return  # discovery: the schemas are static, so no setting is needed
         errors = (
             self._organization_errors()
             + self._source_config_errors()
@@ -135,6 +139,14 @@ class TapOpenAICosts(Tap):
         )
         if errors:
             raise ConfigValidationError("Config validation failed", errors=errors)
+
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        """Discovery (``--discover``, ``meltano select --list``) runs without checking the
+        settings, and without the SDK's warning that an empty config fails them."""
+        if raise_errors:
+            return super()._validate_config(raise_errors=raise_errors)
+        self.append_builtin_config(self.config_jsonschema)
+        return []
 
     def discover_streams(self) -> list[Stream]:
         return [CostsStream(self), MonthLayoutsStream(self), MonthSealsStream(self)]

@@ -30,7 +30,8 @@ from openai_costs.export import format_decimal, today_utc
 from openai_costs.work_folder import WorkFolder, open_work_folder
 from target_pelanor.client import DEFAULT_UPLOAD_PATH, PelanorClient, PelanorError, resolve_base_url
 from target_pelanor.month_ledger import MonthLedger, ReadyMonth, Withheld
-from target_pelanor.report import MonthResult, render_table
+from target_pelanor.progress import WriteProgress
+from target_pelanor.report import MonthResult, publish
 from target_pelanor.settings_check import api_token, output_dir
 from target_pelanor.shrink_guard import Uploaded, UploadMemory, refusal
 from target_pelanor.stopping import Interrupted, RunStopped
@@ -61,6 +62,7 @@ class Delivery:
             self.work.root / "locks", float(config.get("max_retry_seconds", 600))
         )
         self.results: list[MonthResult] = []
+        self.progress = WriteProgress(logger)
         #: Streams whose SCHEMA arrived: the tap announces every selected one up front.
         self.streams: set[str] = set()
 
@@ -77,12 +79,14 @@ class Delivery:
             self.ledger.open_month(opened)
         except OSError as error:
             raise self._disk_problem(opened.month, error) from None
+        self.progress.start(opened.organization, opened.month)
 
     def add_row(self, row: CostRow) -> None:
         try:
             self.ledger.add_row(row)
         except OSError as error:
             raise self._disk_problem(row.month, error) from None
+        self.progress.row()
 
     def deliver(self, seal: Seal) -> None:
         """Check a sealed month, then write and upload it; record what happened."""
@@ -95,12 +99,15 @@ class Delivery:
             return
         except OSError as error:
             raise self._disk_problem(seal.month, error) from None
+        dry_run = bool(self.config.get("dry_run"))
         self.logger.info(
-            "%s %s: written and checked, %d rows, %s USD; sending",
+            "%s %s: written and checked, %d rows, %s USD; %s",
             ready.organization,
             ready.month,
             ready.rows,
             format_decimal(ready.total),
+            "dry run, not sending" if dry_run else "sending",
+            extra=_fields(ready.organization, ready.month, ready.rows, ready.total, "checked"),
         )
         try:
             self._record(self._send(ready))
@@ -134,15 +141,16 @@ class Delivery:
                 "nothing uploaded, the next run sends it again",
             )
 
-    def finish(self) -> str:
-        """Clean up (working files included), and return the results table."""
+    def finish(self, no_month: str = "no month arrived from the tap: nothing to upload") -> None:
+        """Clean up (working files included), and show the results table (``no_month``
+        instead when there is no month to show)."""
         try:
             self.ledger.close()
             if "client" in self.__dict__:
                 self.client.close()
         finally:
             self.work.cleanup()
-        return render_table(self.results)
+        publish(self.results, self.logger, no_month)
 
     @cached_property
     def client(self) -> PelanorClient:
@@ -230,7 +238,7 @@ class Delivery:
 
     def _record(self, result: MonthResult) -> None:
         log = self.logger.error if result.failed else self.logger.info
-        log("%s %s: %s", result.organization, result.month, result.action)
+        log("%s %s: %s", result.organization, result.month, result.action, extra=result.fields())
         self.results.append(result)
 
     def _disk_problem(self, month: str, error: OSError) -> RunStopped:
@@ -244,6 +252,13 @@ class Delivering(Protocol):
     """What the sinks need of their target: its delivery."""
 
     delivery: Delivery
+
+
+def _fields(
+    organization: str, month: str, rows: int, total: Decimal, action: str
+) -> dict[str, Any]:
+    """A month's structured log fields (see :meth:`MonthResult.fields`)."""
+    return MonthResult(organization, month, rows, total, action).fields()
 
 
 def _publish(source: Path, destination: Path) -> None:

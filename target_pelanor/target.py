@@ -8,7 +8,6 @@ accepted, and removes its working files; any month not uploaded means exit statu
 from __future__ import annotations
 
 import copy
-import sys
 from types import FrameType
 from typing import Any, ClassVar, NoReturn
 
@@ -23,6 +22,7 @@ from singer_sdk.helpers.capabilities import (
 from singer_sdk.sinks import Sink
 
 from openai_costs import contract
+from openai_costs.log_levels import quiet_library_lines
 from openai_costs.user_errors import stop
 from openai_costs.work_folder import WorkFolderError
 from target_pelanor.client import DEFAULT_UPLOAD_PATH
@@ -177,6 +177,7 @@ class TargetPelanor(Target):
     _finishing = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        quiet_library_lines(self.name)
         super().__init__(*args, **kwargs)
         errors = setting_errors(self.config)
         if errors:
@@ -227,7 +228,7 @@ class TargetPelanor(Target):
         self.delivery.withhold_unsealed()
         super().process_endofpipe()
         self._finishing = True
-        print(self.delivery.finish(), file=sys.stderr)
+        self.delivery.finish()
         failed = sum(result.failed for result in self.delivery.results)
         if failed:
             saved = self._confirm_good_state()
@@ -245,7 +246,7 @@ class TargetPelanor(Target):
         else:
             not_done = "not uploaded: the run stopped before the month was finished (see below)"
         self.delivery.withhold_unsealed(not_done)
-        print(self.delivery.finish(), file=sys.stderr)
+        self.delivery.finish("no month was uploaded")
         saved = self._confirm_good_state()
         if isinstance(stopped, RunStopped):
             self.abort(str(stopped))

@@ -10,6 +10,7 @@ from datetime import date
 from pathlib import Path
 
 from tap_openai_costs.progress import ReadProgress
+from target_pelanor.progress import WriteProgress
 from tests.exports import ORG, SAMPLES, cost, export, write
 from tests.singer import run_tap, run_target, tap_output, target_config
 
@@ -104,3 +105,148 @@ def test_user_errors_are_logged_at_error_level_when_meltano_runs_the_plugin(tmp_
             "accepts USD only",
         )
     ]
+
+
+def structured(stderr: str) -> list[dict]:
+    """The JSON log lines of a plugin run with MELTANO_LOG_CONFIG, as Meltano parses them."""
+    return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+
+
+def fields(event: dict, *names: str) -> dict:
+    return {name: event["extra"].get(name) for name in names}
+
+
+def test_structured_logs_carry_the_file_month_and_upload_fields(tmp_path, pelanor) -> None:
+    config = tmp_path / "logging.json"
+    config.write_text(json.dumps(MELTANO_LOG_CONFIG))
+    env = {"SINGER_SDK_LOG_CONFIG": str(config)}
+    tap = run_tap(tmp_path, {"paths": [str(SEPTEMBER)], "organization_id": ORG}, env=env)
+    assert tap.returncode == 0, tap.stderr
+    events = structured(tap.stderr)
+    read = next(e for e in events if e["message"].startswith("read "))
+    assert fields(read, "file", "rows", "action") == {
+        "file": str(SEPTEMBER),
+        "rows": 409,
+        "action": "read",
+    }
+    sealed = next(e for e in events if e["message"].startswith("sealed "))
+    assert fields(sealed, "organization", "month", "rows", "total_usd", "action", "files") == {
+        "organization": ORG,
+        "month": "2025-09",
+        "rows": 409,
+        "total_usd": "566.15973238589393446",
+        "action": "sealed",
+        "files": [str(SEPTEMBER)],
+    }
+
+    target = run_target(tmp_path, target_config(pelanor), tap.stdout, env=env)
+    assert target.returncode == 0, target.stderr
+    events = structured(target.stderr)
+    month = ("organization", "month", "rows", "total_usd", "action")
+    checked = next(e for e in events if "written and checked" in e["message"])
+    assert fields(checked, *month) == {
+        "organization": ORG,
+        "month": "2025-09",
+        "rows": 409,
+        "total_usd": "566.15973238589393446",
+        "action": "checked",
+    }
+    (upload,) = pelanor.uploads()
+    uploaded = next(e for e in events if e["message"] == "org-acme 2025-09: uploaded")
+    assert fields(uploaded, *month, "response_id") == {
+        "organization": ORG,
+        "month": "2025-09",
+        "rows": 409,
+        "total_usd": "566.15973238589393446",
+        "action": "uploaded",
+        "response_id": upload["id"],
+    }
+    # The results table is a log line too, its months as fields; nothing printed beside.
+    table = next(e for e in events if e["message"].startswith("organization  month"))
+    assert table["extra"]["results"] == [fields(uploaded, *month, "response_id")]
+    assert [line for line in target.stderr.splitlines() if not line.startswith("{")] == []
+
+
+def test_a_run_with_nothing_to_upload_says_so_in_one_line(tmp_path, pelanor) -> None:
+    config = {"paths": [str(SEPTEMBER)], "organization_id": ORG}
+    first = run_tap(tmp_path, config)
+    assert first.returncode == 0, first.stderr
+    unchanged = run_tap(tmp_path, config, first.last_state)
+    assert unchanged.records("costs") == []
+    result = run_target(tmp_path, target_config(pelanor), unchanged.stdout)
+    assert result.returncode == 0, result.stderr
+    plain = [line for line in result.stderr.splitlines() if " | " not in line]
+    assert plain == ["no month arrived from the tap: nothing to upload"]
+    assert pelanor.uploads() == []
+
+
+def test_a_dry_run_never_says_sending(tmp_path, pelanor) -> None:
+    config = target_config(pelanor, dry_run=True, api_token=None)
+    result = run_target(tmp_path, config, tap_output(tmp_path, SEPTEMBER))
+    assert result.returncode == 0, result.stderr
+    logged = messages(result.stderr)
+    assert (
+        "org-acme 2025-09: written and checked, 409 rows, 566.15973238589393446 USD; "
+        "dry run, not sending"
+    ) in logged
+    assert not [
+        line for line in result.stderr.splitlines() if "sending" in line.replace("not sending", "")
+    ]
+    assert pelanor.requests == []
+
+
+def test_the_target_logs_progress_on_a_long_month_about_every_ten_seconds(caplog) -> None:
+    ticks = iter(range(0, 1000, 3))  # each look at the clock: 3 s later
+    progress = WriteProgress(logging.getLogger("test-write"), clock=lambda: next(ticks))
+    with caplog.at_level(logging.INFO, logger="test-write"):
+        progress.start(ORG, "2025-10")
+        for _ in range(20_000):
+            progress.row()
+        progress.start(ORG, "2025-11")  # the next month counts from zero
+        for _ in range(4096):
+            progress.row()
+    # The clock is read at the start and every 4,096 rows: a line once 10 s have passed.
+    assert [r.getMessage() for r in caplog.records] == [
+        "org-acme 2025-10: writing, 16,384 rows so far in 12.0 s, 1,365 rows/s",
+    ]
+    assert fields({"extra": caplog.records[0].__dict__}, "organization", "month", "rows") == {
+        "organization": ORG,
+        "month": "2025-10",
+        "rows": 16_384,
+    }
+
+
+def test_http_request_lines_and_the_sdk_settings_line_are_debug_level(tmp_path, pelanor) -> None:
+    messages_in = tap_output(tmp_path, SEPTEMBER)
+    quiet = run_target(tmp_path, target_config(pelanor), messages_in)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "HTTP Request" not in quiet.stderr
+    assert "Skipping parse of env var settings" not in quiet.stderr
+
+    debug = run_target(
+        tmp_path, target_config(pelanor), messages_in, env={"TARGET_PELANOR_LOGLEVEL": "DEBUG"}
+    )
+    assert debug.returncode == 0, debug.stderr
+    levels = {
+        line.split(" | ")[1].strip()
+        for line in debug.stderr.splitlines()
+        if "HTTP Request: POST" in line or "Skipping parse of env var settings" in line
+    }
+    assert levels == {"DEBUG"}
+
+
+def test_the_month_streams_emit_no_sync_duration_metric(tmp_path) -> None:
+    result = run_tap(tmp_path, {"paths": [str(SEPTEMBER)], "organization_id": ORG})
+    assert result.returncode == 0, result.stderr
+    timers = [
+        json.loads(line.split("METRIC: ", 1)[1])
+        for line in result.stderr.splitlines()
+        if "METRIC: " in line and '"sync_duration"' in line
+    ]
+    assert [timer["tags"]["stream"] for timer in timers] == ["costs"]
+    counts = [
+        json.loads(line.split("METRIC: ", 1)[1])["tags"]["stream"]
+        for line in result.stderr.splitlines()
+        if "METRIC: " in line and '"record_count"' in line
+    ]
+    assert sorted(set(counts)) == ["cost_month_layouts", "cost_months", "costs"]

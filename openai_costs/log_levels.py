@@ -1,0 +1,54 @@
+"""Lines other libraries log at info level that tell an operator nothing, moved to debug.
+
+httpx logs every request it makes ("HTTP Request: POST …") and the Singer SDK says how it
+read the settings ("Skipping parse of env var settings..."): at info level they crowd the
+lines a team reads. A filter relabels them as debug lines and lets them through only when
+the plugin logs at debug level.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+#: The Singer SDK's lines about where the settings came from (singer_sdk PluginBase).
+_SDK_SETTINGS_LINES = frozenset(
+    {"Skipping parse of env var settings...", "Parsing env var for settings config..."}
+)
+
+
+class _ToDebug(logging.Filter):
+    """Relabels matching info lines as debug; keeps them only if the plugin logs debug."""
+
+    def __init__(self, plugin: str, matches: Callable[[logging.LogRecord], bool]) -> None:
+        super().__init__()
+        self.plugin = plugin
+        self.matches = matches
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or not self.matches(record):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger(self.plugin).isEnabledFor(logging.DEBUG)
+
+
+def quiet_library_lines(plugin: str) -> None:
+    """Move httpx's per-request lines and the SDK's settings-source line to debug level.
+
+    Call before the plugin's ``__init__`` (the SDK logs the settings line in it); calling
+    it again changes nothing."""
+    for name, matches in (
+        ("httpx", _every_line),
+        (plugin, _sdk_settings_line),
+    ):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _ToDebug) and f.plugin == plugin for f in logger.filters):
+            logger.addFilter(_ToDebug(plugin, matches))
+
+
+def _every_line(record: logging.LogRecord) -> bool:
+    return True
+
+
+def _sdk_settings_line(record: logging.LogRecord) -> bool:
+    return record.msg in _SDK_SETTINGS_LINES
