@@ -1,13 +1,12 @@
 """The Meltano settings each plugin should declare, read from the plugin's own `--about`.
 
 The plugin classes are the one source of truth; `meltano.yml` and the plugin definitions in
-the README are checked against them (tests/test_plugin_definitions.py).
+plugins/ are checked against them (tests/test_plugin_definitions.py).
 """
 
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -114,20 +113,11 @@ def _from_meltano(setting: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def readme_definitions() -> dict[str, dict[str, Any]]:
-    """The plugin definitions the README gives to paste, by plugin name.
-
-    Each is a ```yaml block whose first line names the file to save it as, such as
-    `# tap-openai-costs.yml`.
-    """
-    return {name: yaml.safe_load(text) for name, text in readme_definition_texts().items()}
+def shipped_definitions() -> dict[str, dict[str, Any]]:
+    """The plugin definitions shipped in plugins/ for `meltano add --from-ref`, by name."""
+    return {name: yaml.safe_load(text) for name, text in shipped_definition_texts().items()}
 
 
-def readme_definition_texts() -> dict[str, str]:
-    """The same definitions as the README shows them, to save as files unchanged."""
-    text = (REPO / "README.md").read_text("utf-8")
-    pattern = r"^```yaml\n# ([a-z-]+)\.yml\n(.*?)^```$"
-    return {
-        m.group(1): m.group(0)[len("```yaml\n") : -3]
-        for m in re.finditer(pattern, text, re.M | re.S)
-    }
+def shipped_definition_texts() -> dict[str, str]:
+    """The same definitions as files hold them, to copy into another project unchanged."""
+    return {path.stem: path.read_text("utf-8") for path in sorted((REPO / "plugins").glob("*.yml"))}

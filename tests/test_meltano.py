@@ -268,25 +268,19 @@ def test_adding_an_organization_is_the_readmes_commands(
     exports = project.root / "exports" / "umbrella"
     write_umbrella_exports(exports)
 
-    run_meltano_commands(sh_block("umbrella --inherit-from"), project.root, project.env)
+    run_meltano_commands(sh_block("umbrella--pelanor --inherit-from"), project.root, project.env)
 
     config = yaml.safe_load((project.root / "meltano.yml").read_text("utf-8"))
-    assert _extractor(config, "tap-openai-costs--umbrella") == {
-        "name": "tap-openai-costs--umbrella",
+    assert _extractor(config, "tap-openai-costs--umbrella--pelanor") == {
+        "name": "tap-openai-costs--umbrella--pelanor",
         "inherit_from": "tap-openai-costs",
         "config": {
             "organization_id": "org-umbrella",
             "paths": ["$MELTANO_PROJECT_ROOT/exports/umbrella"],
-        },
-    }
-    assert _extractor(config, "tap-openai-costs--umbrella--pelanor") == {
-        "name": "tap-openai-costs--umbrella--pelanor",
-        "inherit_from": "tap-openai-costs--umbrella",
-        "config": {
             "batch_config": {
                 "encoding": {"format": "jsonl", "compression": "none"},
                 "storage": {"root": "file://$MELTANO_PROJECT_ROOT/.meltano/run/batches"},
-            }
+            },
         },
     }
     assert _loader(config, "target-pelanor--umbrella")["config"] == {
@@ -317,8 +311,8 @@ def test_adding_an_organization_is_the_readmes_commands(
         assert stored.read_bytes() == (exports / name).read_bytes()
 
     # The Costs API variant of the same commands.
-    run_meltano_commands(sh_block("umbrella source api"), project.root, project.env)
-    api = project.config("tap-openai-costs--umbrella", OPENAI_ADMIN_KEY_UMBRELLA="sk-admin-x")
+    run_meltano_commands(sh_block("umbrella--pelanor source api"), project.root, project.env)
+    api = project.config(UMBRELLA[0], OPENAI_ADMIN_KEY_UMBRELLA="sk-admin-x")
     assert {k: api[k] for k in ("source", "organization_name", "admin_api_key", "start_month")} == {
         "source": "api",
         "organization_name": "Umbrella Corp",
@@ -344,6 +338,90 @@ def test_trying_prod_without_uploading_changes_nothing(
     assert (project.root / "meltano.yml").read_bytes() == before
     assert project.meltano("state", "list").stdout.strip() == ""
     assert project.config("target-pelanor--acme", "prod")["dry_run"] is False
+
+
+def test_discovery_and_select_list_work_on_the_parent_plugin_without_settings(
+    project: Project,
+) -> None:
+    """The parent has no organization (its env pins organization_id to ""): discovery still
+    lists every stream, since the schemas are static."""
+    done = ok(project.meltano("select", "tap-openai-costs", "--list", "--all"))
+    for attribute in ("costs.csv_row", "costs.quantity", "cost_months.total_usd"):
+        assert f"] {attribute}\n" in done.stdout, attribute
+    assert "cost_month_layouts.layout" in done.stdout
+
+
+def _streams_sent(done: subprocess.CompletedProcess[str]) -> set[str]:
+    return {
+        json.loads(line)["stream"]
+        for line in done.stdout.splitlines()
+        if line.startswith("{") and json.loads(line).get("type") == "RECORD"
+    }
+
+
+def test_selecting_on_the_warehouse_extractor_never_changes_the_pelanor_job(
+    project: Project, sandbox: PelanorSandbox
+) -> None:
+    """README: the organization's warehouse extractor and its Pelanor extractor are
+    siblings, so the README's `meltano select` for the warehouse leaves the Pelanor job
+    whole (all three streams, every month uploaded). Structured logs carry the months'
+    fields through Meltano."""
+    exports = project.root / "exports" / "umbrella"
+    write_umbrella_exports(exports)
+    run_meltano_commands(sh_block("umbrella--pelanor --inherit-from"), project.root, project.env)
+    run_meltano_commands(
+        sh_block("meltano select tap-openai-costs--umbrella costs"), project.root, project.env
+    )
+
+    config = yaml.safe_load((project.root / "meltano.yml").read_text("utf-8"))
+    assert _extractor(config, "tap-openai-costs--umbrella") == {
+        "name": "tap-openai-costs--umbrella",
+        "inherit_from": "tap-openai-costs",
+        "config": {
+            "organization_id": "org-umbrella",
+            "paths": ["$MELTANO_PROJECT_ROOT/exports/umbrella"],
+        },
+        "select": ["costs.*", "cost_months.*"],
+    }
+    assert "select" not in _extractor(config, UMBRELLA[0])
+    warehouse = ok(project.meltano("invoke", "tap-openai-costs--umbrella"))
+    assert _streams_sent(warehouse) == {"costs", "cost_months"}
+    assert "deselected: cost_month_layouts" in warehouse.stderr
+    pelanor = ok(project.meltano("invoke", UMBRELLA[0]))
+    assert _streams_sent(pelanor) == {"cost_month_layouts", "cost_months"}  # rows: BATCH
+    assert "deselected" not in pelanor.stderr
+
+    done = ok(
+        project.meltano("--log-format=json", "--environment=dev", "run", "openai-costs-umbrella")
+    )
+    assert [(u["integration_id"], u["month"]) for u in sandbox.uploads()] == [
+        ("int-umbrella", "2025-09"),
+        ("int-umbrella", "2025-10"),
+    ]
+    events = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    uploaded = [
+        {key: event.get(key) for key in ("organization", "month", "rows", "action")}
+        for event in events
+        if event.get("string_id") == "target-pelanor--umbrella"
+        and event.get("action") == "uploaded"
+    ]
+    assert uploaded == [
+        {"organization": "org-umbrella", "month": "2025-09", "rows": 409, "action": "uploaded"},
+        {"organization": "org-umbrella", "month": "2025-10", "rows": 382, "action": "uploaded"},
+    ]
+
+    # Why siblings: Meltano hands a plugin's select down to every plugin inheriting from it.
+    def add_child_of_the_warehouse_extractor(config: dict[str, Any]) -> None:
+        config["plugins"]["extractors"].append(
+            {
+                "name": "tap-openai-costs--umbrella--child",
+                "inherit_from": "tap-openai-costs--umbrella",
+            }
+        )
+
+    project.edit(add_child_of_the_warehouse_extractor)
+    child = ok(project.meltano("invoke", "tap-openai-costs--umbrella--child"))
+    assert _streams_sent(child) == {"costs", "cost_months"}
 
 
 def _extractor(config: dict[str, Any], name: str) -> dict[str, Any]:

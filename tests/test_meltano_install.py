@@ -1,7 +1,8 @@
 """Using the plugins in another Meltano project, exactly as the README says (127.0.0.1 only).
 
-Builds the wheel, runs `meltano init` in a temporary folder, saves the README's two plugin
-definitions there unchanged and adds them with the README's commands: Meltano installs the
+Builds the wheel, runs `meltano init` in a temporary folder, copies the two plugin
+definitions shipped in plugins/ there unchanged and adds them with the README's commands:
+Meltano installs the
 wheel into each plugin's own virtualenv (with uv, taking the dependencies from the package
 index). Then the README's commands add one organization, and its job runs into the local
 sandbox. Slow: one wheel build and one install for the module.
@@ -29,7 +30,7 @@ from tests.meltano_cli import (
     run_meltano_commands,
     write_umbrella_exports,
 )
-from tests.plugin_settings import REPO, readme_definition_texts, readme_definitions
+from tests.plugin_settings import REPO, shipped_definition_texts, shipped_definitions
 from tests.readme import sh_block
 
 pytestmark = pytest.mark.meltano
@@ -76,15 +77,20 @@ def your_project(
         check=True,
     )
     root = parent / "your-project"
-    # The README's pip_url: the wheel, copied into the project's wheels/ folder.
-    pip_urls = {definition["pip_url"] for definition in readme_definitions().values()}
+    # The definitions' pip_url: the wheel, copied into the project's wheels/ folder, and
+    # the definitions into its plugins/ folder, as the README's build step does.
+    pip_urls = {definition["pip_url"] for definition in shipped_definitions().values()}
     assert pip_urls == {f"$MELTANO_PROJECT_ROOT/wheels/{wheel.name}"}
+    build = sh_block("python3 -m pip wheel --no-deps -w dist .")
+    assert f"cp dist/{wheel.name} /path/to/your-project/wheels/" in build
+    assert "cp plugins/tap-openai-costs.yml plugins/target-pelanor.yml" in build
     (root / "wheels").mkdir()
+    (root / "plugins").mkdir(exist_ok=True)
     shutil.copy2(wheel, root / "wheels" / wheel.name)
-    for name, text in readme_definition_texts().items():
-        (root / f"{name}.yml").write_text(text, "utf-8")
+    for name, text in shipped_definition_texts().items():
+        (root / "plugins" / f"{name}.yml").write_text(text, "utf-8")
 
-    run_meltano_commands(sh_block("--from-ref tap-openai-costs.yml"), root, environ)
+    run_meltano_commands(sh_block("--from-ref plugins/tap-openai-costs.yml"), root, environ)
     return root
 
 
@@ -107,7 +113,7 @@ def test_plugins_from_the_wheel_run_one_organization_into_the_sandbox(
     write_umbrella_exports(exports)
     env = environ | {"PELANOR_DEV_TOKEN": DEV_TOKEN, "TARGET_PELANOR_API_URL": sandbox.url}
 
-    run_meltano_commands(sh_block("umbrella --inherit-from"), your_project, env)
+    run_meltano_commands(sh_block("umbrella--pelanor --inherit-from"), your_project, env)
     done = subprocess.run(
         [str(MELTANO), "--environment=dev", "run", "openai-costs-umbrella"],
         cwd=your_project,

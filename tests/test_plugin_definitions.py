@@ -1,11 +1,12 @@
 """One source of truth for settings: the plugin classes, as `--about --format=json` reports them.
 
-meltano.yml's two parent plugins, and the definitions the README gives to paste into
-another Meltano project, must declare exactly the settings the plugins offer (name, kind,
-label, default, sensitivity, option values, description) and exactly their capabilities.
-Any drift fails here. Built-in SDK settings may carry a description of the project's own
-(what they mean for these plugins); settings of a capability a plugin does not declare
-(the flattening settings the SDK's Tap lists anyway) must not be declared.
+meltano.yml's two parent plugins, and the definitions shipped in plugins/ for another
+Meltano project, must declare exactly the settings the plugins offer (name, kind, label,
+default, sensitivity, option values, description) and exactly their capabilities. Any
+drift fails here: `make definitions` (scripts/plugin_definitions.py) writes them, and the
+README's settings tables, from `--about`. Built-in SDK settings may carry a description of
+the project's own (what they mean for these plugins); settings of a capability a plugin
+does not declare (the flattening settings the SDK's Tap lists anyway) must not be declared.
 """
 
 from __future__ import annotations
@@ -15,18 +16,21 @@ from typing import Any
 import pytest
 import yaml
 
+from scripts import plugin_definitions
 from tests.plugin_settings import (
     REPO,
     about,
     declared_settings,
     offered_settings,
-    readme_definitions,
+    shipped_definitions,
 )
 
 PLUGINS = {"tap-openai-costs": "extractors", "target-pelanor": "loaders"}
-#: What a definition to paste has that this project's meltano.yml does not: where to get
-#: the package, and Hub metadata that points at the repository's home.
-PASTE_ONLY = {"pip_url", "repo", "docs", "keywords"}
+#: What a shipped definition has that this project's meltano.yml does not: where to get
+#: the package (the wheel), and the Hub's keywords.
+SHIPPED_ONLY = {"pip_url", "keywords"}
+#: What only a made-up address contains.
+PLACEHOLDERS = ("example.com", "example.org", "example.net", "git.example", "your-org")
 
 
 @pytest.fixture(scope="module")
@@ -63,17 +67,46 @@ def test_meltano_yml_declares_what_the_plugin_reports(
 
 
 @pytest.mark.parametrize("name", PLUGINS)
-def test_readme_definition_is_the_one_meltano_yml_runs(
+def test_shipped_definition_is_the_one_meltano_yml_runs(
     abouts: dict[str, dict[str, Any]], name: str
 ) -> None:
-    definition = readme_definitions()[name]
+    definition = shipped_definitions()[name]
     assert_matches_about(definition, abouts[name])
-    assert {k: v for k, v in definition.items() if k not in PASTE_ONLY} == {
-        k: v for k, v in parent(name).items() if k not in PASTE_ONLY
+    assert {k: v for k, v in definition.items() if k not in SHIPPED_ONLY} == {
+        k: v for k, v in parent(name).items() if k not in SHIPPED_ONLY
     }
-    hub_metadata = ("name", "namespace", "variant", "label", "description", "repo", "docs")
-    assert all(definition[key] for key in (*hub_metadata, "keywords", "pip_url"))
-    assert definition["pip_url"] != "-e ."
+    hub_metadata = ("name", "namespace", "variant", "label", "description", "keywords")
+    assert all(definition[key] for key in hub_metadata)
+    assert definition["pip_url"] == (
+        "$MELTANO_PROJECT_ROOT/wheels/openai_costs_to_pelanor-0.1.0-py3-none-any.whl"
+    )
+    # No home yet: no repository or documentation address rather than a made-up one.
+    assert "repo" not in definition
+    assert "docs" not in definition
+
+
+def test_definitions_and_settings_tables_are_what_make_definitions_writes() -> None:
+    """plugins/*.yml, meltano.yml's parent plugins and the README's settings tables are
+    generated from `--about`: after a setting changes, `make definitions` rewrites them."""
+    assert [str(path.relative_to(REPO)) for path in plugin_definitions.stale()] == []
+    assert sorted(path.name for path in (REPO / "plugins").glob("*.yml")) == [
+        "tap-openai-costs.yml",
+        "target-pelanor.yml",
+    ]
+
+
+def test_no_placeholder_address_anywhere_a_user_reads() -> None:
+    texts = {
+        path.relative_to(REPO): path.read_text("utf-8")
+        for path in (REPO / "README.md", REPO / "meltano.yml", REPO / "pyproject.toml")
+    } | {path.relative_to(REPO): path.read_text("utf-8") for path in REPO.glob("plugins/*.yml")}
+    found = [
+        (str(path), placeholder)
+        for path, text in texts.items()
+        for placeholder in PLACEHOLDERS
+        if placeholder in text
+    ]
+    assert found == []
 
 
 def test_every_setting_configured_in_meltano_yml_is_declared() -> None:
