@@ -24,16 +24,19 @@ def require(reason: str) -> None:
     pytest.skip(reason)
 
 
-def loader_executable(package: str, version: str, executable: str) -> Path:
-    """The loader's console script, from a venv of its own (built on first use)."""
-    venv = LOADERS_DIR / f"{package}-{version}"
+def loader_executable(
+    package: str, version: str, executable: str, pins: tuple[str, ...] = ()
+) -> Path:
+    """The loader's console script, from a venv of its own (built on first use); ``pins``
+    are requirements installed with it (``duckdb==1.2.2``), part of the venv's name."""
+    venv = LOADERS_DIR / "-".join((f"{package}-{version}", *pins)).replace("==", "-")
     script = venv / "bin" / executable
     marker = venv / ".installed"
     if marker.exists() and script.exists():
         return script
     commands = [
         [sys.executable, "-m", "venv", "--clear", str(venv)],
-        [str(venv / "bin" / "pip"), "install", "--quiet", f"{package}=={version}"],
+        [str(venv / "bin" / "pip"), "install", "--quiet", f"{package}=={version}", *pins],
     ]
     for command in commands:
         done = subprocess.run(

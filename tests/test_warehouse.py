@@ -1,7 +1,12 @@
 """The tap into a real PostgreSQL through meltanolabs-target-postgres (default settings): the
 README's per-month totals query gives the exact sum of the source rows after a first load
 from overlapping exports, after a month restated with other amounts, and after one
-restated with fewer rows; with the loader upserting (its default) and appending.
+restated with fewer rows; with the loader upserting (its default) and appending. The
+README's reconciliation against the seals finds nothing, and names a month that lost a row.
+
+Into DuckDB through target-duckdb 0.8.0, with DuckDB pinned to 1.2.2 (1.3 and newer lose
+the first row of each load): the README's DuckDB casts keep every digit and the
+reconciliation finds nothing.
 
 The cluster is a throwaway one (tests/postgres.py); the loader comes from PyPI into its own
 venv (tests/loaders.py). Nothing leaves 127.0.0.1 but that one install.
@@ -11,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -25,6 +31,8 @@ from tests.singer import run, run_tap
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 TARGET_POSTGRES = ("meltanolabs-target-postgres", "0.8.1", "target-postgres")
+#: target-duckdb 0.8.0 with the DuckDB the README pins (README "DuckDB").
+TARGET_DUCKDB = ("target-duckdb", "0.8.0", "target-duckdb", ("duckdb==1.2.2",))
 #: Amount texts as real exports write them: many digits, a float's repr, exponents.
 AMOUNTS = (
     "0.019733999999999998",
@@ -135,6 +143,7 @@ def test_month_totals_are_exact_after_overlaps_and_restatements(
     tmp_path, postgres, target_postgres
 ) -> None:
     totals_sql = readme_sql("sum(amount_value)")
+    reconcile_sql = readme_sql("Months whose current rows differ from their seal")
     warehouses = [Warehouse(postgres, target_postgres, mode, tmp_path) for mode in (UPSERT, APPEND)]
     exports = tmp_path / "exports"
     config = {"paths": [str(exports)], "organization_id": ORG}
@@ -150,6 +159,8 @@ def test_month_totals_are_exact_after_overlaps_and_restatements(
         want = [[ORG, month, *totals(rows)] for month, rows in sorted(expected.items())]
         for warehouse in warehouses:
             assert warehouse.query(totals_sql) == want, warehouse.mode
+            # The README's reconciliation against the seals: nothing differs.
+            assert warehouse.query(reconcile_sql) == [], warehouse.mode
 
     # 1. First load from overlapping exports: October's early export goes out as a draft
     # while read; the later one wins days 10 to 31, so October is sent again, merged.
@@ -188,6 +199,15 @@ def test_month_totals_are_exact_after_overlaps_and_restatements(
         "SELECT organization, month, row_count, total_usd FROM cost_months ORDER BY month"
     ) == [[ORG, "2025-09", *totals(september)], [ORG, "2025-10", *totals(fewer)]]
 
+    # A row lost on the way (as target-duckdb with DuckDB 1.3+ loses them): the
+    # reconciliation names the month, with the seal's figures and the warehouse's.
+    upserting.query("DELETE FROM costs WHERE month = '2025-09' AND row = 1 RETURNING row")
+    lost = upserting.query(reconcile_sql)
+    september_rows, september_total = totals(september)
+    assert [row[:5] for row in lost] == [
+        [ORG, "2025-09", september_rows, str(int(september_rows) - 1), september_total]
+    ]
+
 
 def test_columns_land_with_warehouse_types(tmp_path, postgres, target_postgres) -> None:
     path = write(tmp_path / "oct.csv", export(rows_of("2025-10", 0)))
@@ -215,3 +235,85 @@ def test_columns_land_with_warehouse_types(tmp_path, postgres, target_postgres) 
     ]
     first = warehouse.query("SELECT day, start_time_iso, amount_value FROM costs WHERE row = 2")
     assert first == [["2025-10-01", "2025-10-01 00:00:00", "0.000055"]]
+
+
+@pytest.fixture(scope="module")
+def target_duckdb() -> Path:
+    return loader_executable(*TARGET_DUCKDB)
+
+
+def duckdb_query(loader: Path, database: Path, sql: str) -> list[list[str]]:
+    """Rows of a query, each value as text, run by the DuckDB installed with the loader."""
+    script = (
+        "import duckdb, json, sys\n"
+        "connection = duckdb.connect(sys.argv[1])\n"
+        "connection.execute('SET search_path = openai_costs')\n"
+        "rows = connection.sql(sys.argv[2]).fetchall()\n"
+        "print(json.dumps([[str(v) for v in row] for row in rows]))\n"
+    )
+    done = subprocess.run(
+        [str(loader.parent / "python"), "-c", script, str(database), sql],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows: list[list[str]] = json.loads(done.stdout)
+    return rows
+
+
+def test_duckdb_casts_keep_every_digit_and_the_seals_reconcile(tmp_path, target_duckdb) -> None:
+    database = tmp_path / "warehouse.duckdb"
+    config = tmp_path / "target-duckdb.json"
+    config.write_text(json.dumps({"path": str(database), "default_target_schema": "openai_costs"}))
+    exports = tmp_path / "exports"
+    september, october = rows_of("2025-09", 0, idle=(6, 7)), rows_of("2025-10", 1)
+    write(exports / "sep.csv", export(september))
+    write(exports / "oct.csv", export(october), mtime=1_000_000_000)
+    restated = rows_of("2025-10", 4, items=2)
+
+    state = None
+    for _ in range(2):
+        tap = run_tap(tmp_path, {"paths": [str(exports)], "organization_id": ORG}, state)
+        assert tap.returncode == 0, tap.stderr
+        state = tap.last_state
+        done = run(
+            "target-duckdb", "--config", str(config), stdin=tap.stdout, bin_dir=target_duckdb.parent
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        write(exports / "oct-restated.csv", export(restated), mtime=1_000_000_060)
+
+    # target-duckdb keeps the decimals as text: the README's casts make them exact numbers.
+    types = duckdb_query(
+        target_duckdb,
+        database,
+        "SELECT table_name, column_name, data_type FROM information_schema.columns "
+        "WHERE column_name IN ('amount_value', 'quantity', 'total_usd') ORDER BY ALL",
+    )
+    assert types == [
+        ["cost_months", "total_usd", "VARCHAR"],
+        ["costs", "amount_value", "VARCHAR"],
+        ["costs", "quantity", "VARCHAR"],
+    ]
+    reconcile = readme_sql("Months whose current rows differ from their seal")
+    assert (
+        duckdb_query(target_duckdb, database, reconcile.replace("NUMERIC", "DECIMAL(38,20)")) == []
+    )
+    current = duckdb_query(
+        target_duckdb,
+        database,
+        "SELECT month, count(*), sum(CAST(amount_value AS DECIMAL(38,20))) FROM costs "
+        "JOIN cost_months USING (organization, month, month_version) GROUP BY month ORDER BY month",
+    )
+    expected = {"2025-09": totals(september), "2025-10": totals(restated)}
+    assert [(month, count, Decimal(total)) for month, count, total in current] == [
+        (month, count, Decimal(total)) for month, (count, total) in sorted(expected.items())
+    ]
+    # Why not NUMERIC: DuckDB's NUMERIC is DECIMAL(18,3), three places.
+    assert duckdb_query(
+        target_duckdb,
+        database,
+        "SELECT CAST('0.019733999999999998' AS NUMERIC), "
+        "CAST('0.019733999999999998' AS DECIMAL(38,20))",
+    ) == [["0.020", "0.01973399999999999800"]]
