@@ -3,6 +3,10 @@
 #   make demo     both organizations' jobs (environment dev) into a local Pelanor sandbox
 #   make test     lint, type check and all tests (what .ci/run runs)
 #   make lint     ruff and mypy only
+#   make test-pythons  the end-to-end subset (PYTHONS_SUBSET) on Python 3.10 and 3.13, each
+#                 in its own venv (.venv-3.10, .venv-3.13); CI runs it after make test
+#   make definitions  rewrite plugins/*.yml, meltano.yml's parent plugins and the README's
+#                 settings tables from the plugins' --about (after changing a setting)
 #   make sandbox  the sandbox alone, in the foreground, for runs of the dev environment by
 #                 hand (`.venv/bin/meltano run openai-costs-acme` in another terminal)
 #   make bench    the benchmark on a generated 1,000,000-row month (several minutes)
@@ -27,7 +31,15 @@ ORGS := acme globex
 DEV_API_URL = $(BIN)/meltano --environment=dev config print target-pelanor \
   | $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin)["api_url"])'
 
-.PHONY: demo sandbox sandbox-config test lint bench clean install
+# The other Python versions `make test-pythons` runs (the suite runs on $(PYTHON), 3.11),
+# found by .ci/find-python (pyenv's versions, else pythonX.Y on PATH), and the tests they
+# run: both plugins end to end (exports and Costs API, tap | target into the sandbox),
+# discovery and logs; not the Meltano or PyPI-installing tests.
+OTHER_PYTHONS ?= 3.10 3.13
+PYTHONS_SUBSET := tests/test_tap.py tests/test_target.py tests/test_cost_export.py \
+  tests/test_costs_api.py tests/test_catalog.py tests/test_logs.py
+
+.PHONY: demo sandbox sandbox-config test lint bench clean install definitions test-pythons
 
 install: $(VENV)/.installed
 
@@ -43,6 +55,22 @@ lint: install
 
 test: lint
 	$(BIN)/python -m pytest
+
+definitions: install
+	$(BIN)/python scripts/plugin_definitions.py
+
+test-pythons:
+	for version in $(OTHER_PYTHONS); do
+	  python=$$(.ci/find-python "$$version")
+	  venv=.venv-$$version
+	  if [ ! -f "$$venv/.installed" ] || [ pyproject.toml -nt "$$venv/.installed" ]; then
+	    test -x "$$venv/bin/python" || "$$python" -m venv "$$venv"
+	    "$$venv/bin/pip" install -q -e '.[dev]'
+	    touch "$$venv/.installed"
+	  fi
+	  echo "== Python $$("$$venv/bin/python" -c 'import platform; print(platform.python_version())'): $(PYTHONS_SUBSET)"
+	  "$$venv/bin/python" -m pytest -q -p no:cacheprovider -m 'not meltano' $(PYTHONS_SUBSET)
+	done
 
 demo: install sandbox-config
 	@export MELTANO_SEND_ANONYMOUS_USAGE_STATS=false
