@@ -60,6 +60,7 @@ definitions: install
 	$(BIN)/python scripts/plugin_definitions.py
 
 test-pythons:
+	@failed=""
 	for version in $(OTHER_PYTHONS); do
 	  python=$$(.ci/find-python "$$version")
 	  venv=.venv-$$version
@@ -69,8 +70,10 @@ test-pythons:
 	    touch "$$venv/.installed"
 	  fi
 	  echo "== Python $$("$$venv/bin/python" -c 'import platform; print(platform.python_version())'): $(PYTHONS_SUBSET)"
-	  "$$venv/bin/python" -m pytest -q -p no:cacheprovider -m 'not meltano' $(PYTHONS_SUBSET)
+	  "$$venv/bin/python" -m pytest -q -p no:cacheprovider -m 'not meltano' $(PYTHONS_SUBSET) \
+	    || failed="$$failed $$version"
 	done
+	if [ -n "$$failed" ]; then echo "test-pythons: tests failed on Python$$failed" >&2; exit 1; fi
 
 demo: install sandbox-config
 	@export MELTANO_SEND_ANONYMOUS_USAGE_STATS=false

@@ -119,7 +119,7 @@ def test_every_setting_configured_in_meltano_yml_is_declared() -> None:
         for plugin in config["plugins"][kind]
     }
 
-    def root(name: str) -> str:  # an organization's --pelanor twin inherits from its plugin
+    def root(name: str) -> str:  # the parent an organization's plugin inherits from
         while inherits[name]:
             name = inherits[name]
         return name
