@@ -33,9 +33,9 @@ from openai_costs.export import (
 from tap_openai_costs.streams import CostsStream
 from tap_openai_costs.tap import TapOpenAICosts
 from target_pelanor.month_ledger import MonthLedger, Withheld
+from tests.api_tap import run_api_tap
 from tests.exports import NEW, ORG, TODAY, cost, export, month_rows, write
 from tests.singer import run_tap
-from tests.test_tap_api import openai, run_api_tap  # noqa: F401  # the fixture, and its runner
 
 ERROR = "tap-openai-costs: error: "
 REPEATS = (
@@ -331,7 +331,7 @@ def a_dead_pid() -> int:
 def test_api_months_are_kept_in_work_dir_and_deleted(
     monkeypatch,
     capsys,
-    openai,  # noqa: F811  # the fixture imported above
+    openai,
     tmp_path,
 ) -> None:
     import tap_openai_costs.inputs as inputs
@@ -360,7 +360,7 @@ def test_api_months_are_kept_in_work_dir_and_deleted(
 def test_api_months_are_deleted_when_the_run_fails(
     monkeypatch,
     capsys,
-    openai,  # noqa: F811  # the fixture imported above
+    openai,
     tmp_path,
 ) -> None:
     from tap_openai_costs.planner import ExportErrors, ExportReading

@@ -26,8 +26,8 @@ from target_pelanor.input_reader import NumberedReader
 from target_pelanor.sandbox import PelanorSandbox
 from target_pelanor.stopping import RunStopped
 from target_pelanor.upload_lock import UploadLocks
-from tests.conftest import TOKEN, sandbox_config
 from tests.exports import ORG, SAMPLES, export, month_rows, write
+from tests.pelanor_sandbox import TOKEN, sandbox_config
 from tests.singer import BIN, Run, report, run_tap, run_target, stored, tap_output, target_config
 
 ACME_SEPT = SAMPLES / "acme" / "cost_2025-09-01_2025-10-01.csv"
