@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from target_pelanor.sandbox import PelanorSandbox
+from tests.docs import REPO, block
 from tests.meltano_cli import (
     DEV_TOKEN,
     MELTANO,
@@ -29,8 +30,11 @@ from tests.meltano_cli import (
     run_meltano_commands,
     write_umbrella_exports,
 )
-from tests.plugin_settings import REPO, readme_definition_texts, readme_definitions
-from tests.readme import sh_block
+from tests.plugin_settings import (
+    DEFINITIONS_PAGE,
+    documented_definition_texts,
+    documented_definitions,
+)
 
 pytestmark = pytest.mark.meltano
 
@@ -76,15 +80,16 @@ def your_project(
         check=True,
     )
     root = parent / "your-project"
-    # The README's pip_url: the wheel, copied into the project's wheels/ folder.
-    pip_urls = {definition["pip_url"] for definition in readme_definitions().values()}
+    # The documented pip_url: the wheel, copied into the project's wheels/ folder.
+    pip_urls = {definition["pip_url"] for definition in documented_definitions().values()}
     assert pip_urls == {f"$MELTANO_PROJECT_ROOT/wheels/{wheel.name}"}
     (root / "wheels").mkdir()
     shutil.copy2(wheel, root / "wheels" / wheel.name)
-    for name, text in readme_definition_texts().items():
+    for name, text in documented_definition_texts().items():
         (root / f"{name}.yml").write_text(text, "utf-8")
 
-    run_meltano_commands(sh_block("--from-ref tap-openai-costs.yml"), root, environ)
+    commands = block("sh", "--from-ref tap-openai-costs.yml", page=DEFINITIONS_PAGE)
+    run_meltano_commands(commands, root, environ)
     return root
 
 
@@ -107,7 +112,8 @@ def test_plugins_from_the_wheel_run_one_organization_into_the_sandbox(
     write_umbrella_exports(exports)
     env = environ | {"PELANOR_DEV_TOKEN": DEV_TOKEN, "TARGET_PELANOR_API_URL": sandbox.url}
 
-    run_meltano_commands(sh_block("umbrella --inherit-from"), your_project, env)
+    commands = block("sh", "umbrella --inherit-from", page="README.md")
+    run_meltano_commands(commands, your_project, env)
     done = subprocess.run(
         [str(MELTANO), "--environment=dev", "run", "openai-costs-umbrella"],
         cwd=your_project,
