@@ -1,7 +1,7 @@
 """The Meltano settings each plugin should declare, read from the plugin's own `--about`.
 
 The plugin classes are the one source of truth; `meltano.yml` and the plugin definitions in
-the README are checked against them (tests/test_plugin_definitions.py).
+docs/meltano-project.md are checked against them (tests/test_plugin_definitions.py).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from tests.docs import definition_texts
 from tests.singer import BIN
 
 #: The page that gives the plugin definitions to paste into another Meltano project.
-DEFINITIONS_PAGE = "README.md"
+DEFINITIONS_PAGE = "docs/meltano-project.md"
 
 #: The SDK's settings of each capability. `--about` can list some of a capability the
 #: plugin does not declare (the SDK's Tap adds the flattening settings whatever its

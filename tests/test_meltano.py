@@ -50,7 +50,7 @@ ACME = ("tap-openai-costs--acme--pelanor", "target-pelanor--acme")
 GLOBEX = ("tap-openai-costs--globex--pelanor", "target-pelanor--globex")
 UMBRELLA = ("tap-openai-costs--umbrella--pelanor", "target-pelanor--umbrella")
 #: The page whose commands set an organization up and add one.
-ORGANIZATIONS = "README.md"
+ORGANIZATIONS = "docs/organizations.md"
 ACME_STATE_ID = "dev:tap-openai-costs--acme--pelanor-to-target-pelanor--acme"
 TARGET_JSONL = ("target-jsonl", "0.1.4", "target-jsonl")
 TOKEN_REQUIRED = "api_token is required unless dry_run is true"
@@ -265,7 +265,7 @@ def test_one_job_and_daily_schedule_per_organization() -> None:
 def test_adding_an_organization_is_the_documented_commands(
     project: Project, sandbox: PelanorSandbox
 ) -> None:
-    """README, "Adding an organization": its commands alone (no hand editing) add the
+    """docs/organizations.md, "Adding an organization": its commands alone (no hand editing) add the
     plugins, the token bindings (own and dev), the job and the schedule; the job runs."""
     exports = project.root / "exports" / "umbrella"
     write_umbrella_exports(exports)
@@ -334,7 +334,7 @@ def test_adding_an_organization_is_the_documented_commands(
 def test_trying_prod_without_uploading_changes_nothing(
     project: Project, sandbox: PelanorSandbox
 ) -> None:
-    """README, "Setting up a real organization", step 4: a dry run in prod for
+    """docs/organizations.md, "Setting up a real organization", step 4: a dry run in prod for
     one command, leaving no dry_run behind."""
     before = (project.root / "meltano.yml").read_bytes()
 
@@ -392,7 +392,7 @@ def target_jsonl() -> Path:
 
 
 def _current_totals(loaded: list[tuple[str, dict[str, Any]]]) -> dict[str, tuple[int, Decimal]]:
-    """The documented per-month totals (README), as an append-only loader's user
+    """The documented per-month totals (docs/warehouse.md), as an append-only loader's user
     computes them: the
     rows of each month's latest seal (highest month_version)."""
     current: dict[tuple[str, str], str] = {}

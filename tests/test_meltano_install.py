@@ -1,10 +1,11 @@
-"""Using the plugins in another Meltano project, exactly as the README says (127.0.0.1 only).
+"""Using the plugins in another Meltano project, exactly as docs/meltano-project.md says
+(127.0.0.1 only).
 
-Builds the wheel, runs `meltano init` in a temporary folder, saves the README's two plugin
-definitions there unchanged and adds them with the README's commands: Meltano installs the
+Builds the wheel, runs `meltano init` in a temporary folder, saves the page's two plugin
+definitions there unchanged and adds them with the page's commands: Meltano installs the
 wheel into each plugin's own virtualenv (with uv, taking the dependencies from the package
-index). Then the README's commands add one organization, and its job runs into the local
-sandbox. Slow: one wheel build and one install for the module.
+index). Then the commands of docs/organizations.md add one organization, and its job runs
+into the local sandbox. Slow: one wheel build and one install for the module.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def environ() -> dict[str, str]:
 def your_project(
     tmp_path_factory: pytest.TempPathFactory, wheel: Path, environ: dict[str, str]
 ) -> Path:
-    """A new Meltano project with both plugins added as the README says."""
+    """A new Meltano project with both plugins added as docs/meltano-project.md says."""
     parent = tmp_path_factory.mktemp("meltano")
     subprocess.run(
         [str(MELTANO), "init", "your-project", "--no-usage-stats"],
@@ -112,7 +113,7 @@ def test_plugins_from_the_wheel_run_one_organization_into_the_sandbox(
     write_umbrella_exports(exports)
     env = environ | {"PELANOR_DEV_TOKEN": DEV_TOKEN, "TARGET_PELANOR_API_URL": sandbox.url}
 
-    commands = block("sh", "umbrella --inherit-from", page="README.md")
+    commands = block("sh", "umbrella --inherit-from", page="docs/organizations.md")
     run_meltano_commands(commands, your_project, env)
     done = subprocess.run(
         [str(MELTANO), "--environment=dev", "run", "openai-costs-umbrella"],

@@ -1,7 +1,7 @@
 """One source of truth for settings: the plugin classes, as `--about --format=json` reports them.
 
-meltano.yml's two parent plugins, and the definitions the README gives to paste into
-another Meltano project, must declare exactly the settings the plugins offer (name, kind,
+meltano.yml's two parent plugins, and the definitions docs/meltano-project.md gives to paste
+into another Meltano project, must declare exactly the settings the plugins offer (name, kind,
 label, default, sensitivity, option values, description) and exactly their capabilities.
 Any drift fails here. Built-in SDK settings may carry a description of the project's own
 (what they mean for these plugins); settings of a capability a plugin does not declare

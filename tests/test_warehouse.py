@@ -1,7 +1,7 @@
 """The tap into a real PostgreSQL through meltanolabs-target-postgres (default settings): the
-README's per-month totals query gives the exact sum of the source rows after a first load
-from overlapping exports, after a month restated with other amounts, and after one
-restated with fewer rows; with the loader upserting (its default) and appending.
+documented per-month totals query (docs/warehouse.md) gives the exact sum of the source rows
+after a first load from overlapping exports, after a month restated with other amounts, and
+after one restated with fewer rows; with the loader upserting (its default) and appending.
 
 The cluster is a throwaway one (tests/postgres.py); the loader comes from PyPI into its own
 venv (tests/loaders.py). Nothing leaves 127.0.0.1 but that one install.
@@ -126,7 +126,7 @@ def _without_key_properties(messages: str) -> str:
 def test_month_totals_are_exact_after_overlaps_and_restatements(
     tmp_path, postgres, target_postgres
 ) -> None:
-    totals_sql = block("sql", "sum(amount_value)", page="README.md")
+    totals_sql = block("sql", "sum(amount_value)", page="docs/warehouse.md")
     warehouses = [Warehouse(postgres, target_postgres, mode, tmp_path) for mode in (UPSERT, APPEND)]
     exports = tmp_path / "exports"
     config = {"paths": [str(exports)], "organization_id": ORG}
