@@ -6,15 +6,14 @@ docs/meltano-project.md are checked against them (tests/test_plugin_definitions.
 
 from __future__ import annotations
 
-import json
-import subprocess
+from functools import cache
 from typing import Any
 
 import yaml
 from singer_sdk.helpers import capabilities as sdk
 
+from scripts.docs_settings import about as run_about
 from tests.docs import definition_texts
-from tests.singer import BIN
 
 #: The page that gives the plugin definitions to paste into another Meltano project.
 DEFINITIONS_PAGE = "docs/meltano-project.md"
@@ -55,17 +54,11 @@ KINDS = {
 }
 
 
+@cache
 def about(executable: str) -> dict[str, Any]:
-    """`<executable> --about --format=json`, as Meltano's Hub tooling reads it."""
-    done = subprocess.run(
-        [str(BIN / executable), "--about", "--format=json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    info: dict[str, Any] = json.loads(done.stdout)
-    return info
+    """`<executable> --about --format=json`, as Meltano's Hub tooling reads it (run once per
+    test session; don't change what it returns)."""
+    return run_about(executable)
 
 
 def offered_settings(info: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""The documentation holds together: every relative link and anchor resolves."""
+"""The documentation holds together: every relative link and anchor resolves, and the
+settings tables are what the plugins report."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from scripts.docs_settings import PAGE, PLUGINS, rendered
 from tests.docs import REPO, pages
+from tests.plugin_settings import about
 
 #: Inline links and images, `[text](target)`; a target may be wrapped in <...>.
 _LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?([^)\s>]*)>?(?:\s+\"[^\"]*\")?\s*\)")
@@ -81,3 +84,10 @@ def test_the_link_check_names_each_link_that_leads_nowhere(tmp_path: Path) -> No
         "README.md: (#nowhere) has no heading #nowhere",
         "README.md: (../shared/reference.md) leaves the repository",
     ]
+
+
+def test_settings_tables_are_what_the_plugins_report() -> None:
+    page = PAGE.read_text("utf-8")
+    assert rendered(page, {name: about(name) for name in PLUGINS}) == page, (
+        "docs/settings.md differs from the plugins' --about: run make docs-settings"
+    )
