@@ -6,6 +6,7 @@
 #   make sandbox  the sandbox alone, in the foreground, for runs of the dev environment by
 #                 hand (`.venv/bin/meltano run openai-costs-acme` in another terminal)
 #   make bench    the benchmark on a generated 1,000,000-row month (several minutes)
+#   make docs-settings  write docs/settings.md's settings tables from the plugins' --about
 #   make clean    forget Meltano state, sandbox data and caches (keeps .venv)
 
 SHELL := bash
@@ -27,7 +28,7 @@ ORGS := acme globex
 DEV_API_URL = $(BIN)/meltano --environment=dev config print target-pelanor \
   | $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin)["api_url"])'
 
-.PHONY: demo sandbox sandbox-config test lint bench clean install
+.PHONY: demo sandbox sandbox-config test lint bench docs-settings clean install
 
 install: $(VENV)/.installed
 
@@ -91,6 +92,11 @@ sandbox-config:
 
 bench: install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# The only writer of the settings tables in docs/settings.md; tests/test_docs.py fails when
+# they differ from what the plugins report.
+docs-settings: install
+	$(BIN)/python scripts/docs_settings.py
 
 clean:
 	rm -rf .meltano .sandbox output .pytest_cache .ruff_cache .mypy_cache

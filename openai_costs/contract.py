@@ -7,7 +7,7 @@ rows, one ``costs`` record per CSV row (read by the target as :class:`CostRow`),
 
 Every sending of a month has its own ``month_version``, on its layout record and on each of
 its rows; the seal names the version it vouches for. A warehouse keeps every version it
-was sent and reads the sealed one (see README, "Loading into a warehouse"), so a month
+was sent and reads the sealed one (see docs/warehouse.md, "Loading into a warehouse"), so a month
 sent twice (a draft, then its merged plan; a restated month in a later run) is never
 counted twice, and rows removed by a restatement disappear from the totals.
 """

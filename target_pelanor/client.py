@@ -1,8 +1,9 @@
 """HTTP client that uploads one month of OpenAI cost CSV to Pelanor.
 
-The upload contract (path, form fields, retry rules) is the one README.md describes in
-"The Pelanor endpoint: what is configurable, and why": Pelanor does not publish the OpenAI
-upload endpoint, so the path is configurable and every response is interpreted defensively.
+The upload contract (path, form fields, retry rules) is the one docs/pelanor-endpoint.md
+describes in "The Pelanor endpoint: what is configurable, and why": Pelanor does not publish
+the OpenAI upload endpoint, so the path is configurable and every response is interpreted
+defensively.
 The API token is kept out of every exception text, log line and ``repr``.
 """
 

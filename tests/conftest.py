@@ -10,17 +10,9 @@ from typing import Any
 import pytest
 
 from target_pelanor.sandbox import PelanorSandbox
+from tests.api_tap import KEY, PROJECTS, api_costs
 from tests.fake_openai import FakeOpenAI
-
-#: The Pelanor token the sandbox accepts in tests.
-TOKEN = "tok_8f3Kx2_s3cr3t_value"
-
-
-def sandbox_config(**extra) -> dict:
-    return {
-        "tokens": [TOKEN],
-        "integrations": {"int-acme": "org-acme", "int-globex": "org-globex"},
-    } | extra
+from tests.pelanor_sandbox import sandbox_config
 
 
 @pytest.fixture
@@ -44,6 +36,13 @@ def start_openai() -> Iterator[Callable[..., FakeOpenAI]]:
     yield start
     for fake in started:
         fake.stop()
+
+
+@pytest.fixture
+def openai(start_openai: Callable[..., FakeOpenAI]) -> FakeOpenAI:
+    """The OpenAI fake serving tests/api_tap.py's months (September to November 2025) to
+    its admin key, seven results a page."""
+    return start_openai(api_costs(), PROJECTS, KEY, page_size_override=7)
 
 
 @pytest.fixture(autouse=True)

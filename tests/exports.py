@@ -101,3 +101,8 @@ def write(path: Path, content: bytes, mtime: float | None = None) -> Path:
     if mtime is not None:
         os.utime(path, (mtime, mtime))
     return path
+
+
+def seal_day(day: int) -> date:
+    """A day of October 2025, the month most tests seal."""
+    return date(2025, 10, day)

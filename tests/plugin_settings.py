@@ -1,23 +1,22 @@
 """The Meltano settings each plugin should declare, read from the plugin's own `--about`.
 
 The plugin classes are the one source of truth; `meltano.yml` and the plugin definitions in
-the README are checked against them (tests/test_plugin_definitions.py).
+docs/meltano-project.md are checked against them (tests/test_plugin_definitions.py).
 """
 
 from __future__ import annotations
 
-import json
-import re
-import subprocess
-from pathlib import Path
+from functools import cache
 from typing import Any
 
 import yaml
 from singer_sdk.helpers import capabilities as sdk
 
-from tests.singer import BIN
+from scripts.docs_settings import about as run_about
+from tests.docs import definition_texts
 
-REPO = Path(__file__).resolve().parent.parent
+#: The page that gives the plugin definitions to paste into another Meltano project.
+DEFINITIONS_PAGE = "docs/meltano-project.md"
 
 #: The SDK's settings of each capability. `--about` can list some of a capability the
 #: plugin does not declare (the SDK's Tap adds the flattening settings whatever its
@@ -55,17 +54,11 @@ KINDS = {
 }
 
 
+@cache
 def about(executable: str) -> dict[str, Any]:
-    """`<executable> --about --format=json`, as Meltano's Hub tooling reads it."""
-    done = subprocess.run(
-        [str(BIN / executable), "--about", "--format=json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    info: dict[str, Any] = json.loads(done.stdout)
-    return info
+    """`<executable> --about --format=json`, as Meltano's Hub tooling reads it (run once per
+    test session; don't change what it returns)."""
+    return run_about(executable)
 
 
 def offered_settings(info: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -114,20 +107,11 @@ def _from_meltano(setting: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def readme_definitions() -> dict[str, dict[str, Any]]:
-    """The plugin definitions the README gives to paste, by plugin name.
-
-    Each is a ```yaml block whose first line names the file to save it as, such as
-    `# tap-openai-costs.yml`.
-    """
-    return {name: yaml.safe_load(text) for name, text in readme_definition_texts().items()}
+def documented_definitions() -> dict[str, dict[str, Any]]:
+    """The plugin definitions the documentation gives to paste, by plugin name."""
+    return {name: yaml.safe_load(text) for name, text in documented_definition_texts().items()}
 
 
-def readme_definition_texts() -> dict[str, str]:
-    """The same definitions as the README shows them, to save as files unchanged."""
-    text = (REPO / "README.md").read_text("utf-8")
-    pattern = r"^```yaml\n# ([a-z-]+)\.yml\n(.*?)^```$"
-    return {
-        m.group(1): m.group(0)[len("```yaml\n") : -3]
-        for m in re.finditer(pattern, text, re.M | re.S)
-    }
+def documented_definition_texts() -> dict[str, str]:
+    """The same definitions as the documentation shows them, to save as files unchanged."""
+    return definition_texts(DEFINITIONS_PAGE)

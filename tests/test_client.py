@@ -23,9 +23,9 @@ from target_pelanor.client import (
     resolve_base_url,
 )
 from target_pelanor.sandbox import PelanorSandbox
+from tests.pelanor_sandbox import TOKEN, sandbox_config
 
 UTC = timezone.utc  # datetime.UTC needs Python 3.11
-TOKEN = "tok_dev_secret"
 MONTH = "2025-10"
 FILENAME = "cost_2025-10-01_2025-11-01.csv"
 CSV = (
@@ -36,20 +36,12 @@ CSV = (
 )
 
 
-def sandbox_config(faults: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    return {
-        "tokens": [TOKEN],
-        "integrations": {"int-acme": "org-acme", "int-globex": "org-globex"},
-        "faults": faults or [],
-    }
-
-
 @pytest.fixture
 def start_sandbox(tmp_path: Path) -> Iterator[Callable[..., PelanorSandbox]]:
     started: list[PelanorSandbox] = []
 
     def start(faults: list[dict[str, Any]] | None = None) -> PelanorSandbox:
-        sandbox = PelanorSandbox(sandbox_config(faults), tmp_path / "pelanor").start()
+        sandbox = PelanorSandbox(sandbox_config(faults=faults or []), tmp_path / "pelanor").start()
         started.append(sandbox)
         return sandbox
 

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from tap_openai_costs.known_exports import CONTENT_CHECK_DAYS
-from tests.exports import ORG, cost, export, month_rows, write
+from tests.exports import ORG, cost, export, month_rows, seal_day, write
 from tests.singer import Run, run_tap
-from tests.test_tap import built_months, seal_day
+from tests.tap_output import built_months
 
 
 def unchanged_since(path: Path, content: bytes) -> Path:

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from target_pelanor.sandbox import PelanorSandbox
+from tests.docs import block
 from tests.loaders import loader_executable
 from tests.meltano_cli import (
     BIN,
@@ -33,7 +34,6 @@ from tests.meltano_cli import (
     run_meltano_commands,
     write_umbrella_exports,
 )
-from tests.readme import sh_block
 
 pytestmark = pytest.mark.meltano
 
@@ -43,12 +43,14 @@ SANDBOX_CONFIG = {
     "integrations": {
         "int-acme": "org-acme",
         "int-globex": "org-globex",
-        "int-umbrella": "org-umbrella",  # the README's example of adding an organization
+        "int-umbrella": "org-umbrella",  # the documented example of adding an organization
     },
 }
 ACME = ("tap-openai-costs--acme--pelanor", "target-pelanor--acme")
 GLOBEX = ("tap-openai-costs--globex--pelanor", "target-pelanor--globex")
 UMBRELLA = ("tap-openai-costs--umbrella--pelanor", "target-pelanor--umbrella")
+#: The page whose commands set an organization up and add one.
+ORGANIZATIONS = "docs/organizations.md"
 ACME_STATE_ID = "dev:tap-openai-costs--acme--pelanor-to-target-pelanor--acme"
 TARGET_JSONL = ("target-jsonl", "0.1.4", "target-jsonl")
 TOKEN_REQUIRED = "api_token is required unless dry_run is true"
@@ -260,15 +262,16 @@ def test_one_job_and_daily_schedule_per_organization() -> None:
     assert config["default_environment"] == "dev"
 
 
-def test_adding_an_organization_is_the_readmes_commands(
+def test_adding_an_organization_is_the_documented_commands(
     project: Project, sandbox: PelanorSandbox
 ) -> None:
-    """README "Adding an organization": its commands alone (no hand editing) add the
+    """docs/organizations.md, "Adding an organization": its commands alone (no hand editing) add the
     plugins, the token bindings (own and dev), the job and the schedule; the job runs."""
     exports = project.root / "exports" / "umbrella"
     write_umbrella_exports(exports)
 
-    run_meltano_commands(sh_block("umbrella --inherit-from"), project.root, project.env)
+    commands = block("sh", "umbrella --inherit-from", page=ORGANIZATIONS)
+    run_meltano_commands(commands, project.root, project.env)
 
     config = yaml.safe_load((project.root / "meltano.yml").read_text("utf-8"))
     assert _extractor(config, "tap-openai-costs--umbrella") == {
@@ -317,7 +320,8 @@ def test_adding_an_organization_is_the_readmes_commands(
         assert stored.read_bytes() == (exports / name).read_bytes()
 
     # The Costs API variant of the same commands.
-    run_meltano_commands(sh_block("umbrella source api"), project.root, project.env)
+    commands = block("sh", "umbrella source api", page=ORGANIZATIONS)
+    run_meltano_commands(commands, project.root, project.env)
     api = project.config("tap-openai-costs--umbrella", OPENAI_ADMIN_KEY_UMBRELLA="sk-admin-x")
     assert {k: api[k] for k in ("source", "organization_name", "admin_api_key", "start_month")} == {
         "source": "api",
@@ -330,10 +334,12 @@ def test_adding_an_organization_is_the_readmes_commands(
 def test_trying_prod_without_uploading_changes_nothing(
     project: Project, sandbox: PelanorSandbox
 ) -> None:
-    """README step 4: a dry run in prod for one command, leaving no dry_run behind."""
+    """docs/organizations.md, "Setting up a real organization", step 4: a dry run in prod for
+    one command, leaving no dry_run behind."""
     before = (project.root / "meltano.yml").read_bytes()
 
-    run_meltano_commands(sh_block("TARGET_PELANOR__ACME_DRY_RUN=true"), project.root, project.env)
+    commands = block("sh", "TARGET_PELANOR__ACME_DRY_RUN=true", page=ORGANIZATIONS)
+    run_meltano_commands(commands, project.root, project.env)
 
     acme = project.root / "samples" / "acme"
     output = project.root / "output" / "acme"
@@ -386,7 +392,8 @@ def target_jsonl() -> Path:
 
 
 def _current_totals(loaded: list[tuple[str, dict[str, Any]]]) -> dict[str, tuple[int, Decimal]]:
-    """The README's per-month totals, as an append-only loader's user computes them: the
+    """The documented per-month totals (docs/warehouse.md), as an append-only loader's user
+    computes them: the
     rows of each month's latest seal (highest month_version)."""
     current: dict[tuple[str, str], str] = {}
     for seal in (record for stream, record in loaded if stream == "cost_months"):

@@ -1,10 +1,11 @@
-"""Using the plugins in another Meltano project, exactly as the README says (127.0.0.1 only).
+"""Using the plugins in another Meltano project, exactly as docs/meltano-project.md says
+(127.0.0.1 only).
 
-Builds the wheel, runs `meltano init` in a temporary folder, saves the README's two plugin
-definitions there unchanged and adds them with the README's commands: Meltano installs the
+Builds the wheel, runs `meltano init` in a temporary folder, saves the page's two plugin
+definitions there unchanged and adds them with the page's commands: Meltano installs the
 wheel into each plugin's own virtualenv (with uv, taking the dependencies from the package
-index). Then the README's commands add one organization, and its job runs into the local
-sandbox. Slow: one wheel build and one install for the module.
+index). Then the commands of docs/organizations.md add one organization, and its job runs
+into the local sandbox. Slow: one wheel build and one install for the module.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from target_pelanor.sandbox import PelanorSandbox
+from tests.docs import REPO, block
 from tests.meltano_cli import (
     DEV_TOKEN,
     MELTANO,
@@ -29,8 +31,11 @@ from tests.meltano_cli import (
     run_meltano_commands,
     write_umbrella_exports,
 )
-from tests.plugin_settings import REPO, readme_definition_texts, readme_definitions
-from tests.readme import sh_block
+from tests.plugin_settings import (
+    DEFINITIONS_PAGE,
+    documented_definition_texts,
+    documented_definitions,
+)
 
 pytestmark = pytest.mark.meltano
 
@@ -65,7 +70,7 @@ def environ() -> dict[str, str]:
 def your_project(
     tmp_path_factory: pytest.TempPathFactory, wheel: Path, environ: dict[str, str]
 ) -> Path:
-    """A new Meltano project with both plugins added as the README says."""
+    """A new Meltano project with both plugins added as docs/meltano-project.md says."""
     parent = tmp_path_factory.mktemp("meltano")
     subprocess.run(
         [str(MELTANO), "init", "your-project", "--no-usage-stats"],
@@ -76,15 +81,16 @@ def your_project(
         check=True,
     )
     root = parent / "your-project"
-    # The README's pip_url: the wheel, copied into the project's wheels/ folder.
-    pip_urls = {definition["pip_url"] for definition in readme_definitions().values()}
+    # The documented pip_url: the wheel, copied into the project's wheels/ folder.
+    pip_urls = {definition["pip_url"] for definition in documented_definitions().values()}
     assert pip_urls == {f"$MELTANO_PROJECT_ROOT/wheels/{wheel.name}"}
     (root / "wheels").mkdir()
     shutil.copy2(wheel, root / "wheels" / wheel.name)
-    for name, text in readme_definition_texts().items():
+    for name, text in documented_definition_texts().items():
         (root / f"{name}.yml").write_text(text, "utf-8")
 
-    run_meltano_commands(sh_block("--from-ref tap-openai-costs.yml"), root, environ)
+    commands = block("sh", "--from-ref tap-openai-costs.yml", page=DEFINITIONS_PAGE)
+    run_meltano_commands(commands, root, environ)
     return root
 
 
@@ -107,7 +113,8 @@ def test_plugins_from_the_wheel_run_one_organization_into_the_sandbox(
     write_umbrella_exports(exports)
     env = environ | {"PELANOR_DEV_TOKEN": DEV_TOKEN, "TARGET_PELANOR_API_URL": sandbox.url}
 
-    run_meltano_commands(sh_block("umbrella --inherit-from"), your_project, env)
+    commands = block("sh", "umbrella --inherit-from", page="docs/organizations.md")
+    run_meltano_commands(commands, your_project, env)
     done = subprocess.run(
         [str(MELTANO), "--environment=dev", "run", "openai-costs-umbrella"],
         cwd=your_project,

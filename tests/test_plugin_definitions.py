@@ -1,7 +1,7 @@
 """One source of truth for settings: the plugin classes, as `--about --format=json` reports them.
 
-meltano.yml's two parent plugins, and the definitions the README gives to paste into
-another Meltano project, must declare exactly the settings the plugins offer (name, kind,
+meltano.yml's two parent plugins, and the definitions docs/meltano-project.md gives to paste
+into another Meltano project, must declare exactly the settings the plugins offer (name, kind,
 label, default, sensitivity, option values, description) and exactly their capabilities.
 Any drift fails here. Built-in SDK settings may carry a description of the project's own
 (what they mean for these plugins); settings of a capability a plugin does not declare
@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.docs import REPO
 from tests.plugin_settings import (
-    REPO,
     about,
     declared_settings,
+    documented_definitions,
     offered_settings,
-    readme_definitions,
 )
 
 PLUGINS = {"tap-openai-costs": "extractors", "target-pelanor": "loaders"}
@@ -63,10 +63,10 @@ def test_meltano_yml_declares_what_the_plugin_reports(
 
 
 @pytest.mark.parametrize("name", PLUGINS)
-def test_readme_definition_is_the_one_meltano_yml_runs(
+def test_documented_definition_is_the_one_meltano_yml_runs(
     abouts: dict[str, dict[str, Any]], name: str
 ) -> None:
-    definition = readme_definitions()[name]
+    definition = documented_definitions()[name]
     assert_matches_about(definition, abouts[name])
     assert {k: v for k, v in definition.items() if k not in PASTE_ONLY} == {
         k: v for k, v in parent(name).items() if k not in PASTE_ONLY

@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from target_pelanor.sandbox import PelanorSandbox, main, parse_multipart
+from tests.pelanor_sandbox import TOKEN
 
-TOKEN = "tok_dev_secret"
 HEADER = (
     "start_time,end_time,start_time_iso,end_time_iso,amount_value,amount_currency,line_item,"
     "project_id,organization_id,project_name,organization_name\n"

@@ -2,41 +2,20 @@
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from decimal import Decimal
 
 import pytest
 
-from openai_costs.export import Layout, write_export
-from tests.exports import OLD, ORG, SAMPLES, cost, days, export, month_rows, write
+from tests.exports import OLD, ORG, SAMPLES, cost, days, export, month_rows, seal_day, write
 from tests.singer import run, run_tap
+from tests.tap_output import built_months
 
 ACME = {"paths": [str(SAMPLES / "acme")], "organization_id": "org-acme"}
 OCTOBER = SAMPLES / "acme" / "cost_2025-10-01_2025-11-01.csv"
 #: A month_version: the run's UTC start, then the sending's number in the run.
 VERSION = re.compile(r"[0-9]{8}T[0-9]{6}\.[0-9]{6}Z-[0-9]{4}")
-
-
-def built_months(result) -> dict[str, bytes]:
-    """Rebuild every sealed month from the tap's output, as the target does: a layout record
-    starts the month afresh (a draft replaced by its plan), a seal finishes it."""
-    rows: dict[str, list[str]] = {}
-    built = {}
-    for message in result.messages:
-        if message["type"] != "RECORD":
-            continue
-        stream, record = message["stream"], message["record"]
-        if stream == "cost_month_layouts":
-            rows[record["month"]] = []
-        elif stream == "costs":
-            rows[record["month"]].append(record["csv_row"])
-        elif stream == "cost_months":
-            out = io.BytesIO()
-            write_export(out, Layout.from_dict(record["layout"]), rows[record["month"]])
-            built[record["month"]] = out.getvalue()
-    return built
 
 
 def test_records_are_typed_and_exact(tmp_path) -> None:
@@ -233,12 +212,6 @@ def test_an_incomplete_past_month_is_sealed_as_incomplete(tmp_path) -> None:
     )
     assert (seal["complete"], seal["days_covered"], seal["days_expected"]) == (False, 15, 31)
     assert seal["missing_days"] == [d.isoformat() for d in days(seal_day(16), seal_day(31))]
-
-
-def seal_day(day: int):
-    from datetime import date
-
-    return date(2025, 10, day)
 
 
 def test_start_month_skips_earlier_months(tmp_path) -> None:

@@ -4,39 +4,16 @@ from __future__ import annotations
 
 import json
 from datetime import date
-from decimal import Decimal
 
 import pytest
 
 from openai_costs import export as cost_export
 from openai_costs.export import month_days, unix_of
-from tap_openai_costs.streams import CostsStream
 from tap_openai_costs.tap import TapOpenAICosts
+from tests.api_tap import KEY, ORG, api_tap, run_api_tap
 from tests.exports import cost, export, times
-from tests.fake_openai import number, project, result
-
-KEY = "sk-admin-fake-Q7x2v9"
-ORG = "org-acme"
-
-
-def api_costs() -> dict[int, list[dict]]:
-    """September to November 2025: two costs a day, 5 Oct idle, one project archived."""
-    costs: dict[int, list[dict]] = {}
-    for month in ("2025-09", "2025-10", "2025-11"):
-        for day in month_days(month):
-            if day == date(2025, 10, 5):
-                continue
-            costs[unix_of(day)] = [
-                result(number("0.8958740000000000"), "gpt-4o-2024-08-06, input", "proj_live"),
-                result("0.0600", "gpt-4o-2024-08-06, output", "proj_old"),
-            ]
-    return costs
-
-
-@pytest.fixture
-def openai(start_openai):
-    projects = [project("proj_live", "Acme App"), project("proj_old", 'Old, "v1"', 1_750_000_000)]
-    return start_openai(api_costs(), projects, KEY, page_size_override=7)
+from tests.fake_openai import number, result
+from tests.tap_output import built_months
 
 
 def expected_export(month: str, last_day: date) -> bytes:
@@ -62,53 +39,8 @@ def expected_export(month: str, last_day: date) -> bytes:
     return export(rows)
 
 
-def api_tap(monkeypatch, openai, today: date, state: dict | None, **config) -> TapOpenAICosts:
-    """The tap in process on the fake OpenAI, with ``today`` as its current UTC date."""
-    monkeypatch.setattr(CostsStream, "today", lambda self: today)
-    return TapOpenAICosts(
-        config={
-            "source": "api",
-            "admin_api_key": KEY,
-            "organization_id": ORG,
-            "organization_name": "Acme, Inc.",
-            "api_base_url": openai.url,
-            **config,
-        },
-        state=state,
-        parse_env_config=False,
-    )
-
-
-def run_api_tap(monkeypatch, capsys, openai, today: date, state: dict | None = None, **config):
-    api_tap(monkeypatch, openai, today, state, **config).sync_all()
-    messages = [
-        json.loads(line, parse_float=Decimal) for line in capsys.readouterr().out.splitlines()
-    ]
-    records = [m for m in messages if m["type"] == "RECORD"]
-    states = [m["value"] for m in messages if m["type"] == "STATE"]
-    return records, states[-1]
-
-
 def months_of(records, stream: str) -> list[str]:
     return sorted({m["record"]["month"] for m in records if m["stream"] == stream})
-
-
-def rebuilt(records) -> dict[str, bytes]:
-    import io
-
-    from openai_costs.export import Layout, write_export
-
-    rows: dict[str, list[str]] = {}
-    built = {}
-    for message in records:
-        record = message["record"]
-        if message["stream"] == "costs":
-            rows.setdefault(record["month"], []).append(record["csv_row"])
-        elif message["stream"] == "cost_months":
-            out = io.BytesIO()
-            write_export(out, Layout.from_dict(record["layout"]), rows[record["month"]])
-            built[record["month"]] = out.getvalue()
-    return built
 
 
 def cost_requests(openai) -> list[tuple[str, str]]:
@@ -123,7 +55,7 @@ def cost_requests(openai) -> list[tuple[str, str]]:
 
 def test_api_months_are_the_exports_the_dashboard_would_give(monkeypatch, capsys, openai):
     records, _ = run_api_tap(monkeypatch, capsys, openai, date(2025, 11, 3), start_month="2025-09")
-    assert rebuilt(records) == {
+    assert built_months(records) == {
         "2025-09": expected_export("2025-09", date(2025, 9, 30)),
         "2025-10": expected_export("2025-10", date(2025, 10, 31)),
         "2025-11": expected_export("2025-11", date(2025, 11, 2)),
@@ -379,7 +311,7 @@ def test_short_pages_and_a_refused_page_token_give_the_same_months(monkeypatch, 
     openai.short_pages(0, 1)
     openai.reject_page_tokens(2)
     records, _ = run_api_tap(monkeypatch, capsys, openai, date(2025, 11, 3), start_month="2025-10")
-    assert rebuilt(records) == {
+    assert built_months(records) == {
         "2025-10": expected_export("2025-10", date(2025, 10, 31)),
         "2025-11": expected_export("2025-11", date(2025, 11, 2)),
     }

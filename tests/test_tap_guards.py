@@ -1,5 +1,5 @@
-"""Issue 12, the tap's side: pasted exports, which copy wins, days not over yet, paths that
-lead nowhere, working files that must not outlive a run, and memory while seals wait.
+"""The tap's guards: pasted exports, which copy wins, days not over yet, paths that lead
+nowhere, working files that must not outlive a run, and memory while seals wait.
 
 The export rules are shared: where the target applies them to the file it uploads, that is
 tested here too (through its month ledger, with a fixed ``today``).
@@ -33,9 +33,9 @@ from openai_costs.export import (
 from tap_openai_costs.streams import CostsStream
 from tap_openai_costs.tap import TapOpenAICosts
 from target_pelanor.month_ledger import MonthLedger, Withheld
+from tests.api_tap import run_api_tap
 from tests.exports import NEW, ORG, TODAY, cost, export, month_rows, write
 from tests.singer import run_tap
-from tests.test_tap_api import openai, run_api_tap  # noqa: F401  # the fixture, and its runner
 
 ERROR = "tap-openai-costs: error: "
 REPEATS = (
@@ -108,10 +108,10 @@ def ledger_verdict(rows: list[dict[str, str]], today: date) -> str:
     return f"ready: {ready.rows} rows"
 
 
-# Item 1: pasted exports ------------------------------------------------------------------
+# Pasted exports --------------------------------------------------------------------------
 
 
-def test_item1_pasted_exports_stop_the_tap_naming_both_rows(tmp_path) -> None:
+def test_pasted_exports_stop_the_tap_naming_both_rows(tmp_path) -> None:
     first = export(until("2025-10", 15))
     second = export([r for r in month_rows("2025-10") if r["start_time_iso"] >= "2025-10-15"])
     # cat first.csv <(tail -n +2 second.csv): the boundary day twice, with the same amounts.
@@ -123,21 +123,21 @@ def test_item1_pasted_exports_stop_the_tap_naming_both_rows(tmp_path) -> None:
     assert result.records("cost_months") == []
 
 
-def test_item1_pasted_exports_the_target_refuses_them_too() -> None:
+def test_pasted_exports_the_target_refuses_them_too() -> None:
     rows = [cost(date(2025, 10, 1)), cost(date(2025, 10, 2)), cost(date(2025, 10, 2))]
     assert ledger_verdict(rows, TODAY) == (
         f"withheld: fails the export checks: row 4: repeats row 3 {REPEATS}"
     )
 
 
-# Item 3: which copy wins -----------------------------------------------------------------
+# Which copy wins -------------------------------------------------------------------------
 
 
 def copy_warnings(stderr: str) -> list[str]:
     return [line.split(" | ")[-1] for line in stderr.splitlines() if "with different rows" in line]
 
 
-def test_item3_which_copy_wins_newest_by_range_is_one_warning_line(tmp_path) -> None:
+def test_which_copy_wins_newest_by_range_is_one_warning_line(tmp_path) -> None:
     mid = write(tmp_path / "in" / "mid.csv", export(until("2025-10", 15, "7.77")), mtime=2e9)
     full = write(tmp_path / "in" / "full.csv", export(month_rows("2025-10")), mtime=1e9)
     config = {"paths": [str(tmp_path / "in")], "organization_id": ORG}
@@ -154,7 +154,7 @@ def test_item3_which_copy_wins_newest_by_range_is_one_warning_line(tmp_path) -> 
     assert copy_warnings(again.stderr) == []
 
 
-def test_item3_which_copy_wins_then_by_modification_time(tmp_path) -> None:
+def test_which_copy_wins_then_by_modification_time(tmp_path) -> None:
     # `cp old.csv copy.csv` of an older download: same range, the copy modified later.
     old = write(tmp_path / "in" / "old.csv", export(month_rows("2025-10")), mtime=1e9)
     rows = month_rows("2025-10")
@@ -169,7 +169,7 @@ def test_item3_which_copy_wins_then_by_modification_time(tmp_path) -> None:
     ]
 
 
-def test_item3_which_copy_wins_identical_copies_give_no_warning(tmp_path) -> None:
+def test_which_copy_wins_identical_copies_give_no_warning(tmp_path) -> None:
     write(tmp_path / "in" / "a.csv", export(month_rows("2025-10")), mtime=1e9)
     write(tmp_path / "in" / "b.csv", export(month_rows("2025-10")), mtime=2e9)
     result = run_tap(tmp_path, {"paths": [str(tmp_path / "in")], "organization_id": ORG})
@@ -177,10 +177,10 @@ def test_item3_which_copy_wins_identical_copies_give_no_warning(tmp_path) -> Non
     assert copy_warnings(result.stderr) == []
 
 
-# Item 4: future days ---------------------------------------------------------------------
+# Days not over yet -----------------------------------------------------------------------
 
 
-def test_item4_future_days_today_has_not_ended(tmp_path, monkeypatch, capsys) -> None:
+def test_a_day_that_has_not_ended_is_an_error(tmp_path, monkeypatch, capsys) -> None:
     path = write(tmp_path / "oct.csv", export(until("2025-10", 16)))
     config = {"paths": [str(path)], "organization_id": ORG}
     status, out, errors = run_in_process(monkeypatch, capsys, config, date(2025, 10, 16))
@@ -192,7 +192,7 @@ def test_item4_future_days_today_has_not_ended(tmp_path, monkeypatch, capsys) ->
     assert '"type":"RECORD","stream":"cost_months"' not in out
 
 
-def test_item4_future_days_after_today_are_an_error(tmp_path, monkeypatch, capsys) -> None:
+def test_days_after_today_are_an_error(tmp_path, monkeypatch, capsys) -> None:
     path = write(tmp_path / "nov.csv", export(until("2025-11", 3)))
     config = {"paths": [str(path)], "organization_id": ORG}
     status, out, errors = run_in_process(monkeypatch, capsys, config, date(2025, 10, 16))
@@ -204,9 +204,7 @@ def test_item4_future_days_after_today_are_an_error(tmp_path, monkeypatch, capsy
     assert '"type":"RECORD","stream":"cost_months"' not in out
 
 
-def test_item4_future_days_up_to_yesterday_seal_the_current_month(
-    tmp_path, monkeypatch, capsys
-) -> None:
+def test_days_up_to_yesterday_seal_the_current_month(tmp_path, monkeypatch, capsys) -> None:
     path = write(tmp_path / "oct.csv", export(until("2025-10", 15)))
     config = {"paths": [str(path)], "organization_id": ORG}
     status, out, errors = run_in_process(monkeypatch, capsys, config, date(2025, 10, 16))
@@ -215,7 +213,7 @@ def test_item4_future_days_up_to_yesterday_seal_the_current_month(
     assert '"days_expected":15,' in out
 
 
-def test_item4_future_days_a_month_after_the_current_one_is_never_complete() -> None:
+def test_a_month_after_the_current_one_is_never_complete() -> None:
     november = month_days("2025-11")
     # Even rows claiming every day of it leave it incomplete: none of its days has ended.
     assert missing_days("2025-11", november, date(2025, 10, 16)) == november
@@ -223,7 +221,7 @@ def test_item4_future_days_a_month_after_the_current_one_is_never_complete() -> 
     assert missing_days("2025-10", month_days("2025-10")[:15], date(2025, 10, 16)) == []
 
 
-def test_item4_future_days_the_target_refuses_them_too() -> None:
+def test_the_target_refuses_days_not_ended_too() -> None:
     rows = until("2025-10", 16)
     assert ledger_verdict(rows, date(2025, 10, 16)) == (
         "withheld: fails the export checks: row 32: day 2025-10-16 has not ended yet (it is "
@@ -233,10 +231,10 @@ def test_item4_future_days_the_target_refuses_them_too() -> None:
     assert ledger_verdict(rows, date(2025, 10, 17)) == "ready: 32 rows"
 
 
-# Item 8: paths that lead nowhere ---------------------------------------------------------
+# Paths that lead nowhere -----------------------------------------------------------------
 
 
-def test_item8_broken_links_and_link_loops_in_paths_one_line_each(tmp_path) -> None:
+def test_broken_links_and_link_loops_in_paths_one_line_each(tmp_path) -> None:
     good = write(tmp_path / "good" / "oct.csv", export(month_rows("2025-10")))
     broken = tmp_path / "broken.csv"
     broken.symlink_to(tmp_path / "gone.csv")
@@ -260,7 +258,7 @@ def test_item8_broken_links_and_link_loops_in_paths_one_line_each(tmp_path) -> N
     assert result.records("costs") == []
 
 
-def test_item8_an_unreadable_file_is_one_line(tmp_path, monkeypatch, capsys) -> None:
+def test_an_unreadable_file_is_one_line(tmp_path, monkeypatch, capsys) -> None:
     # Simulated: the tests may run as root, who can read any file.
     good = write(tmp_path / "sep.csv", export(month_rows("2025-09")))
     locked = write(tmp_path / "oct.csv", export(month_rows("2025-10")))
@@ -283,7 +281,7 @@ def test_item8_an_unreadable_file_is_one_line(tmp_path, monkeypatch, capsys) -> 
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_item8_an_unreadable_file_is_one_line_for_real(tmp_path) -> None:
+def test_an_unreadable_file_is_one_line_for_real(tmp_path) -> None:
     locked = write(tmp_path / "oct.csv", export(month_rows("2025-10")))
     locked.chmod(0)
     result = run_tap(tmp_path, {"paths": [str(locked)], "organization_id": ORG})
@@ -294,7 +292,7 @@ def test_item8_an_unreadable_file_is_one_line_for_real(tmp_path) -> None:
     ]
 
 
-def test_item8_an_unwritable_batch_folder_is_one_line(tmp_path) -> None:
+def test_an_unwritable_batch_folder_is_one_line(tmp_path) -> None:
     not_a_folder = write(tmp_path / "file", b"")
     path = write(tmp_path / "oct.csv", export(month_rows("2025-10")))
     root = (not_a_folder / "batches").as_uri()
@@ -316,7 +314,7 @@ def test_item8_an_unwritable_batch_folder_is_one_line(tmp_path) -> None:
     assert result.records("cost_months") == []
 
 
-# Item 9: working files -------------------------------------------------------------------
+# Working files ---------------------------------------------------------------------------
 
 
 def a_dead_pid() -> int:
@@ -330,10 +328,10 @@ def a_dead_pid() -> int:
     return int(done.stdout)
 
 
-def test_item9_leftovers_api_months_are_kept_in_work_dir_and_deleted(
+def test_api_months_are_kept_in_work_dir_and_deleted(
     monkeypatch,
     capsys,
-    openai,  # noqa: F811  # the fixture imported above
+    openai,
     tmp_path,
 ) -> None:
     import tap_openai_costs.inputs as inputs
@@ -359,10 +357,10 @@ def test_item9_leftovers_api_months_are_kept_in_work_dir_and_deleted(
     assert list(work.iterdir()) == []
 
 
-def test_item9_leftovers_deleted_when_the_run_fails(
+def test_api_months_are_deleted_when_the_run_fails(
     monkeypatch,
     capsys,
-    openai,  # noqa: F811  # the fixture imported above
+    openai,
     tmp_path,
 ) -> None:
     from tap_openai_costs.planner import ExportErrors, ExportReading
@@ -380,7 +378,7 @@ def test_item9_leftovers_deleted_when_the_run_fails(
     assert list((tmp_path / "work").iterdir()) == []
 
 
-def test_item9_leftovers_of_killed_runs_are_removed_at_start(tmp_path) -> None:
+def test_working_files_of_killed_runs_are_removed_at_start(tmp_path) -> None:
     work = tmp_path / "work"
     # A killed run's folder: its lock file exists, but no process holds the lock.
     dead = write(work / "tap-openai-costs.4242.dead" / "cost_2025-10-01_2025-11-01.csv", b"x")
@@ -404,7 +402,7 @@ def test_item9_leftovers_of_killed_runs_are_removed_at_start(tmp_path) -> None:
     )
 
 
-def test_item9_leftovers_an_unusable_work_dir_is_one_line(tmp_path) -> None:
+def test_an_unusable_work_dir_is_one_line(tmp_path) -> None:
     not_a_folder = write(tmp_path / "file", b"")
     path = write(tmp_path / "oct.csv", export(month_rows("2025-10")))
     config = {"paths": [str(path)], "organization_id": ORG, "work_dir": str(not_a_folder / "w")}
@@ -417,9 +415,7 @@ def test_item9_leftovers_an_unusable_work_dir_is_one_line(tmp_path) -> None:
     ]
 
 
-def test_item9_leftovers_a_partial_batch_file_is_deleted_on_failure(
-    tmp_path, monkeypatch, capsys
-) -> None:
+def test_a_partial_batch_file_is_deleted_on_failure(tmp_path, monkeypatch, capsys) -> None:
     from tap_openai_costs.planner import ExportReading
 
     batches = tmp_path / "batches"
@@ -452,7 +448,7 @@ def test_item9_leftovers_a_partial_batch_file_is_deleted_on_failure(
     assert list(batches.iterdir()) == []
 
 
-def test_item9_leftovers_partial_batch_files_of_killed_runs_are_removed(tmp_path) -> None:
+def test_partial_batch_files_of_killed_runs_are_removed(tmp_path) -> None:
     batches = tmp_path / "batches"
     dead = write(batches / f"costs-1a2b-1.jsonl.tap-openai-costs-{a_dead_pid()}.partial", b"{}")
     alive = write(batches / f"costs-3c4d-1.jsonl.tap-openai-costs-{os.getppid()}.partial", b"{}")
@@ -474,10 +470,10 @@ def test_item9_leftovers_partial_batch_files_of_killed_runs_are_removed(tmp_path
     assert not [p for p in batches.iterdir() if p.name.endswith(f"-{os.getpid()}.partial")]
 
 
-# Item 12: memory while seals wait --------------------------------------------------------
+# Memory while seals wait -----------------------------------------------------------------
 
 
-def test_item12_backfill_memory_a_month_waiting_for_its_seal_holds_little() -> None:
+def test_a_month_waiting_for_its_seal_holds_little_memory() -> None:
     """A first-time backfill keeps one checker per month until the seals come at the end
     (in the target); each must hold a few bytes a row of its last day, not a fixed table."""
     rows = [row_text(r) for r in until("2025-10", 3)]
@@ -495,7 +491,7 @@ def test_item12_backfill_memory_a_month_waiting_for_its_seal_holds_little() -> N
     assert held < 4 * 1024 * 1024, f"{held / 1024 / 1024:.1f} MiB for 120 waiting months"
 
 
-def test_item12_backfill_memory_scan_of_a_file_is_unchanged(tmp_path) -> None:
+def test_the_scan_still_finds_every_day_and_its_rows(tmp_path) -> None:
     """The smaller per-day state still finds every day and its rows."""
     path = write(tmp_path / "oct.csv", export(month_rows("2025-10", idle=(4,))))
     scan = scan_export(path, ORG, TODAY)

@@ -18,8 +18,8 @@ from openai_costs.export import RowsDigest
 from target_pelanor.month_ledger import work_file_name
 from target_pelanor.sandbox import PelanorSandbox
 from target_pelanor.target import TargetPelanor
-from tests.conftest import TOKEN, sandbox_config
 from tests.exports import NEW, OLD, ORG, SAMPLES, export, month_rows, write
+from tests.pelanor_sandbox import TOKEN, sandbox_config
 from tests.singer import (
     BIN,
     report,

@@ -1,8 +1,8 @@
-"""Issue 12, the target's side: never replace a good month with a worse one, and fail
-cleanly (deadlines, signals, settings, disks, leftovers, concurrent uploads, secrets).
+"""The target's guards: never replace a good month with a worse one, and fail cleanly
+(deadlines, signals, settings, disks, leftovers, concurrent uploads, secrets).
 
-Each test names the item of the issue it covers. Remote things are local servers: the
-Pelanor sandbox, and httpx mock transports for answers the sandbox never gives.
+Remote things are local servers: the Pelanor sandbox, and httpx mock transports for answers
+the sandbox never gives.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from target_pelanor.input_reader import NumberedReader
 from target_pelanor.sandbox import PelanorSandbox
 from target_pelanor.stopping import RunStopped
 from target_pelanor.upload_lock import UploadLocks
-from tests.conftest import TOKEN, sandbox_config
 from tests.exports import ORG, SAMPLES, export, month_rows, write
+from tests.pelanor_sandbox import TOKEN, sandbox_config
 from tests.singer import BIN, Run, report, run_tap, run_target, stored, tap_output, target_config
 
 ACME_SEPT = SAMPLES / "acme" / "cost_2025-09-01_2025-10-01.csv"
@@ -95,10 +95,10 @@ def work_entries(work: Path) -> list[str]:
     return sorted(p.name for p in work.iterdir() if p.name != "locks")
 
 
-# -- item 2: the shrink guard -------------------------------------------------------------
+# -- The shrink guard ---------------------------------------------------------------------
 
 
-def test_item2_shrink_guard_refuses_a_download_cut_at_a_line_ending(tmp_path, pelanor) -> None:
+def test_shrink_guard_refuses_a_download_cut_at_a_line_ending(tmp_path, pelanor) -> None:
     first_tap = tap_run(tmp_path, ACME_SEPT)
     first = run_target(tmp_path, target_config(pelanor), first_tap.stdout)
     assert first.returncode == 0, first.stderr
@@ -175,9 +175,7 @@ OLDER_COPIES = {
 @pytest.mark.parametrize(
     ("older", "settings", "action"), OLDER_COPIES.values(), ids=OLDER_COPIES.keys()
 )
-def test_item2_shrink_guard_refuses_an_older_copy(
-    tmp_path, pelanor, older, settings, action
-) -> None:
+def test_shrink_guard_refuses_an_older_copy(tmp_path, pelanor, older, settings, action) -> None:
     first = run_target(
         tmp_path, target_config(pelanor), tap_run(tmp_path, _october(tmp_path, "new")).stdout
     )
@@ -194,7 +192,7 @@ def test_item2_shrink_guard_refuses_an_older_copy(
         assert len(pelanor.uploads()) == 1
 
 
-def test_item2_the_tap_carries_the_targets_record_through_a_run_with_nothing_new(
+def test_the_tap_carries_the_targets_record_through_a_run_with_nothing_new(
     tmp_path, pelanor
 ) -> None:
     first = run_target(tmp_path, target_config(pelanor), tap_output(tmp_path, ACME_OCT))
@@ -203,10 +201,10 @@ def test_item2_the_tap_carries_the_targets_record_through_a_run_with_nothing_new
     assert [m["value"] for m in again.messages if m["type"] == "STATE"][-1] == first.last_state
 
 
-# -- item 5: deadlines ----------------------------------------------------------------------
+# -- Deadlines ------------------------------------------------------------------------------
 
 
-def test_item5_request_timeout_bounds_a_trickled_answer_and_the_budget_cuts_the_last(
+def test_request_timeout_bounds_a_trickled_answer_and_the_budget_cuts_the_last(
     tmp_path,
 ) -> None:
     """200 at once, then a byte every 2 s: each attempt ends at request_timeout (1 s), the
@@ -230,7 +228,7 @@ def test_item5_request_timeout_bounds_a_trickled_answer_and_the_budget_cuts_the_
         assert [r.fault for r in sandbox.requests] == ["trickle", "trickle"]
 
 
-def test_item5_a_trickling_pelanor_does_not_keep_the_target_alive(tmp_path) -> None:
+def test_a_trickling_pelanor_does_not_keep_the_target_alive(tmp_path) -> None:
     config = sandbox_config(faults=[{"kind": "trickle", "seconds": 2, "month": "2025-10"}])
     with PelanorSandbox(config, tmp_path / "p") as sandbox:
         settings = target_config(sandbox, request_timeout=1, max_retry_seconds=1)
@@ -243,11 +241,11 @@ def test_item5_a_trickling_pelanor_does_not_keep_the_target_alive(tmp_path) -> N
     ]
 
 
-# -- item 6: signals ------------------------------------------------------------------------
+# -- Signals --------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_item6_a_signal_during_an_upload_stops_with_the_table_and_only_accepted_state(
+def test_a_signal_during_an_upload_stops_with_the_table_and_only_accepted_state(
     tmp_path, signum
 ) -> None:
     faults = [{"kind": "slow", "seconds": 120, "month": "2025-10"}]
@@ -283,7 +281,7 @@ def test_item6_a_signal_during_an_upload_stops_with_the_table_and_only_accepted_
     assert work_entries(work) == []
 
 
-# -- item 7: settings checked at start ------------------------------------------------------
+# -- Settings checked at start --------------------------------------------------------------
 
 BAD_SETTINGS = {
     "request_timeout 0": (
@@ -326,7 +324,7 @@ BAD_SETTINGS = {
 
 
 @pytest.mark.parametrize(("settings", "message"), BAD_SETTINGS.values(), ids=BAD_SETTINGS.keys())
-def test_item7_settings_are_checked_before_any_input_is_read(
+def test_settings_are_checked_before_any_input_is_read(
     tmp_path, pelanor, settings, message
 ) -> None:
     config = {k: v for k, v in (target_config(pelanor) | settings).items() if v is not None}
@@ -339,7 +337,7 @@ def test_item7_settings_are_checked_before_any_input_is_read(
     assert "Traceback" not in result.stderr
 
 
-def test_item7_a_dry_run_needs_no_token_even_with_api_token_env_unset(tmp_path) -> None:
+def test_a_dry_run_needs_no_token_even_with_api_token_env_unset(tmp_path) -> None:
     out = tmp_path / "out"
     config = {
         "organization_id": ORG,
@@ -353,7 +351,7 @@ def test_item7_a_dry_run_needs_no_token_even_with_api_token_env_unset(tmp_path) 
     assert (out / ACME_OCT.name).read_bytes() == ACME_OCT.read_bytes()
 
 
-def test_item7_the_token_can_come_from_an_environment_variable_only(tmp_path, pelanor) -> None:
+def test_the_token_can_come_from_an_environment_variable_only(tmp_path, pelanor) -> None:
     config = target_config(pelanor, api_token_env="PELANOR_TOKEN_FOR_THIS_TEST")
     del config["api_token"]
     messages = tap_output(tmp_path, ACME_OCT)
@@ -362,7 +360,7 @@ def test_item7_the_token_can_come_from_an_environment_variable_only(tmp_path, pe
     assert stored(pelanor) == {"int-acme/2025-10": ACME_OCT.read_bytes()}
 
 
-# -- item 8: disk and files -----------------------------------------------------------------
+# -- Disk and files -------------------------------------------------------------------------
 
 NOT_MESSAGES = {
     "text": ("user@example.com,12.5,usd", "is not JSON"),
@@ -396,7 +394,7 @@ NOT_MESSAGES = {
 
 
 @pytest.mark.parametrize(("line", "what"), NOT_MESSAGES.values(), ids=NOT_MESSAGES.keys())
-def test_item8_a_line_that_is_not_a_message_is_one_line_naming_its_number(
+def test_a_line_that_is_not_a_message_is_one_line_naming_its_number(
     tmp_path, pelanor, line, what
 ) -> None:
     lines = tap_output(tmp_path, ACME_OCT).splitlines()
@@ -412,7 +410,7 @@ def test_item8_a_line_that_is_not_a_message_is_one_line_naming_its_number(
     assert pelanor.uploads() == []
 
 
-def test_item8_the_sdks_own_key_checks_name_the_line_number_only() -> None:
+def test_the_sdks_own_key_checks_name_the_line_number_only() -> None:
     """The SDK checks keys through its reader too (a SCHEMA's properties): one line."""
     reader = NumberedReader()
     reader.deserialize_json('{"type":"STATE","value":{}}')
@@ -424,7 +422,7 @@ def test_item8_the_sdks_own_key_checks_name_the_line_number_only() -> None:
     )
 
 
-def test_item8_a_work_dir_that_is_a_file_is_one_line_at_start(tmp_path, pelanor) -> None:
+def test_a_work_dir_that_is_a_file_is_one_line_at_start(tmp_path, pelanor) -> None:
     in_the_way = write(tmp_path / "work", b"")
     result = run_target(tmp_path, target_config(pelanor, work_dir=str(in_the_way)), "")
     assert result.returncode == 1
@@ -445,7 +443,7 @@ def _small_files(limit: int):
     return limit_files
 
 
-def test_item8_a_full_work_folder_is_one_line_and_leaves_no_file(tmp_path, pelanor) -> None:
+def test_a_full_work_folder_is_one_line_and_leaves_no_file(tmp_path, pelanor) -> None:
     work = tmp_path / "work"
     (tmp_path / "target.json").write_text(json.dumps(target_config(pelanor, work_dir=str(work))))
     done = subprocess.run(
@@ -476,9 +474,7 @@ def test_item8_a_full_work_folder_is_one_line_and_leaves_no_file(tmp_path, pelan
     assert pelanor.uploads() == []
 
 
-def test_item8_an_output_dir_that_cannot_take_the_file_leaves_no_partial_file(
-    tmp_path, pelanor
-) -> None:
+def test_an_output_dir_that_cannot_take_the_file_leaves_no_partial_file(tmp_path, pelanor) -> None:
     out = tmp_path / "out"
     (out / ACME_OCT.name).mkdir(parents=True)  # in the way of the month's file
     config = target_config(pelanor, output_dir=str(out))
@@ -492,7 +488,7 @@ def test_item8_an_output_dir_that_cannot_take_the_file_leaves_no_partial_file(
     assert pelanor.uploads() == []
 
 
-def test_item8_an_output_dir_that_is_a_file_is_one_line_at_start(tmp_path, pelanor) -> None:
+def test_an_output_dir_that_is_a_file_is_one_line_at_start(tmp_path, pelanor) -> None:
     in_the_way = write(tmp_path / "out", b"")
     result = run_target(tmp_path, target_config(pelanor, output_dir=str(in_the_way / "x")), "")
     assert result.returncode == 1
@@ -501,7 +497,7 @@ def test_item8_an_output_dir_that_is_a_file_is_one_line_at_start(tmp_path, pelan
     ]
 
 
-def test_item8_output_dir_expands_the_home_folder_as_work_dir_does(tmp_path) -> None:
+def test_output_dir_expands_the_home_folder_as_work_dir_does(tmp_path) -> None:
     home = tmp_path / "home"
     config = {"organization_id": ORG, "dry_run": True, "output_dir": "~/out"}
     result = run_target(tmp_path, config, tap_output(tmp_path, ACME_OCT), env={"HOME": str(home)})
@@ -511,7 +507,7 @@ def test_item8_output_dir_expands_the_home_folder_as_work_dir_does(tmp_path) -> 
     assert not (tmp_path / "~").exists()
 
 
-def test_item8_an_output_dir_under_home_that_is_a_file_is_one_line_at_start(tmp_path) -> None:
+def test_an_output_dir_under_home_that_is_a_file_is_one_line_at_start(tmp_path) -> None:
     home = tmp_path / "home"
     in_the_way = write(home / "out", b"")
     config = {"organization_id": ORG, "dry_run": True, "output_dir": "~/out/x"}
@@ -522,7 +518,7 @@ def test_item8_an_output_dir_under_home_that_is_a_file_is_one_line_at_start(tmp_
     ]
 
 
-def test_item8_a_batch_file_that_cannot_be_read_is_one_line(tmp_path, pelanor) -> None:
+def test_a_batch_file_that_cannot_be_read_is_one_line(tmp_path, pelanor) -> None:
     config = {
         "paths": [str(ACME_OCT)],
         "organization_id": ORG,
@@ -546,7 +542,7 @@ def test_item8_a_batch_file_that_cannot_be_read_is_one_line(tmp_path, pelanor) -
     assert pelanor.uploads() == []
 
 
-# -- item 9: leftovers ----------------------------------------------------------------------
+# -- Leftovers ------------------------------------------------------------------------------
 
 
 def _without_octobers_seal(messages: str) -> str:
@@ -565,7 +561,7 @@ EXITS = {
 
 
 @pytest.mark.parametrize(("change", "returncode"), EXITS.values(), ids=EXITS.keys())
-def test_item9_working_files_are_removed_on_every_exit_path(
+def test_working_files_are_removed_on_every_exit_path(
     tmp_path, pelanor, change, returncode
 ) -> None:
     work = tmp_path / "work"
@@ -575,7 +571,7 @@ def test_item9_working_files_are_removed_on_every_exit_path(
     assert work_entries(work) == []
 
 
-def test_item9_an_incomplete_month_leaves_no_working_file(tmp_path, pelanor) -> None:
+def test_an_incomplete_month_leaves_no_working_file(tmp_path, pelanor) -> None:
     work = tmp_path / "work"
     half = [r for r in month_rows("2025-10") if r["start_time_iso"] < "2025-10-16"]
     messages = tap_output(tmp_path, write(tmp_path / "mid.csv", export(half)))
@@ -584,7 +580,7 @@ def test_item9_an_incomplete_month_leaves_no_working_file(tmp_path, pelanor) -> 
     assert work_entries(work) == []
 
 
-def test_item9_leftovers_of_a_killed_target_are_removed_at_the_next_start(tmp_path) -> None:
+def test_leftovers_of_a_killed_target_are_removed_at_the_next_start(tmp_path) -> None:
     work = tmp_path / "work"
     alive = open_work_folder(work, "target-pelanor")  # another target, still running
     faults = [{"kind": "slow", "seconds": 120, "month": "2025-10"}]
@@ -609,10 +605,10 @@ def test_item9_leftovers_of_a_killed_target_are_removed_at_the_next_start(tmp_pa
     assert work_entries(work) == []
 
 
-# -- item 10: one upload at a time per integration and month --------------------------------
+# -- One upload at a time per integration and month -----------------------------------------
 
 
-def test_item10_a_second_upload_of_the_same_month_waits_for_the_first(tmp_path, pelanor) -> None:
+def test_a_second_upload_of_the_same_month_waits_for_the_first(tmp_path, pelanor) -> None:
     work = tmp_path / "work"
     locks = UploadLocks(work / "locks", wait_seconds=5)
     config = target_config(pelanor, work_dir=str(work))
@@ -632,7 +628,7 @@ def test_item10_a_second_upload_of_the_same_month_waits_for_the_first(tmp_path, 
     assert stored(pelanor) == {"int-acme/2025-10": ACME_OCT.read_bytes()}
 
 
-def test_item10_waiting_for_another_upload_is_bounded(tmp_path, pelanor) -> None:
+def test_waiting_for_another_upload_is_bounded(tmp_path, pelanor) -> None:
     work = tmp_path / "work"
     config = target_config(pelanor, work_dir=str(work), max_retry_seconds=0.5)
     with UploadLocks(work / "locks", wait_seconds=5).hold("int-acme", "2025-10"):
@@ -646,9 +642,7 @@ def test_item10_waiting_for_another_upload_is_bounded(tmp_path, pelanor) -> None
     assert pelanor.uploads() == []
 
 
-def test_item10_an_upload_lock_that_cannot_be_taken_fails_the_month_in_one_line(
-    tmp_path, pelanor
-) -> None:
+def test_an_upload_lock_that_cannot_be_taken_fails_the_month_in_one_line(tmp_path, pelanor) -> None:
     work = tmp_path / "work"
     in_the_way = write(work / "locks", b"")  # a file where the lock folder goes
     result = run_target(
@@ -669,7 +663,7 @@ def test_item10_an_upload_lock_that_cannot_be_taken_fails_the_month_in_one_line(
     assert result.last_state is None
 
 
-def test_item10_an_older_file_from_another_pipeline_does_not_land_last(tmp_path, pelanor) -> None:
+def test_an_older_file_from_another_pipeline_does_not_land_last(tmp_path, pelanor) -> None:
     """Two pipelines of one organization, each with its own state: the one with the older
     export runs second, and this machine's record of the last upload refuses it."""
     newer = run_target(
@@ -683,7 +677,7 @@ def test_item10_an_older_file_from_another_pipeline_does_not_land_last(tmp_path,
     assert len(pelanor.uploads()) == 1
 
 
-# -- item 11: secrets -----------------------------------------------------------------------
+# -- Secrets --------------------------------------------------------------------------------
 
 SPLIT_TOKEN = "tokid_8f3Kx2:s3cr3t/v+lue="
 
@@ -704,7 +698,7 @@ def _rejection(transport: httpx.MockTransport) -> str:
     return str(rejected.value)
 
 
-def test_item11_secrets_are_scrubbed_before_the_text_is_shortened() -> None:
+def test_secrets_are_scrubbed_before_the_text_is_shortened() -> None:
     # The token straddles the 500-character cut of a JSON message, and the 200-character
     # cut of a plain-text body: shortened first, its start would have stayed.
     json_body = {"error": {"message": "x" * 495 + SPLIT_TOKEN}}
@@ -716,7 +710,7 @@ def test_item11_secrets_are_scrubbed_before_the_text_is_shortened() -> None:
     )
 
 
-def test_item11_each_part_of_the_token_and_their_url_encoded_forms_are_scrubbed() -> None:
+def test_each_part_of_the_token_and_their_url_encoded_forms_are_scrubbed() -> None:
     echoed = (
         "id tokid_8f3Kx2 secret s3cr3t/v+lue= url tokid_8f3Kx2%3As3cr3t%2Fv%2Blue%3D "
         "lower tokid_8f3Kx2%3as3cr3t%2fv%2blue%3d part s3cr3t%2Fv%2Blue%3D"

@@ -1,7 +1,7 @@
 """The tap into a real PostgreSQL through meltanolabs-target-postgres (default settings): the
-README's per-month totals query gives the exact sum of the source rows after a first load
-from overlapping exports, after a month restated with other amounts, and after one
-restated with fewer rows; with the loader upserting (its default) and appending.
+documented per-month totals query (docs/warehouse.md) gives the exact sum of the source rows
+after a first load from overlapping exports, after a month restated with other amounts, and
+after one restated with fewer rows; with the loader upserting (its default) and appending.
 
 The cluster is a throwaway one (tests/postgres.py); the loader comes from PyPI into its own
 venv (tests/loaders.py). Nothing leaves 127.0.0.1 but that one install.
@@ -10,7 +10,6 @@ venv (tests/loaders.py). Nothing leaves 127.0.0.1 but that one install.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -18,12 +17,12 @@ from pathlib import Path
 import pytest
 
 from openai_costs.export import format_decimal, month_days
+from tests.docs import block
 from tests.exports import ORG, cost, export, times, write
 from tests.loaders import loader_executable, require
 from tests.postgres import INSTALL_HINT, PostgresCluster, find_bin_dir
 from tests.singer import run, run_tap
 
-README = Path(__file__).resolve().parent.parent / "README.md"
 TARGET_POSTGRES = ("meltanolabs-target-postgres", "0.8.1", "target-postgres")
 #: Amount texts as real exports write them: many digits, a float's repr, exponents.
 AMOUNTS = (
@@ -38,13 +37,6 @@ AMOUNTS = (
     "0.0036963",
 )
 UPSERT, APPEND = "upserting", "appending"
-
-
-def readme_sql(containing: str) -> str:
-    """The README's SQL block that contains ``containing``: the test runs what users read."""
-    blocks = re.findall(r"```sql\n(.*?)```", README.read_text("utf-8"), flags=re.DOTALL)
-    (block,) = [b for b in blocks if containing in b]
-    return block
 
 
 def rows_of(
@@ -134,7 +126,7 @@ def _without_key_properties(messages: str) -> str:
 def test_month_totals_are_exact_after_overlaps_and_restatements(
     tmp_path, postgres, target_postgres
 ) -> None:
-    totals_sql = readme_sql("sum(amount_value)")
+    totals_sql = block("sql", "sum(amount_value)", page="docs/warehouse.md")
     warehouses = [Warehouse(postgres, target_postgres, mode, tmp_path) for mode in (UPSERT, APPEND)]
     exports = tmp_path / "exports"
     config = {"paths": [str(exports)], "organization_id": ORG}
