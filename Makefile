@@ -86,9 +86,14 @@ sandbox: install sandbox-config
 	exec $(BIN)/python -m target_pelanor.sandbox --config .sandbox/config.json \
 	  --data-dir .sandbox/data --url "$$url"
 
-sandbox-config:
+# The sandbox accepts the upload request's shape target-pelanor has in the dev environment
+# (its upload_* settings), so a changed shape is tried end to end.
+sandbox-config: install
+	@export MELTANO_SEND_ANONYMOUS_USAGE_STATS=false
 	mkdir -p .sandbox
-	echo '$(SANDBOX_CONFIG)' > .sandbox/config.json
+	$(BIN)/meltano --environment=dev config print target-pelanor | $(BIN)/python -c \
+	  'import json, sys; shape = {k: v for k, v in json.load(sys.stdin).items() if k.startswith("upload_")}; print(json.dumps(json.loads(sys.argv[1]) | shape))' \
+	  '$(SANDBOX_CONFIG)' > .sandbox/config.json
 
 bench: install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)

@@ -1,9 +1,9 @@
 """HTTP client that uploads one month of OpenAI cost CSV to Pelanor.
 
-The upload contract (path, form fields, retry rules) is the one docs/pelanor-endpoint.md
-describes in "The Pelanor endpoint: what is configurable, and why": Pelanor does not publish
-the OpenAI upload endpoint, so the path is configurable and every response is interpreted
-defensively.
+The upload contract (path, form fields, retry rules) is the one docs/pelanor-endpoint.md describes
+in "The Pelanor endpoint: what is configurable, and why": Pelanor does not publish the OpenAI
+upload endpoint, so the request's whole shape is configurable (built by
+:mod:`target_pelanor.upload_request`) and every response is interpreted defensively.
 The API token is kept out of every exception text, log line and ``repr``.
 """
 
@@ -13,18 +13,24 @@ import contextlib
 import logging
 import random as _random
 import re
-import string
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Final
-from urllib.parse import quote
 
 import httpx
 
 from openai_costs.safe_http import BearerClient, GaveUp, Refused, ServiceError, check_base_url
+from target_pelanor.upload_request import (
+    DEFAULT_SHAPE,
+    DEFAULT_UPLOAD_PATH,
+    MonthValues,
+    UploadShape,
+    check_upload_path,
+    describe,
+)
 
 __all__ = [
     "DEFAULT_UPLOAD_PATH",
@@ -37,7 +43,6 @@ __all__ = [
     "resolve_base_url",
 ]
 
-DEFAULT_UPLOAD_PATH = "/v1/integrations/openai/{integration_id}/upload"
 REGION_URLS = {"us": "https://api.pelanor.io", "eu": "https://api-eu.pelanor.io"}
 
 logger = logging.getLogger("target_pelanor.client")
@@ -90,34 +95,6 @@ def resolve_base_url(region: str, api_url: str | None) -> str:
     return REGION_URLS[key]
 
 
-def check_upload_path(upload_path: str) -> str:
-    """Refuse an upload_path that is not an absolute path with only the known placeholder."""
-    if not upload_path.startswith("/"):
-        raise ValueError(
-            f"upload_path must start with '/' (got {upload_path!r}); "
-            f"the default is {DEFAULT_UPLOAD_PATH}"
-        )
-    try:
-        fields = [
-            field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
-            for _, field, spec, conversion in string.Formatter().parse(upload_path)
-            if field is not None
-        ]
-    except ValueError:
-        raise ValueError(
-            f"upload_path has an unmatched {{ or }} (got {upload_path!r}); "
-            "the only placeholder is {integration_id}"
-        ) from None
-    unknown = sorted({field for field in fields if field != "integration_id"})
-    if unknown:
-        named = ", ".join("{" + field + "}" for field in unknown)
-        raise ValueError(
-            f"upload_path has unknown placeholder(s) {named}; the only placeholder is "
-            "{integration_id}"
-        )
-    return upload_path
-
-
 class PelanorClient(BearerClient):
     """Synchronous uploader with bounded, jittered retries for transient failures."""
 
@@ -127,7 +104,9 @@ class PelanorClient(BearerClient):
         base_url: str,
         integration_id: str,
         api_token: str,
-        upload_path: str = DEFAULT_UPLOAD_PATH,
+        upload_path: str | None = None,
+        shape: UploadShape = DEFAULT_SHAPE,
+        organization_id: str = "",
         request_timeout: float = 60.0,
         max_retry_seconds: float = 600.0,
         sleep: Callable[[float], None] = time.sleep,
@@ -139,8 +118,11 @@ class PelanorClient(BearerClient):
             raise ValueError("base_url is required")
         if not integration_id or not integration_id.strip():
             raise ValueError("integration_id is required")
-        check_upload_path(upload_path)
-        path = upload_path.format(integration_id=quote(integration_id, safe=""))
+        if upload_path is not None:  # the path alone, as before the shape was a setting
+            shape = replace(shape, path=upload_path)
+        check_upload_path(shape.path)
+        if "organization_id" in shape.placeholders() and not organization_id:
+            raise ValueError("organization_id is required: the upload request uses it")
         super().__init__(
             secret=api_token,
             setting="api_token",
@@ -153,13 +135,13 @@ class PelanorClient(BearerClient):
         )
         self._base_url = base_url.strip().rstrip("/")
         self._integration_id = integration_id
-        self._upload_path = upload_path
-        self._url = self._base_url + path
+        self._shape = shape
+        self._organization_id = organization_id
 
     def __repr__(self) -> str:
         return (
             f"PelanorClient(base_url={self._base_url!r}, "
-            f"integration_id={self._integration_id!r}, upload_path={self._upload_path!r})"
+            f"integration_id={self._integration_id!r}, upload_path={self._shape.path!r})"
         )
 
     def upload(self, *, month: str, filename: str, content: bytes | Path) -> UploadReceipt:
@@ -196,16 +178,20 @@ class PelanorClient(BearerClient):
         return receipt
 
     def _send(self, month: str, filename: str, content: bytes | Path) -> httpx.Response:
-        """One POST; the Authorization header is built here and never stored or logged."""
+        """One attempt, in the configured shape (:mod:`target_pelanor.upload_request`); the
+        Authorization header is built here and never stored or logged."""
         headers = self._auth_headers() | {"User-Agent": USER_AGENT}
+        values = MonthValues.of(
+            month,
+            organization_id=self._organization_id,
+            integration_id=self._integration_id,
+            file_name=filename,
+        )
         with contextlib.ExitStack() as stack:
             body = stack.enter_context(content.open("rb")) if isinstance(content, Path) else content
-            return self._http.post(
-                self._url,
-                headers=headers,
-                data={"month": month},
-                files={"file": (filename, body, "text/csv")},
-            )
+            request = self._shape.build(self._http, self._base_url, values, body, headers)
+            logger.debug("%s", self._scrub(describe(request, self._shape, values)))
+            return self._http.send(request)
 
 
 def _rejection_text(month: str, status: int, message: str) -> str:

@@ -28,13 +28,14 @@ from typing import Any, Protocol
 from openai_costs.contract import STREAMS, CostRow, MonthOpened, Seal, state_key
 from openai_costs.export import format_decimal, today_utc
 from openai_costs.work_folder import WorkFolder, open_work_folder
-from target_pelanor.client import DEFAULT_UPLOAD_PATH, PelanorClient, PelanorError, resolve_base_url
+from target_pelanor.client import PelanorClient, PelanorError, resolve_base_url
 from target_pelanor.month_ledger import MonthLedger, ReadyMonth, Withheld
 from target_pelanor.report import MonthResult, render_table
 from target_pelanor.settings_check import api_token, output_dir
 from target_pelanor.shrink_guard import Uploaded, UploadMemory, refusal
 from target_pelanor.stopping import Interrupted, RunStopped
 from target_pelanor.upload_lock import HeldLock, LockTimeout, LockUnavailable, UploadLocks
+from target_pelanor.upload_request import upload_shape
 
 __all__ = ["PLUGIN", "Delivering", "Delivery"]
 
@@ -151,7 +152,8 @@ class Delivery:
             base_url=resolve_base_url(config.get("region", "us"), config.get("api_url")),
             integration_id=config["integration_id"],
             api_token=api_token(config) or "",
-            upload_path=config.get("upload_path", DEFAULT_UPLOAD_PATH),
+            shape=upload_shape(config),
+            organization_id=config["organization_id"],
             request_timeout=float(config.get("request_timeout", 60)),
             max_retry_seconds=float(config.get("max_retry_seconds", 600)),
         )

@@ -74,7 +74,8 @@ class TargetPelanor(Target):
             secret=True,
             title="Pelanor API token",
             description="Sent as 'Authorization: Bearer <api_token>' (Pelanor issues "
-            "'<token_id>:<token_secret>'). Required unless dry_run (or api_token_env).",
+            "'<token_id>:<token_secret>'). Required unless dry_run (or api_token_env, or "
+            "api_token_id and api_token_secret).",
         ),
         th.Property(
             "api_token_env",
@@ -83,6 +84,34 @@ class TargetPelanor(Target):
             description="Instead of api_token: the name of an environment variable that "
             "holds the token, read at start, so the token itself is in no config file "
             "(Meltano writes plugin configs to .meltano/run/ during a run).",
+        ),
+        th.Property(
+            "api_token_id",
+            th.StringType,
+            title="Pelanor token ID",
+            description="Instead of api_token: the token ID Pelanor shows, with "
+            "api_token_secret; sent as 'Bearer <api_token_id>:<api_token_secret>'.",
+        ),
+        th.Property(
+            "api_token_id_env",
+            th.StringType,
+            title="Token ID variable",
+            description="Instead of api_token_id: the name of an environment variable that "
+            "holds it, read at start.",
+        ),
+        th.Property(
+            "api_token_secret",
+            th.StringType,
+            secret=True,
+            title="Pelanor token secret",
+            description="The token secret Pelanor shows with the token ID (api_token_id).",
+        ),
+        th.Property(
+            "api_token_secret_env",
+            th.StringType,
+            title="Token secret variable",
+            description="Instead of api_token_secret: the name of an environment variable "
+            "that holds it, read at start, so the secret is in no config file.",
         ),
         th.Property(
             "region",
@@ -105,8 +134,55 @@ class TargetPelanor(Target):
             default=DEFAULT_UPLOAD_PATH,
             title="Upload path",
             description="Path of the upload endpoint; Pelanor does not publish it, so it is "
-            "configurable. Starts with '/'; {integration_id} is replaced (the only "
-            "placeholder).",
+            "configurable. Starts with '/'; a template (see upload_fields).",
+        ),
+        th.Property(
+            "upload_method",
+            th.StringType,
+            default="POST",
+            allowed_values=["POST", "PUT"],
+            title="Upload method",
+            description="The upload request's HTTP method.",
+        ),
+        th.Property(
+            "upload_body",
+            th.StringType,
+            default="multipart",
+            allowed_values=["multipart", "raw"],
+            title="Upload body",
+            description="multipart: a multipart form, the CSV as one part "
+            "(upload_file_field) beside upload_fields. raw: the CSV is the whole body.",
+        ),
+        th.Property(
+            "upload_file_field",
+            th.StringType,
+            default="file",
+            title="Upload file part",
+            description="The multipart part that holds the CSV (upload_body multipart only).",
+        ),
+        th.Property(
+            "upload_fields",
+            th.ObjectType(additional_properties=th.StringType),
+            title="Upload form fields",
+            description="Multipart form fields besides the CSV, name -> template. Unset: "
+            '{"month": "{month}"}; {} sends none. Not with upload_body raw. Templates may use '
+            "{month} (YYYY-MM), {first_day}, {last_day} (YYYY-MM-DD), {organization_id}, "
+            "{integration_id}, {file_name}.",
+        ),
+        th.Property(
+            "upload_query",
+            th.ObjectType(additional_properties=th.StringType),
+            title="Upload query parameters",
+            description="Query parameters of the upload request, name -> template (as in "
+            'upload_fields), e.g. {"month": "{month}"}. Default: none.',
+        ),
+        th.Property(
+            "upload_content_type",
+            th.StringType,
+            default="text/csv",
+            title="Upload content type",
+            description="The CSV's content type: of its part (multipart), or of the whole "
+            "body (raw).",
         ),
         th.Property(
             "output_dir",

@@ -51,9 +51,16 @@ GLOBEX = ("tap-openai-costs--globex--pelanor", "target-pelanor--globex")
 UMBRELLA = ("tap-openai-costs--umbrella--pelanor", "target-pelanor--umbrella")
 #: The page whose commands set an organization up and add one.
 ORGANIZATIONS = "docs/organizations.md"
+PELANOR_ENDPOINT = "docs/pelanor-endpoint.md"
 ACME_STATE_ID = "dev:tap-openai-costs--acme--pelanor-to-target-pelanor--acme"
 TARGET_JSONL = ("target-jsonl", "0.1.4", "target-jsonl")
 TOKEN_REQUIRED = "api_token is required unless dry_run is true"
+TOKEN_PARTS_AND_VARIABLES = (
+    "api_token_id",
+    "api_token_id_env",
+    "api_token_secret",
+    "api_token_secret_env",
+)
 
 
 class Project:
@@ -244,6 +251,17 @@ def test_meltano_precedence_the_guard_relies_on(project: Project) -> None:
 
     project.edit(add_child_and_drop_guard)
     assert project.config("target-pelanor--bare", **leak)["api_token"] == "parent-token"
+
+
+def test_the_shells_token_id_and_secret_reach_no_organizations_loader(project: Project) -> None:
+    """The same guard for a token given as an ID and a secret (and their variables)."""
+    leak = {
+        f"TARGET_PELANOR_API_TOKEN_{part}": "parent-value"
+        for part in ("ID", "ID_ENV", "SECRET", "SECRET_ENV")
+    }
+    for plugin in ("target-pelanor", "target-pelanor--acme"):
+        config = project.config(plugin, **leak)
+        assert [config[name] for name in TOKEN_PARTS_AND_VARIABLES] == ["", "", "", ""]
 
 
 def test_one_job_and_daily_schedule_per_organization() -> None:
@@ -459,3 +477,43 @@ def test_meltano_run_into_target_jsonl_gives_exact_totals(
         "2025-10": _export_totals(newer),
     }
     assert _export_totals(newer)[1] - _export_totals(acme / OCTOBER)[1] == Decimal("0.000001")
+
+
+def test_the_documented_put_with_a_raw_body_reaches_a_pelanor_that_takes_only_that(
+    tmp_path: Path, meltano_cli: None
+) -> None:
+    """docs/pelanor-endpoint.md, "If Pelanor's endpoint differs": its commands set the shape
+    on the parent loader, every organization's inherits it, and its debug log shows the
+    request."""
+    shape = {
+        "upload_method": "PUT",
+        "upload_body": "raw",
+        "upload_path": "/v1/integrations/openai/{integration_id}/costs",
+        "upload_query": {"month": "{month}"},
+    }
+    with PelanorSandbox(SANDBOX_CONFIG | shape, tmp_path / "pelanor") as sandbox:
+        root = tmp_path / "project"
+        root.mkdir()
+        project = Project(root, sandbox.url)
+        run_meltano_commands(
+            block("sh", "target-pelanor upload_body raw", page=PELANOR_ENDPOINT), root, project.env
+        )
+        done = ok(project.meltano("--log-level=debug", "--environment=dev", "run", *ACME))
+        url = sandbox.url
+
+    acme = project.root / "samples" / "acme"
+    assert [(r.method, r.path, r.query) for r in sandbox.requests] == [
+        ("PUT", "/v1/integrations/openai/int-acme/costs", (("month", month),))
+        for month in ("2025-09", "2025-10")
+    ]
+    assert (sandbox.data_dir / "files/int-acme/2025-10.csv").read_bytes() == (
+        (acme / OCTOBER).read_bytes()
+    )
+    debug = [line for line in done.stderr.splitlines() if "upload request: " in line]
+    assert len(debug) == 2
+    assert (
+        f"upload request: PUT {url}/v1/integrations/openai/int-acme/costs?month=2025-10; "
+        f"Content-Type: text/csv; body: the CSV {OCTOBER}; "
+        f"{(acme / OCTOBER).stat().st_size} bytes"
+    ) in debug[1]
+    assert all(DEV_TOKEN not in line for line in debug)

@@ -303,8 +303,8 @@ BAD_SETTINGS = {
     ),
     "upload_path with an unknown placeholder": (
         {"upload_path": "/v1/integrations/openai/{integration}/upload"},
-        "upload_path has unknown placeholder(s) {integration}; the only placeholder is "
-        "{integration_id}",
+        "upload_path has unknown placeholder(s) {integration}; the placeholders are {month}, "
+        "{first_day}, {last_day}, {organization_id}, {integration_id}, {file_name}",
     ),
     "a token with a space": (
         {"api_token": "tok_8f3Kx2 s3cr3t"},
