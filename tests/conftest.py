@@ -12,6 +12,7 @@ import pytest
 
 from target_pelanor.sandbox import PelanorSandbox
 from tests.api_tap import KEY, PROJECTS, api_costs
+from tests.fake_clock import FakeClock
 from tests.fake_openai import FakeOpenAI
 from tests.pelanor_sandbox import running_sandbox
 
@@ -36,6 +37,12 @@ def start_pelanor(tmp_path: Path) -> Iterator[Callable[..., PelanorSandbox]]:
 def pelanor(start_pelanor: Callable[..., PelanorSandbox]) -> PelanorSandbox:
     """A local Pelanor sandbox that knows the acme and globex integrations."""
     return start_pelanor()
+
+
+@pytest.fixture
+def fake_time() -> FakeClock:
+    """A clock that moves only when the code under test sleeps on it (tests/fake_clock.py)."""
+    return FakeClock()
 
 
 @pytest.fixture

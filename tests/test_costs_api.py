@@ -46,11 +46,6 @@ PROJECTS = [
 
 
 @pytest.fixture
-def fake_time() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def start_fake(start_openai) -> Callable[..., FakeOpenAI]:
     """The OpenAI fake with this module's key and projects unless told otherwise."""
 
