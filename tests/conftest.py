@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,15 +12,37 @@ import pytest
 
 from target_pelanor.sandbox import PelanorSandbox
 from tests.api_tap import KEY, PROJECTS, api_costs
+from tests.fake_clock import FakeClock
 from tests.fake_openai import FakeOpenAI
-from tests.pelanor_sandbox import sandbox_config
+from tests.pelanor_sandbox import running_sandbox
 
 
 @pytest.fixture
-def pelanor(tmp_path: Path) -> Iterator[PelanorSandbox]:
+def start_pelanor(tmp_path: Path) -> Iterator[Callable[..., PelanorSandbox]]:
+    """Start local Pelanor sandboxes: ``start_pelanor(**config)`` (as
+    :func:`tests.pelanor_sandbox.running_sandbox` takes it), the first keeping its uploads
+    in ``tmp_path / "pelanor"``; each is stopped after the test."""
+    started: list[PelanorSandbox] = []
+    with contextlib.ExitStack() as running:
+
+        def start(**config: Any) -> PelanorSandbox:
+            folder = tmp_path / ("pelanor" if not started else f"pelanor-{len(started) + 1}")
+            started.append(running.enter_context(running_sandbox(folder, **config)))
+            return started[-1]
+
+        yield start
+
+
+@pytest.fixture
+def pelanor(start_pelanor: Callable[..., PelanorSandbox]) -> PelanorSandbox:
     """A local Pelanor sandbox that knows the acme and globex integrations."""
-    with PelanorSandbox(sandbox_config(), tmp_path / "pelanor") as sandbox:
-        yield sandbox
+    return start_pelanor()
+
+
+@pytest.fixture
+def fake_time() -> FakeClock:
+    """A clock that moves only when the code under test sleeps on it (tests/fake_clock.py)."""
+    return FakeClock()
 
 
 @pytest.fixture

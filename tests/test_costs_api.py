@@ -27,6 +27,7 @@ from openai_costs.export import (
 from tap_openai_costs.export_renderer import decimal_text, export_month, render_export
 from tap_openai_costs.openai_client import OpenAIAPIError, OpenAICostsClient, check_api_base_url
 from tests.exports import TODAY
+from tests.fake_clock import FakeClock
 from tests.fake_openai import DAY, FakeOpenAI, number, project, result
 
 KEY = "sk-admin-Test0123456789abcdefSECRET"
@@ -42,26 +43,6 @@ PROJECTS = [
     project("proj_abc", "Acme App"),
     project("proj_old", 'Old "Legacy" App', archived_at=1_750_000_000),
 ]
-
-
-class FakeTime:
-    """Clock and sleep that only move when the client sleeps: no real waiting."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-@pytest.fixture
-def fake_time() -> FakeTime:
-    return FakeTime()
 
 
 @pytest.fixture
@@ -84,7 +65,7 @@ def start_fake(start_openai) -> Callable[..., FakeOpenAI]:
 
 
 @pytest.fixture
-def make_client(fake_time: FakeTime) -> Iterator[Callable[..., OpenAICostsClient]]:
+def make_client(fake_time: FakeClock) -> Iterator[Callable[..., OpenAICostsClient]]:
     clients: list[OpenAICostsClient] = []
 
     def make(fake: FakeOpenAI, **overrides: Any) -> OpenAICostsClient:

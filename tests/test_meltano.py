@@ -34,6 +34,7 @@ from tests.meltano_cli import (
     run_meltano_commands,
     write_umbrella_exports,
 )
+from tests.pelanor_sandbox import running_sandbox
 
 pytestmark = pytest.mark.meltano
 
@@ -132,7 +133,7 @@ def meltano_cli() -> None:
 
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Iterator[PelanorSandbox]:
-    with PelanorSandbox(SANDBOX_CONFIG, tmp_path / "pelanor") as running:
+    with running_sandbox(tmp_path / "pelanor", **SANDBOX_CONFIG) as running:
         yield running
 
 
@@ -491,7 +492,7 @@ def test_the_documented_put_with_a_raw_body_reaches_a_pelanor_that_takes_only_th
         "upload_path": "/v1/integrations/openai/{integration_id}/costs",
         "upload_query": {"month": "{month}"},
     }
-    with PelanorSandbox(SANDBOX_CONFIG | shape, tmp_path / "pelanor") as sandbox:
+    with running_sandbox(tmp_path / "pelanor", **SANDBOX_CONFIG, **shape) as sandbox:
         root = tmp_path / "project"
         root.mkdir()
         project = Project(root, sandbox.url)

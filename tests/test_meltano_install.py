@@ -31,6 +31,7 @@ from tests.meltano_cli import (
     run_meltano_commands,
     write_umbrella_exports,
 )
+from tests.pelanor_sandbox import running_sandbox
 from tests.plugin_settings import (
     DEFINITIONS_PAGE,
     documented_definition_texts,
@@ -96,8 +97,10 @@ def your_project(
 
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Iterator[PelanorSandbox]:
-    config = {"tokens": [DEV_TOKEN], "integrations": {"int-umbrella": "org-umbrella"}}
-    with PelanorSandbox(config, tmp_path / "pelanor") as running:
+    integrations = {"int-umbrella": "org-umbrella"}
+    with running_sandbox(
+        tmp_path / "pelanor", tokens=[DEV_TOKEN], integrations=integrations
+    ) as running:
         yield running
 
 

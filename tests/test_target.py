@@ -16,10 +16,9 @@ import pytest
 
 from openai_costs.export import RowsDigest
 from target_pelanor.month_ledger import work_file_name
-from target_pelanor.sandbox import PelanorSandbox
 from target_pelanor.target import TargetPelanor
 from tests.exports import NEW, OLD, ORG, SAMPLES, export, month_rows, write
-from tests.pelanor_sandbox import TOKEN, sandbox_config
+from tests.pelanor_sandbox import TOKEN, running_sandbox
 from tests.singer import (
     BIN,
     report,
@@ -448,8 +447,7 @@ FAULTS = {
 
 @pytest.mark.parametrize("fault", FAULTS.values(), ids=FAULTS.keys())
 def test_each_fault_ends_with_one_stored_file_per_month(tmp_path, fault) -> None:
-    config = sandbox_config(faults=[fault | {"month": "2025-10"}])
-    with PelanorSandbox(config, tmp_path / "pelanor") as sandbox:
+    with running_sandbox(tmp_path / "pelanor", faults=[fault | {"month": "2025-10"}]) as sandbox:
         result = run_target(
             tmp_path,
             target_config(sandbox, request_timeout=1),
@@ -500,9 +498,7 @@ def test_plain_http_to_a_remote_host_is_refused(tmp_path) -> None:
 
 def test_the_token_never_appears_in_any_output(tmp_path) -> None:
     outputs = []
-    with PelanorSandbox(
-        sandbox_config(faults=[{"kind": "500", "times": 1}]), tmp_path / "p"
-    ) as sandbox:
+    with running_sandbox(tmp_path / "p", faults=[{"kind": "500", "times": 1}]) as sandbox:
         messages = tap_output(tmp_path, SAMPLES / "acme")
         for config in (
             target_config(sandbox),

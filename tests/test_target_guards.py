@@ -23,11 +23,10 @@ from openai_costs.export import format_decimal
 from openai_costs.work_folder import open_work_folder
 from target_pelanor.client import PelanorClient, PelanorError, PelanorRejected
 from target_pelanor.input_reader import NumberedReader
-from target_pelanor.sandbox import PelanorSandbox
 from target_pelanor.stopping import RunStopped
 from target_pelanor.upload_lock import UploadLocks
 from tests.exports import ORG, SAMPLES, export, month_rows, write
-from tests.pelanor_sandbox import TOKEN, sandbox_config
+from tests.pelanor_sandbox import TOKEN, running_sandbox
 from tests.singer import BIN, Run, report, run_tap, run_target, stored, tap_output, target_config
 
 ACME_SEPT = SAMPLES / "acme" / "cost_2025-09-01_2025-10-01.csv"
@@ -209,8 +208,8 @@ def test_request_timeout_bounds_a_trickled_answer_and_the_budget_cuts_the_last(
 ) -> None:
     """200 at once, then a byte every 2 s: each attempt ends at request_timeout (1 s), the
     second at the end of max_retry_seconds (3 s), while the answer is still arriving."""
-    config = sandbox_config(faults=[{"kind": "trickle", "seconds": 2, "times": 5}])
-    with PelanorSandbox(config, tmp_path / "p") as sandbox:
+    faults = [{"kind": "trickle", "seconds": 2, "times": 5}]
+    with running_sandbox(tmp_path / "p", faults=faults) as sandbox:
         client = PelanorClient(
             base_url=sandbox.url,
             integration_id="int-acme",
@@ -229,8 +228,8 @@ def test_request_timeout_bounds_a_trickled_answer_and_the_budget_cuts_the_last(
 
 
 def test_a_trickling_pelanor_does_not_keep_the_target_alive(tmp_path) -> None:
-    config = sandbox_config(faults=[{"kind": "trickle", "seconds": 2, "month": "2025-10"}])
-    with PelanorSandbox(config, tmp_path / "p") as sandbox:
+    faults = [{"kind": "trickle", "seconds": 2, "month": "2025-10"}]
+    with running_sandbox(tmp_path / "p", faults=faults) as sandbox:
         settings = target_config(sandbox, request_timeout=1, max_retry_seconds=1)
         result = run_target(tmp_path, settings, tap_output(tmp_path, SAMPLES / "acme"))
     assert result.returncode == 1
@@ -250,7 +249,7 @@ def test_a_signal_during_an_upload_stops_with_the_table_and_only_accepted_state(
 ) -> None:
     faults = [{"kind": "slow", "seconds": 120, "month": "2025-10"}]
     work = tmp_path / "work"
-    with PelanorSandbox(sandbox_config(faults=faults), tmp_path / "p") as sandbox:
+    with running_sandbox(tmp_path / "p", faults=faults) as sandbox:
         target = start_target(
             tmp_path,
             target_config(sandbox, work_dir=str(work)),
@@ -584,7 +583,7 @@ def test_leftovers_of_a_killed_target_are_removed_at_the_next_start(tmp_path) ->
     work = tmp_path / "work"
     alive = open_work_folder(work, "target-pelanor")  # another target, still running
     faults = [{"kind": "slow", "seconds": 120, "month": "2025-10"}]
-    with PelanorSandbox(sandbox_config(faults=faults), tmp_path / "p") as sandbox:
+    with running_sandbox(tmp_path / "p", faults=faults) as sandbox:
         config = target_config(sandbox, work_dir=str(work))
         killed = start_target(tmp_path, config, tap_output(tmp_path, SAMPLES / "acme"))
         assert sandbox.wait_for_fault("slow")  # October's file is being uploaded

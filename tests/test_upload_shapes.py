@@ -14,7 +14,7 @@ from target_pelanor.client import PelanorClient
 from target_pelanor.sandbox import PelanorSandbox
 from target_pelanor.upload_request import upload_shape
 from tests.exports import SAMPLES
-from tests.pelanor_sandbox import TOKEN, sandbox_config
+from tests.pelanor_sandbox import TOKEN, running_sandbox, sandbox_config
 from tests.singer import Run, report, run_target, stored, tap_output, target_config
 
 ACME_SEPT = SAMPLES / "acme" / "cost_2025-09-01_2025-10-01.csv"
@@ -42,13 +42,13 @@ ENDS = {"2025-09": "2025-09-30", "2025-10": "2025-10-31"}
 
 @pytest.fixture
 def put_raw(tmp_path: Path) -> Iterator[PelanorSandbox]:
-    with PelanorSandbox(sandbox_config(**PUT_RAW), tmp_path / "put-raw") as sandbox:
+    with running_sandbox(tmp_path / "put-raw", **PUT_RAW) as sandbox:
         yield sandbox
 
 
 @pytest.fixture
 def renamed_parts(tmp_path: Path) -> Iterator[PelanorSandbox]:
-    with PelanorSandbox(sandbox_config(**RENAMED_PARTS), tmp_path / "renamed") as sandbox:
+    with running_sandbox(tmp_path / "renamed", **RENAMED_PARTS) as sandbox:
         yield sandbox
 
 
@@ -142,7 +142,7 @@ def test_a_post_with_differently_named_parts_uploads_exact_files(
 def test_a_pelanor_that_takes_another_shape_refuses_the_default_one(
     tmp_path: Path, shape: dict[str, Any], refusal: str
 ) -> None:
-    with PelanorSandbox(sandbox_config(**shape), tmp_path / "pelanor") as sandbox:
+    with running_sandbox(tmp_path / "pelanor", **shape) as sandbox:
         result = run_target(tmp_path, target_config(sandbox), tap_output(tmp_path, ACME_OCT))
     assert result.returncode == 1
     assert report(result)[1][4] == f"failed: Pelanor rejected the upload of 2025-10 {refusal}"
@@ -151,9 +151,8 @@ def test_a_pelanor_that_takes_another_shape_refuses_the_default_one(
 
 def test_a_raw_body_is_streamed_from_disk_again_on_every_attempt(tmp_path: Path) -> None:
     faults = [{"kind": "drop", "times": 1}, {"kind": "500", "times": 1}]
-    config = sandbox_config(faults=faults, **PUT_RAW)
     with (
-        PelanorSandbox(config, tmp_path / "pelanor") as sandbox,
+        running_sandbox(tmp_path / "pelanor", faults=faults, **PUT_RAW) as sandbox,
         PelanorClient(
             base_url=sandbox.url,
             integration_id="int-acme",
@@ -175,8 +174,8 @@ def test_a_raw_body_is_streamed_from_disk_again_on_every_attempt(tmp_path: Path)
 def test_a_token_id_and_secret_from_the_environment_reach_pelanor_and_no_output(
     tmp_path: Path,
 ) -> None:
-    config = sandbox_config(tokens=[f"{TOKEN_ID}:{TOKEN_SECRET}"], **PUT_RAW)
-    with PelanorSandbox(config, tmp_path / "pelanor") as sandbox:
+    tokens = [f"{TOKEN_ID}:{TOKEN_SECRET}"]
+    with running_sandbox(tmp_path / "pelanor", tokens=tokens, **PUT_RAW) as sandbox:
         settings = target_config(
             sandbox,
             api_token_id_env="PELANOR_TOKEN_ID_FOR_THIS_TEST",
@@ -405,7 +404,7 @@ def test_the_sandbox_takes_the_targets_settings_as_they_are(tmp_path: Path) -> N
         "upload_file_field": "file",
         "api_token_env": None,
     }
-    with PelanorSandbox(sandbox_config(**dumped), tmp_path / "pelanor") as sandbox:
+    with running_sandbox(tmp_path / "pelanor", **dumped) as sandbox:
         result = run_target(tmp_path, target_config(sandbox), tap_output(tmp_path, ACME_OCT))
     assert result.returncode == 0, result.stderr
     assert stored(sandbox) == {"int-acme/2025-10": OCTOBER}
