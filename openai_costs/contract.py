@@ -14,6 +14,7 @@ counted twice, and rows removed by a restatement disappear from the totals.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from decimal import Decimal
 
@@ -43,6 +44,15 @@ def state_key(organization_id: str, month: str) -> str:
 #: through unchanged: the SDK's tap loads and writes back every entry of ``bookmarks``,
 #: and no stream has this name, so it never collides with the tap's own bookmarks.
 TARGET_BOOKMARK = "target-pelanor"
+
+
+def read_from_api(source_files: Iterable[str]) -> bool:
+    """Whether a sealed month was read from OpenAI's Costs API rather than from exports.
+
+    The tap names such a month's source by the endpoint's URL (its files are the run's
+    own, deleted at its end); an export's source is a path, and a path never holds "://".
+    """
+    return any("://" in source for source in source_files)
 
 
 def month_version(run_started: datetime, sending: int) -> str:

@@ -13,8 +13,13 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from openai_costs.export import ExportError, month_days, month_of
-from tap_openai_costs.export_renderer import fetch_exports
+from openai_costs.export import ExportError, Layout, month_days, month_of
+from tap_openai_costs.export_renderer import (
+    API_LAYOUTS,
+    DEFAULT_API_LAYOUT,
+    FieldNotes,
+    fetch_exports,
+)
 from tap_openai_costs.known_exports import KnownExports
 from tap_openai_costs.openai_client import DEFAULT_BASE_URL, OpenAIAPIError, OpenAICostsClient
 from tap_openai_costs.planner import (
@@ -25,6 +30,10 @@ from tap_openai_costs.planner import (
     which_copy_wins,
 )
 from tap_openai_costs.progress import ReadProgress
+
+#: Seconds: each whole request to OpenAI, and all attempts of one together.
+DEFAULT_REQUEST_TIMEOUT = 60
+DEFAULT_MAX_RETRY_SECONDS = 300
 
 
 class InputProblems(Exception):
@@ -49,10 +58,13 @@ def read_exports(
     """
     delivered = dict(bookmark.get("months", {}))
     known = None
+    layout: Layout | None = None
+    api_source: str | None = None
     try:
         if config.get("source", "files") == "api":
             # Fetched afresh into new files every run: nothing to remember them by.
-            paths = _api_exports(config, delivered, today, api_dir, logger)
+            paths, api_source = _api_exports(config, delivered, today, api_dir, logger)
+            layout = API_LAYOUTS[config.get("api_layout") or DEFAULT_API_LAYOUT]
         else:
             paths = expand_paths(config["paths"])
             known = _known_exports(bookmark, config["organization_id"], today, logger)
@@ -68,6 +80,18 @@ def read_exports(
         today,
         known=known,
         watch=ReadProgress(logger),
+        layout=layout,
+        api_source=api_source,
+    )
+
+
+def openai_client(config: Mapping[str, Any]) -> OpenAICostsClient:
+    """The Costs API client the settings describe (checked when the tap started)."""
+    return OpenAICostsClient(
+        admin_api_key=config["admin_api_key"],
+        base_url=config.get("api_base_url", DEFAULT_BASE_URL),
+        request_timeout=float(config.get("request_timeout", DEFAULT_REQUEST_TIMEOUT)),
+        max_retry_seconds=float(config.get("max_retry_seconds", DEFAULT_MAX_RETRY_SECONDS)),
     )
 
 
@@ -110,7 +134,8 @@ def _api_exports(
     today: date,
     directory: Path,
     logger: logging.Logger,
-) -> list[Path]:
+) -> tuple[list[Path], str]:
+    """The months to read, fetched into export files; and the endpoint they came from."""
     organization_id = config["organization_id"]
     prefix = f"{organization_id}/"
     read_before = {key.removeprefix(prefix) for key in delivered if key.startswith(prefix)}
@@ -121,12 +146,10 @@ def _api_exports(
         int(config.get("settle_days", 3)),
         read_before,
     )
+    notes = FieldNotes()
     try:
-        with OpenAICostsClient(
-            admin_api_key=config["admin_api_key"],
-            base_url=config.get("api_base_url", DEFAULT_BASE_URL),
-        ) as client:
-            return fetch_exports(
+        with openai_client(config) as client:
+            paths = fetch_exports(
                 client,
                 months,
                 today,
@@ -134,7 +157,10 @@ def _api_exports(
                 config["organization_name"],
                 directory,
                 logger.info,
+                notes,
             )
+            notes.say(logger)
+            return paths, client.costs_url
     except OSError as exc:  # writing the months into the work folder
         raise ExportError(
             str(directory),

@@ -163,7 +163,7 @@ class Delivery:
         now = Uploaded(ready.rows, ready.days, ready.total, ready.rows_digest)
         result = MonthResult(ready.organization, ready.month, ready.rows, ready.total, "")
         if self.config.get("dry_run"):
-            if problem := self._shrinks(self.memory.get(key), now):
+            if problem := self._shrinks(self.memory.get(key), now, ready.from_api):
                 return replace(result, action=f"withheld: {problem}", failed=True)
             written = self._write_out(ready)
             if written.failed:
@@ -180,7 +180,7 @@ class Delivery:
     ) -> MonthResult:
         """Under the month's upload lock: the shrink check, output_dir, the upload."""
         for before in (self.memory.get(key), held.last()):
-            if problem := self._shrinks(before, now):
+            if problem := self._shrinks(before, now, ready.from_api):
                 return replace(result, action=f"withheld: {problem}", failed=True)
         written = self._write_out(ready)
         if written.failed:
@@ -200,10 +200,10 @@ class Delivery:
         action = ", ".join(filter(None, ["uploaded", written.action]))
         return replace(result, action=action, response_id=receipt.response_id)
 
-    def _shrinks(self, before: Uploaded | None, now: Uploaded) -> str | None:
+    def _shrinks(self, before: Uploaded | None, now: Uploaded, from_api: bool) -> str | None:
         if before is None or self.config.get("allow_shrinking_months"):
             return None
-        return refusal(before, now)
+        return refusal(before, now, from_api=from_api)
 
     def _write_out(self, ready: ReadyMonth) -> MonthResult:
         """Copy the month to output_dir, if set; ``action`` says what was done."""

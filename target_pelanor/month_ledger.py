@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import quote
 
-from openai_costs.contract import CostRow, MonthOpened, Seal
+from openai_costs.contract import CostRow, MonthOpened, Seal, read_from_api
 from openai_costs.export import (
     EXACT,
     ExportError,
@@ -177,6 +177,9 @@ class ReadyMonth:
     path: Path
     days: int
     rows_digest: str
+    #: Read from OpenAI's Costs API by the tap (not from exports): a smaller copy is then
+    #: OpenAI's restatement, not a cut download.
+    from_api: bool = False
 
     @property
     def filename(self) -> str:
@@ -235,6 +238,7 @@ class MonthLedger:
             month.path,
             len(month.days),
             month.digest.hexdigest(),
+            read_from_api(seal.source_files),
         )
 
     def unsealed(self) -> list[MonthFile]:

@@ -81,8 +81,12 @@ def tolerance(before: Uploaded) -> Decimal:
     return max(abs(before.total) * TOLERANCE_SHARE, TOLERANCE_MINIMUM)
 
 
-def refusal(before: Uploaded, now: Uploaded) -> str | None:
-    """Why ``now`` must not replace ``before`` in Pelanor; None if it may."""
+def refusal(before: Uploaded, now: Uploaded, *, from_api: bool = False) -> str | None:
+    """Why ``now`` must not replace ``before`` in Pelanor; None if it may.
+
+    ``from_api``: the month was read from OpenAI's Costs API, so a smaller copy is OpenAI
+    restating it lower, not a cut download: the message says so and how to allow it.
+    """
     reasons = []
     if now.days < before.days:
         reasons.append(f"{before.days - now.days} fewer day(s)")
@@ -96,10 +100,19 @@ def refusal(before: Uploaded, now: Uploaded) -> str | None:
         )
     if not reasons:
         return None
-    return (
+    smaller = (
         f"is smaller than the copy uploaded before: {now.describe()} against "
-        f"{before.describe()} ({', '.join(reasons)}); a cut download or an older export? "
-        "Export the whole month again, or set allow_shrinking_months to replace it anyway"
+        f"{before.describe()} ({', '.join(reasons)})"
+    )
+    if from_api:
+        return (
+            f"{smaller}; OpenAI's Costs API now reports this month lower than when it was "
+            "uploaded (OpenAI restated it). If the lower figures are right, allow this one "
+            "month to shrink: run once with allow_shrinking_months set"
+        )
+    return (
+        f"{smaller}; a cut download or an older export? Export the whole month again, or "
+        "set allow_shrinking_months to replace it anyway"
     )
 
 

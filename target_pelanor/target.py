@@ -188,9 +188,9 @@ class TargetPelanor(Target):
             "output_dir",
             th.StringType,
             title="Output directory",
-            description="Also write each month's file here, named as OpenAI names a "
-            "one-month export: cost_<first day>_<first day of the next month>.csv (the end "
-            "date is exclusive, as in the names OpenAI gives its exports).",
+            description="Also write each month's file here, named as OpenAI names most "
+            "one-month exports: cost_<first day>_<last day>.csv (the end date inclusive, as "
+            "in most real downloads).",
         ),
         th.Property(
             "dry_run",

@@ -7,9 +7,11 @@ import io
 from datetime import date, timedelta
 from pathlib import Path
 
-from openai_costs.export import CURRENT_COLUMNS, iso_of, month_days, unix_of
+from openai_costs.export import CURRENT_COLUMNS, REQUIRED_COLUMNS, iso_of, month_days, unix_of
 
 NEW = CURRENT_COLUMNS
+#: The nine-column layout of most real 2025 downloads: exactly Pelanor's fields.
+NINE = REQUIRED_COLUMNS
 #: The 2025 layout grouped by line item and project, with project_name.
 OLD = (
     "start_time",

@@ -16,8 +16,8 @@ from tests.singer import BIN
 MELTANO = BIN / "meltano"
 #: The dev environment's token (meltano.yml), which the sandboxes of these tests accept.
 DEV_TOKEN = "dev-token-not-secret"
-SEPTEMBER = "cost_2025-09-01_2025-10-01.csv"
-OCTOBER = "cost_2025-10-01_2025-11-01.csv"
+SEPTEMBER = "cost_2025-09-01_2025-09-30.csv"
+OCTOBER = "cost_2025-10-01_2025-10-31.csv"
 
 
 def require_meltano() -> None:

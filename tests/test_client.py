@@ -28,7 +28,7 @@ from tests.pelanor_sandbox import TOKEN, running_sandbox
 
 UTC = timezone.utc  # datetime.UTC needs Python 3.11
 MONTH = "2025-10"
-FILENAME = "cost_2025-10-01_2025-11-01.csv"
+FILENAME = "cost_2025-10-01_2025-10-31.csv"
 CSV = (
     b"start_time,end_time,start_time_iso,end_time_iso,amount_value,amount_currency,line_item,"
     b"project_id,organization_id,project_name,organization_name\n"

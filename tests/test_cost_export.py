@@ -46,9 +46,9 @@ def rebuild(*paths: Path, organization_id: str = ORG) -> dict[str, bytes]:
 @pytest.mark.parametrize(
     ("sample", "organization_id"),
     [
-        ("acme/cost_2025-09-01_2025-10-01.csv", "org-acme"),
-        ("acme/cost_2025-10-01_2025-11-01.csv", "org-acme"),
-        ("globex/cost_2025-10-01_2025-11-01.csv", "org-globex"),
+        ("acme/cost_2025-09-01_2025-09-30.csv", "org-acme"),
+        ("acme/cost_2025-10-01_2025-10-31.csv", "org-acme"),
+        ("globex/cost_2025-10-01_2025-10-31.csv", "org-globex"),
     ],
 )
 def test_bundled_samples_rebuild_byte_for_byte(sample: str, organization_id: str) -> None:

@@ -180,7 +180,7 @@ def test_each_organization_uploads_exact_months_once_then_only_what_changed(
     original = (acme / SEPTEMBER).read_bytes()
     corrected = original.replace(b",0.7652070772182651,", b",0.7652070772182652,", 1)
     assert corrected != original
-    newer = acme / "cost_2025-09-01_2025-10-01 (1).csv"
+    newer = acme / "cost_2025-09-01_2025-09-30 (1).csv"
     newer.write_bytes(corrected)
     stat = (acme / SEPTEMBER).stat()
     os.utime(newer, (stat.st_atime + 60, stat.st_mtime + 60))
@@ -470,7 +470,7 @@ def test_meltano_run_into_target_jsonl_gives_exact_totals(
 
     # October restated with one amount changed: appended again, still exact.
     restated = (acme / OCTOBER).read_bytes().replace(b",1.530500,", b",1.530501,", 1)
-    newer = acme / "cost_2025-10-01_2025-11-01 (1).csv"
+    newer = acme / "cost_2025-10-01_2025-10-31 (1).csv"
     newer.write_bytes(restated)
     ok(project.run("tap-openai-costs--acme", "target-jsonl"))
     assert _current_totals(loaded()) == {

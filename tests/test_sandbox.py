@@ -51,7 +51,7 @@ def post(
     content: bytes = CSV,
     month: str | None = "2025-10",
     token: str | None = TOKEN,
-    filename: str = "cost_2025-10-01_2025-11-01.csv",
+    filename: str = "cost_2025-10-01_2025-10-31.csv",
     with_file: bool = True,
     timeout: float = 5.0,
 ) -> httpx.Response:
@@ -108,7 +108,7 @@ def test_accepts_and_stores_exact_bytes(sandbox: PelanorSandbox, http: httpx.Cli
         "received_at",
     }
     assert record["id"] == body["id"]
-    assert record["filename"] == "cost_2025-10-01_2025-11-01.csv"
+    assert record["filename"] == "cost_2025-10-01_2025-10-31.csv"
     assert record["bytes"] == len(content)
     assert record["rows"] == 1
     assert len(record["sha256"]) == 64

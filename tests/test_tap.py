@@ -13,7 +13,7 @@ from tests.singer import run, run_tap
 from tests.tap_output import built_months
 
 ACME = {"paths": [str(SAMPLES / "acme")], "organization_id": "org-acme"}
-OCTOBER = SAMPLES / "acme" / "cost_2025-10-01_2025-11-01.csv"
+OCTOBER = SAMPLES / "acme" / "cost_2025-10-01_2025-10-31.csv"
 #: A month_version: the run's UTC start, then the sending's number in the run.
 VERSION = re.compile(r"[0-9]{8}T[0-9]{6}\.[0-9]{6}Z-[0-9]{4}")
 
@@ -113,13 +113,13 @@ def test_months_go_out_while_validated_and_are_sealed_once_every_file_passed(tmp
     }
     assert seal["layout"]["final_newline"] is True
     assert built_months(result) == {
-        "2025-09": (SAMPLES / "acme" / "cost_2025-09-01_2025-10-01.csv").read_bytes(),
+        "2025-09": (SAMPLES / "acme" / "cost_2025-09-01_2025-09-30.csv").read_bytes(),
         "2025-10": OCTOBER.read_bytes(),
     }
 
 
 def test_crlf_bom_sample_round_trips(tmp_path) -> None:
-    sample = SAMPLES / "globex" / "cost_2025-10-01_2025-11-01.csv"
+    sample = SAMPLES / "globex" / "cost_2025-10-01_2025-10-31.csv"
     result = run_tap(tmp_path, {"paths": [str(sample)], "organization_id": "org-globex"})
     assert built_months(result) == {"2025-10": sample.read_bytes()}
 
@@ -415,6 +415,7 @@ def test_a_file_changed_during_the_run_stops_it_before_its_seal(
     tmp_path, capsys, monkeypatch
 ) -> None:
     from tap_openai_costs.planner import ExportReading
+    from tap_openai_costs.streams import TapStopped
     from tap_openai_costs.tap import TapOpenAICosts
 
     path = write(tmp_path / "oct.csv", export(month_rows("2025-10")))
@@ -431,14 +432,13 @@ def test_a_file_changed_during_the_run_stops_it_before_its_seal(
         return planned
 
     monkeypatch.setattr(ExportReading, "plans", plans)
-    with pytest.raises(SystemExit) as exited:
+    with pytest.raises(TapStopped) as exited:
         tap.sync_all()
     assert exited.value.code == 1
     tap.message_writer.flush()  # as at process exit (atexit), not after pytest's report
-    out, err = capsys.readouterr()
+    out, _ = capsys.readouterr()
     assert '"stream":"costs"' in out
     assert '"type":"RECORD","stream":"cost_months"' not in out
-    assert err.splitlines()[-1] == (
-        f"tap-openai-costs: error: {path}: changed while it was being read "
-        "(rows of 2025-10-01); run the tap again"
-    )
+    assert [str(problem) for problem in exited.value.problems] == [
+        f"{path}: changed while it was being read (rows of 2025-10-01); run the tap again"
+    ]

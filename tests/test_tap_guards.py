@@ -30,7 +30,7 @@ from openai_costs.export import (
     month_days,
     scan_export,
 )
-from tap_openai_costs.streams import CostsStream
+from tap_openai_costs.streams import CostsStream, TapStopped
 from tap_openai_costs.tap import TapOpenAICosts
 from target_pelanor.month_ledger import MonthLedger, Withheld
 from tests.api_tap import run_api_tap
@@ -58,16 +58,17 @@ def until(month: str, last: int, amount: str = "1.25") -> list[dict[str, str]]:
 def run_in_process(
     monkeypatch, capsys, config: dict, today: date, state: dict | None = None
 ) -> tuple[int, str, list[str]]:
-    """The tap in this process with its ``today`` seam set: (exit status, stdout, errors)."""
+    """The tap in this process with its ``today`` seam set: (exit status, stdout, the error
+    lines its command line would write last)."""
     monkeypatch.setattr(CostsStream, "today", lambda self: today)
     tap = TapOpenAICosts(config=config, state=state, parse_env_config=False)
     try:
         tap.sync_all()
-        status = 0
-    except SystemExit as exited:
-        status = int(exited.code or 0)
-    out, err = capsys.readouterr()
-    return status, out, [line for line in err.splitlines() if ": error: " in line]
+        status, problems = 0, []
+    except TapStopped as stopped:
+        status, problems = int(stopped.code or 0), stopped.problems
+    out, _ = capsys.readouterr()
+    return status, out, [f"{ERROR}{problem}" for problem in problems]
 
 
 def ledger_verdict(rows: list[dict[str, str]], today: date) -> str:
@@ -351,8 +352,8 @@ def test_api_months_are_kept_in_work_dir_and_deleted(
     folder = october.split("/")[1]  # tap-openai-costs.<pid>.<random>: the run's own
     assert folder.startswith(f"tap-openai-costs.{os.getpid()}.")
     assert (october, november) == (
-        f"work/{folder}/cost_2025-10-01_2025-11-01.csv",
-        f"work/{folder}/cost_2025-11-01_2025-12-01.csv",
+        f"work/{folder}/cost_2025-10-01_2025-10-31.csv",
+        f"work/{folder}/cost_2025-11-01_2025-11-30.csv",
     )
     assert list(work.iterdir()) == []
 
@@ -370,18 +371,18 @@ def test_api_months_are_deleted_when_the_run_fails(
         raise ExportErrors([ExportError("somewhere.csv", "went wrong")])
 
     monkeypatch.setattr(ExportReading, "plans", fail)
-    with pytest.raises(SystemExit):
+    with pytest.raises(TapStopped) as stopped:
         run_api_tap(
             monkeypatch, capsys, openai, date(2025, 11, 10), work_dir=str(tmp_path / "work")
         )
-    assert capsys.readouterr().err.splitlines()[-1] == f"{ERROR}somewhere.csv: went wrong"
+    assert [str(problem) for problem in stopped.value.problems] == ["somewhere.csv: went wrong"]
     assert list((tmp_path / "work").iterdir()) == []
 
 
 def test_working_files_of_killed_runs_are_removed_at_start(tmp_path) -> None:
     work = tmp_path / "work"
     # A killed run's folder: its lock file exists, but no process holds the lock.
-    dead = write(work / "tap-openai-costs.4242.dead" / "cost_2025-10-01_2025-11-01.csv", b"x")
+    dead = write(work / "tap-openai-costs.4242.dead" / "cost_2025-10-01_2025-10-31.csv", b"x")
     write(work / "tap-openai-costs.4242.dead.lock", b"")
     other = write(work / "target-pelanor.4242.dead" / "month.csv", b"x")
     write(work / "target-pelanor.4242.dead.lock", b"")

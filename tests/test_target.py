@@ -30,9 +30,9 @@ from tests.singer import (
     target_config,
 )
 
-ACME_SEPT = SAMPLES / "acme" / "cost_2025-09-01_2025-10-01.csv"
-ACME_OCT = SAMPLES / "acme" / "cost_2025-10-01_2025-11-01.csv"
-GLOBEX_OCT = SAMPLES / "globex" / "cost_2025-10-01_2025-11-01.csv"
+ACME_SEPT = SAMPLES / "acme" / "cost_2025-09-01_2025-09-30.csv"
+ACME_OCT = SAMPLES / "acme" / "cost_2025-10-01_2025-10-31.csv"
+GLOBEX_OCT = SAMPLES / "globex" / "cost_2025-10-01_2025-10-31.csv"
 
 
 def test_tap_to_target_to_sandbox_uploads_exact_files(tmp_path, pelanor) -> None:
@@ -44,8 +44,8 @@ def test_tap_to_target_to_sandbox_uploads_exact_files(tmp_path, pelanor) -> None
     }
     uploads = pelanor.uploads()
     assert [(u["month"], u["filename"]) for u in uploads] == [
-        ("2025-09", "cost_2025-09-01_2025-10-01.csv"),
-        ("2025-10", "cost_2025-10-01_2025-11-01.csv"),
+        ("2025-09", "cost_2025-09-01_2025-09-30.csv"),
+        ("2025-10", "cost_2025-10-01_2025-10-31.csv"),
     ]
     table = report(result)
     assert table[0] == [
@@ -218,7 +218,7 @@ def test_a_tap_that_dies_between_seals_uploads_the_sealed_month_only(tmp_path, p
     assert result.returncode == 1
     assert stored(pelanor) == {"int-acme/2025-09": ACME_SEPT.read_bytes()}
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "cost_2025-09-01_2025-10-01.csv"
+        "cost_2025-09-01_2025-09-30.csv"
     ]
     assert report(result)[2] == ["org-acme", "2025-10", "382", _total(ACME_OCT, 382), NOT_SEALED]
     assert result.errors == [

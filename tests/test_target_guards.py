@@ -29,8 +29,8 @@ from tests.exports import ORG, SAMPLES, export, month_rows, write
 from tests.pelanor_sandbox import TOKEN, running_sandbox
 from tests.singer import BIN, Run, report, run_tap, run_target, stored, tap_output, target_config
 
-ACME_SEPT = SAMPLES / "acme" / "cost_2025-09-01_2025-10-01.csv"
-ACME_OCT = SAMPLES / "acme" / "cost_2025-10-01_2025-11-01.csv"
+ACME_SEPT = SAMPLES / "acme" / "cost_2025-09-01_2025-09-30.csv"
+ACME_OCT = SAMPLES / "acme" / "cost_2025-10-01_2025-10-31.csv"
 SEPT_TOTAL = "566.15973238589393446"
 OCT_TOTAL = "554.98017457515155235"
 SMALLER = (
@@ -149,7 +149,7 @@ def _october(tmp: Path, name: str, last_day_amount: str = "1.25", days: int = 31
         for row in month_rows("2025-10")
         if int(row["start_time_iso"][8:10]) <= days
     ]
-    return write(tmp / name / "cost_2025-10-01_2025-11-01.csv", export(rows))
+    return write(tmp / name / "cost_2025-10-01_2025-10-31.csv", export(rows))
 
 
 OLDER_COPIES = {

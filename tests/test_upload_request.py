@@ -24,7 +24,7 @@ from target_pelanor.upload_request import (
 )
 
 MONTH = "2025-10"
-FILENAME = "cost_2025-10-01_2025-11-01.csv"
+FILENAME = "cost_2025-10-01_2025-10-31.csv"
 CSV = b"start_time,amount_value\n1759276800,0.89\n"
 TOKEN = "tokid_8f3Kx2:s3cr3t_v4lue"
 PUT_RAW = {

@@ -17,8 +17,8 @@ from tests.exports import SAMPLES
 from tests.pelanor_sandbox import TOKEN, running_sandbox, sandbox_config
 from tests.singer import Run, report, run_target, stored, tap_output, target_config
 
-ACME_SEPT = SAMPLES / "acme" / "cost_2025-09-01_2025-10-01.csv"
-ACME_OCT = SAMPLES / "acme" / "cost_2025-10-01_2025-11-01.csv"
+ACME_SEPT = SAMPLES / "acme" / "cost_2025-09-01_2025-09-30.csv"
+ACME_OCT = SAMPLES / "acme" / "cost_2025-10-01_2025-10-31.csv"
 #: A PUT with the CSV as the whole body and the month in the query.
 PUT_RAW = {
     "upload_method": "PUT",

@@ -35,6 +35,7 @@ from openai_costs.export.layout import (
     TIME_COLUMNS,
     Layout,
     check_columns,
+    render_fields,
 )
 from openai_costs.export.reading import (
     DaySlice,
@@ -49,10 +50,11 @@ from openai_costs.export.reading import (
     scan_export,
     scan_rows,
 )
-from openai_costs.export.rules import AMOUNT_TEXT, RowChecker
+from openai_costs.export.rules import AMOUNT_MAX_LENGTH, AMOUNT_TEXT, RowChecker
 from openai_costs.export.writing import EXACT, ExportWriter, format_decimal, write_export
 
 __all__ = [
+    "AMOUNT_MAX_LENGTH",
     "AMOUNT_TEXT",
     "BOM",
     "CURRENT_COLUMNS",
@@ -84,6 +86,7 @@ __all__ = [
     "peek_layout",
     "read_layout",
     "read_rows",
+    "render_fields",
     "rows_digest_update",
     "run_to_end",
     "scan_export",
