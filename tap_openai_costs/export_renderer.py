@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any, BinaryIO, Final
 
 from openai_costs.export import (
+    AMOUNT_LIMIT,
+    AMOUNT_LIMIT_TEXT,
     AMOUNT_TEXT,
     CURRENT_COLUMNS,
     DAY_SECONDS,
@@ -394,8 +396,15 @@ def _decimal_field(
         return ""
     try:
         return decimal_text(value)
+    except AmountTooLarge:
+        shown = one_line(str(value), 60)
+        raise fault(f"has {name} {shown}, {AMOUNT_LIMIT_TEXT}") from None
     except ValueError:
         raise fault(f"has {name} {show_value(value)}, not a decimal number") from None
+
+
+class AmountTooLarge(ValueError):
+    """A number beyond :data:`openai_costs.export.AMOUNT_LIMIT`: no cost row is."""
 
 
 def _text_field(
@@ -416,21 +425,29 @@ def decimal_text(value: object) -> str:
     A string must be decimal text as exports hold it (:data:`openai_costs.export.AMOUNT_TEXT`:
     fixed digits or a float's repr such as ``5.5e-05``). A JSON number arrives as an
     ``int`` or an exact ``Decimal`` and is written by :func:`openai_costs.export.format_decimal`.
-    Raises ValueError for anything else (null, ``NaN``, ``1,000``, a bool); a float is a
-    TypeError: by then the digits OpenAI sent are already lost.
+    Raises ValueError for anything else (null, ``NaN``, ``1,000``, a bool), AmountTooLarge
+    for a number beyond :data:`~openai_costs.export.AMOUNT_LIMIT` (before it is written
+    out: ``1e999999`` would be a million digits); a float is a TypeError: by then the
+    digits OpenAI sent are already lost.
     """
     if isinstance(value, str):
-        if AMOUNT_TEXT.fullmatch(value):
-            return value
-        raise ValueError(f"not decimal text: {value!r}")
+        if not AMOUNT_TEXT.fullmatch(value):
+            raise ValueError(f"not decimal text: {value!r}")
+        if abs(Decimal(value)) > AMOUNT_LIMIT:
+            raise AmountTooLarge(value)
+        return value
     if isinstance(value, bool):
         raise ValueError(f"not a number: {value!r}")
     if isinstance(value, int):
+        if abs(value) > AMOUNT_LIMIT:
+            raise AmountTooLarge(value)
         return str(value)
     if isinstance(value, Decimal):
-        if value.is_finite():
-            return format_decimal(value)
-        raise ValueError(f"not a finite number: {value!r}")
+        if not value.is_finite():
+            raise ValueError(f"not a finite number: {value!r}")
+        if abs(value) > AMOUNT_LIMIT:
+            raise AmountTooLarge(value)
+        return format_decimal(value)
     if isinstance(value, float):
         raise TypeError("amount values must be parsed as Decimal, never float (digits lost)")
     raise ValueError(f"not a number: {value!r}")

@@ -7,14 +7,34 @@ export) fails here instead, with a message that says what to set. Secrets are ne
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from openai_costs.contract import MONTH_PATTERN
 from openai_costs.safe_http import check_durations, check_secret
 from target_pelanor.client import DEFAULT_UPLOAD_PATH, check_upload_path, resolve_base_url
+from target_pelanor.upload_records import records_dir
 
-__all__ = ["api_token", "output_dir", "setting_errors"]
+__all__ = [
+    "ALLOW_SHRINKING_IS_A_LIST",
+    "allowed_to_shrink",
+    "api_token",
+    "output_dir",
+    "setting_errors",
+]
+
+#: The one line for ``allow_shrinking_months: true``, which let every month through.
+ALLOW_SHRINKING_IS_A_LIST = (
+    "allow_shrinking_months is a list of months now, not true: list the months that may "
+    'replace a larger copy, such as ["2025-10"] (true let every month through)'
+)
+#: A variable name as shells write them; anything else in api_token_env is never shown.
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: The usual spelling of one (upper case): only such a name is repeated in a message, as
+#: a token pasted by mistake can look like a name too.
+_SHOWN_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 
 
 def api_token(config: Mapping[str, Any]) -> str | None:
@@ -23,6 +43,13 @@ def api_token(config: Mapping[str, Any]) -> str | None:
     if name:
         return os.environ.get(name) or None
     return config.get("api_token") or None
+
+
+def allowed_to_shrink(config: Mapping[str, Any]) -> list[str]:
+    """The months ``allow_shrinking_months`` lets replace a larger copy (``false``, which
+    earlier versions wrote, lets none)."""
+    value = config.get("allow_shrinking_months")
+    return [month for month in value if isinstance(month, str)] if isinstance(value, list) else []
 
 
 def output_dir(config: Mapping[str, Any]) -> Path | None:
@@ -46,7 +73,17 @@ def setting_errors(config: Mapping[str, Any]) -> list[str]:
         errors.append(str(problem))
     if folder := output_dir(config):
         errors += _folder_errors(folder, "output_dir")
+    errors += _shrinking_errors(config.get("allow_shrinking_months"))
     if not config.get("dry_run"):
+        try:
+            records = records_dir(config.get("upload_records_dir"))
+        except RuntimeError:
+            errors.append(
+                "upload_records_dir is needed: this user has no home folder to keep the "
+                "record of uploads in; set it to a folder that outlives the run"
+            )
+        else:
+            errors += _folder_errors(records, "upload_records_dir")
         if not config.get("integration_id"):
             errors.append("integration_id is required unless dry_run is true")
         try:
@@ -56,16 +93,48 @@ def setting_errors(config: Mapping[str, Any]) -> list[str]:
     return errors
 
 
+def _shrinking_errors(value: object) -> list[str]:
+    if value is None or value is False:
+        return []
+    if value is True:
+        return [ALLOW_SHRINKING_IS_A_LIST]
+    if not isinstance(value, list):
+        return ['allow_shrinking_months must be a list of months, such as ["2025-10"]']
+    wrong = [
+        month
+        for month in value
+        if not (isinstance(month, str) and re.fullmatch(MONTH_PATTERN, month))
+    ]
+    if wrong:
+        shown = ", ".join(repr(month) for month in wrong)
+        return [
+            f"allow_shrinking_months must list months as YYYY-MM, such as 2025-10 (got {shown})"
+        ]
+    return []
+
+
 def _token_errors(config: Mapping[str, Any]) -> list[str]:
     name = config.get("api_token_env")
     if name and config.get("api_token"):
         return ["set api_token or api_token_env, not both"]
+    if name and not _VARIABLE_NAME.fullmatch(name):
+        return [
+            "api_token_env must be the name of an environment variable (letters, digits and "
+            "_), not the token itself: put the token in a variable such as "
+            "PELANOR_API_TOKEN_ACME and set api_token_env to that name (the value is not "
+            "shown here)"
+        ]
     token = api_token(config)
     if token is None:
         if config.get("dry_run"):  # a dry run sends nothing: no token needed
             return []
         if name:
-            return [f"api_token_env names {name}, which is not set in the environment"]
+            if _SHOWN_NAME.fullmatch(name):
+                return [f"api_token_env names {name}, which is not set in the environment"]
+            return [
+                "the variable api_token_env names is not set in the environment (its name is "
+                "not shown: it is not in capitals, so it may be a token pasted there)"
+            ]
         return ["api_token is required unless dry_run is true"]
     try:
         check_secret(token, "api_token")

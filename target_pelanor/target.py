@@ -28,7 +28,7 @@ from openai_costs.work_folder import WorkFolderError
 from target_pelanor.client import DEFAULT_UPLOAD_PATH
 from target_pelanor.delivery import Delivery
 from target_pelanor.input_reader import NumberedReader
-from target_pelanor.settings_check import setting_errors
+from target_pelanor.settings_check import ALLOW_SHRINKING_IS_A_LIST, setting_errors
 from target_pelanor.sinks import CostRowsSink, MonthLayoutSink, MonthSealSink
 from target_pelanor.stopping import Interrupted, RunStopped
 
@@ -133,16 +133,27 @@ class TargetPelanor(Target):
         ),
         th.Property(
             "allow_shrinking_months",
-            th.BooleanType,
-            default=False,
+            th.ArrayType(th.StringType),
             title="Allow shrinking months",
-            description="Upload a month even if it has fewer days or rows, or a total more "
-            "than 0.5% (at least $0.01) lower, than the copy this target uploaded before. "
-            "Only when the smaller month is known to be right (OpenAI corrected it).",
+            description='Months (YYYY-MM, such as ["2025-10"]) to upload even if they '
+            "have fewer days or rows, or a total more than 0.5% (at least $0.01) lower, than "
+            "the copy this target uploaded before, or if that copy's record cannot be read. "
+            "Only months known to be right (OpenAI corrected them); other months stay "
+            "guarded.",
+        ),
+        th.Property(
+            "upload_records_dir",
+            th.StringType,
+            title="Upload records folder",
+            description="Where this machine keeps its record of each month's last upload, "
+            "per Pelanor URL, integration and month, which the shrink guard checks besides "
+            "the state (it outlives the state and reboots). Default: "
+            "$XDG_STATE_HOME/target-pelanor/uploads, else "
+            "~/.local/state/target-pelanor/uploads.",
         ),
         th.Property(
             "request_timeout",
-            th.NumberType,
+            th.IntegerType,
             default=60,
             title="Request timeout (seconds)",
             description="Bounds each whole HTTP request: connecting, sending the file and "
@@ -150,7 +161,7 @@ class TargetPelanor(Target):
         ),
         th.Property(
             "max_retry_seconds",
-            th.NumberType,
+            th.IntegerType,
             default=600,
             title="Upload budget (seconds)",
             description="Bounds one month's whole upload: every attempt, every wait between "
@@ -189,6 +200,24 @@ class TargetPelanor(Target):
         self._good_state: dict[str, Any] | None = None
         self._confirmed: dict[str, Any] | None = None
         TargetPelanor._running = self
+
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        """The SDK's check of the settings' types, except that a boolean
+        ``allow_shrinking_months`` (earlier versions' type) gets its own line: ``true`` is
+        refused by :func:`setting_errors` as it lets every month through, ``false`` lets
+        none through, as the empty list does."""
+        shrinking = self._config.get("allow_shrinking_months")
+        if not isinstance(shrinking, bool):
+            return super()._validate_config(raise_errors=raise_errors)
+        del self._config["allow_shrinking_months"]
+        try:
+            return super()._validate_config(raise_errors=raise_errors)
+        except ConfigValidationError as invalid:
+            if shrinking:
+                invalid.errors.append(ALLOW_SHRINKING_IS_A_LIST)
+            raise
+        finally:
+            self._config["allow_shrinking_months"] = shrinking
 
     @classmethod
     def invoke(cls, **kwargs: Any) -> None:
@@ -256,13 +285,18 @@ class TargetPelanor(Target):
 
     def _process_state_message(self, message_dict: dict[str, Any]) -> None:
         """Learn what was uploaded before (the tap passes the target's bookmark on), and
-        remember the state as good while every month so far reached Pelanor."""
-        super()._process_state_message(message_dict)
+        remember the state as good while every month so far reached Pelanor. A state of
+        the wrong shape stops the run: nothing in it can be trusted, the upload records
+        least of all."""
         state = message_dict["value"]
-        if isinstance(state, dict):
-            self.delivery.memory.learn(state)
-            if not self.delivery.failed:
-                self._good_state = copy.deepcopy(state)
+        if problem := contract.state_problem(state):
+            raise RunStopped(
+                f"the state the tap passed on cannot be read: {problem}; {contract.STATE_FIX}"
+            )
+        super()._process_state_message(message_dict)
+        self.delivery.memory.learn(state)
+        if not self.delivery.failed:
+            self._good_state = copy.deepcopy(state)
 
     def _write_state_message(self, state: dict[str, Any]) -> None:
         """Confirm state only while every month so far reached Pelanor, with the record of

@@ -49,10 +49,18 @@ from openai_costs.export.reading import (
     scan_export,
     scan_rows,
 )
-from openai_costs.export.rules import AMOUNT_TEXT, RowChecker
+from openai_costs.export.rules import (
+    AMOUNT_LIMIT,
+    AMOUNT_LIMIT_TEXT,
+    AMOUNT_TEXT,
+    RowChecker,
+    amount_too_large,
+)
 from openai_costs.export.writing import EXACT, ExportWriter, format_decimal, write_export
 
 __all__ = [
+    "AMOUNT_LIMIT",
+    "AMOUNT_LIMIT_TEXT",
     "AMOUNT_TEXT",
     "BOM",
     "CURRENT_COLUMNS",
@@ -71,6 +79,7 @@ __all__ = [
     "RowChecker",
     "RowParser",
     "RowsDigest",
+    "amount_too_large",
     "check_columns",
     "day_of",
     "describe_days",
