@@ -139,7 +139,7 @@ def copy_warnings(stderr: str) -> list[str]:
 
 def test_item3_which_copy_wins_newest_by_range_is_one_warning_line(tmp_path) -> None:
     mid = write(tmp_path / "in" / "mid.csv", export(until("2025-10", 15, "7.77")), mtime=2e9)
-    full = write(tmp_path / "in" / "full.csv", export(month_rows("2025-10")), mtime=1e9)
+    full = write(tmp_path / "in" / "full.csv", export(month_rows("2025-10")), mtime=1.9e9)
     config = {"paths": [str(tmp_path / "in")], "organization_id": ORG}
     result = run_tap(tmp_path, config)
     assert result.returncode == 0, result.stderr
@@ -156,7 +156,7 @@ def test_item3_which_copy_wins_newest_by_range_is_one_warning_line(tmp_path) -> 
 
 def test_item3_which_copy_wins_then_by_modification_time(tmp_path) -> None:
     # `cp old.csv copy.csv` of an older download: same range, the copy modified later.
-    old = write(tmp_path / "in" / "old.csv", export(month_rows("2025-10")), mtime=1e9)
+    old = write(tmp_path / "in" / "old.csv", export(month_rows("2025-10")), mtime=1.9e9)
     rows = month_rows("2025-10")
     rows[40]["amount_value"] = "9.99"  # a day the export restated (2025-10-21)
     copy = write(tmp_path / "in" / "copy.csv", export(rows), mtime=2e9)
@@ -165,12 +165,12 @@ def test_item3_which_copy_wins_then_by_modification_time(tmp_path) -> None:
     assert copy_warnings(result.stderr) == [
         f"{copy} and {old} both cover 2025-10-21 with different rows; using {copy} for that "
         "day: both cover up to 2025-10-31 and it was modified later (2033-05-18 03:33:20 UTC, "
-        "the other 2001-09-09 01:46:40 UTC)"
+        "the other 2030-03-17 17:46:40 UTC)"
     ]
 
 
 def test_item3_which_copy_wins_identical_copies_give_no_warning(tmp_path) -> None:
-    write(tmp_path / "in" / "a.csv", export(month_rows("2025-10")), mtime=1e9)
+    write(tmp_path / "in" / "a.csv", export(month_rows("2025-10")), mtime=1.9e9)
     write(tmp_path / "in" / "b.csv", export(month_rows("2025-10")), mtime=2e9)
     result = run_tap(tmp_path, {"paths": [str(tmp_path / "in")], "organization_id": ORG})
     assert result.returncode == 0, result.stderr

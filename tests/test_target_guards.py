@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import resource
 import signal
 import subprocess
@@ -35,7 +36,7 @@ ACME_OCT = SAMPLES / "acme" / "cost_2025-10-01_2025-11-01.csv"
 SEPT_TOTAL = "566.15973238589393446"
 OCT_TOTAL = "554.98017457515155235"
 SMALLER = (
-    "a cut download or an older export? Export the whole month again, or set "
+    "a cut download or an older export? Export the whole month again, or list {month} in "
     "allow_shrinking_months to replace it anyway"
 )
 
@@ -63,6 +64,29 @@ def config_errors(result: Run) -> list[str]:
 
 def uploaded_record(state: dict) -> dict:
     return state["bookmarks"]["target-pelanor"]["uploaded"]
+
+
+def remembered_in_state(sandbox: PelanorSandbox, state: dict, key: str) -> str:
+    """How a refusal names a copy the state remembers: where and when it was uploaded."""
+    at = uploaded_record(state)[key]["uploaded_at"]
+    return f"uploaded to {sandbox.url} at {at[:10]} {at[11:19]} UTC, remembered in the state"
+
+
+def remembered_on_this_machine(sandbox: PelanorSandbox, month: str) -> str:
+    """How a refusal names a copy this machine's record remembers (per-test XDG_STATE_HOME)."""
+    path = machine_record(sandbox, month)
+    at = json.loads(path.read_text())["uploaded_at"]
+    return (
+        f"uploaded to {sandbox.url} at {at[:10]} {at[11:19]} UTC, remembered in this "
+        f"machine's file {path}"
+    )
+
+
+def machine_record(sandbox: PelanorSandbox, month: str, integration: str = "int-acme") -> Path:
+    endpoint = sandbox.url.replace(":", "%3A").replace("/", "%2F")
+    return (
+        Path(os.environ["XDG_STATE_HOME"]) / "target-pelanor" / "uploads" / endpoint / integration
+    ) / f"{month}.json"
 
 
 def start_target(tmp: Path, config: dict[str, Any], messages: str, **popen: Any):
@@ -103,13 +127,14 @@ def test_item2_shrink_guard_refuses_a_download_cut_at_a_line_ending(tmp_path, pe
     first = run_target(tmp_path, target_config(pelanor), first_tap.stdout)
     assert first.returncode == 0, first.stderr
     (seal,) = first_tap.records("cost_months")
-    assert uploaded_record(first.last_state) == {
-        "org-acme/2025-09": {
-            "rows": 409,
-            "days": 30,
-            "total_usd": SEPT_TOTAL,
-            "rows_digest": seal["rows_digest"],
-        }
+    record = uploaded_record(first.last_state)["org-acme/2025-09"]
+    assert record == {
+        "rows": 409,
+        "days": 30,
+        "total_usd": SEPT_TOTAL,
+        "rows_digest": seal["rows_digest"],
+        "endpoint": pelanor.url,
+        "uploaded_at": record["uploaded_at"],
     }
 
     # 402 of 409 rows, cut right after a line ending: every day is still there.
@@ -129,14 +154,19 @@ def test_item2_shrink_guard_refuses_a_download_cut_at_a_line_ending(tmp_path, pe
         "2025-09",
         "402",
         cut_total,
-        f"withheld: is smaller than the copy uploaded before: 402 rows, 30 days, {cut_total} "
+        "withheld: is smaller than the copy "
+        + remembered_in_state(pelanor, first.last_state, "org-acme/2025-09")
+        + f": 402 rows, 30 days, {cut_total} "
         f"USD against 409 rows, 30 days, {SEPT_TOTAL} USD (7 fewer row(s), "
-        "8.64708212465447084 USD less, more than the 2.83 USD tolerance); " + SMALLER,
+        "8.64708212465447084 USD less, more than the 2.83 USD tolerance); "
+        + SMALLER.format(month="2025-09"),
     ]
     assert refused.last_state is None
     assert stored(pelanor) == {"int-acme/2025-09": ACME_SEPT.read_bytes()}
 
-    allowed = run_target(tmp_path, target_config(pelanor, allow_shrinking_months=True), tap.stdout)
+    allowed = run_target(
+        tmp_path, target_config(pelanor, allow_shrinking_months=["2025-09"]), tap.stdout
+    )
     assert allowed.returncode == 0, allowed.stderr
     assert stored(pelanor) == {"int-acme/2025-09": cut.read_bytes()}
     assert uploaded_record(allowed.last_state)["org-acme/2025-09"]["rows"] == 402
@@ -157,16 +187,16 @@ OLDER_COPIES = {
     "the last day not final yet": (
         {"last_day_amount": "0.50"},
         {},
-        "withheld: is smaller than the copy uploaded before: 62 rows, 31 days, 41.10 USD "
+        "withheld: is smaller than the copy {origin}: 62 rows, 31 days, 41.10 USD "
         "against 62 rows, 31 days, 41.85 USD (0.75 USD less, more than the 0.21 USD "
-        "tolerance); " + SMALLER,
+        "tolerance); " + SMALLER.format(month="2025-10"),
     ),
     "half the month, partial months allowed": (
         {"days": 15},
         {"allow_partial_month": True},
-        "withheld: is smaller than the copy uploaded before: 30 rows, 15 days, 20.25 USD "
+        "withheld: is smaller than the copy {origin}: 30 rows, 15 days, 20.25 USD "
         "against 62 rows, 31 days, 41.85 USD (16 fewer day(s), 32 fewer row(s), 21.60 USD "
-        "less, more than the 0.21 USD tolerance); " + SMALLER,
+        "less, more than the 0.21 USD tolerance); " + SMALLER.format(month="2025-10"),
     ),
     "restated 0.15 USD lower, within the tolerance": ({"last_day_amount": "1.10"}, {}, None),
 }
@@ -190,7 +220,8 @@ def test_item2_shrink_guard_refuses_an_older_copy(
         assert stored(pelanor) == {"int-acme/2025-10": copy.read_bytes()}
     else:
         assert second.returncode == 1
-        assert report(second)[1][4] == action
+        origin = remembered_in_state(pelanor, first.last_state, "org-acme/2025-10")
+        assert report(second)[1][4] == action.format(origin=origin)
         assert len(pelanor.uploads()) == 1
 
 
@@ -291,8 +322,8 @@ BAD_SETTINGS = {
         "request_timeout must be a positive number of seconds (got 0)",
     ),
     "request_timeout negative": (
-        {"request_timeout": -2.5},
-        "request_timeout must be a positive number of seconds (got -2.5)",
+        {"request_timeout": -2},
+        "request_timeout must be a positive number of seconds (got -2)",
     ),
     "max_retry_seconds negative": (
         {"max_retry_seconds": -1},
@@ -634,13 +665,13 @@ def test_item10_a_second_upload_of_the_same_month_waits_for_the_first(tmp_path, 
 
 def test_item10_waiting_for_another_upload_is_bounded(tmp_path, pelanor) -> None:
     work = tmp_path / "work"
-    config = target_config(pelanor, work_dir=str(work), max_retry_seconds=0.5)
+    config = target_config(pelanor, work_dir=str(work), max_retry_seconds=1)
     with UploadLocks(work / "locks", wait_seconds=5).hold("int-acme", "2025-10"):
         result = run_target(tmp_path, config, tap_output(tmp_path, ACME_OCT))
     assert result.returncode == 1
     assert report(result)[1][4] == (
         "failed: another target-pelanor process kept uploading 2025-10 of integration int-acme "
-        f"for more than 0.5s (lock {work / 'locks' / 'int-acme_2025-10.lock'}); run again "
+        f"for more than 1s (lock {work / 'locks' / 'int-acme_2025-10.lock'}); run again "
         "once it has finished"
     )
     assert pelanor.uploads() == []
@@ -679,7 +710,9 @@ def test_item10_an_older_file_from_another_pipeline_does_not_land_last(tmp_path,
     older_tap = tap_run(tmp_path, _october(tmp_path, "old", last_day_amount="0.50"))
     older = run_target(tmp_path, target_config(pelanor), older_tap.stdout)
     assert older.returncode == 1
-    assert report(older)[1][4] == OLDER_COPIES["the last day not final yet"][2]
+    assert report(older)[1][4] == OLDER_COPIES["the last day not final yet"][2].format(
+        origin=remembered_on_this_machine(pelanor, "2025-10")
+    )
     assert len(pelanor.uploads()) == 1
 
 
