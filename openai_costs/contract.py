@@ -64,7 +64,7 @@ def describe_kind(value: object) -> str:
         return "text"
     if isinstance(value, bool):
         return "true/false"
-    if isinstance(value, int | float):
+    if isinstance(value, int | float | Decimal):
         return "a number"
     return "null" if value is None else type(value).__name__
 

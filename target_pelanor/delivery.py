@@ -253,7 +253,10 @@ class Delivery:
                     break
         if problem and month in self.allowed_to_shrink:
             self.logger.warning(
-                "%s is listed in allow_shrinking_months, so it goes although it %s", month, problem
+                "%s is listed in allow_shrinking_months, so it goes although the shrink guard "
+                "would refuse it: %s",
+                month,
+                problem,
             )
             return None
         return problem

@@ -168,7 +168,10 @@ def _instant(value: object) -> datetime | None:
 
 
 def _shown(value: object) -> str:
-    """A value read back, short, as JSON shows it."""
+    """A value read back, short, as JSON shows it (the target reads numbers as Decimal)."""
+    if isinstance(value, Decimal):
+        text = str(value)
+        return text if len(text) <= 40 else text[:37] + "..."
     try:
         text = json.dumps(value, default=str)
     except ValueError:  # NaN from a lenient parser

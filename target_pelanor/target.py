@@ -8,7 +8,9 @@ accepted, and removes its working files; any month not uploaded means exit statu
 from __future__ import annotations
 
 import copy
+import math
 import sys
+from decimal import Decimal
 from types import FrameType
 from typing import Any, ClassVar, NoReturn
 
@@ -202,22 +204,32 @@ class TargetPelanor(Target):
         TargetPelanor._running = self
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
-        """The SDK's check of the settings' types, except that a boolean
-        ``allow_shrinking_months`` (earlier versions' type) gets its own line: ``true`` is
-        refused by :func:`setting_errors` as it lets every month through, ``false`` lets
-        none through, as the empty list does."""
+        """The SDK's check of the settings' types, with lines of our own where the SDK's
+        would mislead: ``allow_shrinking_months: true`` (earlier versions' boolean, which
+        let every month through; ``false`` lets none through, as an empty list does) and a
+        duration that is not whole seconds (``60.0`` is taken as 60)."""
+        ours: list[str] = []
         shrinking = self._config.get("allow_shrinking_months")
-        if not isinstance(shrinking, bool):
-            return super()._validate_config(raise_errors=raise_errors)
-        del self._config["allow_shrinking_months"]
-        try:
-            return super()._validate_config(raise_errors=raise_errors)
-        except ConfigValidationError as invalid:
+        if isinstance(shrinking, bool):
+            del self._config["allow_shrinking_months"]
             if shrinking:
-                invalid.errors.append(ALLOW_SHRINKING_IS_A_LIST)
+                ours.append(ALLOW_SHRINKING_IS_A_LIST)
+        for key in ("request_timeout", "max_retry_seconds"):
+            value = self._config.get(key)
+            if isinstance(value, float | Decimal) and not isinstance(value, bool):
+                if math.isfinite(value) and value == int(value):
+                    self._config[key] = int(value)
+                else:
+                    del self._config[key]
+                    ours.append(f"{key} must be a whole number of seconds (got {value})")
+        try:
+            errors = super()._validate_config(raise_errors=raise_errors)
+        except ConfigValidationError as invalid:
+            invalid.errors.extend(ours)
             raise
-        finally:
-            self._config["allow_shrinking_months"] = shrinking
+        if ours and raise_errors:
+            raise ConfigValidationError("Config validation failed", errors=ours)
+        return errors + ours
 
     @classmethod
     def invoke(cls, **kwargs: Any) -> None:
@@ -328,10 +340,12 @@ class TargetPelanor(Target):
         )
 
     def _emit_state(self, state: dict[str, Any]) -> None:
-        """Write one state line; a signal arriving meanwhile is acted on after it."""
+        """Write one state line; a signal arriving meanwhile is acted on after it. Numbers
+        in it (the reader makes them Decimal, which the SDK cannot write) go back as JSON
+        numbers."""
         self._writing_state = True
         try:
-            super()._write_state_message(state)
+            super()._write_state_message(json_numbers(state))
             self._confirmed = state
         finally:
             self._writing_state = False
@@ -346,6 +360,22 @@ class TargetPelanor(Target):
         self._signal = signum  # nothing else here: no output from inside a signal handler
         if not (self._writing_state or self._finishing):
             raise Interrupted(signum)
+
+
+def json_numbers(value: Any) -> Any:
+    """``value`` with every Decimal as an int or float (the text of one that has no float,
+    such as ``1E+999``): a state passes numbers on only in entries this target cannot read,
+    which must go back as they came, still unreadable."""
+    if isinstance(value, dict):
+        return {key: json_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [json_numbers(item) for item in value]
+    if isinstance(value, Decimal):
+        if value.is_finite() and value.adjusted() < 30 and value == value.to_integral_value():
+            return int(value)
+        number = float(value)
+        return number if math.isfinite(number) else str(value)
+    return value
 
 
 if __name__ == "__main__":
