@@ -149,7 +149,7 @@ class TapOpenAICosts(Tap):
             try:
                 value = json.loads(text)
             except json.JSONDecodeError as error:
-                detail = f"{error.msg} at line {error.lineno}, column {error.colno}"
+                detail = f"{error.msg}: line {error.lineno}, column {error.colno}"
                 stop(cls.name, [f"{where} is not valid JSON ({detail}); {STATE_FIX}"])
             if problem := state_problem(value):
                 stop(cls.name, [f"{where} cannot be read: {problem}; {STATE_FIX}"])
