@@ -47,6 +47,7 @@ _T = TypeVar("_T")
 STALE_SECONDS = 600
 #: A complete batch file: ``<run>-<n>.jsonl[.gz]``, where the run ends in its 32-hex id.
 _COMPLETE = re.compile(r"(?P<run>.+-[0-9a-f]{32})-[0-9]+\.jsonl(?:\.gz)?")
+_RUN_LOCK = re.compile(r"\.(?P<run>.+-[0-9a-f]{32})\.lock")
 _PARTIAL_OF_RUN = re.compile(r"(?P<run>.+-[0-9a-f]{32})-[0-9]+\.jsonl(?:\.gz)?\..+\.partial")
 
 
@@ -107,8 +108,10 @@ class BatchRun:
             os.utime(lock)
         os.close(self._lock_fd)
         self._lock_fd = None
-        if not any(_COMPLETE.fullmatch(p.name) for p in self.root.glob(f"{self.name}-*")):
-            _remove_run(self.root, self.name)
+        with contextlib.suppress(OSError):
+            left = [p for p in self.root.glob(f"{self.name}-*") if _COMPLETE.fullmatch(p.name)]
+            if not left:
+                _remove_run(self.root, self.name)
 
 
 def write_batches(
@@ -205,31 +208,45 @@ def remove_stale_batches(
     root = local_root(batch_config)
     if root is None or not root.is_dir():
         return []
-    now = time.time() if now is None else now
+    removed: list[str] = []
+    with contextlib.suppress(OSError):  # a folder it cannot list: nothing to clean there
+        _sweep(root, plugin, time.time() if now is None else now, removed)
+    return removed
+
+
+def _sweep(root: Path, plugin: str, now: float, removed: list[str]) -> None:
+    """:func:`remove_stale_batches` in a folder; names removed are added to ``removed``."""
     owner = re.compile(rf".*\.{re.escape(plugin)}-([0-9]+){re.escape(_PARTIAL)}")
-    removed = []
     for path in sorted(root.iterdir()):
         match = owner.fullmatch(path.name)
-        if match and (int(match[1]) == os.getpid() or not process_alive(int(match[1]))):
-            path.unlink(missing_ok=True)
+        alive = match and int(match[1]) != os.getpid() and process_alive(int(match[1]))
+        if match and not alive and _unlink(path):
             removed.append(path.name)
     for lock in sorted(root.glob(f".*{_LOCK}")):
-        run = lock.name[1 : -len(_LOCK)]
-        if _age(lock, now) >= STALE_SECONDS:
-            removed += _remove_run(root, run)
+        run = _RUN_LOCK.fullmatch(lock.name)
+        if run and _age(lock, now) >= STALE_SECONDS:
+            removed += _remove_run(root, run["run"])
     for path in sorted(root.iterdir()):
         match = _COMPLETE.fullmatch(path.name)
         unlocked = match is not None and not (root / f".{match['run']}{_LOCK}").exists()
-        if unlocked and _age(path, now) >= STALE_SECONDS:
-            path.unlink(missing_ok=True)
+        if unlocked and _age(path, now) >= STALE_SECONDS and _unlink(path):
             removed.append(path.name)
-    return removed
+
+
+def _unlink(path: Path) -> bool:
+    """Remove a leftover; False if it could not be (gone already, a folder in its place,
+    no permission): cleaning up never stops a run."""
+    try:
+        path.unlink()
+    except OSError:
+        return False
+    return True
 
 
 def _age(path: Path, now: float) -> float:
     try:
         return now - path.stat().st_mtime
-    except FileNotFoundError:
+    except OSError:
         return 0.0
 
 
@@ -239,19 +256,19 @@ def _remove_run(root: Path, run: str) -> list[str]:
     lock = root / f".{run}{_LOCK}"
     try:
         fd = os.open(lock, os.O_RDONLY)
-    except FileNotFoundError:
+    except OSError:  # gone already, or not ours to open
         return []
     removed = []
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except OSError:
             return []  # a tap or a target of the run is alive
         for path in sorted(root.glob(f"{glob_escape(run)}-*")):
-            if _COMPLETE.fullmatch(path.name) or _PARTIAL_OF_RUN.fullmatch(path.name):
-                path.unlink(missing_ok=True)
+            ours = _COMPLETE.fullmatch(path.name) or _PARTIAL_OF_RUN.fullmatch(path.name)
+            if ours and _unlink(path):
                 removed.append(path.name)
-        lock.unlink(missing_ok=True)
+        _unlink(lock)
     finally:
         os.close(fd)
     return removed

@@ -41,6 +41,7 @@ from openai_costs.export import (
     scan_rows,
     unix_of,
 )
+from openai_costs.os_errors import advice
 from tap_openai_costs.known_exports import KnownExports
 
 UTC = timezone.utc  # datetime.UTC needs Python 3.11
@@ -214,7 +215,8 @@ def _unreachable(path: Path, exc: OSError) -> str:
 
 
 def cannot_read(exc: OSError) -> str:
-    return f"cannot be read ({exc.strerror}); let the tap's user read it, or take it out of paths"
+    fix = advice(exc, "let the tap's user read it, or take it out of paths")
+    return f"cannot be read ({exc.strerror}); {fix}"
 
 
 class ExportErrors(Exception):

@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
+from openai_costs.os_errors import advice
+
 __all__ = ["LockTimeout", "LockUnavailable", "UploadLocks"]
 
 logger = logging.getLogger(__name__)
@@ -74,9 +76,12 @@ class UploadLocks:
             reason = "a file is in the way (it must be a folder)"
         else:
             reason = error.strerror or type(error).__name__
+        fix = advice(
+            error,
+            "make it a folder this user can write to (or set work_dir to one), then run again",
+        )
         return LockUnavailable(
-            f"cannot take the upload lock in {self.folder}: {reason}; nothing uploaded: make "
-            "it a folder this user can write to (or set work_dir to one), then run again"
+            f"cannot take the upload lock in {self.folder}: {reason}; nothing uploaded: {fix}"
         )
 
     def _acquire(self, fd: int, path: Path, integration_id: str, month: str) -> None:
