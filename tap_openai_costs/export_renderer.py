@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Any, BinaryIO, Final
 
 from openai_costs.export import (
+    AMOUNT_LIMIT,
+    AMOUNT_LIMIT_TEXT,
     AMOUNT_MAX_LENGTH,
     CURRENT_COLUMNS,
     DAY_SECONDS,
@@ -458,7 +460,9 @@ def _cost_values(day: date, number: int, result: Any, context: _Context) -> dict
     values = {
         "amount_value": cost_amount(day, number, result, context.organization_id, context.notes),
         "amount_currency": result["amount"]["currency"],
-        "quantity": _decimal_field(result, "quantity", "quantity", fault, required=False),
+        "quantity": _decimal_field(
+            result, "quantity", "quantity", fault, required=False, limit=None
+        ),
         "organization_id": context.organization_id,
     }
     for name in (*_RESULT_TEXT_FIELDS, *_NAME_FIELDS):
@@ -481,6 +485,7 @@ def _decimal_field(
     fault: Callable[..., OpenAIAPIError],
     *,
     required: bool,
+    limit: Decimal | None = AMOUNT_LIMIT,
 ) -> str:
     if key not in mapping:
         if required:
@@ -492,9 +497,16 @@ def _decimal_field(
             raise fault(f"has {name} null")
         return ""
     try:
-        return decimal_text(value)
+        return decimal_text(value, limit=limit)
+    except AmountTooLarge:
+        shown = one_line(str(value), 60)
+        raise fault(f"has {name} {shown}, {AMOUNT_LIMIT_TEXT}") from None
     except ValueError as problem:
         raise fault(f"has {name} {show_value(value)}, {problem}") from None
+
+
+class AmountTooLarge(ValueError):
+    """A number beyond :data:`openai_costs.export.AMOUNT_LIMIT`: no cost row is."""
 
 
 def _text_field(
@@ -509,20 +521,25 @@ def _text_field(
     return value
 
 
-def decimal_text(value: object) -> str:
+def decimal_text(value: object, *, limit: Decimal | None = AMOUNT_LIMIT) -> str:
     """The shortest exact decimal text of an API number: no exponent, no trailing zeros.
 
     ``"0.000004500000000000000000000000000000000"`` is ``0.0000045``, ``"0E-6176"`` and
     ``0.0`` are ``0``, ``30.0`` is ``30``, ``1e-05`` is ``0.00001``. A string must be decimal
     text; a JSON number arrives as an ``int`` or an exact ``Decimal``. Raises ValueError
     (saying why, for a message) for anything else: null, ``NaN``, ``1,000``, a bool, or a
-    value too large or too finely divided for an export's amount. A float is a TypeError:
-    by then the digits OpenAI sent are already lost.
+    value too finely divided for an export's amount; AmountTooLarge for a number beyond
+    ``limit`` (by default :data:`~openai_costs.export.AMOUNT_LIMIT`, which bounds amounts;
+    quantities, token counts, have none), checked before it is written out: ``1e999999``
+    would be a million digits. A float is a TypeError: by then the digits OpenAI sent are
+    already lost.
     """
     if isinstance(value, bool):
         raise ValueError("not a decimal number")
     if isinstance(value, str):
         if len(value) <= AMOUNT_MAX_LENGTH and _SHORTEST_TEXT.fullmatch(value):
+            if limit is not None and abs(Decimal(value)) > limit:
+                raise AmountTooLarge(value)
             return value  # already the shortest text of its value (most amounts)
         if len(value) > _MAX_TEXT or not _DECIMAL_TEXT.fullmatch(value):
             raise ValueError("not a decimal number")
@@ -534,21 +551,25 @@ def decimal_text(value: object) -> str:
             raise ValueError("not a finite number")
         text = str(value)
         if len(text) <= AMOUNT_MAX_LENGTH and _SHORTEST_TEXT.fullmatch(text):
+            if limit is not None and abs(value) > limit:
+                raise AmountTooLarge(value)
             return text
         number = value
     elif isinstance(value, float):
         raise TypeError("amount values must be parsed as Decimal, never float (digits lost)")
     else:
         raise ValueError("not a decimal number")
-    return _shortest(number)
+    return _shortest(number, limit)
 
 
-def _shortest(number: Decimal) -> str:
+def _shortest(number: Decimal, limit: Decimal | None) -> str:
     sign, digits, exponent = number.as_tuple()
     if not isinstance(exponent, int):
         raise ValueError("not a finite number")
     if not any(digits):
         return "0"  # also 0E-6176 and -0
+    if limit is not None and abs(number) > limit:
+        raise AmountTooLarge(number)
     if abs(number.adjusted()) > _MAX_MAGNITUDE:
         raise ValueError("too large or too small for an export's amount")
     kept = list(digits)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from openai_costs.export import ExportError, Layout, month_days, month_of
+from openai_costs.os_errors import advice
 from tap_openai_costs.export_renderer import (
     API_LAYOUTS,
     DEFAULT_API_LAYOUT,
@@ -27,6 +28,7 @@ from tap_openai_costs.planner import (
     ExportReading,
     MonthPlan,
     expand_paths,
+    unfinished,
     which_copy_wins,
 )
 from tap_openai_costs.progress import ReadProgress
@@ -110,8 +112,12 @@ def _known_exports(
     return KnownExports(records, organization_id, today, logger)
 
 
-def changed_months(reading: ExportReading, logger: logging.Logger) -> list[MonthPlan]:
-    """The months to seal, once every input was validated; one bad file means no seal."""
+def changed_months(
+    reading: ExportReading, logger: logging.Logger
+) -> tuple[list[MonthPlan], list[ExportError]]:
+    """The months to seal, once every input was validated (one bad file means no seal),
+    and why the changed months that must not be sealed are withheld: a day of theirs comes
+    from an export saved before that day ended (:func:`unfinished`)."""
     try:
         plans = reading.plans()
     except ExportErrors as errors:
@@ -119,13 +125,14 @@ def changed_months(reading: ExportReading, logger: logging.Logger) -> list[Month
     changed = reading.changed(plans)
     for line in which_copy_wins(lost for plan in changed for lost in plan.overruled):
         logger.warning(line)
+    withheld = {plan.month: problem for plan in changed if (problem := unfinished(plan))}
     logger.info(
         "%d month(s) found, %d changed since the last run: %s",
         len(plans),
         len(changed),
         ", ".join(plan.month for plan in changed) or "none",
     )
-    return changed
+    return [plan for plan in changed if plan.month not in withheld], list(withheld.values())
 
 
 def _api_exports(
@@ -162,10 +169,10 @@ def _api_exports(
             notes.say(logger)
             return paths, client.costs_url
     except OSError as exc:  # writing the months into the work folder
+        fix = advice(exc, "free space there or set work_dir to a writable folder")
         raise ExportError(
             str(directory),
-            f"cannot hold the months read from the Costs API ({exc.strerror}); free space "
-            "there or set work_dir to a writable folder",
+            f"cannot hold the months read from the Costs API ({exc.strerror}); {fix}",
         ) from None
 
 

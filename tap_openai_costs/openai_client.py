@@ -12,6 +12,8 @@ Rules:
   still says ``has_more``) ends the range normally.
 - Array parameters are encoded as OpenAI's official Python SDK encodes them.
 - The admin key is kept out of every exception text, log line and ``repr``.
+- A page is read up to :data:`ANSWER_LIMIT` (256 MiB, far above the largest day seen):
+  beyond it the answer is an error, never read whole.
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ from openai_costs.safe_http import (
     GaveUp,
     Refused,
     ServiceError,
+    answer_cut,
     check_base_url,
+    describe_size,
     one_line,
 )
 
@@ -62,6 +66,8 @@ PROJECTS_PATH: Final = "/v1/organization/projects"
 #: MB of JSON; 180 of them are not). A month costs about 31 requests.
 COSTS_PAGE_LIMIT: Final = 1
 PROJECTS_PAGE_LIMIT: Final = 100
+#: How much of one answer is read: a day of a large organization is tens of MB of JSON.
+ANSWER_LIMIT: Final = 256 << 20
 #: The export's grouping: one row per day, line item and project.
 COSTS_GROUP_BY: Final = ("line_item", "project_id")
 #: Refusals of a next_page cursor in a row, with no new day in between, before giving up.
@@ -146,6 +152,8 @@ class OpenAICostsClient(BearerClient):
             random=random,
             clock=clock,
             transport=transport,
+            answer_limit=ANSWER_LIMIT,
+            address_setting="api_base_url",
         )
         self._base_url = check_api_base_url(base_url)
 
@@ -326,6 +334,13 @@ class OpenAICostsClient(BearerClient):
                 f"OpenAI GET {path} answered with {name}, which is not a JSON number"
             )
 
+        if answer_cut(response):
+            raise OpenAIAPIError(
+                f"OpenAI GET {path} answered HTTP {response.status_code} with more than "
+                f"{describe_size(self.answer_limit)}, more than any page of this API; "
+                f"{RETRY_ADVICE}",
+                status_code=response.status_code,
+            )
         try:
             body = json.loads(response.content, parse_float=Decimal, parse_constant=refuse_constant)
         except (ValueError, UnicodeDecodeError):
@@ -371,6 +386,8 @@ def _costs_page(body: dict[str, Any], span: str, number: int) -> tuple[list[Any]
 def _rejection_text(path: str, status: int, message: str) -> str:
     """One line for a refused request; a bad key gets the hint about admin keys."""
     message = message.removesuffix(".")
+    if 300 <= status < 400:
+        return f"OpenAI GET {path} failed: HTTP {status}, {message}; check api_base_url"
     if status in (401, 403):
         return f"OpenAI rejected the admin key (HTTP {status}): {message}; {_ADMIN_KEY_HINT}"
     return f"OpenAI refused GET {path} (HTTP {status}): {message}"

@@ -7,6 +7,8 @@ for months read from the Costs API, in the layout configured for them: ``api_lay
 Where two exports disagree on a day, which one won is recorded, to be said in one warning
 line per pair of files (:func:`which_copy_wins`). Every ``paths`` entry must lead to
 readable files: a missing path, a broken link or a link loop is an error, never skipped.
+An export saved (last modified) before a day it covers had ended cannot hold that day
+whole: a month built from such a day is not sealed (:func:`unfinished`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import os
 import stat
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from openai_costs.contract import state_key
@@ -40,7 +42,9 @@ from openai_costs.export import (
     render_fields,
     rows_digest_update,
     scan_rows,
+    unix_of,
 )
+from openai_costs.os_errors import advice
 from tap_openai_costs.known_exports import KnownExports
 
 UTC = timezone.utc  # datetime.UTC needs Python 3.11
@@ -176,7 +180,8 @@ def expand_paths(patterns: list[str]) -> list[Path]:
     problems: list[ExportError] = []
     for pattern in patterns:
         path = Path(pattern).expanduser()
-        if path.is_dir():
+        folder = path.is_dir()
+        if folder:
             try:
                 os.scandir(path).close()  # Path.glob skips a folder it cannot list
             except OSError as exc:
@@ -189,12 +194,8 @@ def expand_paths(patterns: list[str]) -> list[Path]:
             # Path.glob cannot take an absolute pattern; glob.glob can.
             matches = [Path(m) for m in sorted(glob.glob(str(path), recursive=True))]  # noqa: PTH207
         if not matches:
-            problems.append(
-                ExportError(
-                    pattern,
-                    "matches no export file; check the paths setting (files, folders, globs)",
-                )
-            )
+            problems.append(_nothing_in(pattern, path, folder))
+        files = 0
         for match in matches:
             try:
                 regular = stat.S_ISREG(match.stat().st_mode)  # follows links
@@ -203,9 +204,41 @@ def expand_paths(patterns: list[str]) -> list[Path]:
                 continue
             if regular:
                 found[match] = None
+                files += 1
+        folders = [match for match in matches if match.is_dir()]
+        if matches and files == 0 and len(folders) == len(matches):
+            problems.append(_only_folders(pattern, folders))
     if problems:
         raise ExportErrors(problems)
     return list(found)
+
+
+def _nothing_in(pattern: str, path: Path, folder: bool) -> ExportError:
+    """A paths entry that matches nothing; a folder whose exports sit in its subfolders
+    says so (a folder is read without them)."""
+    nested = sorted(itertools.islice(path.rglob("*.csv"), 4)) if folder else []
+    if nested:
+        shown = ", ".join(str(n.relative_to(path)) for n in nested[:3])
+        more = ", …" if len(nested) > 3 else ""
+        return ExportError(
+            pattern,
+            f"holds no *.csv file of its own, only in subfolders ({shown}{more}); a folder is "
+            "read without its subfolders: list those folders, or a glob such as "
+            f"{str(path / '**' / '*.csv')!r}",
+        )
+    return ExportError(
+        pattern, "matches no export file; check the paths setting (files, folders, globs)"
+    )
+
+
+def _only_folders(pattern: str, folders: list[Path]) -> ExportError:
+    """A paths entry whose only ``*.csv`` matches are folders (``exports.csv/``)."""
+    named = ", ".join(str(f) for f in folders[:3]) + (", …" if len(folders) > 3 else "")
+    return ExportError(
+        pattern,
+        f"matches only folders, no export file ({named}); list the export files, or the "
+        "folders that hold them",
+    )
 
 
 def _unreachable(path: Path, exc: OSError) -> str:
@@ -221,7 +254,8 @@ def _unreachable(path: Path, exc: OSError) -> str:
 
 
 def cannot_read(exc: OSError) -> str:
-    return f"cannot be read ({exc.strerror}); let the tap's user read it, or take it out of paths"
+    fix = advice(exc, "let the tap's user read it, or take it out of paths")
+    return f"cannot be read ({exc.strerror}); {fix}"
 
 
 class ExportErrors(Exception):
@@ -468,6 +502,21 @@ def _why_newer(winner: ExportScan, loser: ExportScan) -> str:
         f"both cover up to {winner.last_day} and were modified at the same time, so the "
         "later file name wins"
     )
+
+
+def unfinished(plan: MonthPlan) -> ExportError | None:
+    """The export a month takes a day from, if it was saved before that day ended: its
+    rows of the day stop where the export did, and nothing later would correct them."""
+    for piece in plan.pieces:
+        day = piece.day.day
+        if piece.scan.mtime_ns < unix_of(day + timedelta(days=1)) * 1_000_000_000:
+            return ExportError(
+                piece.scan.path,
+                f"was saved at {_utc(piece.scan.mtime_ns)}, before {day} ended, so it cannot "
+                f"hold that day whole; {plan.month} is not sealed: export it again (after "
+                "00:00 UTC)",
+            )
+    return None
 
 
 def _utc(mtime_ns: int) -> str:

@@ -15,7 +15,7 @@ import functools
 import itertools
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -27,7 +27,7 @@ from singer_sdk import typing as th
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from openai_costs import contract
-from openai_costs.batches import BatchWriteError, remove_stale_partials, write_batches
+from openai_costs.batches import BatchRun, BatchWriteError, remove_stale_batches, write_batches
 from openai_costs.contract import MonthOpened, Seal
 from openai_costs.export import (
     CURRENT_COLUMNS,
@@ -40,6 +40,7 @@ from openai_costs.export import (
     missing_days,
     today_utc,
 )
+from openai_costs.os_errors import advice
 from openai_costs.work_folder import WorkFolderError, open_work_folder
 from tap_openai_costs.api_witness import ApiWitness, cannot_check, disagreement
 from tap_openai_costs.export_renderer import FieldNotes
@@ -222,23 +223,28 @@ class CostsStream(Stream):
         The SDK's own batcher would let a seal overtake rows still waiting in its buffer,
         so files are cut here, per month, written as they fill, never held in memory.
         """
-        removed = remove_stale_partials(batch_config, self.tap_name)
+        removed = remove_stale_batches(batch_config, self.tap_name)
         if removed:
-            self.logger.info("removed partial batch files of killed runs: %s", ", ".join(removed))
+            self.logger.info(
+                "removed batch files that runs which are over left behind: %s", ", ".join(removed)
+            )
         owner = f"{self.tap_name}-{os.getpid()}"
         self._announce_month_streams()
-        for month, rows, tally in self._months():
-            records = self._records_of(month, rows, tally)
-            try:
-                for manifest in write_batches(records, batch_config, self.name, owner):
-                    yield batch_config.encoding, manifest
-            except BatchWriteError as reason:  # the partial file is gone already
-                problem = ExportError(
-                    batch_config.storage.root,
-                    f"cannot write batch files ({reason}); free space there or set "
-                    "batch_config.storage.root to a folder the tap can write",
-                )
-                self._stop([problem])
+        try:
+            with BatchRun(batch_config, self.name) as run:
+                for month, rows, tally in self._months():
+                    records = self._records_of(month, rows, tally)
+                    for manifest in write_batches(records, batch_config, run, owner):
+                        yield batch_config.encoding, manifest
+        except BatchWriteError as reason:  # the partial file is gone already
+            fix = advice(
+                reason.errno,
+                "free space there or set batch_config.storage.root to a folder the tap can write",
+            )
+            problem = ExportError(
+                batch_config.storage.root, f"cannot write batch files ({reason}); {fix}"
+            )
+            self._stop([problem])
 
     def get_batch_config(self, config: Mapping[str, Any]) -> BatchConfig | None:
         """No batch files in a connection test (``--test``): it stops after a record."""
@@ -264,6 +270,8 @@ class CostsStream(Stream):
         passed, each changed month is sealed: a draft that matches its plan as it is, any
         other month after its rows are read again from the plan. This generator is resumed
         only once the rows it handed out were written, so a seal never overtakes its rows.
+        A month withheld (an export saved before its day ended) is not sealed, and once the
+        others are, the run ends with one line for it and exit status 1.
         """
         today = self.today()
         started, sendings = self.run_started(), itertools.count(1)
@@ -277,7 +285,7 @@ class CostsStream(Stream):
                 self._open(draft, version)
                 yield draft, rows, tally
             try:
-                plans = changed_months(reading, self.logger)
+                plans, withheld = changed_months(reading, self.logger)
             except InputProblems as problems:
                 self._stop(problems.problems)
             if reading.known is not None:
@@ -322,8 +330,8 @@ class CostsStream(Stream):
                         len(checked),
                         ", ".join(checked),
                     )
-            if unsealed:
-                self._stop(unsealed)
+            if unsealed or withheld:
+                self._stop_after_state([*unsealed, *withheld])
 
     def today(self) -> date:
         """The current UTC date, read once a run: months are complete up to the day before."""
@@ -370,6 +378,12 @@ class CostsStream(Stream):
         if isinstance(writer, BufferedMsgSpecWriter):
             writer.flush()  # what was written stays in order, before the exit
         raise TapStopped(problems)
+
+    def _stop_after_state(self, problems: Sequence[Exception]) -> NoReturn:
+        """Stop once the state covers what was done (the months sealed, the files
+        validated): the SDK writes it after this stream ends, which a stop would skip."""
+        self._tap.state_writer.write_state(self.tap_state)
+        self._stop(list(problems))
 
     def _reread(self, plan: MonthPlan) -> Iterator[Row]:
         try:

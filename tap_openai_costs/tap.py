@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import io
+import json
+from typing import IO, Any, ClassVar
 
 import click
 from singer_sdk import Stream, Tap
@@ -17,7 +19,7 @@ from singer_sdk.helpers.capabilities import (
 )
 
 from openai_costs.batches import check_encoding
-from openai_costs.contract import MONTH_PATTERN
+from openai_costs.contract import MONTH_PATTERN, STATE_FIX, state_problem
 from openai_costs.safe_http import check_durations, check_secret
 from openai_costs.user_errors import stop
 from tap_openai_costs.export_renderer import API_LAYOUTS, DEFAULT_API_LAYOUT
@@ -179,11 +181,24 @@ class TapOpenAICosts(Tap):
             raise ConfigValidationError("Config validation failed", errors=errors)
 
     @classmethod
-    def invoke(cls, **kwargs: Any) -> None:
-        """The SDK's invoke; a run stopped by problems the user must fix reports them here,
-        after everything else the tap writes (the SDK's metric lines), and exits 1."""
+    def invoke(cls, *, state: IO[str] | None = None, **kwargs: Any) -> None:
+        """The SDK's invoke. A state that cannot be read (cut short, edited) is stopped in
+        one line before the SDK reads it (it would print a traceback); a run stopped by
+        problems the user must fix reports them after everything else the tap writes (the
+        SDK's metric lines), and exits 1."""
+        if state is not None:
+            text = state.read()
+            where = f"the state ({getattr(state, 'name', '--state')})"
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as error:
+                detail = f"{error.msg}: line {error.lineno}, column {error.colno}"
+                stop(cls.name, [f"{where} is not valid JSON ({detail}); {STATE_FIX}"])
+            if problem := state_problem(value):
+                stop(cls.name, [f"{where} cannot be read: {problem}; {STATE_FIX}"])
+            state = io.StringIO(text)
         try:
-            super().invoke(**kwargs)
+            super().invoke(state=state, **kwargs)
         except TapStopped as stopped:
             stop(cls.name, stopped.problems)
 
@@ -194,6 +209,13 @@ class TapOpenAICosts(Tap):
             super().cb_test(ctx, param, value)
         except TapStopped as stopped:
             stop(cls.name, stopped.problems)
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """The SDK's, refusing a state of the wrong shape in one line (the SDK's own load
+        ends in a traceback on a list where a map belongs)."""
+        if problem := state_problem(state):
+            stop(self.name, [f"the state cannot be read: {problem}; {STATE_FIX}"])
+        super().load_state(state)
 
     def discover_streams(self) -> list[Stream]:
         return [CostsStream(self), MonthLayoutsStream(self), MonthSealsStream(self)]

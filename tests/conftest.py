@@ -69,13 +69,25 @@ def openai(start_openai: Callable[..., FakeOpenAI]) -> FakeOpenAI:
 
 
 @pytest.fixture(autouse=True)
+def private_state_folder(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Each test gets its own per-user state folder (``XDG_STATE_HOME``), in process and in
+    the plugins it starts: the target keeps this machine's upload records there by default,
+    and a record must not leak from one test into another."""
+    folder = tmp_path_factory.mktemp("user-state")
+    monkeypatch.setenv("XDG_STATE_HOME", str(folder))
+    return folder
+
+
+@pytest.fixture(autouse=True)
 def private_temp_folder(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> Path:
     """Each test gets its own system temp folder, in process and in the plugins it starts:
-    the target's working files and upload locks (with their record of the last upload)
-    live there by default, and must not leak from one test into another. (Beside the
-    test's tmp_path, not in it: tests check what their tmp_path holds.)"""
+    the target's working files and upload locks live there by default, and must not leak
+    from one test into another. (Beside the test's tmp_path, not in it: tests check what
+    their tmp_path holds.)"""
     folder = tmp_path_factory.mktemp("system-tmp")
     monkeypatch.setenv("TMPDIR", str(folder))
     monkeypatch.setattr(tempfile, "tempdir", str(folder))

@@ -225,6 +225,40 @@ def test_loader_without_its_own_token_fails_instead_of_borrowing_the_parents(
     )
 
 
+def test_durations_and_months_to_let_shrink_are_set_by_environment_variables(
+    project: Project, sandbox: PelanorSandbox
+) -> None:
+    """Meltano casts an environment variable by its setting's kind: a `decimal` became a
+    Decimal it could not write into the plugin's config ("Decimal is not JSON
+    serializable"), so the durations are integers; `allow_shrinking_months` is a JSON list,
+    as the README's override command sets it."""
+    overrides = {
+        "TARGET_PELANOR__ACME_MAX_RETRY_SECONDS": "120",
+        "TARGET_PELANOR__ACME_REQUEST_TIMEOUT": "30",
+    }
+    config = project.config("target-pelanor--acme", **overrides)
+    assert (config["max_retry_seconds"], config["request_timeout"]) == (120, 30)
+    ok(project.run(*ACME, **overrides))
+    assert sorted(u["month"] for u in sandbox.uploads()) == ["2025-09", "2025-10"]
+
+    # October again, its last two rows cut: refused, then let through by listing it.
+    october = project.root / "samples" / "acme" / OCTOBER
+    stat = october.stat()
+    october.write_bytes(b"".join(october.read_bytes().splitlines(keepends=True)[:-2]))
+    os.utime(october, (stat.st_atime + 60, stat.st_mtime + 60))
+    refused = project.run(*ACME, **overrides)
+    assert refused.returncode != 0
+    assert "withheld: is smaller than the copy uploaded to" in refused.stderr
+    allowed = {"TARGET_PELANOR__ACME_ALLOW_SHRINKING_MONTHS": '["2025-10"]'}
+    assert project.config("target-pelanor--acme", **allowed)["allow_shrinking_months"] == [
+        "2025-10"
+    ]
+    ok(project.run(*ACME, **overrides, **allowed))
+    assert (sandbox.data_dir / "files" / "int-acme" / "2025-10.csv").read_bytes() == (
+        october.read_bytes()
+    )
+
+
 def test_meltano_precedence_the_guard_relies_on(project: Project) -> None:
     """What Meltano 4.4.1 does with inherited settings; fails loudly if an upgrade changes it.
 

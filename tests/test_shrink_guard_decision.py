@@ -3,18 +3,42 @@ before, why not (the exact line a user reads), and the record of an upload it de
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from decimal import Decimal
 
 import pytest
 
-from target_pelanor.shrink_guard import Uploaded, refusal, tolerance
+from target_pelanor.shrink_guard import (
+    Remembered,
+    UnreadableRecord,
+    Uploaded,
+    read_record,
+    refusal,
+    tolerance,
+)
 
+UTC = timezone.utc
+MONTH = "2025-10"
+PELANOR = "https://api.pelanor.io"
+UPLOADED_AT = datetime(2025, 11, 3, 6, 30, tzinfo=UTC)
 #: October as uploaded before: two rows a day.
-BEFORE = Uploaded(rows=62, days=31, total=Decimal("42.6"), rows_digest="before")
+BEFORE = Remembered(
+    Uploaded(rows=62, days=31, total=Decimal("42.6"), rows_digest="before"),
+    "the state",
+    PELANOR,
+    UPLOADED_AT,
+)
+ORIGIN = "uploaded to https://api.pelanor.io at 2025-11-03 06:30:00 UTC, remembered in the state"
 ADVICE = (
-    "; a cut download or an older export? Export the whole month again, or set "
+    "; a cut download or an older export? Export the whole month again, or list 2025-10 in "
     "allow_shrinking_months to replace it anyway"
 )
+
+
+def remembered(rows: int, days: int, total: str) -> Remembered:
+    return Remembered(
+        Uploaded(rows, days, Decimal(total), "before"), "the state", PELANOR, UPLOADED_AT
+    )
 
 
 def now(rows: int = 62, days: int = 31, total: str = "42.6") -> Uploaded:
@@ -35,45 +59,45 @@ def now(rows: int = 62, days: int = 31, total: str = "42.6") -> Uploaded:
     ids=["same counts, other rows", "larger", "lower within tolerance", "much higher"],
 )
 def test_a_month_no_smaller_than_before_may_replace_it(candidate):
-    assert refusal(BEFORE, candidate) is None
+    assert refusal(BEFORE, candidate, MONTH) is None
 
 
 def test_fewer_days_rows_and_dollars_are_all_named_in_one_line():
-    assert refusal(BEFORE, now(rows=46, days=23, total="30.1")) == (
-        "is smaller than the copy uploaded before: 46 rows, 23 days, 30.1 USD against 62 "
+    assert refusal(BEFORE, now(rows=46, days=23, total="30.1"), MONTH) == (
+        f"is smaller than the copy {ORIGIN}: 46 rows, 23 days, 30.1 USD against 62 "
         "rows, 31 days, 42.6 USD (8 fewer day(s), 16 fewer row(s), 12.5 USD less, more than "
         "the 0.21 USD tolerance)" + ADVICE
     )
 
 
 def test_one_row_fewer_is_refused_even_with_the_same_total():
-    assert refusal(BEFORE, now(rows=61)) == (
-        "is smaller than the copy uploaded before: 61 rows, 31 days, 42.6 USD against 62 "
+    assert refusal(BEFORE, now(rows=61), MONTH) == (
+        f"is smaller than the copy {ORIGIN}: 61 rows, 31 days, 42.6 USD against 62 "
         "rows, 31 days, 42.6 USD (1 fewer row(s))" + ADVICE
     )
 
 
 def test_a_total_lower_by_more_than_the_tolerance_is_refused():
-    assert refusal(BEFORE, now(total="42.386")) == (
-        "is smaller than the copy uploaded before: 62 rows, 31 days, 42.386 USD against 62 "
+    assert refusal(BEFORE, now(total="42.386"), MONTH) == (
+        f"is smaller than the copy {ORIGIN}: 62 rows, 31 days, 42.386 USD against 62 "
         "rows, 31 days, 42.6 USD (0.214 USD less, more than the 0.21 USD tolerance)" + ADVICE
     )
 
 
 def test_a_tiny_month_is_allowed_a_cent_less_and_no_more():
-    tiny = Uploaded(rows=2, days=1, total=Decimal("0.50"), rows_digest="tiny")
-    assert refusal(tiny, Uploaded(2, 1, Decimal("0.49"), "now")) is None
-    assert refusal(tiny, Uploaded(2, 1, Decimal("0.489"), "now")) == (
-        "is smaller than the copy uploaded before: 2 rows, 1 days, 0.489 USD against 2 rows, "
+    tiny = remembered(rows=2, days=1, total="0.50")
+    assert refusal(tiny, Uploaded(2, 1, Decimal("0.49"), "now"), MONTH) is None
+    assert refusal(tiny, Uploaded(2, 1, Decimal("0.489"), "now"), MONTH) == (
+        f"is smaller than the copy {ORIGIN}: 2 rows, 1 days, 0.489 USD against 2 rows, "
         "1 days, 0.50 USD (0.011 USD less, more than the 0.01 USD tolerance)" + ADVICE
     )
 
 
 def test_a_month_of_credits_may_not_fall_further_than_its_tolerance():
-    credits = Uploaded(rows=2, days=1, total=Decimal("-10"), rows_digest="credits")
-    assert refusal(credits, Uploaded(2, 1, Decimal("-10.05"), "now")) is None
-    assert refusal(credits, Uploaded(2, 1, Decimal("-10.06"), "now")) == (
-        "is smaller than the copy uploaded before: 2 rows, 1 days, -10.06 USD against 2 rows, "
+    credits = remembered(rows=2, days=1, total="-10")
+    assert refusal(credits, Uploaded(2, 1, Decimal("-10.05"), "now"), MONTH) is None
+    assert refusal(credits, Uploaded(2, 1, Decimal("-10.06"), "now"), MONTH) == (
+        f"is smaller than the copy {ORIGIN}: 2 rows, 1 days, -10.06 USD against 2 rows, "
         "1 days, -10 USD (0.06 USD less, more than the 0.05 USD tolerance)" + ADVICE
     )
 
@@ -89,33 +113,65 @@ def test_the_tolerance_is_half_a_percent_of_the_total_and_at_least_a_cent(total,
 # -- the record of an upload ----------------------------------------------------------------
 
 
-def test_an_upload_is_kept_in_state_as_ints_and_decimal_text():
+def test_an_upload_is_kept_in_state_as_ints_and_decimal_text_with_where_and_when():
     uploaded = Uploaded(rows=62, days=31, total=Decimal("0.10000000000000000555"), rows_digest="d")
-    assert uploaded.to_state() == {
+    record = Remembered(uploaded, "the state", PELANOR, UPLOADED_AT).to_state()
+    assert record == {
         "rows": 62,
         "days": 31,
         "total_usd": "0.10000000000000000555",
         "rows_digest": "d",
+        "endpoint": PELANOR,
+        "uploaded_at": "2025-11-03T06:30:00Z",
     }
-    assert Uploaded.from_state(uploaded.to_state()) == uploaded
+    assert read_record(record, "the state") == Remembered(
+        uploaded, "the state", PELANOR, UPLOADED_AT
+    )
 
 
 def test_a_tiny_total_is_kept_as_plain_text_never_an_exponent():
     assert Uploaded(1, 1, Decimal("1E-8"), "d").to_state()["total_usd"] == "0.00000001"
 
 
+def test_a_record_of_an_earlier_version_says_it_does_not_know_where_or_when():
+    old = read_record({"rows": 62, "days": 31, "total_usd": "42.6", "rows_digest": "d"}, "x")
+    assert old.origin() == "remembered in x, by an earlier version that did not note where or when"
+
+
 @pytest.mark.parametrize(
-    "value",
+    ("value", "reason"),
     [
-        None,
-        "62 rows",
-        {"rows": "62", "days": 31, "total_usd": "42.6", "rows_digest": "d"},
-        {"rows": 62, "days": 31.0, "total_usd": "42.6", "rows_digest": "d"},
-        {"rows": 62, "days": 31, "total_usd": 42.6, "rows_digest": "d"},
-        {"rows": 62, "days": 31, "total_usd": "42.6"},
-        {"rows": 62, "days": 31, "total_usd": "forty", "rows_digest": "d"},
-        {"rows": 62, "days": 31, "total_usd": "NaN", "rows_digest": "d"},
-        {"rows": 62, "days": 31, "total_usd": "Infinity", "rows_digest": "d"},
+        (None, "it is null, not a map"),
+        ("62 rows", "it is text, not a map"),
+        (
+            {"rows": "62", "days": 31, "total_usd": "42.6", "rows_digest": "d"},
+            'rows is "62", not a whole number of rows',
+        ),
+        (
+            {"rows": 62, "days": 31.0, "total_usd": "42.6", "rows_digest": "d"},
+            "days is 31.0, not a whole number of days",
+        ),
+        (
+            {"rows": 62, "days": 31, "total_usd": 42.6, "rows_digest": "d"},
+            "total_usd is 42.6, not decimal text",
+        ),
+        ({"rows": 62, "days": 31, "total_usd": "42.6"}, "rows_digest is null, not text"),
+        (
+            {"rows": 62, "days": 31, "total_usd": "forty", "rows_digest": "d"},
+            'total_usd "forty" is not plain decimal text',
+        ),
+        (
+            {"rows": 62, "days": 31, "total_usd": "NaN", "rows_digest": "d"},
+            'total_usd "NaN" is not plain decimal text',
+        ),
+        (
+            {"rows": 62, "days": 31, "total_usd": "1e999", "rows_digest": "d"},
+            'total_usd "1e999" is not plain decimal text',
+        ),
+        (
+            {"rows": 1, "days": 1, "total_usd": "1000000001", "rows_digest": "d"},
+            'total_usd "1000000001" is more than 1 row(s) can add up to',
+        ),
     ],
     ids=[
         "none",
@@ -126,8 +182,33 @@ def test_a_tiny_total_is_kept_as_plain_text_never_an_exponent():
         "no digest",
         "total not a number",
         "NaN",
-        "infinite",
+        "an exponent",
+        "beyond what its rows can hold",
     ],
 )
-def test_a_record_this_target_did_not_write_is_not_read_as_one(value):
-    assert Uploaded.from_state(value) is None
+def test_a_record_this_target_did_not_write_is_unreadable_with_the_reason(value, reason):
+    with pytest.raises(UnreadableRecord) as unreadable:
+        read_record(value, "the state")
+    assert str(unreadable.value) == reason
+
+
+# -- what the refusal says ---------------------------------------------------------------------
+
+
+def test_a_costs_api_month_reported_lower_is_called_openais_restatement():
+    assert refusal(BEFORE, now(total="40"), MONTH, from_api=True) == (
+        f"is smaller than the copy {ORIGIN}: 62 rows, 31 days, 40 USD against 62 rows, 31 "
+        "days, 42.6 USD (2.6 USD less, more than the 0.21 USD tolerance); OpenAI's Costs API "
+        "now reports this month lower than when it was uploaded (OpenAI restated it). If the "
+        "lower figures are right, list 2025-10 in allow_shrinking_months to upload it"
+    )
+
+
+def test_more_rows_with_a_lower_total_is_called_a_credit():
+    assert refusal(BEFORE, now(rows=63, total="40"), MONTH) == (
+        f"is smaller than the copy {ORIGIN}: 63 rows, 31 days, 40 USD against 62 rows, 31 "
+        "days, 42.6 USD (2.6 USD less, more than the 0.21 USD tolerance), although it has 1 "
+        "more row(s): a credit or refund (a negative amount) lowers the total; if OpenAI "
+        "booked one, list 2025-10 in allow_shrinking_months to upload it, otherwise export "
+        "the whole month again"
+    )

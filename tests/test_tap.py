@@ -163,7 +163,7 @@ def test_a_full_month_export_replaces_the_mid_month_one(tmp_path) -> None:
     mid = write(
         tmp_path / "mid.csv", export(month_rows("2025-10", "9.99")[:30]), mtime=2_000_000_000
     )
-    full = write(tmp_path / "full.csv", export(month_rows("2025-10")), mtime=1_000_000_000)
+    full = write(tmp_path / "full.csv", export(month_rows("2025-10")), mtime=1_900_000_000)
     result = run_tap(tmp_path, {"paths": [str(mid), str(full)], "organization_id": ORG})
     assert built_months(result) == {"2025-10": full.read_bytes()}
     assert result.records("cost_months")[0]["source_files"] == [str(full)]
@@ -184,7 +184,7 @@ def test_overlapping_exports_merge_per_day_newest_wins(tmp_path) -> None:
     late_days = [r for r in month_rows("2025-10") if r["start_time_iso"] >= "2025-10-10"]
     # The early file was saved later, but the late one covers later days: it wins its days.
     write(tmp_path / "in" / "early.csv", export(early_days, terminator="\r\n"), mtime=2_000_000_000)
-    write(tmp_path / "in" / "late.csv", export(late_days), mtime=1_000_000_000)
+    write(tmp_path / "in" / "late.csv", export(late_days), mtime=1_900_000_000)
     result = run_tap(tmp_path, {"paths": [str(tmp_path / "in" / "*.csv")], "organization_id": ORG})
     expected = [r for r in early_days if r["start_time_iso"] < "2025-10-10"] + late_days
     assert built_months(result) == {"2025-10": export(expected)}
@@ -347,8 +347,8 @@ def test_every_sending_of_a_month_has_its_own_version_and_the_seal_names_it(tmp_
     one; a later run's versions sort after this run's."""
     folder = tmp_path / "in"
     write(folder / "a-sep.csv", export(month_rows("2025-09")))
-    write(folder / "b-oct-early.csv", export(month_rows("2025-10")[:20]), mtime=1_000_000_000)
-    write(folder / "c-oct-full.csv", export(month_rows("2025-10")), mtime=1_000_000_060)
+    write(folder / "b-oct-early.csv", export(month_rows("2025-10")[:20]), mtime=1_900_000_000)
+    write(folder / "c-oct-full.csv", export(month_rows("2025-10")), mtime=1_900_000_060)
     config = {"paths": [str(folder)], "organization_id": ORG}
     first = run_tap(tmp_path, config)
     layouts = [(r["month"], r["month_version"]) for r in first.records("cost_month_layouts")]
@@ -365,7 +365,7 @@ def test_every_sending_of_a_month_has_its_own_version_and_the_seal_names_it(tmp_
     seals = {s["month"]: s["month_version"] for s in first.records("cost_months")}
     assert seals == {"2025-09": versions[0], "2025-10": versions[2]}
 
-    write(folder / "d-oct-restated.csv", export(month_rows("2025-10", "1.30")), mtime=1_000_000_120)
+    write(folder / "d-oct-restated.csv", export(month_rows("2025-10", "1.30")), mtime=1_900_000_120)
     second = run_tap(tmp_path, config, first.last_state)
     (seal,) = second.records("cost_months")
     assert seal["month"] == "2025-10"

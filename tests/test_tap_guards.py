@@ -11,30 +11,24 @@ import csv
 import os
 import subprocess
 import sys
-import tempfile
 import tracemalloc
 from datetime import date
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from openai_costs.contract import CostRow, MonthOpened, Seal
 from openai_costs.export import (
     ExportError,
-    Layout,
     RowChecker,
-    RowsDigest,
-    format_decimal,
     missing_days,
     month_days,
     scan_export,
 )
 from tap_openai_costs.streams import CostsStream, TapStopped
 from tap_openai_costs.tap import TapOpenAICosts
-from target_pelanor.month_ledger import MonthLedger, Withheld
 from tests.api_tap import run_api_tap
-from tests.exports import NEW, ORG, TODAY, cost, export, month_rows, write
+from tests.exports import ORG, TODAY, cost, export, month_rows, write
+from tests.ledger_check import LAYOUT, ledger_verdict, row_text
 from tests.singer import run_tap
 
 ERROR = "tap-openai-costs: error: "
@@ -43,11 +37,6 @@ REPEATS = (
     "would count twice, as when two exports are pasted together; export the period again as "
     "one file"
 )
-LAYOUT = Layout(NEW, ",".join(NEW))
-
-
-def row_text(row: dict[str, str]) -> str:
-    return export([row]).decode().splitlines()[1]
 
 
 def until(month: str, last: int, amount: str = "1.25") -> list[dict[str, str]]:
@@ -69,44 +58,6 @@ def run_in_process(
         status, problems = int(stopped.code or 0), stopped.problems
     out, _ = capsys.readouterr()
     return status, out, [f"{ERROR}{problem}" for problem in problems]
-
-
-def ledger_verdict(rows: list[dict[str, str]], today: date) -> str:
-    """What the target's ledger says of a month of these rows, sealed to match them."""
-    work_dir = Path(tempfile.mkdtemp())  # in the test's private temp folder (conftest)
-    ledger = MonthLedger(ORG, allow_partial_month=True, today=today, work_dir=work_dir)
-    month = rows[0]["start_time_iso"][:7]
-    ledger.open_month(MonthOpened(ORG, month, "v1", LAYOUT))
-    digest, total = RowsDigest(), Decimal(0)
-    for row in rows:
-        day, text = row["start_time_iso"][:10], row_text(row)
-        ledger.add_row(
-            CostRow(ORG, month, day, text, Decimal(row["amount_value"]), row["organization_id"])
-        )
-        digest.add_row(day, text)
-        total += Decimal(row["amount_value"])
-    seal = Seal(
-        organization=ORG,
-        month=month,
-        month_version="v1",
-        row_count=len(rows),
-        total_usd=format_decimal(total),
-        days_covered=0,
-        days_expected=0,
-        missing_days=[],
-        complete=False,
-        rows_digest=digest.hexdigest(),
-        input_digest="",
-        source_files=[],
-        layout=LAYOUT,
-    )
-    try:
-        ready = ledger.seal(seal)
-    except Withheld as withheld:
-        return f"withheld: {withheld}"
-    finally:
-        ledger.close()
-    return f"ready: {ready.rows} rows"
 
 
 # Pasted exports --------------------------------------------------------------------------
@@ -140,7 +91,7 @@ def copy_warnings(stderr: str) -> list[str]:
 
 def test_which_copy_wins_newest_by_range_is_one_warning_line(tmp_path) -> None:
     mid = write(tmp_path / "in" / "mid.csv", export(until("2025-10", 15, "7.77")), mtime=2e9)
-    full = write(tmp_path / "in" / "full.csv", export(month_rows("2025-10")), mtime=1e9)
+    full = write(tmp_path / "in" / "full.csv", export(month_rows("2025-10")), mtime=1.9e9)
     config = {"paths": [str(tmp_path / "in")], "organization_id": ORG}
     result = run_tap(tmp_path, config)
     assert result.returncode == 0, result.stderr
@@ -157,7 +108,7 @@ def test_which_copy_wins_newest_by_range_is_one_warning_line(tmp_path) -> None:
 
 def test_which_copy_wins_then_by_modification_time(tmp_path) -> None:
     # `cp old.csv copy.csv` of an older download: same range, the copy modified later.
-    old = write(tmp_path / "in" / "old.csv", export(month_rows("2025-10")), mtime=1e9)
+    old = write(tmp_path / "in" / "old.csv", export(month_rows("2025-10")), mtime=1.9e9)
     rows = month_rows("2025-10")
     rows[40]["amount_value"] = "9.99"  # a day the export restated (2025-10-21)
     copy = write(tmp_path / "in" / "copy.csv", export(rows), mtime=2e9)
@@ -166,12 +117,12 @@ def test_which_copy_wins_then_by_modification_time(tmp_path) -> None:
     assert copy_warnings(result.stderr) == [
         f"{copy} and {old} both cover 2025-10-21 with different rows; using {copy} for that "
         "day: both cover up to 2025-10-31 and it was modified later (2033-05-18 03:33:20 UTC, "
-        "the other 2001-09-09 01:46:40 UTC)"
+        "the other 2030-03-17 17:46:40 UTC)"
     ]
 
 
 def test_which_copy_wins_identical_copies_give_no_warning(tmp_path) -> None:
-    write(tmp_path / "in" / "a.csv", export(month_rows("2025-10")), mtime=1e9)
+    write(tmp_path / "in" / "a.csv", export(month_rows("2025-10")), mtime=1.9e9)
     write(tmp_path / "in" / "b.csv", export(month_rows("2025-10")), mtime=2e9)
     result = run_tap(tmp_path, {"paths": [str(tmp_path / "in")], "organization_id": ORG})
     assert result.returncode == 0, result.stderr

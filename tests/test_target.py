@@ -95,7 +95,7 @@ def test_a_month_merged_from_two_layouts_is_uploaded_in_the_newest(
     seal vouches for them as sent, whether the month went out as a draft first or not."""
     rows = month_rows("2025-10")
     early = [r for r in rows if r["start_time_iso"] < "2025-10-11"]
-    write(tmp_path / "in" / "a-early.csv", export(early, columns=OLD), mtime=1_000_000_000)
+    write(tmp_path / "in" / "a-early.csv", export(early, columns=OLD), mtime=1_900_000_000)
     late = write(tmp_path / "in" / "b-late.csv", export(rows[len(early) :]))
     state = {"bookmarks": {"costs": {"months": {f"{ORG}/2025-10": "older"}}}}
     tap = run_tap(

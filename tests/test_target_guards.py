@@ -28,40 +28,27 @@ from target_pelanor.upload_lock import UploadLocks
 from tests.exports import ORG, SAMPLES, export, month_rows, write
 from tests.pelanor_sandbox import TOKEN, running_sandbox
 from tests.singer import BIN, Run, report, run_tap, run_target, stored, tap_output, target_config
+from tests.upload_guard import (
+    OLDER_COPIES,
+    SMALLER,
+    config_errors,
+    october_export,
+    remembered_in_state,
+    remembered_on_this_machine,
+    tap_run,
+    uploaded_record,
+)
 
 ACME_SEPT = SAMPLES / "acme" / "cost_2025-09-01_2025-09-30.csv"
 ACME_OCT = SAMPLES / "acme" / "cost_2025-10-01_2025-10-31.csv"
 SEPT_TOTAL = "566.15973238589393446"
 OCT_TOTAL = "554.98017457515155235"
-SMALLER = (
-    "a cut download or an older export? Export the whole month again, or set "
-    "allow_shrinking_months to replace it anyway"
-)
-
-
-def tap_run(tmp: Path, *paths: Path, state: dict | None = None) -> Run:
-    result = run_tap(tmp, {"paths": [str(p) for p in paths], "organization_id": ORG}, state)
-    assert result.returncode == 0, result.stderr
-    return result
 
 
 def amounts_total(path: Path, rows: int | None = None) -> Decimal:
     with path.open(newline="") as handle:
         lines = list(csv.DictReader(handle))[:rows]
     return sum((Decimal(row["amount_value"] or 0) for row in lines), Decimal(0))
-
-
-def config_errors(result: Run) -> list[str]:
-    """The messages of the SDK's config validation (one log line each)."""
-    return [
-        line.rsplit(" | ", 1)[-1]
-        for line in result.stderr.splitlines()
-        if "| ERROR" in line and not line.endswith("Config validation failed")
-    ]
-
-
-def uploaded_record(state: dict) -> dict:
-    return state["bookmarks"]["target-pelanor"]["uploaded"]
 
 
 def start_target(tmp: Path, config: dict[str, Any], messages: str, **popen: Any):
@@ -102,13 +89,14 @@ def test_shrink_guard_refuses_a_download_cut_at_a_line_ending(tmp_path, pelanor)
     first = run_target(tmp_path, target_config(pelanor), first_tap.stdout)
     assert first.returncode == 0, first.stderr
     (seal,) = first_tap.records("cost_months")
-    assert uploaded_record(first.last_state) == {
-        "org-acme/2025-09": {
-            "rows": 409,
-            "days": 30,
-            "total_usd": SEPT_TOTAL,
-            "rows_digest": seal["rows_digest"],
-        }
+    record = uploaded_record(first.last_state)["org-acme/2025-09"]
+    assert record == {
+        "rows": 409,
+        "days": 30,
+        "total_usd": SEPT_TOTAL,
+        "rows_digest": seal["rows_digest"],
+        "endpoint": pelanor.url,
+        "uploaded_at": record["uploaded_at"],
     }
 
     # 402 of 409 rows, cut right after a line ending: every day is still there.
@@ -128,47 +116,22 @@ def test_shrink_guard_refuses_a_download_cut_at_a_line_ending(tmp_path, pelanor)
         "2025-09",
         "402",
         cut_total,
-        f"withheld: is smaller than the copy uploaded before: 402 rows, 30 days, {cut_total} "
+        "withheld: is smaller than the copy "
+        + remembered_in_state(pelanor, first.last_state, "org-acme/2025-09")
+        + f": 402 rows, 30 days, {cut_total} "
         f"USD against 409 rows, 30 days, {SEPT_TOTAL} USD (7 fewer row(s), "
-        "8.64708212465447084 USD less, more than the 2.83 USD tolerance); " + SMALLER,
+        "8.64708212465447084 USD less, more than the 2.83 USD tolerance); "
+        + SMALLER.format(month="2025-09"),
     ]
     assert refused.last_state is None
     assert stored(pelanor) == {"int-acme/2025-09": ACME_SEPT.read_bytes()}
 
-    allowed = run_target(tmp_path, target_config(pelanor, allow_shrinking_months=True), tap.stdout)
+    allowed = run_target(
+        tmp_path, target_config(pelanor, allow_shrinking_months=["2025-09"]), tap.stdout
+    )
     assert allowed.returncode == 0, allowed.stderr
     assert stored(pelanor) == {"int-acme/2025-09": cut.read_bytes()}
     assert uploaded_record(allowed.last_state)["org-acme/2025-09"]["rows"] == 402
-
-
-def _october(tmp: Path, name: str, last_day_amount: str = "1.25", days: int = 31) -> Path:
-    rows = [
-        {**row, "amount_value": last_day_amount}
-        if row["start_time_iso"].startswith("2025-10-31") and row["amount_value"] == "1.25"
-        else row
-        for row in month_rows("2025-10")
-        if int(row["start_time_iso"][8:10]) <= days
-    ]
-    return write(tmp / name / "cost_2025-10-01_2025-10-31.csv", export(rows))
-
-
-OLDER_COPIES = {
-    "the last day not final yet": (
-        {"last_day_amount": "0.50"},
-        {},
-        "withheld: is smaller than the copy uploaded before: 62 rows, 31 days, 41.10 USD "
-        "against 62 rows, 31 days, 41.85 USD (0.75 USD less, more than the 0.21 USD "
-        "tolerance); " + SMALLER,
-    ),
-    "half the month, partial months allowed": (
-        {"days": 15},
-        {"allow_partial_month": True},
-        "withheld: is smaller than the copy uploaded before: 30 rows, 15 days, 20.25 USD "
-        "against 62 rows, 31 days, 41.85 USD (16 fewer day(s), 32 fewer row(s), 21.60 USD "
-        "less, more than the 0.21 USD tolerance); " + SMALLER,
-    ),
-    "restated 0.15 USD lower, within the tolerance": ({"last_day_amount": "1.10"}, {}, None),
-}
 
 
 @pytest.mark.parametrize(
@@ -176,10 +139,10 @@ OLDER_COPIES = {
 )
 def test_shrink_guard_refuses_an_older_copy(tmp_path, pelanor, older, settings, action) -> None:
     first = run_target(
-        tmp_path, target_config(pelanor), tap_run(tmp_path, _october(tmp_path, "new")).stdout
+        tmp_path, target_config(pelanor), tap_run(tmp_path, october_export(tmp_path, "new")).stdout
     )
     assert first.returncode == 0, first.stderr
-    copy = _october(tmp_path, "old", **older)
+    copy = october_export(tmp_path, "old", **older)
     tap = tap_run(tmp_path, copy, state=first.last_state)
     second = run_target(tmp_path, target_config(pelanor, **settings), tap.stdout)
     if action is None:
@@ -187,7 +150,8 @@ def test_shrink_guard_refuses_an_older_copy(tmp_path, pelanor, older, settings, 
         assert stored(pelanor) == {"int-acme/2025-10": copy.read_bytes()}
     else:
         assert second.returncode == 1
-        assert report(second)[1][4] == action
+        origin = remembered_in_state(pelanor, first.last_state, "org-acme/2025-10")
+        assert report(second)[1][4] == action.format(origin=origin)
         assert len(pelanor.uploads()) == 1
 
 
@@ -288,8 +252,8 @@ BAD_SETTINGS = {
         "request_timeout must be a positive number of seconds (got 0)",
     ),
     "request_timeout negative": (
-        {"request_timeout": -2.5},
-        "request_timeout must be a positive number of seconds (got -2.5)",
+        {"request_timeout": -2},
+        "request_timeout must be a positive number of seconds (got -2)",
     ),
     "max_retry_seconds negative": (
         {"max_retry_seconds": -1},
@@ -629,13 +593,13 @@ def test_a_second_upload_of_the_same_month_waits_for_the_first(tmp_path, pelanor
 
 def test_waiting_for_another_upload_is_bounded(tmp_path, pelanor) -> None:
     work = tmp_path / "work"
-    config = target_config(pelanor, work_dir=str(work), max_retry_seconds=0.5)
+    config = target_config(pelanor, work_dir=str(work), max_retry_seconds=1)
     with UploadLocks(work / "locks", wait_seconds=5).hold("int-acme", "2025-10"):
         result = run_target(tmp_path, config, tap_output(tmp_path, ACME_OCT))
     assert result.returncode == 1
     assert report(result)[1][4] == (
         "failed: another target-pelanor process kept uploading 2025-10 of integration int-acme "
-        f"for more than 0.5s (lock {work / 'locks' / 'int-acme_2025-10.lock'}); run again "
+        f"for more than 1s (lock {work / 'locks' / 'int-acme_2025-10.lock'}); run again "
         "once it has finished"
     )
     assert pelanor.uploads() == []
@@ -666,13 +630,15 @@ def test_an_older_file_from_another_pipeline_does_not_land_last(tmp_path, pelano
     """Two pipelines of one organization, each with its own state: the one with the older
     export runs second, and this machine's record of the last upload refuses it."""
     newer = run_target(
-        tmp_path, target_config(pelanor), tap_run(tmp_path, _october(tmp_path, "new")).stdout
+        tmp_path, target_config(pelanor), tap_run(tmp_path, october_export(tmp_path, "new")).stdout
     )
     assert newer.returncode == 0, newer.stderr
-    older_tap = tap_run(tmp_path, _october(tmp_path, "old", last_day_amount="0.50"))
+    older_tap = tap_run(tmp_path, october_export(tmp_path, "old", last_day_amount="0.50"))
     older = run_target(tmp_path, target_config(pelanor), older_tap.stdout)
     assert older.returncode == 1
-    assert report(older)[1][4] == OLDER_COPIES["the last day not final yet"][2]
+    assert report(older)[1][4] == OLDER_COPIES["the last day not final yet"][2].format(
+        origin=remembered_on_this_machine(pelanor, "2025-10")
+    )
     assert len(pelanor.uploads()) == 1
 
 

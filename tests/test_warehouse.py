@@ -149,8 +149,8 @@ def test_month_totals_are_exact_after_overlaps_and_restatements(
     write(exports / "a-sep.csv", export(september))
     early = rows_of("2025-10", 1, days=range(1, 21))
     late = rows_of("2025-10", 2, days=range(10, 32), idle=(4,))
-    write(exports / "b-oct-early.csv", export(early), mtime=1_000_000_000)
-    write(exports / "c-oct-late.csv", export(late), mtime=1_000_000_060)
+    write(exports / "b-oct-early.csv", export(early), mtime=1_900_000_000)
+    write(exports / "c-oct-late.csv", export(late), mtime=1_900_000_060)
     october = [r for r in early if int(r["start_time"]) < int(late[0]["start_time"])] + late
     state = load(None)
     assert_totals({"2025-09": september, "2025-10": october})
@@ -163,13 +163,13 @@ def test_month_totals_are_exact_after_overlaps_and_restatements(
 
     # 2. October restated with other amounts (a newer full export).
     restated = rows_of("2025-10", 3)
-    write(exports / "d-oct-restated.csv", export(restated), mtime=1_000_000_120)
+    write(exports / "d-oct-restated.csv", export(restated), mtime=1_900_000_120)
     state = load(state)
     assert_totals({"2025-09": september, "2025-10": restated})
 
     # 3. October restated with fewer rows: the rows it no longer has leave the totals.
     fewer = rows_of("2025-10", 3, items=2)
-    write(exports / "e-oct-fewer.csv", export(fewer), mtime=1_000_000_180)
+    write(exports / "e-oct-fewer.csv", export(fewer), mtime=1_900_000_180)
     load(state)
     assert_totals({"2025-09": september, "2025-10": fewer})
     assert len(fewer) < len(restated)

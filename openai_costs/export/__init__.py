@@ -50,10 +50,19 @@ from openai_costs.export.reading import (
     scan_export,
     scan_rows,
 )
-from openai_costs.export.rules import AMOUNT_MAX_LENGTH, AMOUNT_TEXT, RowChecker
+from openai_costs.export.rules import (
+    AMOUNT_LIMIT,
+    AMOUNT_LIMIT_TEXT,
+    AMOUNT_MAX_LENGTH,
+    AMOUNT_TEXT,
+    RowChecker,
+    amount_too_large,
+)
 from openai_costs.export.writing import EXACT, ExportWriter, format_decimal, write_export
 
 __all__ = [
+    "AMOUNT_LIMIT",
+    "AMOUNT_LIMIT_TEXT",
     "AMOUNT_MAX_LENGTH",
     "AMOUNT_TEXT",
     "BOM",
@@ -73,6 +82,7 @@ __all__ = [
     "RowChecker",
     "RowParser",
     "RowsDigest",
+    "amount_too_large",
     "check_columns",
     "day_of",
     "describe_days",
