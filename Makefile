@@ -10,6 +10,7 @@
 #   make sandbox  the sandbox alone, in the foreground, for runs of the dev environment by
 #                 hand (`.venv/bin/meltano run openai-costs-acme` in another terminal)
 #   make bench    the benchmark on a generated 1,000,000-row month (several minutes)
+#   make docs-settings  write docs/settings.md's settings tables from the plugins' --about
 #   make clean    forget Meltano state, sandbox data and caches (keeps .venv)
 
 SHELL := bash
@@ -39,7 +40,8 @@ OTHER_PYTHONS ?= 3.10 3.13
 PYTHONS_SUBSET := tests/test_tap.py tests/test_target.py tests/test_cost_export.py \
   tests/test_costs_api.py tests/test_catalog.py tests/test_logs.py
 
-.PHONY: demo sandbox sandbox-config test lint bench clean install definitions test-pythons
+.PHONY: demo sandbox sandbox-config test lint bench docs-settings definitions test-pythons clean \
+  install
 
 install: $(VENV)/.installed
 
@@ -116,12 +118,22 @@ sandbox: install sandbox-config
 	exec $(BIN)/python -m target_pelanor.sandbox --config .sandbox/config.json \
 	  --data-dir .sandbox/data --url "$$url"
 
-sandbox-config:
+# The sandbox accepts the upload request's shape target-pelanor has in the dev environment
+# (its upload_* settings), so a changed shape is tried end to end.
+sandbox-config: install
+	@export MELTANO_SEND_ANONYMOUS_USAGE_STATS=false
 	mkdir -p .sandbox
-	echo '$(SANDBOX_CONFIG)' > .sandbox/config.json
+	$(BIN)/meltano --environment=dev config print target-pelanor | $(BIN)/python -c \
+	  'import json, sys; shape = {k: v for k, v in json.load(sys.stdin).items() if k.startswith("upload_")}; print(json.dumps(json.loads(sys.argv[1]) | shape))' \
+	  '$(SANDBOX_CONFIG)' > .sandbox/config.json
 
 bench: install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# The only writer of the settings tables in docs/settings.md; tests/test_docs.py fails when
+# they differ from what the plugins report.
+docs-settings: install
+	$(BIN)/python scripts/docs_settings.py
 
 clean:
 	rm -rf .meltano .sandbox output .pytest_cache .ruff_cache .mypy_cache

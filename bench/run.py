@@ -229,7 +229,7 @@ def fresh_dir(path: Path) -> Path:
 
 
 def make_export(rows: int, seed: int) -> Path:
-    """bench/data/export-<rows>/cost_2025-10-01_2025-11-01.csv, regenerated each run."""
+    """bench/data/export-<rows>/cost_2025-10-01_2025-10-31.csv, regenerated each run."""
     path = DATA / f"export-{rows}" / upload_filename(MONTH)
     started = time.perf_counter()
     generate(rows, MONTH, path, seed)

@@ -6,5 +6,6 @@
 - :mod:`openai_costs.batches`: the BATCH file format both sides agree on.
 - :mod:`openai_costs.safe_http`: secrets kept out of output, and bounded retries.
 - :mod:`openai_costs.user_errors`: one line per problem the user must fix, exit status 1.
+- :mod:`openai_costs.os_errors`: advice that fits a system error (open files, disk space).
 - :mod:`openai_costs.work_folder`: a private working folder per process, never left behind.
 """

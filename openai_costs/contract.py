@@ -7,13 +7,14 @@ rows, one ``costs`` record per CSV row (read by the target as :class:`CostRow`),
 
 Every sending of a month has its own ``month_version``, on its layout record and on each of
 its rows; the seal names the version it vouches for. A warehouse keeps every version it
-was sent and reads the sealed one (see README, "Loading into a warehouse"), so a month
+was sent and reads the sealed one (see docs/warehouse.md, "Loading into a warehouse"), so a month
 sent twice (a draft, then its merged plan; a restated month in a later run) is never
 counted twice, and rows removed by a restatement disappear from the totals.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from decimal import Decimal
 
@@ -38,11 +39,62 @@ def state_key(organization_id: str, month: str) -> str:
 
 
 #: The target's own part of the state, ``bookmarks["target-pelanor"]["uploaded"]``: per
-#: state key, what it last uploaded (rows, days, total as decimal text, rows digest). In
+#: state key, what it last uploaded (rows, days, total as decimal text, rows digest, and
+#: since they are recorded, the Pelanor endpoint and the time of the upload). In
 #: Meltano the target sees state only as the tap passes it on, so the tap must carry this
 #: through unchanged: the SDK's tap loads and writes back every entry of ``bookmarks``,
 #: and no stream has this name, so it never collides with the tap's own bookmarks.
 TARGET_BOOKMARK = "target-pelanor"
+
+
+def read_from_api(source_files: Iterable[str]) -> bool:
+    """Whether a sealed month was read from OpenAI's Costs API rather than from exports.
+
+    The tap names such a month's source by the endpoint's URL (its files are the run's
+    own, deleted at its end); an export's source is a path, and a path never holds "://".
+    """
+    return any("://" in source for source in source_files)
+
+
+#: What to do about a state that cannot be read, in both plugins' messages.
+STATE_FIX = (
+    "restore it (meltano state get, correct it, meltano state set) or clear it (meltano "
+    "state clear: every month is sent again, and the upload records the target keeps on "
+    "this machine still guard them)"
+)
+
+
+def describe_kind(value: object) -> str:
+    """``a list``, ``a number``, ``text``: what a JSON value is, for a message."""
+    if isinstance(value, dict):
+        return "a map"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float | Decimal):
+        return "a number"
+    return "null" if value is None else type(value).__name__
+
+
+def state_problem(state: object) -> str | None:
+    """What is wrong with the shape of a state both plugins read (a list where a map
+    belongs), or None. The tap's own and the target's own entries are read each by its
+    plugin; what is checked here is what every reader walks through."""
+    if not isinstance(state, dict):
+        return f"the state is {describe_kind(state)}, not a map"
+    bookmarks = state.get("bookmarks", {})
+    if not isinstance(bookmarks, dict):
+        return f"bookmarks is {describe_kind(bookmarks)}, not a map"
+    for name, bookmark in bookmarks.items():
+        if not isinstance(bookmark, dict):
+            return f"bookmarks.{name} is {describe_kind(bookmark)}, not a map"
+    months = bookmarks.get(COSTS, {}).get("months", {})
+    if not isinstance(months, dict):
+        return f"bookmarks.{COSTS}.months is {describe_kind(months)}, not a map"
+    return None
 
 
 def month_version(run_started: datetime, sending: int) -> str:

@@ -15,6 +15,14 @@ Rules:
   answer), not each socket operation: a server that trickles a byte a second cannot hold
   a request open. The retry budget bounds the whole series of attempts, including an
   answer still arriving when it runs out.
+- An answer is read up to a bound (``answer_limit``; 1 MiB unless a client needs more):
+  the rest is never read, so a server sending gigabytes cannot fill the memory. The
+  client sees the answer cut there (:func:`answer_cut`).
+- A host name that does not resolve (the resolver says it does not exist) and a TLS
+  certificate that fails verification are final (:class:`NotRetried`): retrying cannot
+  change them. A resolver that does not answer (``EAI_AGAIN``) is retried, as it can.
+- A redirect is never followed (the secret would go along): it is a final answer saying
+  where it pointed ("redirect to <host> not followed").
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import json
 import logging
 import random as _random
 import re
+import socket
 import ssl
 import time
 import typing
@@ -54,6 +63,16 @@ _MESSAGE_LIMIT = 200
 #: ``:``-separated parts of a secret shorter than this are not scrubbed on their own: they
 #: would blank out ordinary words (the whole secret always is).
 _MIN_PART = 4
+#: How much of an answer a client reads unless it says otherwise.
+ANSWER_LIMIT = 1 << 20
+#: Marks, in ``Response.extensions``, an answer cut at the client's ``answer_limit``.
+_CUT = "openai_costs.answer_cut"
+#: Resolver errors that say the name does not exist (not that the resolver failed).
+_NO_SUCH_HOST = frozenset(
+    getattr(socket, name)
+    for name in ("EAI_NONAME", "EAI_NODATA", "EAI_FAIL", "EAI_ADDRFAMILY")
+    if hasattr(socket, name)
+)
 
 
 class ServiceError(Exception):
@@ -233,6 +252,88 @@ def is_retryable(status: int) -> bool:
     return status in _RETRYABLE_STATUS or 500 <= status < 600
 
 
+def describe_size(size: int) -> str:
+    """``1 MiB``, ``256 MiB``, ``512 KiB``: a bound in a message."""
+    if size >= 1 << 20 and size % (1 << 20) == 0:
+        return f"{size >> 20} MiB"
+    if size >= 1 << 10 and size % (1 << 10) == 0:
+        return f"{size >> 10} KiB"
+    return f"{size} bytes"
+
+
+def answer_cut(response: httpx.Response) -> bool:
+    """Whether the answer was longer than the client reads (its text is the first part)."""
+    return bool(response.extensions.get(_CUT))
+
+
+def bounded_reader(limit: int) -> Callable[[httpx.Response], None]:
+    """An httpx response hook that reads at most ``limit`` bytes of the answer (decoded),
+    closes the connection on the rest, and marks the answer when it was cut.
+
+    It runs before httpx reads the body itself, which then finds it read already.
+    """
+
+    def read(response: httpx.Response) -> None:
+        chunks: list[bytes] = []
+        size = 0
+        cut = False
+        try:
+            for chunk in response.iter_bytes():
+                if size + len(chunk) > limit:
+                    chunks.append(chunk[: limit - size])
+                    cut = True
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+        finally:
+            response.close()  # the rest is never read: the connection is dropped
+        response._content = b"".join(chunks)
+        if cut:
+            response.extensions = {**response.extensions, _CUT: True}
+
+    return read
+
+
+def redirect_text(response: httpx.Response) -> str:
+    """What a 3xx says, for a message: where it pointed (it is never followed)."""
+    target: httpx.URL | None = None
+    if response.next_request is not None:
+        target = response.next_request.url
+    elif location := response.headers.get("Location", "").strip():
+        try:
+            target = response.request.url.join(location)
+        except (httpx.InvalidURL, RuntimeError):
+            target = None
+    if target is None or not target.host:
+        return "redirect without a usable Location, not followed"
+    return f"redirect to {target.host} not followed"
+
+
+def final_connection_problem(error: httpx.TransportError) -> str | None:
+    """Why a request can never succeed as it is (a name that does not exist, a certificate
+    that fails verification), or None when retrying may help."""
+    host = error.request.url.host if _has_request(error) else "the host"
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            detail = cause.verify_message or cause.reason or "certificate verify failed"
+            return f"the TLS certificate of {host} failed verification ({detail})"
+        if isinstance(cause, socket.gaierror) and cause.errno in _NO_SUCH_HOST:
+            return f"the host name {host} does not resolve ({cause.strerror})"
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def _has_request(error: httpx.TransportError) -> bool:
+    try:
+        _ = error.request
+    except RuntimeError:  # httpx raises when the error was made without one
+        return False
+    return True
+
+
 class Refused(Exception):
     """A final answer (a non-retryable status): ``message`` is the service's, scrubbed."""
 
@@ -250,6 +351,11 @@ class GaveUp(Exception):
         super().__init__(text)
         self.status = status
         self.attempts = attempts
+
+
+class NotRetried(GaveUp):
+    """A connection problem retrying cannot change (see :func:`final_connection_problem`);
+    ``str()`` says what it was and which setting to check."""
 
 
 class Deadline:
@@ -376,6 +482,8 @@ class RetryPolicy:
     scrub: Callable[[str], str] = field(default=_unchanged)
     request_timeout: float | None = None
     deadline: Deadline | None = None
+    #: The setting(s) that decide the address, named when it cannot be reached at all.
+    address_setting: str = "the URL setting"
 
     def send(self, what: str, request: Callable[[], httpx.Response]) -> tuple[httpx.Response, int]:
         """Send until a 2xx (returned with the number of attempts), a final refusal
@@ -400,12 +508,19 @@ class RetryPolicy:
                     else f"timeout: no complete response within {_seconds(limit or 0)}"
                 )
             except httpx.TransportError as exc:
+                if problem := final_connection_problem(exc):
+                    logger.warning("%s: attempt %d, %s, not retrying", what, attempt, problem)
+                    text = f"{what} failed: {problem}; not retried: {self._advice(problem)}"
+                    raise NotRetried(self.scrub(text), None, attempt) from None
                 last_error = self.scrub(f"connection error ({type(exc).__name__}: {exc})")
             else:
                 status = response.status_code
                 if 200 <= status < 300:
                     return response, attempt
-                message = error_message(response, self.scrub)
+                if 300 <= status < 400:
+                    message = self.scrub(redirect_text(response))
+                else:
+                    message = error_message(response, self.scrub)
                 if not is_retryable(status):
                     logger.warning("%s: attempt %d, HTTP %d, not retrying", what, attempt, status)
                     raise Refused(status, message, attempt)
@@ -446,6 +561,14 @@ class RetryPolicy:
             )
             self.sleep(delay)
 
+    def _advice(self, problem: str) -> str:
+        if problem.startswith("the TLS certificate"):
+            return (
+                f"check {self.address_setting}; behind a proxy that inspects TLS, set "
+                "SSL_CERT_FILE to a CA bundle that includes its certificate"
+            )
+        return f"check {self.address_setting} (and this machine's DNS)"
+
     def _attempt_limit(self, attempt: int, left: float) -> tuple[float | None, bool]:
         """How long this attempt may take, and whether the budget (not request_timeout)
         is what limits it."""
@@ -458,7 +581,8 @@ class RetryPolicy:
 class BearerClient:
     """An httpx client for a service that takes a bearer secret: the secret is checked,
     sent only in the Authorization header built per request, never followed through a
-    redirect, and scrubbed from any text a server sends back."""
+    redirect, and scrubbed from any text a server sends back. Answers are read up to
+    ``answer_limit`` bytes (see :func:`bounded_reader`)."""
 
     def __init__(
         self,
@@ -471,20 +595,31 @@ class BearerClient:
         random: Callable[[], float] = _random.random,
         clock: Callable[[], float] = time.monotonic,
         transport: httpx.BaseTransport | None = None,
+        answer_limit: int = ANSWER_LIMIT,
+        address_setting: str = "the URL setting",
     ) -> None:
         if not secret:
             raise ValueError(f"{setting} is required")
         check_secret(secret, setting)
         check_durations(request_timeout, max_retry_seconds)
         self._secret = Secret(secret)
+        self.answer_limit = answer_limit
         deadline = Deadline()
         self._retries = RetryPolicy(
-            max_retry_seconds, sleep, random, clock, self._scrub, request_timeout, deadline
+            max_retry_seconds,
+            sleep,
+            random,
+            clock,
+            self._scrub,
+            request_timeout,
+            deadline,
+            address_setting,
         )
         self._http = httpx.Client(
             timeout=httpx.Timeout(request_timeout),
             transport=transport,
             follow_redirects=False,  # never resend the secret somewhere else
+            event_hooks={"response": [bounded_reader(answer_limit)]},
         )
         if not keep_to_deadline(self._http, deadline) and transport is None:
             raise RuntimeError("this httpx version hides its connection pool; pin httpx 0.28")

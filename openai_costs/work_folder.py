@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from openai_costs.os_errors import advice
+
 __all__ = ["WorkFolder", "WorkFolderError", "default_root", "open_work_folder", "remove_stale"]
 
 logger = logging.getLogger(__name__)
@@ -103,9 +105,9 @@ def open_work_folder(root: Path | str | None, plugin: str, setting: str = "work_
                 lock_path.unlink()
             raise
     except OSError as error:
+        fix = advice(error, f"set {setting} to a writable folder with free space")
         raise WorkFolderError(
-            f"{setting} {base} cannot be used for working files: {_reason(error)}; "
-            f"set {setting} to a writable folder with free space"
+            f"{setting} {base} cannot be used for working files: {_reason(error)}; {fix}"
         ) from None
     for path in removed:
         logger.info("Removed the working files of a %s process that is gone: %s", plugin, path)

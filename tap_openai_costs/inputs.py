@@ -13,8 +13,14 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from openai_costs.export import ExportError, month_days, month_of
-from tap_openai_costs.export_renderer import fetch_exports
+from openai_costs.export import ExportError, Layout, month_days, month_of
+from openai_costs.os_errors import advice
+from tap_openai_costs.export_renderer import (
+    API_LAYOUTS,
+    DEFAULT_API_LAYOUT,
+    FieldNotes,
+    fetch_exports,
+)
 from tap_openai_costs.known_exports import KnownExports
 from tap_openai_costs.openai_client import DEFAULT_BASE_URL, OpenAIAPIError, OpenAICostsClient
 from tap_openai_costs.planner import (
@@ -22,9 +28,14 @@ from tap_openai_costs.planner import (
     ExportReading,
     MonthPlan,
     expand_paths,
+    unfinished,
     which_copy_wins,
 )
 from tap_openai_costs.progress import ReadProgress
+
+#: Seconds: each whole request to OpenAI, and all attempts of one together.
+DEFAULT_REQUEST_TIMEOUT = 60
+DEFAULT_MAX_RETRY_SECONDS = 300
 
 
 class InputProblems(Exception):
@@ -49,10 +60,13 @@ def read_exports(
     """
     delivered = dict(bookmark.get("months", {}))
     known = None
+    layout: Layout | None = None
+    api_source: str | None = None
     try:
         if config.get("source", "files") == "api":
             # Fetched afresh into new files every run: nothing to remember them by.
-            paths = _api_exports(config, delivered, today, api_dir, logger)
+            paths, api_source = _api_exports(config, delivered, today, api_dir, logger)
+            layout = API_LAYOUTS[config.get("api_layout") or DEFAULT_API_LAYOUT]
         else:
             paths = expand_paths(config["paths"])
             known = _known_exports(bookmark, config["organization_id"], today, logger)
@@ -68,6 +82,18 @@ def read_exports(
         today,
         known=known,
         watch=ReadProgress(logger),
+        layout=layout,
+        api_source=api_source,
+    )
+
+
+def openai_client(config: Mapping[str, Any]) -> OpenAICostsClient:
+    """The Costs API client the settings describe (checked when the tap started)."""
+    return OpenAICostsClient(
+        admin_api_key=config["admin_api_key"],
+        base_url=config.get("api_base_url", DEFAULT_BASE_URL),
+        request_timeout=float(config.get("request_timeout", DEFAULT_REQUEST_TIMEOUT)),
+        max_retry_seconds=float(config.get("max_retry_seconds", DEFAULT_MAX_RETRY_SECONDS)),
     )
 
 
@@ -86,8 +112,12 @@ def _known_exports(
     return KnownExports(records, organization_id, today, logger)
 
 
-def changed_months(reading: ExportReading, logger: logging.Logger) -> list[MonthPlan]:
-    """The months to seal, once every input was validated; one bad file means no seal."""
+def changed_months(
+    reading: ExportReading, logger: logging.Logger
+) -> tuple[list[MonthPlan], list[ExportError]]:
+    """The months to seal, once every input was validated (one bad file means no seal),
+    and why the changed months that must not be sealed are withheld: a day of theirs comes
+    from an export saved before that day ended (:func:`unfinished`)."""
     try:
         plans = reading.plans()
     except ExportErrors as errors:
@@ -95,13 +125,14 @@ def changed_months(reading: ExportReading, logger: logging.Logger) -> list[Month
     changed = reading.changed(plans)
     for line in which_copy_wins(lost for plan in changed for lost in plan.overruled):
         logger.warning(line)
+    withheld = {plan.month: problem for plan in changed if (problem := unfinished(plan))}
     logger.info(
         "%d month(s) found, %d changed since the last run: %s",
         len(plans),
         len(changed),
         ", ".join(plan.month for plan in changed) or "none",
     )
-    return changed
+    return [plan for plan in changed if plan.month not in withheld], list(withheld.values())
 
 
 def _api_exports(
@@ -110,7 +141,8 @@ def _api_exports(
     today: date,
     directory: Path,
     logger: logging.Logger,
-) -> list[Path]:
+) -> tuple[list[Path], str]:
+    """The months to read, fetched into export files; and the endpoint they came from."""
     organization_id = config["organization_id"]
     prefix = f"{organization_id}/"
     read_before = {key.removeprefix(prefix) for key in delivered if key.startswith(prefix)}
@@ -121,12 +153,10 @@ def _api_exports(
         int(config.get("settle_days", 3)),
         read_before,
     )
+    notes = FieldNotes()
     try:
-        with OpenAICostsClient(
-            admin_api_key=config["admin_api_key"],
-            base_url=config.get("api_base_url", DEFAULT_BASE_URL),
-        ) as client:
-            return fetch_exports(
+        with openai_client(config) as client:
+            paths = fetch_exports(
                 client,
                 months,
                 today,
@@ -134,12 +164,15 @@ def _api_exports(
                 config["organization_name"],
                 directory,
                 logger.info,
+                notes,
             )
+            notes.say(logger)
+            return paths, client.costs_url
     except OSError as exc:  # writing the months into the work folder
+        fix = advice(exc, "free space there or set work_dir to a writable folder")
         raise ExportError(
             str(directory),
-            f"cannot hold the months read from the Costs API ({exc.strerror}); free space "
-            "there or set work_dir to a writable folder",
+            f"cannot hold the months read from the Costs API ({exc.strerror}); {fix}",
         ) from None
 
 

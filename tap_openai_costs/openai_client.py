@@ -4,10 +4,16 @@ Rules:
 
 - Amounts never pass through a float: JSON is decoded with exact decimals.
 - Pagination follows ``has_more``/``next_page`` as the API really behaves: short pages are
-  followed, and a ``next_page`` cursor the API refuses is reported as
-  :class:`PageTokenRejected`, so the caller can read the month again from its first page.
+  followed, and a ``next_page`` cursor the API refuses (HTTP 400 "The page token is
+  invalid", which the live API answers to cursors it issued itself) is not a failure: the
+  client knows which days it has, and asks again from the first day it lacks, without a
+  cursor. It gives up only after :data:`PAGE_TOKEN_REFUSALS` refusals in a row that bring
+  no new day, naming that day; a refusal once every day has arrived (a last page that
+  still says ``has_more``) ends the range normally.
 - Array parameters are encoded as OpenAI's official Python SDK encodes them.
 - The admin key is kept out of every exception text, log line and ``repr``.
+- A page is read up to :data:`ANSWER_LIMIT` (256 MiB, far above the largest day seen):
+  beyond it the answer is an error, never read whole.
 """
 
 from __future__ import annotations
@@ -18,13 +24,13 @@ import random as _random
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import date
 from decimal import Decimal
 from typing import Any, Final
 
 import httpx
 
 from openai_costs.export import (
+    DAY_SECONDS,
     day_of,
     format_decimal,
 )
@@ -33,16 +39,19 @@ from openai_costs.safe_http import (
     GaveUp,
     Refused,
     ServiceError,
+    answer_cut,
     check_base_url,
+    describe_size,
     one_line,
 )
 
 __all__ = [
+    "COSTS_PATH",
     "DEFAULT_BASE_URL",
+    "PAGE_TOKEN_REFUSALS",
     "RETRY_ADVICE",
     "OpenAIAPIError",
     "OpenAICostsClient",
-    "PageTokenRejected",
     "check_api_base_url",
     "describe_span",
     "object_problem",
@@ -57,8 +66,12 @@ PROJECTS_PATH: Final = "/v1/organization/projects"
 #: MB of JSON; 180 of them are not). A month costs about 31 requests.
 COSTS_PAGE_LIMIT: Final = 1
 PROJECTS_PAGE_LIMIT: Final = 100
+#: How much of one answer is read: a day of a large organization is tens of MB of JSON.
+ANSWER_LIMIT: Final = 256 << 20
 #: The export's grouping: one row per day, line item and project.
 COSTS_GROUP_BY: Final = ("line_item", "project_id")
+#: Refusals of a next_page cursor in a row, with no new day in between, before giving up.
+PAGE_TOKEN_REFUSALS: Final = 3
 
 #: The ``object`` values of the published spec (openai/openai-openapi, openapi.yaml:
 #: UsageResponse, UsageTimeBucket, CostsResult).
@@ -83,21 +96,6 @@ RETRY_ADVICE: Final = (
 
 class OpenAIAPIError(ServiceError):
     """The Costs API could not be read; str(exc) is one line safe to show (never the key)."""
-
-
-class PageTokenRejected(OpenAIAPIError):
-    """OpenAI answered a ``next_page`` cursor it issued itself with HTTP 400.
-
-    Users report this from the live API; reading the range again from its first page
-    works (:func:`tap_openai_costs.export_renderer.export_month` does, a bounded number
-    of times). ``after`` is the day of the last bucket received before the refused page,
-    if any.
-    """
-
-    def __init__(self, message: str, *, reason: str, after: date | None) -> None:
-        super().__init__(message, status_code=400)
-        self.reason = reason
-        self.after = after
 
 
 def check_api_base_url(url: str) -> str:
@@ -154,17 +152,26 @@ class OpenAICostsClient(BearerClient):
             random=random,
             clock=clock,
             transport=transport,
+            answer_limit=ANSWER_LIMIT,
+            address_setting="api_base_url",
         )
         self._base_url = check_api_base_url(base_url)
 
     def __repr__(self) -> str:
         return f"OpenAICostsClient(base_url={self._base_url!r})"
 
+    @property
+    def costs_url(self) -> str:
+        """The Costs API endpoint read (no secret in it): what a month read from it names
+        as its source."""
+        return self._base_url + COSTS_PATH
+
     def cost_buckets(
         self,
         start_time: int,
         end_time: int,
         *,
+        group_by: Sequence[str] = COSTS_GROUP_BY,
         project_ids: Sequence[str] = (),
         limit: int = COSTS_PAGE_LIMIT,
     ) -> Iterator[dict[str, Any]]:
@@ -172,43 +179,74 @@ class OpenAICostsClient(BearerClient):
 
         Follows ``has_more``/``next_page`` whatever a page holds (a page may hold fewer
         buckets than ``limit``, even none). Each page must be the documented ``page``
-        object; the buckets are checked by
-        :func:`tap_openai_costs.export_renderer.render_export`. ``amount.value`` stays
-        as the API sent it when that is a string, or becomes an exact
-        :class:`~decimal.Decimal` when it is a JSON number (never a float). A refused
-        cursor raises :class:`PageTokenRejected`.
+        object; the buckets are checked by the caller
+        (:mod:`tap_openai_costs.export_renderer`). JSON numbers arrive as exact
+        :class:`~decimal.Decimal` or ``int`` (never a float); strings stay strings.
+
+        A refused cursor is answered by a new request from the first day not yet
+        received (see the module's rules): no day is asked for twice, so none comes twice.
         """
         if end_time <= start_time:
             raise ValueError(f"end_time {end_time} must be after start_time {start_time}")
         span = describe_span(start_time, end_time)
-        base: list[_Param] = [
-            ("start_time", start_time),
-            ("end_time", end_time),
-            ("bucket_width", "1d"),
-            *array_param("group_by", COSTS_GROUP_BY),
-            *array_param("project_ids", project_ids),
-            ("limit", limit),
-        ]
+        request_start = start_time
+        #: The first day not yet received (Unix seconds).
+        wanted = start_time
         page: str | None = None
         seen: set[str] = set()
-        number = 0
-        last_day: date | None = None
+        number = refusals = 0
         while True:
             number += 1
-            params = [*base, ("page", page)] if page is not None else base
+            params: list[_Param] = [
+                ("start_time", request_start),
+                ("end_time", end_time),
+                ("bucket_width", "1d"),
+                *array_param("group_by", group_by),
+                *array_param("project_ids", project_ids),
+                ("limit", limit),
+            ]
+            if page is not None:
+                params.append(("page", page))
             try:
                 body = self._get_json(COSTS_PATH, params)
             except OpenAIAPIError as error:
                 if page is None or error.status_code != 400:
                     raise
                 reason = str(error).partition(": ")[2] or str(error)
-                after = f"after the bucket for {last_day}" if last_day else "before any bucket"
-                raise PageTokenRejected(
-                    f"OpenAI costs {span}: OpenAI refused its own next_page cursor {after} "
-                    f"(HTTP 400: {reason})",
-                    reason=reason,
-                    after=last_day,
-                ) from None
+                if wanted >= end_time:
+                    logger.info(
+                        "OpenAI costs %s: every day has arrived; OpenAI refused the next_page "
+                        "cursor of the last page (HTTP 400: %s), so the range is complete",
+                        span,
+                        reason,
+                    )
+                    return
+                refusals += 1
+                after = (
+                    f"after the bucket for {day_of(wanted - DAY_SECONDS)}"
+                    if wanted > start_time
+                    else "before any bucket"
+                )
+                if refusals >= PAGE_TOKEN_REFUSALS:
+                    raise OpenAIAPIError(
+                        f"OpenAI costs {span}: OpenAI refused its own next_page cursor "
+                        f"{refusals} times in a row without sending {day_of(wanted)} "
+                        f"(HTTP 400: {reason}); {RETRY_ADVICE}",
+                        status_code=400,
+                    ) from None
+                logger.warning(
+                    "OpenAI costs %s: OpenAI refused its own next_page cursor %s (HTTP 400: "
+                    "%s); asking again from %s, without a cursor (refusal %d of %d)",
+                    span,
+                    after,
+                    reason,
+                    day_of(wanted),
+                    refusals,
+                    PAGE_TOKEN_REFUSALS,
+                )
+                request_start, page = wanted, None
+                seen.clear()  # a new request: its cursors may repeat the earlier one's
+                continue
             data, has_more, cursor = _costs_page(body, span, number)
             del body
             logger.info("OpenAI costs %s: page %d, %d bucket(s)", span, number, len(data))
@@ -218,8 +256,9 @@ class OpenAICostsClient(BearerClient):
                 # page is read and parsed.
                 bucket = data.pop()
                 start = bucket.get("start_time") if isinstance(bucket, dict) else None
-                if isinstance(start, int) and not isinstance(start, bool):
-                    last_day = day_of(start)
+                if isinstance(start, int) and not isinstance(start, bool) and start >= wanted:
+                    wanted = start + DAY_SECONDS
+                    refusals = 0
                 yield bucket
                 del bucket
             if not has_more:
@@ -295,6 +334,13 @@ class OpenAICostsClient(BearerClient):
                 f"OpenAI GET {path} answered with {name}, which is not a JSON number"
             )
 
+        if answer_cut(response):
+            raise OpenAIAPIError(
+                f"OpenAI GET {path} answered HTTP {response.status_code} with more than "
+                f"{describe_size(self.answer_limit)}, more than any page of this API; "
+                f"{RETRY_ADVICE}",
+                status_code=response.status_code,
+            )
         try:
             body = json.loads(response.content, parse_float=Decimal, parse_constant=refuse_constant)
         except (ValueError, UnicodeDecodeError):
@@ -340,6 +386,8 @@ def _costs_page(body: dict[str, Any], span: str, number: int) -> tuple[list[Any]
 def _rejection_text(path: str, status: int, message: str) -> str:
     """One line for a refused request; a bad key gets the hint about admin keys."""
     message = message.removesuffix(".")
+    if 300 <= status < 400:
+        return f"OpenAI GET {path} failed: HTTP {status}, {message}; check api_base_url"
     if status in (401, 403):
         return f"OpenAI rejected the admin key (HTTP {status}): {message}; {_ADMIN_KEY_HINT}"
     return f"OpenAI refused GET {path} (HTTP {status}): {message}"

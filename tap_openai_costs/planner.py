@@ -2,16 +2,20 @@
 
 People export a mid-month file, then the full month, sometimes a quarter at once. For each
 UTC day the newest export wins (newest by the last day it covers, then by modification
-time), and each month is built from its days in order, in the newest export's layout.
+time), and each month is built from its days in order, in the newest export's layout (or,
+for months read from the Costs API, in the layout configured for them: ``api_layout``).
 Where two exports disagree on a day, which one won is recorded, to be said in one warning
 line per pair of files (:func:`which_copy_wins`). Every ``paths`` entry must lead to
 readable files: a missing path, a broken link or a link loop is an error, never skipped.
+An export saved (last modified) before a day it covers had ended cannot hold that day
+whole: a month built from such a day is not sealed (:func:`unfinished`).
 """
 
 from __future__ import annotations
 
 import collections
 import errno
+import functools
 import glob
 import hashlib
 import itertools
@@ -20,7 +24,7 @@ import os
 import stat
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from openai_costs.contract import state_key
@@ -35,9 +39,12 @@ from openai_costs.export import (
     month_of,
     peek_layout,
     read_rows,
+    render_fields,
     rows_digest_update,
     scan_rows,
+    unix_of,
 )
+from openai_costs.os_errors import advice
 from tap_openai_costs.known_exports import KnownExports
 
 UTC = timezone.utc  # datetime.UTC needs Python 3.11
@@ -101,12 +108,13 @@ class MonthPlan:
             rows = read_rows(piece.scan, piece.day)
             if piece.scan.layout.columns == self.layout.columns:
                 yield from rows
-                continue
-            digest = hashlib.sha256()
-            for row in map(self._in_layout, rows):
-                rows_digest_update(digest, row.text)
-                yield row
-            self._converted[piece.day.day] = digest.hexdigest()
+            else:
+                yield from converted_rows(rows, self.layout, self._converted)
+
+    def sent_as(self, draft: Draft) -> None:
+        """This month's rows went out as ``draft``'s: the days it put into the month's
+        layout count as sent with the digests they had then."""
+        self._converted.update(draft.converted)
 
     def rows_digest(self) -> str:
         """The seal's digest of the rows sent, from the scan's day digests: rows re-read by
@@ -121,10 +129,45 @@ class MonthPlan:
             )
         return digest.hexdigest()
 
-    def _in_layout(self, row: Row) -> Row:
-        values = row.values
-        fields = [values.get(column, "") for column in self.layout.columns]
-        return Row(row.day, self.layout.render(values), fields, self.layout.columns)
+
+def converted_rows(rows: Iterable[Row], layout: Layout, digests: dict[date, str]) -> Iterator[Row]:
+    """``rows`` put into ``layout`` (:func:`in_layout`); each day's digest of the rows as
+    put, for the seal, lands in ``digests`` once the day's last row was handed on."""
+    day: date | None = None
+    digest = hashlib.sha256()
+    for row in rows:
+        if row.day != day:
+            if day is not None:
+                digests[day] = digest.hexdigest()
+            day, digest = row.day, hashlib.sha256()
+        converted = in_layout(row, layout)
+        rows_digest_update(digest, converted.text)
+        yield converted
+    if day is not None:
+        digests[day] = digest.hexdigest()
+
+
+def in_layout(row: Row, layout: Layout) -> Row:
+    """A row of another layout in ``layout``: its text and fields; the values of the
+    columns ``layout`` lacks, if any, are kept aside (``Row.dropped``)."""
+    kept, dropped = _mapping(row.columns, layout.columns)
+    source = row.fields
+    fields = [source[i] if i is not None else "" for i in kept]
+    aside = {column: source[i] for column, i in dropped} or None
+    return Row(row.day, render_fields(fields), fields, layout.columns, aside)
+
+
+@functools.cache
+def _mapping(
+    source: tuple[str, ...], target: tuple[str, ...]
+) -> tuple[tuple[int | None, ...], tuple[tuple[str, int], ...]]:
+    """Where each target column sits in the source (None: absent), and the source
+    columns the target lacks."""
+    at = {column: i for i, column in enumerate(source)}
+    return (
+        tuple(at.get(column) for column in target),
+        tuple((column, i) for column, i in at.items() if column not in target),
+    )
 
 
 def expand_paths(patterns: list[str]) -> list[Path]:
@@ -137,7 +180,8 @@ def expand_paths(patterns: list[str]) -> list[Path]:
     problems: list[ExportError] = []
     for pattern in patterns:
         path = Path(pattern).expanduser()
-        if path.is_dir():
+        folder = path.is_dir()
+        if folder:
             try:
                 os.scandir(path).close()  # Path.glob skips a folder it cannot list
             except OSError as exc:
@@ -150,12 +194,8 @@ def expand_paths(patterns: list[str]) -> list[Path]:
             # Path.glob cannot take an absolute pattern; glob.glob can.
             matches = [Path(m) for m in sorted(glob.glob(str(path), recursive=True))]  # noqa: PTH207
         if not matches:
-            problems.append(
-                ExportError(
-                    pattern,
-                    "matches no export file; check the paths setting (files, folders, globs)",
-                )
-            )
+            problems.append(_nothing_in(pattern, path, folder))
+        files = 0
         for match in matches:
             try:
                 regular = stat.S_ISREG(match.stat().st_mode)  # follows links
@@ -164,9 +204,41 @@ def expand_paths(patterns: list[str]) -> list[Path]:
                 continue
             if regular:
                 found[match] = None
+                files += 1
+        folders = [match for match in matches if match.is_dir()]
+        if matches and files == 0 and len(folders) == len(matches):
+            problems.append(_only_folders(pattern, folders))
     if problems:
         raise ExportErrors(problems)
     return list(found)
+
+
+def _nothing_in(pattern: str, path: Path, folder: bool) -> ExportError:
+    """A paths entry that matches nothing; a folder whose exports sit in its subfolders
+    says so (a folder is read without them)."""
+    nested = sorted(itertools.islice(path.rglob("*.csv"), 4)) if folder else []
+    if nested:
+        shown = ", ".join(str(n.relative_to(path)) for n in nested[:3])
+        more = ", …" if len(nested) > 3 else ""
+        return ExportError(
+            pattern,
+            f"holds no *.csv file of its own, only in subfolders ({shown}{more}); a folder is "
+            "read without its subfolders: list those folders, or a glob such as "
+            f"{str(path / '**' / '*.csv')!r}",
+        )
+    return ExportError(
+        pattern, "matches no export file; check the paths setting (files, folders, globs)"
+    )
+
+
+def _only_folders(pattern: str, folders: list[Path]) -> ExportError:
+    """A paths entry whose only ``*.csv`` matches are folders (``exports.csv/``)."""
+    named = ", ".join(str(f) for f in folders[:3]) + (", …" if len(folders) > 3 else "")
+    return ExportError(
+        pattern,
+        f"matches only folders, no export file ({named}); list the export files, or the "
+        "folders that hold them",
+    )
 
 
 def _unreachable(path: Path, exc: OSError) -> str:
@@ -182,7 +254,8 @@ def _unreachable(path: Path, exc: OSError) -> str:
 
 
 def cannot_read(exc: OSError) -> str:
-    return f"cannot be read ({exc.strerror}); let the tap's user read it, or take it out of paths"
+    fix = advice(exc, "let the tap's user read it, or take it out of paths")
+    return f"cannot be read ({exc.strerror}); {fix}"
 
 
 class ExportErrors(Exception):
@@ -205,6 +278,11 @@ class Draft:
     month: str
     layout: Layout
     path: str
+    #: The export's own layout, when its rows are put into ``layout`` as they pass (a
+    #: Costs API month sent in fewer columns); None when it is ``layout``.
+    source_layout: Layout | None = None
+    #: Digests of the days put into ``layout``, as sent (:func:`converted_rows`).
+    converted: dict[date, str] = field(default_factory=dict, compare=False)
 
     def matches(self, plan: MonthPlan) -> bool:
         """Every day of the plan comes from the drafted export, in the drafted layout."""
@@ -234,8 +312,17 @@ class ExportReading:
         today: date,
         known: KnownExports | None = None,
         watch: Watch | None = None,
+        layout: Layout | None = None,
+        api_source: str | None = None,
     ) -> None:
         self.organization_id = organization_id
+        #: The layout every month is written in, whatever its files' (Costs API months:
+        #: the files hold every column, the upload the configured ones); None: the newest
+        #: export's.
+        self.layout = layout
+        #: Where the files were read from when they are Costs API months (the endpoint's
+        #: URL, which the seals name instead of the run's temporary files); None for exports.
+        self.api_source = api_source
         self.start_month = start_month
         self.delivered = delivered
         self.today = today
@@ -264,8 +351,10 @@ class ExportReading:
                 draft = self._draft(month, path)
                 if draft is None:
                     collections.deque(rows, maxlen=0)  # validated, not passed on
-                else:
+                elif draft.source_layout is None:
                     yield draft, rows
+                else:
+                    yield draft, converted_rows(rows, draft.layout, draft.converted)
 
     def plans(self) -> list[MonthPlan]:
         """Every month, once every export has passed; raises ExportErrors otherwise.
@@ -277,7 +366,9 @@ class ExportReading:
             if self.problems:
                 raise ExportErrors(self.problems)
             try:
-                plans = plan_months(self.all_scans, self.organization_id, self.start_month)
+                plans = plan_months(
+                    self.all_scans, self.organization_id, self.start_month, self.layout
+                )
             except ExportError as problem:
                 raise ExportErrors([problem]) from None
             stale = self._stale(plans)
@@ -328,14 +419,23 @@ class ExportReading:
             layout = peek_layout(path)
         except (ExportError, OSError):
             return None  # the scan reports the problem
-        draft = self.drafts[month] = Draft(self.organization_id, month, layout, str(path))
+        source = None
+        if self.layout is not None and self.layout != layout:
+            layout, source = self.layout, layout  # its rows go out put into self.layout
+        draft = Draft(self.organization_id, month, layout, str(path), source)
+        self.drafts[month] = draft
         return draft
 
 
 def plan_months(
-    scans: list[ExportScan], organization_id: str, start_month: str | None = None
+    scans: list[ExportScan],
+    organization_id: str,
+    start_month: str | None = None,
+    layout: Layout | None = None,
 ) -> list[MonthPlan]:
-    """Pick the newest export for every day and group the days into months."""
+    """Pick the newest export for every day and group the days into months, each in the
+    newest export's layout, or in ``layout`` when given (columns it lacks are dropped on
+    purpose then, so not refused)."""
     newest_first = sorted(
         scans, key=lambda s: (s.last_day or date.min, s.mtime_ns, s.path), reverse=True
     )
@@ -354,13 +454,14 @@ def plan_months(
         piece = winners[day]
         if month not in months:
             newest = next(s for s in newest_first if any(month_of(d.day) == month for d in s.days))
-            months[month] = MonthPlan(organization_id, month, newest.layout)
+            months[month] = MonthPlan(organization_id, month, layout or newest.layout)
         months[month].pieces.append(piece)
     for lost in overruled:
         if plan := months.get(month_of(lost.day)):
             plan.overruled.append(lost)
-    for plan in months.values():
-        _check_mergeable(plan)
+    if layout is None:
+        for plan in months.values():
+            _check_mergeable(plan)
     return list(months.values())
 
 
@@ -401,6 +502,21 @@ def _why_newer(winner: ExportScan, loser: ExportScan) -> str:
         f"both cover up to {winner.last_day} and were modified at the same time, so the "
         "later file name wins"
     )
+
+
+def unfinished(plan: MonthPlan) -> ExportError | None:
+    """The export a month takes a day from, if it was saved before that day ended: its
+    rows of the day stop where the export did, and nothing later would correct them."""
+    for piece in plan.pieces:
+        day = piece.day.day
+        if piece.scan.mtime_ns < unix_of(day + timedelta(days=1)) * 1_000_000_000:
+            return ExportError(
+                piece.scan.path,
+                f"was saved at {_utc(piece.scan.mtime_ns)}, before {day} ended, so it cannot "
+                f"hold that day whole; {plan.month} is not sealed: export it again (after "
+                "00:00 UTC)",
+            )
+    return None
 
 
 def _utc(mtime_ns: int) -> str:

@@ -15,8 +15,8 @@ import functools
 import itertools
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -28,7 +28,7 @@ from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.singerlib.catalog import REPLICATION_INCREMENTAL
 
 from openai_costs import contract
-from openai_costs.batches import BatchWriteError, remove_stale_partials, write_batches
+from openai_costs.batches import BatchRun, BatchWriteError, remove_stale_batches, write_batches
 from openai_costs.contract import MonthOpened, Seal
 from openai_costs.export import (
     CURRENT_COLUMNS,
@@ -41,10 +41,13 @@ from openai_costs.export import (
     missing_days,
     today_utc,
 )
-from openai_costs.user_errors import stop
+from openai_costs.os_errors import advice
 from openai_costs.work_folder import WorkFolderError, open_work_folder
-from tap_openai_costs.inputs import InputProblems, changed_months, read_exports
+from tap_openai_costs.api_witness import ApiWitness, cannot_check, disagreement
+from tap_openai_costs.export_renderer import FieldNotes
+from tap_openai_costs.inputs import InputProblems, changed_months, openai_client, read_exports
 from tap_openai_costs.message_writer import BufferedMsgSpecWriter
+from tap_openai_costs.openai_client import OpenAIAPIError
 from tap_openai_costs.planner import cannot_read
 
 if TYPE_CHECKING:
@@ -64,6 +67,22 @@ _TEXT_COLUMNS = tuple(
 )
 #: Text columns that hold a number: typed as exact decimal text, carried as the export has it.
 _DECIMAL_TEXT_COLUMNS = frozenset({"quantity"})
+_TEXT_COLUMN_SET = frozenset(_TEXT_COLUMNS)
+_ZERO = Decimal(0)
+_NOTHING: Mapping[str, str] = {}
+
+
+class TapStopped(SystemExit):
+    """Problems the user must fix: the run stops with exit status 1.
+
+    The tap's command line reports them (:meth:`TapOpenAICosts.invoke`) once everything
+    else is written, the SDK's metric lines included, so the last line a scheduler or
+    ``meltano config test`` shows is the error. In process, read ``problems``.
+    """
+
+    def __init__(self, problems: list[Exception]) -> None:
+        super().__init__(1)
+        self.problems = problems
 
 
 class ExactDecimalType(th.StringType):
@@ -82,6 +101,8 @@ class MonthTally:
     version: str
     count: int = 0
     total: Decimal = Decimal(0)
+    #: Each day's total, counted only for check_against_api (None: not counted).
+    days: dict[date, Decimal] | None = field(default=None)
 
 
 @dataclass(frozen=True)
@@ -238,23 +259,28 @@ class CostsStream(_IncrementalByMonth):
         The SDK's own batcher would let a seal overtake rows still waiting in its buffer,
         so files are cut here, per month, written as they fill, never held in memory.
         """
-        removed = remove_stale_partials(batch_config, self.tap_name)
+        removed = remove_stale_batches(batch_config, self.tap_name)
         if removed:
-            self.logger.info("removed partial batch files of killed runs: %s", ", ".join(removed))
+            self.logger.info(
+                "removed batch files that runs which are over left behind: %s", ", ".join(removed)
+            )
         owner = f"{self.tap_name}-{os.getpid()}"
         self._announce_month_streams()
-        for month, rows, tally in self._months():
-            records = self._records_of(month, rows, tally)
-            try:
-                for manifest in write_batches(records, batch_config, self.name, owner):
-                    yield batch_config.encoding, manifest
-            except BatchWriteError as reason:  # the partial file is gone already
-                problem = ExportError(
-                    batch_config.storage.root,
-                    f"cannot write batch files ({reason}); free space there or set "
-                    "batch_config.storage.root to a folder the tap can write",
-                )
-                self._stop([problem])
+        try:
+            with BatchRun(batch_config, self.name) as run:
+                for month, rows, tally in self._months():
+                    records = self._records_of(month, rows, tally)
+                    for manifest in write_batches(records, batch_config, run, owner):
+                        yield batch_config.encoding, manifest
+        except BatchWriteError as reason:  # the partial file is gone already
+            fix = advice(
+                reason.errno,
+                "free space there or set batch_config.storage.root to a folder the tap can write",
+            )
+            problem = ExportError(
+                batch_config.storage.root, f"cannot write batch files ({reason}); {fix}"
+            )
+            self._stop([problem])
 
     def get_batch_config(self, config: Mapping[str, Any]) -> BatchConfig | None:
         """No batch files in a connection test (``--test``): it stops after a record."""
@@ -299,35 +325,68 @@ class CostsStream(_IncrementalByMonth):
         passed, each changed month is sealed: a draft that matches its plan as it is, any
         other month after its rows are read again from the plan. This generator is resumed
         only once the rows it handed out were written, so a seal never overtakes its rows.
+        A month withheld (an export saved before its day ended) is not sealed, and once the
+        others are, the run ends with one line for it and exit status 1.
         """
         today = self.today()
         started, sendings = self.run_started(), itertools.count(1)
-        with self._work_dir() as work_dir:
+        with self._work_dir() as work_dir, self._witness() as witness:
             reading = self._reading(today, work_dir)
             tallies: dict[str, MonthTally] = {}
+            counting = witness is not None  # each day's total, to compare with the API
             for draft, rows in reading.validate():
                 version = contract.month_version(started, next(sendings))
-                tallies[draft.month] = tally = MonthTally(version)
+                tallies[draft.month] = tally = MonthTally(version, days={} if counting else None)
                 self._open(draft, version)
                 yield draft, rows, tally
             try:
-                plans = changed_months(reading, self.logger)
+                plans, withheld = changed_months(reading, self.logger)
             except InputProblems as problems:
                 self._stop(problems.problems)
             if reading.known is not None:
                 # Every file passed: remember what each holds, so the next run need not read it.
                 known = reading.known.records_of(reading.scans, reading.trusted.values())
                 self.stream_state["files"] = known
-            for plan in plans:
+            unsealed: list[Exception] = []
+            checked: list[str] = []
+            for number, plan in enumerate(plans):
+                reported = None
+                if witness is not None:
+                    try:
+                        reported = witness.day_totals(plan.days)
+                    except OpenAIAPIError as error:
+                        later = [later.month for later in plans[number + 1 :]]
+                        unsealed.append(MonthNotSealed(cannot_check(plan.month, error, later)))
+                        break
                 drafted = reading.drafts.get(plan.month)
                 if drafted is not None and drafted.matches(plan):
                     tally = tallies[plan.month]  # sealed as sent: the draft's version
+                    plan.sent_as(drafted)
                 else:
                     # A draft's rows, if any, are replaced, under a new version.
-                    tally = MonthTally(contract.month_version(started, next(sendings)))
+                    version = contract.month_version(started, next(sendings))
+                    tally = MonthTally(version, days={} if counting else None)
                     self._open(plan, tally.version)
                     yield plan, self._reread(plan), tally
-                self._seal(plan, tally, today)
+                if reported is not None:
+                    sources = {piece.day.day: piece.scan.path for piece in plan.pieces}
+                    problem = disagreement(plan.month, tally.days or {}, reported, sources)
+                    if problem:
+                        unsealed.append(MonthNotSealed(problem))
+                        continue
+                    checked.append(plan.month)
+                self._seal(plan, tally, today, reading.api_source, checked=reported is not None)
+            if witness is not None:
+                witness.notes.say(self.logger)
+                if checked:
+                    self.logger.info(
+                        "check_against_api: %d month(s) agree with the OpenAI Costs API day "
+                        "by day and were sealed: %s",
+                        len(checked),
+                        ", ".join(checked),
+                    )
+            if unsealed or withheld:
+                self._stop_after_state([*unsealed, *withheld])
 
     def today(self) -> date:
         """The current UTC date, read once a run: months are complete up to the day before."""
@@ -344,6 +403,16 @@ class CostsStream(_IncrementalByMonth):
             return read_exports(self.config, bookmark, today, work_dir, self.logger)
         except InputProblems as problems:
             self._stop(problems.problems)
+
+    @contextlib.contextmanager
+    def _witness(self) -> Iterator[ApiWitness | None]:
+        """The Costs API as a witness of the export months (``check_against_api``), or
+        None; its connections are closed however the run ends."""
+        if not self.config.get("check_against_api") or self.config.get("source") == "api":
+            yield None
+            return
+        with openai_client(self.config) as client:
+            yield ApiWitness(client, self.config["organization_id"], FieldNotes())
 
     @contextlib.contextmanager
     def _work_dir(self) -> Iterator[Path]:
@@ -363,7 +432,13 @@ class CostsStream(_IncrementalByMonth):
         writer = self._tap.message_writer
         if isinstance(writer, BufferedMsgSpecWriter):
             writer.flush()  # what was written stays in order, before the exit
-        stop(self.tap_name, problems)
+        raise TapStopped(problems)
+
+    def _stop_after_state(self, problems: Sequence[Exception]) -> NoReturn:
+        """Stop once the state covers what was done (the months sealed, the files
+        validated): the SDK writes it after this stream ends, which a stop would skip."""
+        self._tap.state_writer.write_state(self.tap_state)
+        self._stop(list(problems))
 
     def _reread(self, plan: MonthPlan) -> Iterator[Row]:
         try:
@@ -379,17 +454,28 @@ class CostsStream(_IncrementalByMonth):
         # Runs for every row of a backfill: the tally is counted inline, keys set one by one.
         at = _positions(month.layout.columns)  # every row comes in the month's layout
         organization, month_text, version = month.organization_id, month.month, tally.version
+        days = tally.days
         for row in rows:
             fields, text = row.fields, row.text
             amount_text = fields[at.amount]
             tally.count += 1
             record: dict[str, Any] = {name: fields[i] or None for name, i in at.text}
+            if row.dropped:  # an API month in fewer columns: its other values still typed
+                record.update(
+                    (name, value or None)
+                    for name, value in row.dropped.items()
+                    if name in _TEXT_COLUMN_SET
+                )
             if amount_text:
                 amount = Decimal(amount_text)
                 tally.total = EXACT.add(tally.total, amount)
                 record["amount_value"] = _amount_text(amount_text, amount)
+                if days is not None:
+                    days[row.day] = EXACT.add(days.get(row.day, _ZERO), amount)
             else:
                 record["amount_value"] = None
+                if days is not None:
+                    days.setdefault(row.day, _ZERO)
             start, end = int(fields[at.start]), int(fields[at.end])
             record["organization"] = organization
             record["month"] = month_text
@@ -398,9 +484,10 @@ class CostsStream(_IncrementalByMonth):
             record["day"] = _iso_day(row.day)
             record["start_time"] = start
             record["end_time"] = end
-            if at.start_iso:
+            dropped = row.dropped or _NOTHING
+            if at.start_iso or "start_time_iso" in dropped:
                 record["start_time_iso"] = _utc_instant(start)
-            if at.end_iso:
+            if at.end_iso or "end_time_iso" in dropped:
                 record["end_time_iso"] = _utc_instant(end)
             record["csv_row"] = text
             yield record
@@ -416,7 +503,15 @@ class CostsStream(_IncrementalByMonth):
             if isinstance(child, stream_type) and child.selected:
                 child.emit(record)
 
-    def _seal(self, plan: MonthPlan, tally: MonthTally, today: date) -> None:
+    def _seal(
+        self,
+        plan: MonthPlan,
+        tally: MonthTally,
+        today: date,
+        api_source: str | None,
+        *,
+        checked: bool,
+    ) -> None:
         missing = missing_days(plan.month, plan.days, today)
         seal = Seal(
             organization=plan.organization_id,
@@ -430,7 +525,9 @@ class CostsStream(_IncrementalByMonth):
             complete=not missing,
             rows_digest=plan.rows_digest(),
             input_digest=plan.input_digest,
-            source_files=plan.source_files,
+            # A Costs API month names the endpoint, not the run's temporary file (which
+            # also tells the target where the month came from: contract.read_from_api).
+            source_files=[api_source] if api_source else plan.source_files,
             layout=plan.layout,
         )
         # Bookmarked first, so the STATE written right after the seal already covers the
@@ -438,12 +535,15 @@ class CostsStream(_IncrementalByMonth):
         self.stream_state.setdefault("months", {})[plan.key] = plan.input_digest
         self._emit(MonthSealsStream, contract.to_record(seal))
         self.logger.info(
-            "sealed %s %s: %d rows, %s USD, %s",
+            "sealed %s %s: %d rows, %s USD, %s%s",
             plan.organization_id,
             plan.month,
             seal.row_count,
             seal.total_usd,
             f"{len(missing)} day(s) missing" if missing else "complete",
+            f", checked against the OpenAI Costs API ({len(plan.days)} day(s) agree)"
+            if checked
+            else "",
             extra={
                 "organization": plan.organization_id,
                 "month": plan.month,
@@ -451,9 +551,14 @@ class CostsStream(_IncrementalByMonth):
                 "total_usd": seal.total_usd,
                 "action": "sealed",
                 "complete": seal.complete,
-                "files": list(plan.source_files),
+                "checked_against_api": checked,
+                "files": list(seal.source_files),
             },
         )
+
+
+class MonthNotSealed(Exception):
+    """A month check_against_api kept from its seal; the message is the whole line."""
 
 
 class _SilentTimer(metrics.Timer):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import io
+import json
+from typing import IO, Any, ClassVar
 
+import click
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
@@ -16,15 +19,18 @@ from singer_sdk.helpers.capabilities import (
 )
 
 from openai_costs.batches import check_encoding
-from openai_costs.contract import MONTH_PATTERN
+from openai_costs.contract import MONTH_PATTERN, STATE_FIX, state_problem
 from openai_costs.log_levels import quiet_library_lines
-from openai_costs.safe_http import check_secret
+from openai_costs.safe_http import check_durations, check_secret
+from openai_costs.user_errors import stop
+from tap_openai_costs.export_renderer import API_LAYOUTS, DEFAULT_API_LAYOUT
+from tap_openai_costs.inputs import DEFAULT_MAX_RETRY_SECONDS, DEFAULT_REQUEST_TIMEOUT
 from tap_openai_costs.message_writer import BufferedMsgSpecWriter
 from tap_openai_costs.openai_client import (
     DEFAULT_BASE_URL,
     check_api_base_url,
 )
-from tap_openai_costs.streams import CostsStream, MonthLayoutsStream, MonthSealsStream
+from tap_openai_costs.streams import CostsStream, MonthLayoutsStream, MonthSealsStream, TapStopped
 
 
 class TapOpenAICosts(Tap):
@@ -89,8 +95,9 @@ class TapOpenAICosts(Tap):
             "organization_name",
             th.StringType,
             title="OpenAI organization name",
-            description="Written in the organization_name column, for source api (the API "
-            "does not return it). Use the name the dashboard's exports show.",
+            description="For source api: written in the organization_name column of rows "
+            "whose API result does not name the organization (the live API's results may). "
+            "Use the name the dashboard's exports show.",
         ),
         th.Property(
             "api_base_url",
@@ -98,6 +105,43 @@ class TapOpenAICosts(Tap):
             default=DEFAULT_BASE_URL,
             title="OpenAI API base URL",
             description="https only; http only for loopback addresses (a local fake).",
+        ),
+        th.Property(
+            "api_layout",
+            th.StringType,
+            default=DEFAULT_API_LAYOUT,
+            allowed_values=list(API_LAYOUTS),
+            title="Layout of API months",
+            description="For source api: the columns of each month's file. nine_columns: "
+            "the nine Pelanor lists, as in most real downloads. wide: the current export's "
+            "17 (quantity, user and API key columns too). Records carry every value either "
+            "way.",
+        ),
+        th.Property(
+            "check_against_api",
+            th.BooleanType,
+            default=False,
+            title="Check exports against the API",
+            description="For source files: before sealing an export month, compare each "
+            "day's total with OpenAI's Costs API (admin_api_key; one request a month). A day "
+            "more than 0.5% (at least $0.01) apart leaves the month unsealed.",
+        ),
+        th.Property(
+            "request_timeout",
+            th.IntegerType,
+            default=DEFAULT_REQUEST_TIMEOUT,
+            title="Request timeout (seconds)",
+            description="Bounds each whole request to OpenAI's API: connecting, sending and "
+            "receiving the whole answer. Must be positive.",
+        ),
+        th.Property(
+            "max_retry_seconds",
+            th.IntegerType,
+            default=DEFAULT_MAX_RETRY_SECONDS,
+            title="Retry budget (seconds)",
+            description="Bounds all attempts of one request to OpenAI's API, waits between "
+            "them included (the first attempt always gets its full request_timeout). 0 or "
+            "more.",
         ),
         th.Property(
             "settle_days",
@@ -148,6 +192,43 @@ class TapOpenAICosts(Tap):
         self.append_builtin_config(self.config_jsonschema)
         return []
 
+    @classmethod
+    def invoke(cls, *, state: IO[str] | None = None, **kwargs: Any) -> None:
+        """The SDK's invoke. A state that cannot be read (cut short, edited) is stopped in
+        one line before the SDK reads it (it would print a traceback); a run stopped by
+        problems the user must fix reports them after everything else the tap writes (the
+        SDK's metric lines), and exits 1."""
+        if state is not None:
+            text = state.read()
+            where = f"the state ({getattr(state, 'name', '--state')})"
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as error:
+                detail = f"{error.msg}: line {error.lineno}, column {error.colno}"
+                stop(cls.name, [f"{where} is not valid JSON ({detail}); {STATE_FIX}"])
+            if problem := state_problem(value):
+                stop(cls.name, [f"{where} cannot be read: {problem}; {STATE_FIX}"])
+            state = io.StringIO(text)
+        try:
+            super().invoke(state=state, **kwargs)
+        except TapStopped as stopped:
+            stop(cls.name, stopped.problems)
+
+    @classmethod
+    def cb_test(cls, ctx: click.Context, param: click.Option, value: str) -> None:
+        """``--test``, whose sync reports a stop as :meth:`invoke` does."""
+        try:
+            super().cb_test(ctx, param, value)
+        except TapStopped as stopped:
+            stop(cls.name, stopped.problems)
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """The SDK's, refusing a state of the wrong shape in one line (the SDK's own load
+        ends in a traceback on a list where a map belongs)."""
+        if problem := state_problem(state):
+            stop(self.name, [f"the state cannot be read: {problem}; {STATE_FIX}"])
+        super().load_state(state)
+
     def discover_streams(self) -> list[Stream]:
         return [CostsStream(self), MonthLayoutsStream(self), MonthSealsStream(self)]
 
@@ -187,11 +268,41 @@ class TapOpenAICosts(Tap):
         ]
 
     def _source_config_errors(self) -> list[str]:
+        errors = self._duration_errors()
         if not self._from_api:
-            return [] if self.config.get("paths") else ["paths is required when source is files"]
+            if not self.config.get("paths"):
+                errors.append("paths is required when source is files")
+            if self.config.get("check_against_api"):
+                errors += self._api_access_errors("check_against_api is true")
+            return errors
+        if self.config.get("check_against_api"):
+            errors.append(
+                "check_against_api compares export files with the Costs API, but source is "
+                "api (the months come from the API already): unset check_against_api"
+            )
+        errors += self._api_access_errors("source is api", "organization_name")
+        if int(self.config.get("settle_days", 3)) < 0:
+            errors.append(
+                "settle_days must be 0 or more (days after a month ends that it is still re-read)"
+            )
+        return errors
+
+    def _duration_errors(self) -> list[str]:
+        errors = []
+        timeout = self.config.get("request_timeout", DEFAULT_REQUEST_TIMEOUT)
+        budget = self.config.get("max_retry_seconds", DEFAULT_MAX_RETRY_SECONDS)
+        for request_timeout, max_retry_seconds in ((timeout, 0), (1, budget)):
+            try:
+                check_durations(request_timeout, max_retry_seconds)
+            except ValueError as problem:
+                errors.append(str(problem))
+        return errors
+
+    def _api_access_errors(self, when: str, *required: str) -> list[str]:
+        """The settings reaching the Costs API needs."""
         errors = [
-            f"{key} is required when source is api"
-            for key in ("admin_api_key", "organization_name")
+            f"{key} is required when {when}"
+            for key in ("admin_api_key", *required)
             if not self.config.get(key)
         ]
         try:
@@ -202,10 +313,6 @@ class TapOpenAICosts(Tap):
             check_secret(self.config.get("admin_api_key") or "", "admin_api_key")
         except ValueError as problem:
             errors.append(str(problem))
-        if int(self.config.get("settle_days", 3)) < 0:
-            errors.append(
-                "settle_days must be 0 or more (days after a month ends that it is still re-read)"
-            )
         return errors
 
 

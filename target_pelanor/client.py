@@ -1,47 +1,76 @@
 """HTTP client that uploads one month of OpenAI cost CSV to Pelanor.
 
-The upload contract (path, form fields, retry rules) is the one README.md describes in
-"The Pelanor endpoint: what is configurable, and why": Pelanor does not publish the OpenAI
-upload endpoint, so the path is configurable and every response is interpreted defensively.
+The upload contract (path, form fields, retry rules) is the one docs/pelanor-endpoint.md describes
+in "The Pelanor endpoint: what is configurable, and why": Pelanor does not publish the OpenAI
+upload endpoint, so the request's whole shape is configurable (built by
+:mod:`target_pelanor.upload_request`) and every response is interpreted defensively.
 The API token is kept out of every exception text, log line and ``repr``.
+
+A month is delivered only when Pelanor accepted it: HTTP 200, 201 or 202 with a JSON object
+that is not an error (``{"error": …}``). Any other answer, a 2xx included (204, an HTML
+sign-in page, an empty or non-JSON body, an answer longer than the 1 MiB read of it), is
+:class:`PelanorNotAccepted`, and the message says what came back.
 """
 
 from __future__ import annotations
 
 import contextlib
+import html
+import json
 import logging
 import random as _random
 import re
-import string
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Final
-from urllib.parse import quote
 
 import httpx
 
-from openai_costs.safe_http import BearerClient, GaveUp, Refused, ServiceError, check_base_url
+from openai_costs.safe_http import (
+    ANSWER_LIMIT,
+    BearerClient,
+    GaveUp,
+    Refused,
+    ServiceError,
+    answer_cut,
+    check_base_url,
+    describe_size,
+    error_message,
+    one_line,
+)
+from target_pelanor.upload_request import (
+    DEFAULT_SHAPE,
+    DEFAULT_UPLOAD_PATH,
+    MonthValues,
+    UploadShape,
+    check_upload_path,
+    describe,
+)
 
 __all__ = [
     "DEFAULT_UPLOAD_PATH",
     "REGION_URLS",
     "PelanorClient",
     "PelanorError",
+    "PelanorNotAccepted",
     "PelanorRejected",
     "UploadReceipt",
     "check_upload_path",
     "resolve_base_url",
 ]
 
-DEFAULT_UPLOAD_PATH = "/v1/integrations/openai/{integration_id}/upload"
 REGION_URLS = {"us": "https://api.pelanor.io", "eu": "https://api-eu.pelanor.io"}
 
 logger = logging.getLogger("target_pelanor.client")
 
 _MONTH_RE: Final = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
+#: The statuses an upload is accepted with (with a JSON object that is not an error).
+ACCEPTED_STATUSES: Final = (200, 201, 202)
+_TITLE_RE: Final = re.compile(r"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
+_CHECK_ADDRESS: Final = "check api_url, region and upload_path"
 
 
 def _package_version() -> str:
@@ -61,6 +90,11 @@ class PelanorError(ServiceError):
 
 class PelanorRejected(PelanorError):
     """Pelanor refused (400/401/403/404/422): not retried."""
+
+
+class PelanorNotAccepted(PelanorError):
+    """A 2xx that does not accept the upload (see the module docstring): not retried, and
+    the month is not delivered."""
 
 
 @dataclass(frozen=True)
@@ -89,34 +123,6 @@ def resolve_base_url(region: str, api_url: str | None) -> str:
     return REGION_URLS[key]
 
 
-def check_upload_path(upload_path: str) -> str:
-    """Refuse an upload_path that is not an absolute path with only the known placeholder."""
-    if not upload_path.startswith("/"):
-        raise ValueError(
-            f"upload_path must start with '/' (got {upload_path!r}); "
-            f"the default is {DEFAULT_UPLOAD_PATH}"
-        )
-    try:
-        fields = [
-            field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
-            for _, field, spec, conversion in string.Formatter().parse(upload_path)
-            if field is not None
-        ]
-    except ValueError:
-        raise ValueError(
-            f"upload_path has an unmatched {{ or }} (got {upload_path!r}); "
-            "the only placeholder is {integration_id}"
-        ) from None
-    unknown = sorted({field for field in fields if field != "integration_id"})
-    if unknown:
-        named = ", ".join("{" + field + "}" for field in unknown)
-        raise ValueError(
-            f"upload_path has unknown placeholder(s) {named}; the only placeholder is "
-            "{integration_id}"
-        )
-    return upload_path
-
-
 class PelanorClient(BearerClient):
     """Synchronous uploader with bounded, jittered retries for transient failures."""
 
@@ -126,7 +132,9 @@ class PelanorClient(BearerClient):
         base_url: str,
         integration_id: str,
         api_token: str,
-        upload_path: str = DEFAULT_UPLOAD_PATH,
+        upload_path: str | None = None,
+        shape: UploadShape = DEFAULT_SHAPE,
+        organization_id: str = "",
         request_timeout: float = 60.0,
         max_retry_seconds: float = 600.0,
         sleep: Callable[[float], None] = time.sleep,
@@ -138,8 +146,11 @@ class PelanorClient(BearerClient):
             raise ValueError("base_url is required")
         if not integration_id or not integration_id.strip():
             raise ValueError("integration_id is required")
-        check_upload_path(upload_path)
-        path = upload_path.format(integration_id=quote(integration_id, safe=""))
+        if upload_path is not None:  # the path alone, as before the shape was a setting
+            shape = replace(shape, path=upload_path)
+        check_upload_path(shape.path)
+        if "organization_id" in shape.placeholders() and not organization_id:
+            raise ValueError("organization_id is required: the upload request uses it")
         super().__init__(
             secret=api_token,
             setting="api_token",
@@ -149,16 +160,17 @@ class PelanorClient(BearerClient):
             random=random,
             clock=clock,
             transport=transport,
+            address_setting="api_url or region",
         )
         self._base_url = base_url.strip().rstrip("/")
         self._integration_id = integration_id
-        self._upload_path = upload_path
-        self._url = self._base_url + path
+        self._shape = shape
+        self._organization_id = organization_id
 
     def __repr__(self) -> str:
         return (
             f"PelanorClient(base_url={self._base_url!r}, "
-            f"integration_id={self._integration_id!r}, upload_path={self._upload_path!r})"
+            f"integration_id={self._integration_id!r}, upload_path={self._shape.path!r})"
         )
 
     def upload(self, *, month: str, filename: str, content: bytes | Path) -> UploadReceipt:
@@ -184,6 +196,13 @@ class PelanorClient(BearerClient):
             raise PelanorError(
                 str(gave_up), status_code=gave_up.status, attempts=gave_up.attempts
             ) from None
+        if problem := acceptance_problem(response, self._scrub, self.answer_limit):
+            logger.warning("Pelanor did not accept %s: HTTP %d", month, response.status_code)
+            raise PelanorNotAccepted(
+                f"Pelanor did not accept the upload of {month}: {problem}",
+                status_code=response.status_code,
+                attempts=attempts,
+            )
         receipt = UploadReceipt(_response_id(response), response.status_code, attempts)
         logger.info(
             "Pelanor accepted %s: HTTP %d, id %s, attempt %d",
@@ -195,20 +214,80 @@ class PelanorClient(BearerClient):
         return receipt
 
     def _send(self, month: str, filename: str, content: bytes | Path) -> httpx.Response:
-        """One POST; the Authorization header is built here and never stored or logged."""
+        """One attempt, in the configured shape (:mod:`target_pelanor.upload_request`); the
+        Authorization header is built here and never stored or logged."""
         headers = self._auth_headers() | {"User-Agent": USER_AGENT}
+        values = MonthValues.of(
+            month,
+            organization_id=self._organization_id,
+            integration_id=self._integration_id,
+            file_name=filename,
+        )
         with contextlib.ExitStack() as stack:
             body = stack.enter_context(content.open("rb")) if isinstance(content, Path) else content
-            return self._http.post(
-                self._url,
-                headers=headers,
-                data={"month": month},
-                files={"file": (filename, body, "text/csv")},
-            )
+            request = self._shape.build(self._http, self._base_url, values, body, headers)
+            logger.debug("%s", self._scrub(describe(request, self._shape, values)))
+            return self._http.send(request)
+
+
+def acceptance_problem(
+    response: httpx.Response, scrub: Callable[[str], str], limit: int = ANSWER_LIMIT
+) -> str | None:
+    """Why a 2xx answer does not accept the upload (what came back, and the setting to
+    check), or None when it does."""
+    status = response.status_code
+    instead = "instead of Pelanor's JSON answer"
+    if status not in ACCEPTED_STATUSES:
+        what = "no content" if status == 204 else response.reason_phrase or "an answer"
+        return (
+            f"HTTP {status} ({what}), which is not an acceptance (that is HTTP 200, 201 or "
+            f"202 with Pelanor's JSON answer); {_CHECK_ADDRESS}"
+        )
+    if answer_cut(response):
+        size = describe_size(limit)
+        return f"HTTP {status} with an answer larger than {size} {instead}; {_CHECK_ADDRESS}"
+    text = response.text
+    if not text.strip():
+        return f"HTTP {status} with an empty body {instead}; {_CHECK_ADDRESS}"
+    if _is_html(response, text):
+        return (
+            f"HTTP {status} with an HTML page{_title(text, scrub)} {instead}; an HTML page "
+            "(often a sign-in page) usually means a wrong api_url or region"
+        )
+    try:
+        body = json.loads(text)
+    except ValueError:
+        shown = one_line(scrub(text), 60)
+        return f"HTTP {status} with a body that is not JSON ({shown!r}) {instead}; {_CHECK_ADDRESS}"
+    if not isinstance(body, dict):
+        shown = one_line(scrub(text), 60)
+        return (
+            f"HTTP {status} with JSON that is not an object ({shown!r}) {instead}; {_CHECK_ADDRESS}"
+        )
+    if body.get("error") not in (None, False, "", {}):
+        return f"HTTP {status} with an error: {error_message(response, scrub)}"
+    return None
+
+
+def _is_html(response: httpx.Response, text: str) -> bool:
+    if "html" in response.headers.get("Content-Type", "").lower():
+        return True
+    start = text.lstrip()[:15].lower()
+    return start.startswith(("<!doctype html", "<html"))
+
+
+def _title(text: str, scrub: Callable[[str], str]) -> str:
+    """`` titled 'Sign in'``: the first line of the page's title, if it has one."""
+    match = _TITLE_RE.search(text)
+    lines = html.unescape(match.group(1)).strip().splitlines() if match else []
+    title = one_line(scrub(lines[0]), 100) if lines else ""
+    return f" titled {title!r}" if title else " (no title)"
 
 
 def _rejection_text(month: str, status: int, message: str) -> str:
     """One-line user-facing text for a refused upload, with a hint at the setting to fix."""
+    if 300 <= status < 400:
+        return f"Pelanor upload of {month} failed: HTTP {status}, {message}; {_CHECK_ADDRESS}"
     text = f"Pelanor rejected the upload of {month} (HTTP {status}): {message}"
     if status in (401, 403):
         text += "; check api_token"

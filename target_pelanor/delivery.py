@@ -2,10 +2,13 @@
 
 The sinks hand records here; the target only wires settings in. A month leaves only when
 the ledger passes it (sealed, matching, complete, every row checked) and it is not smaller
-than the copy uploaded before (:mod:`target_pelanor.shrink_guard`, unless
-``allow_shrinking_months``). An upload holds the month's upload lock from that check to
-Pelanor's answer (:mod:`target_pelanor.upload_lock`). Results are kept for the end-of-run
-table, and any failure means the target confirms no state beyond what Pelanor accepted.
+than the copy uploaded before, as the state and this machine remember it
+(:mod:`target_pelanor.shrink_guard`, :mod:`target_pelanor.upload_records`; unless the
+month is listed in ``allow_shrinking_months``). An upload holds the month's upload lock
+from that check to Pelanor's answer (:mod:`target_pelanor.upload_lock`). A month counts as
+delivered only when Pelanor accepted it (:mod:`target_pelanor.client`). Results are kept
+for the end-of-run table, and any failure means the target confirms no state beyond what
+Pelanor accepted.
 
 Working files live in this process's working folder (:mod:`openai_costs.work_folder`),
 removed when the run ends however it ends. A working file that cannot be written stops
@@ -20,22 +23,33 @@ import os
 import shutil
 from collections.abc import Mapping
 from dataclasses import replace
+from datetime import datetime, timezone
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
+from openai_costs.batches import BatchReaders
 from openai_costs.contract import STREAMS, CostRow, MonthOpened, Seal, state_key
 from openai_costs.export import format_decimal, today_utc
+from openai_costs.os_errors import advice, reason
 from openai_costs.work_folder import WorkFolder, open_work_folder
-from target_pelanor.client import DEFAULT_UPLOAD_PATH, PelanorClient, PelanorError, resolve_base_url
+from target_pelanor.client import PelanorClient, PelanorError, resolve_base_url
 from target_pelanor.month_ledger import MonthLedger, ReadyMonth, Withheld
 from target_pelanor.progress import WriteProgress
 from target_pelanor.report import MonthResult, publish
-from target_pelanor.settings_check import api_token, output_dir
-from target_pelanor.shrink_guard import Uploaded, UploadMemory, refusal
+from target_pelanor.settings_check import allowed_to_shrink, api_token, output_dir
+from target_pelanor.shrink_guard import (
+    Remembered,
+    UnreadableRecord,
+    Uploaded,
+    UploadMemory,
+    refusal,
+)
 from target_pelanor.stopping import Interrupted, RunStopped
-from target_pelanor.upload_lock import HeldLock, LockTimeout, LockUnavailable, UploadLocks
+from target_pelanor.upload_lock import LockTimeout, LockUnavailable, UploadLocks
+from target_pelanor.upload_records import MachineRecords, normalised_endpoint, records_dir
+from target_pelanor.upload_request import upload_shape
 
 __all__ = ["PLUGIN", "Delivering", "Delivery"]
 
@@ -61,8 +75,21 @@ class Delivery:
         self.locks = UploadLocks(
             self.work.root / "locks", float(config.get("max_retry_seconds", 600))
         )
+        #: The Pelanor this run uploads to; None only in a dry run without a usable one.
+        self.endpoint: str | None = None
+        with contextlib.suppress(ValueError):
+            base_url = resolve_base_url(config.get("region", "us"), config.get("api_url"))
+            self.endpoint = normalised_endpoint(base_url)
+        self.records: MachineRecords | None = None
+        if self.endpoint is not None and config.get("integration_id"):
+            with contextlib.suppress(RuntimeError):  # no home folder: refused at start
+                folder = records_dir(config.get("upload_records_dir"))
+                self.records = MachineRecords(folder, self.endpoint)
+        self.allowed_to_shrink = set(allowed_to_shrink(config))
         self.results: list[MonthResult] = []
         self.progress = WriteProgress(logger)
+        #: The runs of batch files being read (their leftovers go at the end).
+        self.batches = BatchReaders()
         #: Streams whose SCHEMA arrived: the tap announces every selected one up front.
         self.streams: set[str] = set()
 
@@ -148,6 +175,8 @@ class Delivery:
             self.ledger.close()
             if "client" in self.__dict__:
                 self.client.close()
+            if removed := self.batches.finish():
+                self.logger.info("Removed batch files never read: %s", ", ".join(removed))
         finally:
             self.work.cleanup()
         publish(self.results, self.logger, no_month)
@@ -159,7 +188,8 @@ class Delivery:
             base_url=resolve_base_url(config.get("region", "us"), config.get("api_url")),
             integration_id=config["integration_id"],
             api_token=api_token(config) or "",
-            upload_path=config.get("upload_path", DEFAULT_UPLOAD_PATH),
+            shape=upload_shape(config),
+            organization_id=config["organization_id"],
             request_timeout=float(config.get("request_timeout", 60)),
             max_retry_seconds=float(config.get("max_retry_seconds", 600)),
         )
@@ -169,25 +199,24 @@ class Delivery:
         now = Uploaded(ready.rows, ready.days, ready.total, ready.rows_digest)
         result = MonthResult(ready.organization, ready.month, ready.rows, ready.total, "")
         if self.config.get("dry_run"):
-            if problem := self._shrinks(self.memory.get(key), now):
+            if problem := self._shrinks(ready.month, key, now, ready.from_api):
                 return replace(result, action=f"withheld: {problem}", failed=True)
             written = self._write_out(ready)
             if written.failed:
                 return replace(result, action=written.action, failed=True)
             return replace(result, action=written.action or "checked (dry run)")
         try:
-            with self.locks.hold(self.config["integration_id"], ready.month) as held:
-                return self._upload(ready, key, now, held, result)
+            with self.locks.hold(self.config["integration_id"], ready.month):
+                return self._upload(ready, key, now, result)
         except (LockTimeout, LockUnavailable) as problem:
             return replace(result, action=f"failed: {problem}", failed=True)
 
     def _upload(
-        self, ready: ReadyMonth, key: str, now: Uploaded, held: HeldLock, result: MonthResult
+        self, ready: ReadyMonth, key: str, now: Uploaded, result: MonthResult
     ) -> MonthResult:
         """Under the month's upload lock: the shrink check, output_dir, the upload."""
-        for before in (self.memory.get(key), held.last()):
-            if problem := self._shrinks(before, now):
-                return replace(result, action=f"withheld: {problem}", failed=True)
+        if problem := self._shrinks(ready.month, key, now, ready.from_api):
+            return replace(result, action=f"withheld: {problem}", failed=True)
         written = self._write_out(ready)
         if written.failed:
             return replace(result, action=written.action, failed=True)
@@ -198,18 +227,52 @@ class Delivery:
         except PelanorError as error:
             action = "; ".join(filter(None, [f"failed: {error}", written.action]))
             return replace(result, action=action, failed=True)
-        self.memory.record(key, now)
-        try:
-            held.record(now)
-        except OSError as error:  # the upload stands; only this machine's record is missing
-            self.logger.warning("Could not record the upload of %s: %s", ready.month, error)
+        at = self.now()
+        self.memory.record(key, Remembered(now, "the state", self.endpoint, at))
+        if self.records is not None:
+            try:
+                self.records.record(self.config["integration_id"], ready.month, now, at)
+            except OSError as error:  # the upload stands; only this machine's record is missing
+                self.logger.warning(
+                    "Could not record the upload of %s on this machine (%s): %s",
+                    ready.month,
+                    self.records.path(self.config["integration_id"], ready.month),
+                    reason(error),
+                )
         action = ", ".join(filter(None, ["uploaded", written.action]))
         return replace(result, action=action, response_id=receipt.response_id)
 
-    def _shrinks(self, before: Uploaded | None, now: Uploaded) -> str | None:
-        if before is None or self.config.get("allow_shrinking_months"):
+    def now(self) -> datetime:
+        """When an upload is recorded as accepted (UTC)."""
+        return datetime.now(timezone.utc)
+
+    def _shrinks(self, month: str, key: str, now: Uploaded, from_api: bool) -> str | None:
+        """Why the month must not replace the copy remembered (the state's, then this
+        machine's), or None. A record that cannot be read refuses it too, unless the
+        month is listed in allow_shrinking_months (then the refusal is only logged).
+        ``from_api``: the month was read from OpenAI's Costs API (see :func:`refusal`)."""
+        problem = None
+        try:
+            remembered = [self.memory.recall(key, month, self.endpoint)]
+            if self.records is not None:
+                remembered.append(self.records.recall(self.config["integration_id"], month))
+        except UnreadableRecord as unreadable:
+            problem = str(unreadable)
+        else:
+            for before in remembered:
+                if before is None:
+                    continue
+                if problem := refusal(before, now, month, from_api=from_api):
+                    break
+        if problem and month in self.allowed_to_shrink:
+            self.logger.warning(
+                "%s is listed in allow_shrinking_months, so it goes although the shrink guard "
+                "would refuse it: %s",
+                month,
+                problem,
+            )
             return None
-        return refusal(before, now)
+        return problem
 
     def _write_out(self, ready: ReadyMonth) -> MonthResult:
         """Copy the month to output_dir, if set; ``action`` says what was done."""
@@ -221,10 +284,11 @@ class Delivery:
         try:
             _publish(ready.path, destination)
         except OSError as error:
+            fix = advice(error, "free space in output_dir or fix its permissions")
             return replace(
                 result,
-                action=f"failed: could not write {destination}: {_reason(error)}; nothing "
-                "uploaded; free space in output_dir or fix its permissions",
+                action=f"failed: could not write {destination}: {reason(error)}; nothing "
+                f"uploaded; {fix}",
                 failed=True,
             )
         return replace(result, action=f"written to {folder}")
@@ -242,9 +306,9 @@ class Delivery:
         self.results.append(result)
 
     def _disk_problem(self, month: str, error: OSError) -> RunStopped:
+        fix = advice(error, "free space there, or set work_dir to a folder with room")
         return RunStopped(
-            f"cannot write the upload file of {month} in {self.work.path}: {_reason(error)}; "
-            "free space there, or set work_dir to a folder with room"
+            f"cannot write the upload file of {month} in {self.work.path}: {reason(error)}; {fix}"
         )
 
 
@@ -273,7 +337,3 @@ def _publish(source: Path, destination: Path) -> None:
         with contextlib.suppress(OSError):
             partial.unlink()
         raise
-
-
-def _reason(error: OSError) -> str:
-    return error.strerror or str(error) or type(error).__name__

@@ -23,8 +23,10 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import quote
 
-from openai_costs.contract import CostRow, MonthOpened, Seal
+from openai_costs.contract import CostRow, MonthOpened, Seal, read_from_api
 from openai_costs.export import (
+    AMOUNT_LIMIT,
+    AMOUNT_LIMIT_TEXT,
     EXACT,
     ExportError,
     ExportWriter,
@@ -114,6 +116,8 @@ class MonthFile:
         self.days: set[date] = set()
         self.foreign: str | None = None
         self.problem: str | None = None
+        #: A typed amount no cost row can have: never added up (it could not be, exactly).
+        self.bad_amount: str | None = None
         self.handle = path.open("wb")
         self.output: _CheckedWriter | None = None
         if layout is None:
@@ -130,8 +134,14 @@ class MonthFile:
     def add(self, row: CostRow) -> None:
         text = row.csv_row
         self.rows += 1
-        if row.amount_value is not None:
-            self.total = EXACT.add(self.total, row.amount_value)
+        amount = row.amount_value
+        if amount is not None:
+            if amount.is_finite() and abs(amount) <= AMOUNT_LIMIT:
+                self.total = EXACT.add(self.total, amount)
+            elif self.bad_amount is None:
+                self.bad_amount = (
+                    f"row {self.rows + 1}: amount_value {amount} is {AMOUNT_LIMIT_TEXT}"
+                )
         self.digest.add_row(row.day, text)
         foreign = row.organization_id
         if foreign and foreign != self.organization_id and not self.foreign:
@@ -177,6 +187,9 @@ class ReadyMonth:
     path: Path
     days: int
     rows_digest: str
+    #: Read from OpenAI's Costs API by the tap (not from exports): a smaller copy is then
+    #: OpenAI's restatement, not a cut download.
+    from_api: bool = False
 
     @property
     def filename(self) -> str:
@@ -235,6 +248,7 @@ class MonthLedger:
             month.path,
             len(month.days),
             month.digest.hexdigest(),
+            read_from_api(seal.source_files),
         )
 
     def unsealed(self) -> list[MonthFile]:
@@ -264,6 +278,11 @@ class MonthLedger:
             raise Withheld(
                 f"has rows of organization {month.foreign}, not {self.organization_id}; "
                 "check organization_id of the tap and the target"
+            )
+        if month.bad_amount:
+            raise Withheld(
+                f"fails the export checks: {month.bad_amount}; pair target-pelanor with "
+                "tap-openai-costs and run the pipeline again"
             )
         if month.version is not None and month.version != seal.month_version:
             raise Withheld(

@@ -7,6 +7,11 @@ way Pelanor treats them (one file per integration and month, a new upload replac
 can inject faults (429, 5xx, slow replies, trickled replies, dropped connections) to
 exercise retries, deadlines and interruptions.
 
+It accepts uploads of one shape only: by default the contract target-pelanor adopts (POST,
+multipart, part ``file``, field ``month``), else the shape its config gives with the same
+``upload_*`` settings as target-pelanor's (method, body, path, part and field names, query,
+content type), so a non-default shape is tried end to end. Anything else is refused.
+
 Run: ``python -m target_pelanor.sandbox --config CONFIG.json --data-dir DIR``.
 """
 
@@ -26,6 +31,7 @@ import re
 import secrets
 import signal
 import socket
+import string
 import sys
 import tempfile
 import threading
@@ -40,7 +46,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Final
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 __all__ = ["Fault", "PelanorSandbox", "SeenRequest", "main"]
 
@@ -62,8 +68,28 @@ REQUIRED_COLUMNS: Final = (
     "project_name",
     "organization_name",
 )
-_UPLOAD_ROUTE: Final = re.compile(r"/v1/integrations/openai/([^/]+)/upload")
 _MONTH_RE: Final = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
+#: What templates may name: target-pelanor's placeholders, stated here too (the sandbox
+#: imports no product code, so a wrong list in the product cannot hide in both).
+PLACEHOLDERS: Final = (
+    "month",
+    "first_day",
+    "last_day",
+    "organization_id",
+    "integration_id",
+    "file_name",
+)
+#: The shape settings, as target-pelanor names them, with its defaults (upload_fields:
+#: ``{"month": "{month}"}`` for multipart, none for raw).
+SHAPE_DEFAULTS: Final[dict[str, Any]] = {
+    "upload_method": "POST",
+    "upload_body": "multipart",
+    "upload_path": "/v1/integrations/openai/{integration_id}/upload",
+    "upload_file_field": "file",
+    "upload_fields": None,
+    "upload_query": {},
+    "upload_content_type": "text/csv",
+}
 
 
 class _HTTPProblem(Exception):
@@ -132,6 +158,9 @@ class SeenRequest:
     content_type: str | None
     auth_scheme: str | None
     fault: str | None
+    query: tuple[tuple[str, str], ...] = ()
+    #: The whole body's length as received (the CSV and, for a form, its framing).
+    body_bytes: int | None = None
 
 
 @dataclass
@@ -144,6 +173,120 @@ class _Part:
     data: bytes
 
 
+@dataclass(frozen=True)
+class _Template:
+    """A template of the upload request (path, field or query value), read backwards:
+    which placeholder values a text that was rendered from it holds."""
+
+    setting: str
+    text: str
+    names: tuple[str, ...]
+    pattern: re.Pattern[str]
+
+    @classmethod
+    def compile(cls, setting: str, text: object, *, segment: bool = False) -> _Template:
+        """``segment``: a placeholder stands for one path segment."""
+        if not isinstance(text, str):
+            raise ValueError(f"config {setting!r} must be text (a template), got {text!r}")
+        try:
+            parsed = list(string.Formatter().parse(text))
+        except ValueError:
+            raise ValueError(f"config {setting!r} has an unmatched {{ or }}: {text!r}") from None
+        regex, names = "", []
+        for literal, name, spec, conversion in parsed:
+            regex += re.escape(literal)
+            if name is None:
+                continue
+            if name not in PLACEHOLDERS or spec or conversion:
+                raise ValueError(
+                    f"config {setting!r} has an unknown placeholder in {text!r}; the "
+                    f"placeholders are {', '.join('{' + n + '}' for n in PLACEHOLDERS)}"
+                )
+            names.append(name)
+            regex += "([^/]+?)" if segment else "(.*?)"
+        return cls(setting, text, tuple(names), re.compile(regex, re.S))
+
+    def values(self, text: str) -> list[tuple[str, str]] | None:
+        """The placeholders' values in ``text``, or None if it does not fit the template."""
+        match = self.pattern.fullmatch(text)
+        return None if match is None else list(zip(self.names, match.groups(), strict=True))
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """The one upload request shape this sandbox accepts."""
+
+    method: str
+    raw: bool
+    path: _Template
+    file_field: str
+    fields: tuple[tuple[str, _Template], ...]
+    query: tuple[tuple[str, _Template], ...]
+    content_type: str
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> _Shape:
+        """The shape a config's ``upload_*`` keys give (null or absent: the default)."""
+        given = {
+            key: default if config.get(key) is None else config[key]
+            for key, default in SHAPE_DEFAULTS.items()
+        }
+        method, body = given["upload_method"], given["upload_body"]
+        if method not in ("POST", "PUT"):
+            raise ValueError(f"config 'upload_method' must be POST or PUT, got {method!r}")
+        if body not in ("multipart", "raw"):
+            raise ValueError(f"config 'upload_body' must be multipart or raw, got {body!r}")
+        path = given["upload_path"]
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise ValueError(f"config 'upload_path' must start with '/', got {path!r}")
+        raw_fields = given["upload_fields"]
+        if raw_fields is None:
+            raw_fields = {} if body == "raw" else {"month": "{month}"}
+        if body == "raw" and raw_fields:
+            raise ValueError("config 'upload_fields' cannot be used with upload_body raw")
+        content_type = given["upload_content_type"]
+        if not isinstance(content_type, str) or "/" not in content_type:
+            raise ValueError(
+                f"config 'upload_content_type' must be a media type, got {content_type!r}"
+            )
+        shape = cls(
+            method=method,
+            raw=body == "raw",
+            path=_Template.compile("upload_path", path, segment=True),
+            file_field=str(given["upload_file_field"]),
+            fields=_templates("upload_fields", raw_fields),
+            query=_templates("upload_query", given["upload_query"]),
+            content_type=_media_type(content_type),
+        )
+        carried = set(shape.path.names)
+        for _, template in shape.fields + shape.query:
+            carried.update(template.names)
+        if "integration_id" not in carried:
+            raise ValueError(
+                "the upload shape must carry {integration_id} (in upload_path, upload_query "
+                "or upload_fields): the sandbox finds the integration by it"
+            )
+        if not carried & {"month", "first_day", "last_day"}:
+            raise ValueError(
+                "the upload shape must carry {month}, {first_day} or {last_day} (in "
+                "upload_path, upload_query or upload_fields): the sandbox files uploads by month"
+            )
+        return shape
+
+
+def _templates(setting: str, raw: object) -> tuple[tuple[str, _Template], ...]:
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"config {setting!r} must be an object of name -> template")
+    return tuple(
+        (str(name), _Template.compile(f"{setting}.{name}", text)) for name, text in raw.items()
+    )
+
+
+def _media_type(content_type: str) -> str:
+    """``text/csv`` of ``Text/CSV; charset=utf-8``: what a content type is compared by."""
+    return content_type.split(";", 1)[0].strip().lower()
+
+
 @dataclass
 class _State:
     """Everything the request handlers share, guarded by ``lock``."""
@@ -152,6 +295,7 @@ class _State:
     integrations: dict[str, str]
     faults: list[Fault]
     data_dir: Path
+    shape: _Shape
     lock: threading.Lock = field(default_factory=threading.Lock)
     in_flight: int = 0
     idle: threading.Condition = field(init=False)
@@ -176,7 +320,9 @@ class _State:
         return None
 
 
-def _parse_config(config: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, str], list[Fault]]:
+def _parse_config(
+    config: Mapping[str, Any],
+) -> tuple[tuple[str, ...], dict[str, str], list[Fault], _Shape]:
     """Validate the sandbox config early so a typo fails at start, not on first upload."""
     tokens = config.get("tokens")
     if (
@@ -193,7 +339,8 @@ def _parse_config(config: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str,
     raw_faults = config.get("faults", [])
     if not isinstance(raw_faults, list) or not all(isinstance(f, dict) for f in raw_faults):
         raise ValueError("config 'faults' must be a list of objects")
-    return tuple(tokens), dict(integrations), [Fault.from_config(f) for f in raw_faults]
+    faults = [Fault.from_config(f) for f in raw_faults]
+    return tuple(tokens), dict(integrations), faults, _Shape.from_config(config)
 
 
 def parse_multipart(content_type: str, body: bytes) -> list[_Part]:
@@ -367,7 +514,8 @@ class _Server6(_Server):
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """Routes: POST /v1/integrations/openai/{id}/upload and GET /healthz."""
+    """Routes: uploads (by default POST /v1/integrations/openai/{id}/upload) and GET
+    /healthz."""
 
     protocol_version = "HTTP/1.1"
     server_version = "PelanorSandbox/1"
@@ -385,36 +533,49 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(_HTTPProblem(404, "not_found", "no such route"))
 
     def do_POST(self) -> None:
+        self._upload()
+
+    def do_PUT(self) -> None:
+        self._upload()
+
+    def _upload(self) -> None:
         state = self.server.state
         with state.lock:
             state.in_flight += 1
         try:
-            self._handle_post(state)
+            self._handle_upload(state)
         finally:
             with state.lock:
                 state.in_flight -= 1
                 state.idle.notify_all()
 
-    def _handle_post(self, state: _State) -> None:
-        path = urlsplit(self.path).path
-        match = _UPLOAD_ROUTE.fullmatch(path)
+    def _handle_upload(self, state: _State) -> None:
+        shape = state.shape
+        url = urlsplit(self.path)
         info: dict[str, Any] = {"integration_id": None, "month": None, "fault": None}
         try:
             body = self._read_body()
-            if match is None:
+            info["body_bytes"] = len(body)
+            in_path = shape.path.values(url.path)
+            if in_path is None:
                 raise _HTTPProblem(404, "not_found", "no such route")
-            info["integration_id"] = integration_id = unquote(match.group(1))
-            self._check_token(state)
-            if integration_id not in state.integrations:
+            if self.command != shape.method:
                 raise _HTTPProblem(
-                    404, "unknown_integration", f"unknown integration {integration_id}"
+                    405, "method_not_allowed", f"use {shape.method} to upload, not {self.command}"
                 )
-            parts = self._parse_form(body, info)
-            month = self._form_month(parts)
-            info["month"] = month
-            file_part = next((p for p in parts if p.name == "file"), None)
-            if file_part is None:
-                raise _HTTPProblem(400, "missing_field", "multipart part 'file' is required")
+            values = [(name, unquote(value)) for name, value in in_path]
+            info["integration_id"] = dict(values).get("integration_id")
+            self._check_token(state)
+            values += self._query_values(shape, url.query, info)
+            if shape.raw:
+                file_part = self._raw_file(shape, body)
+            else:
+                parts = self._parse_form(body, info)
+                values += self._field_values(shape, parts)
+                file_part = self._file_part(shape, parts)
+            info["file"] = file_part
+            integration_id, month = self._identify(state, values, file_part)
+            info["integration_id"], info["month"] = integration_id, month
             fault = state.take_fault(integration_id, month)
             if fault is not None:
                 info["fault"] = fault.kind
@@ -480,14 +641,131 @@ class _Handler(BaseHTTPRequestHandler):
         return parts
 
     @staticmethod
-    def _form_month(parts: Sequence[_Part]) -> str:
-        part = next((p for p in parts if p.name == "month" and p.filename is None), None)
-        if part is None:
-            raise _HTTPProblem(400, "missing_field", "form field 'month' is required")
-        month = part.data.decode("utf-8", "replace").strip()
-        if not _MONTH_RE.fullmatch(month):
-            raise _HTTPProblem(400, "invalid_month", f"month must be YYYY-MM, got {month!r}")
-        return month
+    def _query_values(shape: _Shape, query: str, info: dict[str, Any]) -> list[tuple[str, str]]:
+        """The query parameters the shape names, exactly those (values read back)."""
+        pairs = parse_qsl(query, keep_blank_values=True)
+        info["query"] = tuple(pairs)
+        given = dict(pairs)
+        values: list[tuple[str, str]] = []
+        for name, template in shape.query:
+            if name not in given:
+                raise _HTTPProblem(400, "missing_query", f"query parameter '{name}' is required")
+            found = template.values(given[name])
+            if found is None:
+                raise _HTTPProblem(
+                    400,
+                    "invalid_query",
+                    f"query parameter '{name}' must look like {template.text!r}, "
+                    f"got {given[name]!r}",
+                )
+            values += found
+        expected = {name for name, _ in shape.query}
+        if unexpected := sorted({name for name, _ in pairs} - expected):
+            raise _HTTPProblem(
+                400, "unexpected_query", f"unexpected query parameter(s): {', '.join(unexpected)}"
+            )
+        return values
+
+    @staticmethod
+    def _field_values(shape: _Shape, parts: Sequence[_Part]) -> list[tuple[str, str]]:
+        """The form fields the shape names (values read back)."""
+        values: list[tuple[str, str]] = []
+        for name, template in shape.fields:
+            part = next((p for p in parts if p.name == name and p.filename is None), None)
+            if part is None:
+                raise _HTTPProblem(400, "missing_field", f"form field '{name}' is required")
+            text = part.data.decode("utf-8", "replace").strip()
+            found = template.values(text)
+            if found is None:
+                raise _HTTPProblem(
+                    400,
+                    "invalid_field",
+                    f"form field '{name}' must look like {template.text!r}, got {text!r}",
+                )
+            values += found
+        return values
+
+    @staticmethod
+    def _file_part(shape: _Shape, parts: Sequence[_Part]) -> _Part:
+        """The CSV's part; then no part the shape does not name."""
+        name = shape.file_field
+        file_part = next((p for p in parts if p.name == name), None)
+        if file_part is None:
+            raise _HTTPProblem(400, "missing_field", f"multipart part '{name}' is required")
+        if file_part.content_type != shape.content_type:
+            raise _HTTPProblem(
+                415,
+                "unsupported_media_type",
+                f"part '{name}' must be {shape.content_type}, got {file_part.content_type}",
+            )
+        expected = {name, *(field for field, _ in shape.fields)}
+        if unexpected := sorted({p.name or "" for p in parts} - expected):
+            raise _HTTPProblem(
+                400, "unexpected_field", f"unexpected form part(s): {', '.join(unexpected)}"
+            )
+        return file_part
+
+    def _raw_file(self, shape: _Shape, body: bytes) -> _Part:
+        """The whole body is the CSV, sent as the shape's content type."""
+        content_type = _media_type(self.headers.get("Content-Type", ""))
+        if content_type != shape.content_type:
+            raise _HTTPProblem(
+                415,
+                "unsupported_media_type",
+                f"the body must be {shape.content_type}, got {content_type or 'no Content-Type'}",
+            )
+        return _Part(name=None, filename=None, content_type=content_type, data=body)
+
+    @staticmethod
+    def _identify(
+        state: _State, values: Sequence[tuple[str, str]], file_part: _Part
+    ) -> tuple[str, str]:
+        """The integration and month the request names, everywhere alike."""
+        seen: dict[str, str] = {}
+        for name, value in values:
+            if seen.setdefault(name, value) != value:
+                raise _HTTPProblem(
+                    400,
+                    "inconsistent_request",
+                    f"the request gives {name} as {seen[name]!r} and as {value!r}",
+                )
+        integration_id = seen["integration_id"]  # the shape carries it (checked at start)
+        if integration_id not in state.integrations:
+            raise _HTTPProblem(404, "unknown_integration", f"unknown integration {integration_id}")
+        # The shape carries one of these at least (checked at start).
+        source = next(name for name in ("month", "first_day", "last_day") if name in seen)
+        month = seen[source][:7]
+        if not _MONTH_RE.fullmatch(month) or (source == "month" and seen[source] != month):
+            form = "YYYY-MM" if source == "month" else "YYYY-MM-DD"
+            raise _HTTPProblem(
+                400, "invalid_month", f"{source} must be {form}, got {seen[source]!r}"
+            )
+        low, high = _month_bounds(month)
+        days = {
+            "first_day": datetime.fromtimestamp(low, UTC).date().isoformat(),
+            "last_day": datetime.fromtimestamp(high - 1, UTC).date().isoformat(),
+        }
+        for name, expected in days.items():
+            if name in seen and seen[name] != expected:
+                raise _HTTPProblem(
+                    400, "invalid_day", f"{name} of {month} is {expected}, got {seen[name]!r}"
+                )
+        organization_id = state.integrations[integration_id]
+        if "organization_id" in seen and seen["organization_id"] != organization_id:
+            raise _HTTPProblem(
+                422,
+                "organization_mismatch",
+                f"organization_id {seen['organization_id']} does not match this integration "
+                f"({organization_id})",
+            )
+        if "file_name" in seen and file_part.filename not in (None, seen["file_name"]):
+            raise _HTTPProblem(
+                400,
+                "inconsistent_request",
+                f"the request gives file_name as {seen['file_name']!r}, the file part's name "
+                f"is {file_part.filename!r}",
+            )
+        return integration_id, month
 
     def _store(
         self, state: _State, integration_id: str, month: str, part: _Part, rows: int
@@ -520,7 +798,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _record(self, state: _State, status: int | None, info: Mapping[str, Any]) -> None:
         parts: list[_Part] = info.get("parts") or []
-        file_part = next((p for p in parts if p.name == "file"), None)
+        file_part: _Part | None = info.get("file") or next(
+            (p for p in parts if p.name == state.shape.file_field), None
+        )
         auth = self.headers.get("Authorization")
         seen = SeenRequest(
             method=self.command,
@@ -536,6 +816,19 @@ class _Handler(BaseHTTPRequestHandler):
             content_type=self.headers.get("Content-Type"),
             auth_scheme=auth.partition(" ")[0] if auth else None,
             fault=info.get("fault"),
+            query=info.get("query", ()),
+            body_bytes=info.get("body_bytes"),
+        )
+        logger.info(  # what was sent, in the shape's terms (never a header)
+            "upload %s %s: query %s, parts %s, file %s (%s, %s bytes): HTTP %s",
+            seen.method,
+            seen.path,
+            dict(seen.query),
+            list(seen.form_fields),
+            seen.filename,
+            seen.file_content_type,
+            seen.file_bytes,
+            status,
         )
         with state.lock:
             state.seen.append(seen)
@@ -617,11 +910,11 @@ class PelanorSandbox:
                 f"refusing to bind the Pelanor sandbox to non-loopback host {host!r}; "
                 "use 127.0.0.1, ::1 or localhost"
             )
-        tokens, integrations, faults = _parse_config(config)
+        tokens, integrations, faults, shape = _parse_config(config)
         self.data_dir = Path(data_dir)
         self._host = host
         self._port = port
-        self._state = _State(tokens, integrations, faults, self.data_dir)
+        self._state = _State(tokens, integrations, faults, self.data_dir, shape)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 

@@ -2,9 +2,15 @@
 
 An upload replaces the whole month, so a download cut at a line ending, an old copy of an
 export that won the merge, or any other partial file would silently erase data. The
-target remembers what it last uploaded per month (:class:`UploadMemory`, kept in its
-state) and refuses a month with fewer days, fewer rows, or a total lower by more than
-the tolerance, unless ``allow_shrinking_months`` is set.
+target remembers what it last uploaded per month, in its state (:class:`UploadMemory`)
+and on this machine (:mod:`target_pelanor.upload_records`), and refuses a month with fewer
+days, fewer rows, or a total lower by more than the tolerance, unless the month is listed
+in ``allow_shrinking_months``.
+
+It fails closed: a record it cannot read (a number where text belongs, a list instead of a
+map, a total that is not plain decimal text or larger than its rows can add up to) stops
+that month with one line naming the record and how to repair or override it. A figure read
+back never reaches arithmetic before it is checked, so none can crash the guard.
 
 The tolerance is 0.5% of the total uploaded before, at least $0.01. OpenAI restates recent
 days by small amounts (late usage, rounding of the float-repr amounts its exports carry),
@@ -14,27 +20,54 @@ every row present but the last day's amounts not final: one day is about 3% of a
 far above 0.5%. The $0.01 floor keeps a tiny month from being
 refused over a rounding difference.
 
-State values are ints and decimal text only: the SDK cannot write a Decimal in a STATE.
+State values are ints and text only: the SDK cannot write a Decimal in a STATE.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import logging
+import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any
 
-from openai_costs.contract import TARGET_BOOKMARK
-from openai_costs.export import format_decimal
+from openai_costs.contract import TARGET_BOOKMARK, describe_kind
+from openai_costs.export import AMOUNT_LIMIT, format_decimal
 
-__all__ = ["TOLERANCE_MINIMUM", "TOLERANCE_SHARE", "UploadMemory", "Uploaded", "refusal"]
+__all__ = [
+    "TOLERANCE_MINIMUM",
+    "TOLERANCE_SHARE",
+    "Remembered",
+    "UnreadableRecord",
+    "UploadMemory",
+    "Uploaded",
+    "read_record",
+    "refusal",
+]
 
 logger = logging.getLogger(__name__)
+
+UTC = timezone.utc  # datetime.UTC needs Python 3.11
 
 TOLERANCE_SHARE = Decimal("0.005")
 TOLERANCE_MINIMUM = Decimal("0.01")
 _UPLOADED = "uploaded"
+#: Where the records sit in the state, for messages.
+STATE_PLACE = f"bookmarks.{TARGET_BOOKMARK}.{_UPLOADED}"
+#: More rows than any month holds; keeps every figure the guard works with small enough
+#: for exact arithmetic (a total is at most AMOUNT_LIMIT a row).
+_MAX_ROWS = 10**9
+#: A total as the target writes it (``format_decimal``): plain digits, no exponent.
+_PLAIN_DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+#: Longest total text read back (the exact sum of a month has at most about 4,000 digits).
+_MAX_TOTAL_TEXT = 4100
+
+
+class UnreadableRecord(Exception):
+    """An upload record that cannot be read; ``str()`` is the one line for the month."""
 
 
 @dataclass(frozen=True)
@@ -54,26 +87,96 @@ class Uploaded:
             "rows_digest": self.rows_digest,
         }
 
-    @classmethod
-    def from_state(cls, value: object) -> Uploaded | None:
-        """Read an entry back; None if it is not one this target wrote."""
-        if not isinstance(value, dict):
-            return None
-        rows, days, total, digest = (
-            value.get(k) for k in ("rows", "days", "total_usd", "rows_digest")
-        )
-        if not (isinstance(rows, int) and isinstance(days, int)):
-            return None
-        if not (isinstance(total, str) and isinstance(digest, str)):
-            return None
-        try:
-            amount = Decimal(total)
-        except InvalidOperation:
-            return None
-        return cls(rows, days, amount, digest) if amount.is_finite() else None
-
     def describe(self) -> str:
         return f"{self.rows} rows, {self.days} days, {format_decimal(self.total)} USD"
+
+
+@dataclass(frozen=True)
+class Remembered:
+    """A record of an upload: what it held, which Pelanor it went to and when (unknown in
+    records of earlier versions), and where the record was kept (for messages)."""
+
+    uploaded: Uploaded
+    where: str
+    endpoint: str | None = None
+    at: datetime | None = None
+
+    def to_state(self) -> dict[str, int | str]:
+        record = self.uploaded.to_state()
+        if self.endpoint is not None:
+            record["endpoint"] = self.endpoint
+        if self.at is not None:
+            record["uploaded_at"] = self.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return record
+
+    def origin(self) -> str:
+        """``uploaded to https://api.pelanor.io at 2025-11-03 06:30:00 UTC, remembered in
+        the state``."""
+        where = f"remembered in {self.where}"
+        if self.endpoint is None and self.at is None:
+            return f"{where}, by an earlier version that did not note where or when"
+        to = f" to {self.endpoint}" if self.endpoint else ""
+        when = f" at {self.at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" if self.at else ""
+        return f"uploaded{to}{when}, {where}"
+
+
+def read_record(value: object, where: str) -> Remembered:
+    """A record as the target writes it (state or this machine's file); raises
+    :class:`UnreadableRecord` with the reason (a phrase) for anything else."""
+    if not isinstance(value, dict):
+        raise UnreadableRecord(f"it is {describe_kind(value)}, not a map")
+    rows, days = (_count(value, key) for key in ("rows", "days"))
+    total_text = value.get("total_usd")
+    if not isinstance(total_text, str):
+        raise UnreadableRecord(f"total_usd is {_shown(total_text)}, not decimal text")
+    if len(total_text) > _MAX_TOTAL_TEXT or not _PLAIN_DECIMAL.fullmatch(total_text):
+        raise UnreadableRecord(f"total_usd {_shown(total_text)} is not plain decimal text")
+    total = Decimal(total_text)
+    if abs(total) > AMOUNT_LIMIT * max(rows, 1):
+        raise UnreadableRecord(
+            f"total_usd {_shown(total_text)} is more than {rows} row(s) can add up to"
+        )
+    digest = value.get("rows_digest")
+    if not isinstance(digest, str):
+        raise UnreadableRecord(f"rows_digest is {_shown(digest)}, not text")
+    endpoint = value.get("endpoint")
+    if endpoint is not None and not isinstance(endpoint, str):
+        raise UnreadableRecord(f"endpoint is {_shown(endpoint)}, not text")
+    return Remembered(
+        Uploaded(rows, days, total, digest), where, endpoint, _instant(value.get("uploaded_at"))
+    )
+
+
+def _count(record: dict[str, Any], key: str) -> int:
+    value = record.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_ROWS:
+        raise UnreadableRecord(f"{key} is {_shown(value)}, not a whole number of {key}")
+    return value
+
+
+def _instant(value: object) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        # Python 3.10 reads no "Z", 3.11 does.
+        moment = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
+    except ValueError:
+        raise UnreadableRecord(f"uploaded_at is {_shown(value)}, not an ISO time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _shown(value: object) -> str:
+    """A value read back, short, as JSON shows it (the target reads numbers as Decimal)."""
+    if isinstance(value, Decimal):
+        text = str(value)
+        return text if len(text) <= 40 else text[:37] + "..."
+    try:
+        text = json.dumps(value, default=str)
+    except ValueError:  # NaN from a lenient parser
+        text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def tolerance(before: Uploaded) -> Decimal:
@@ -81,57 +184,114 @@ def tolerance(before: Uploaded) -> Decimal:
     return max(abs(before.total) * TOLERANCE_SHARE, TOLERANCE_MINIMUM)
 
 
-def refusal(before: Uploaded, now: Uploaded) -> str | None:
-    """Why ``now`` must not replace ``before`` in Pelanor; None if it may."""
+def refusal(before: Remembered, now: Uploaded, month: str, *, from_api: bool = False) -> str | None:
+    """Why ``now`` must not replace the copy ``before`` describes in Pelanor; None if it
+    may. Rows that grew while the total fell (a credit booked) are said so.
+
+    ``from_api``: the month was read from OpenAI's Costs API, so a smaller copy is OpenAI
+    restating it lower, not a cut download: the message says so and how to allow it.
+    """
+    was = before.uploaded
     reasons = []
-    if now.days < before.days:
-        reasons.append(f"{before.days - now.days} fewer day(s)")
-    if now.rows < before.rows:
-        reasons.append(f"{before.rows - now.rows} fewer row(s)")
-    allowed = tolerance(before)
-    if before.total - now.total > allowed:
+    if now.days < was.days:
+        reasons.append(f"{was.days - now.days} fewer day(s)")
+    if now.rows < was.rows:
+        reasons.append(f"{was.rows - now.rows} fewer row(s)")
+    allowed = tolerance(was)
+    lower = was.total - now.total > allowed
+    if lower:
         reasons.append(
-            f"{format_decimal(before.total - now.total)} USD less, more than the "
+            f"{format_decimal(was.total - now.total)} USD less, more than the "
             f"{format_decimal(allowed.quantize(Decimal('0.01')))} USD tolerance"
         )
     if not reasons:
         return None
+    compared = (
+        f"is smaller than the copy {before.origin()}: {now.describe()} against "
+        f"{was.describe()} ({', '.join(reasons)})"
+    )
+    if from_api:
+        return (
+            f"{compared}; OpenAI's Costs API now reports this month lower than when it was "
+            "uploaded (OpenAI restated it). If the lower figures are right, list "
+            f"{month} in allow_shrinking_months to upload it"
+        )
+    if lower and now.rows > was.rows and now.days >= was.days:
+        return (
+            f"{compared}, although it has {now.rows - was.rows} more row(s): a credit or "
+            "refund (a negative amount) lowers the total; if OpenAI booked one, list "
+            f"{month} in allow_shrinking_months to upload it, otherwise export the whole "
+            "month again"
+        )
     return (
-        f"is smaller than the copy uploaded before: {now.describe()} against "
-        f"{before.describe()} ({', '.join(reasons)}); a cut download or an older export? "
-        "Export the whole month again, or set allow_shrinking_months to replace it anyway"
+        f"{compared}; a cut download or an older export? Export the whole month again, or "
+        f"list {month} in allow_shrinking_months to replace it anyway"
     )
 
 
 class UploadMemory:
     """What was uploaded per state key: learnt from the state the tap passes on, and
-    updated as Pelanor accepts months in this run."""
+    updated as Pelanor accepts months in this run. Records it cannot read are kept as they
+    came (written back unchanged) and make :meth:`recall` fail for their month."""
 
     def __init__(self) -> None:
-        self.entries: dict[str, Uploaded] = {}
+        self.entries: dict[str, Remembered] = {}
+        #: Records that cannot be read: why, and the value as it came.
+        self.unreadable: dict[str, tuple[str, object]] = {}
+        #: Why no record at all can be read (the records are not a map), if so.
+        self.broken: str | None = None
         self._this_run: set[str] = set()
 
     def learn(self, state: dict[str, Any]) -> None:
-        """Take the entries of a state the tap passed on (this run's uploads win)."""
-        bookmark = state.get("bookmarks", {}).get(TARGET_BOOKMARK, {})
-        entries = bookmark.get(_UPLOADED, {}) if isinstance(bookmark, dict) else {}
-        if not isinstance(entries, dict):
+        """Take the records of a state the tap passed on (this run's uploads win). The
+        state's own shape (maps where maps belong) is the caller's to check."""
+        bookmarks = state.get("bookmarks")
+        bookmark = bookmarks.get(TARGET_BOOKMARK) if isinstance(bookmarks, dict) else None
+        records = bookmark.get(_UPLOADED) if isinstance(bookmark, dict) else None
+        if records is None:
             return
-        for key, value in entries.items():
+        if not isinstance(records, dict):
+            self.broken = f"{STATE_PLACE} is {describe_kind(records)}, not a map of upload records"
+            return
+        self.broken = None
+        for key, value in records.items():
             if key in self._this_run:
                 continue
-            uploaded = Uploaded.from_state(value)
-            if uploaded is None:
-                logger.warning("Ignoring an unreadable upload record for %s in the state", key)
+            try:
+                self.entries[key] = read_record(value, "the state")
+            except UnreadableRecord as problem:
+                logger.warning("The state's upload record of %s cannot be read: %s", key, problem)
+                self.entries.pop(key, None)
+                self.unreadable[key] = (str(problem), copy.deepcopy(value))
             else:
-                self.entries[key] = uploaded
+                self.unreadable.pop(key, None)
 
-    def get(self, key: str) -> Uploaded | None:
-        return self.entries.get(key)
+    def recall(self, key: str, month: str, endpoint: str | None) -> Remembered | None:
+        """The state's record of ``key`` for this Pelanor (a record of another endpoint
+        says nothing about this one); raises :class:`UnreadableRecord` (the month's
+        one line) when it cannot be read."""
+        fix = (
+            "repair or remove it (meltano state get, then meltano state set), or list "
+            f"{month} in allow_shrinking_months to upload it anyway"
+        )
+        if self.broken is not None and key not in self._this_run:
+            raise UnreadableRecord(
+                f"the upload records in the state cannot be read: {self.broken}; {fix}"
+            )
+        if key in self.unreadable:
+            raise UnreadableRecord(
+                f"the upload record of {key} in the state ({STATE_PLACE}) cannot be read: "
+                f"{self.unreadable[key][0]}; {fix}"
+            )
+        remembered = self.entries.get(key)
+        if remembered is None or remembered.endpoint not in (None, endpoint):
+            return None
+        return remembered
 
-    def record(self, key: str, uploaded: Uploaded) -> None:
+    def record(self, key: str, remembered: Remembered) -> None:
         """Pelanor accepted this upload."""
-        self.entries[key] = uploaded
+        self.entries[key] = remembered
+        self.unreadable.pop(key, None)
         self._this_run.add(key)
 
     @property
@@ -140,12 +300,13 @@ class UploadMemory:
         return bool(self._this_run)
 
     def merged_into(self, state: dict[str, Any]) -> dict[str, Any]:
-        """A copy of ``state`` with every entry known, under the target's own bookmark."""
+        """A copy of ``state`` with every record known, under the target's own bookmark;
+        records that cannot be read go back as they came."""
         merged = copy.deepcopy(state)
-        if not self.entries:
+        if not (self.entries or self.unreadable) or (self.broken and not self._this_run):
             return merged
+        records: dict[str, object] = {key: raw for key, (_, raw) in self.unreadable.items()}
+        records.update((key, remembered.to_state()) for key, remembered in self.entries.items())
         bookmarks = merged.setdefault("bookmarks", {})
-        bookmarks[TARGET_BOOKMARK] = {
-            _UPLOADED: {key: self.entries[key].to_state() for key in sorted(self.entries)}
-        }
+        bookmarks[TARGET_BOOKMARK] = {_UPLOADED: dict(sorted(records.items()))}
         return merged

@@ -14,6 +14,7 @@ from singer_sdk.sinks import RecordSink
 from openai_costs import contract
 from openai_costs.batches import BatchFileError, read_batch
 from openai_costs.contract import CostRow, MonthOpened, Seal
+from openai_costs.os_errors import advice, reason
 from target_pelanor.delivery import Delivering
 from target_pelanor.stopping import RunStopped
 from target_pelanor.validation import CompiledValidator
@@ -106,6 +107,7 @@ class CostRowsSink(_PelanorSink):
             self._check_streams()
         for url in files:
             rows = 0
+            self.delivery.batches.reading(url)
             try:
                 for row in read_batch(encoding, url, CostRow):
                     self.delivery.add_row(row)
@@ -118,11 +120,12 @@ class CostRowsSink(_PelanorSink):
             except BatchFileError as error:
                 self._stop(f"{error}; pair target-pelanor with tap-openai-costs")
             except OSError as error:
-                reason = error.strerror or type(error).__name__
-                self._stop(
-                    f"batch file {url}: {reason}; target-pelanor reads each batch file and "
-                    "then deletes it: check the batch folder's permissions and free space"
+                fix = advice(
+                    error,
+                    "target-pelanor reads each batch file and then deletes it: check the "
+                    "batch folder's permissions and free space",
                 )
+                self._stop(f"batch file {url}: {reason(error)}; {fix}")
             self.record_counter_metric.increment(rows)
 
 

@@ -8,6 +8,8 @@ accepted, and removes its working files; any month not uploaded means exit statu
 from __future__ import annotations
 
 import copy
+import math
+from decimal import Decimal
 from types import FrameType
 from typing import Any, ClassVar, NoReturn
 
@@ -28,7 +30,7 @@ from openai_costs.work_folder import WorkFolderError
 from target_pelanor.client import DEFAULT_UPLOAD_PATH
 from target_pelanor.delivery import Delivery
 from target_pelanor.input_reader import NumberedReader
-from target_pelanor.settings_check import setting_errors
+from target_pelanor.settings_check import ALLOW_SHRINKING_IS_A_LIST, setting_errors
 from target_pelanor.sinks import CostRowsSink, MonthLayoutSink, MonthSealSink
 from target_pelanor.stopping import Interrupted, RunStopped
 
@@ -74,7 +76,8 @@ class TargetPelanor(Target):
             secret=True,
             title="Pelanor API token",
             description="Sent as 'Authorization: Bearer <api_token>' (Pelanor issues "
-            "'<token_id>:<token_secret>'). Required unless dry_run (or api_token_env).",
+            "'<token_id>:<token_secret>'). Required unless dry_run (or api_token_env, or "
+            "api_token_id and api_token_secret).",
         ),
         th.Property(
             "api_token_env",
@@ -83,6 +86,34 @@ class TargetPelanor(Target):
             description="Instead of api_token: the name of an environment variable that "
             "holds the token, read at start, so the token itself is in no config file "
             "(Meltano writes plugin configs to .meltano/run/ during a run).",
+        ),
+        th.Property(
+            "api_token_id",
+            th.StringType,
+            title="Pelanor token ID",
+            description="Instead of api_token: the token ID Pelanor shows, with "
+            "api_token_secret; sent as 'Bearer <api_token_id>:<api_token_secret>'.",
+        ),
+        th.Property(
+            "api_token_id_env",
+            th.StringType,
+            title="Token ID variable",
+            description="Instead of api_token_id: the name of an environment variable that "
+            "holds it, read at start.",
+        ),
+        th.Property(
+            "api_token_secret",
+            th.StringType,
+            secret=True,
+            title="Pelanor token secret",
+            description="The token secret Pelanor shows with the token ID (api_token_id).",
+        ),
+        th.Property(
+            "api_token_secret_env",
+            th.StringType,
+            title="Token secret variable",
+            description="Instead of api_token_secret: the name of an environment variable "
+            "that holds it, read at start, so the secret is in no config file.",
         ),
         th.Property(
             "region",
@@ -105,16 +136,63 @@ class TargetPelanor(Target):
             default=DEFAULT_UPLOAD_PATH,
             title="Upload path",
             description="Path of the upload endpoint; Pelanor does not publish it, so it is "
-            "configurable. Starts with '/'; {integration_id} is replaced (the only "
-            "placeholder).",
+            "configurable. Starts with '/'; a template (see upload_fields).",
+        ),
+        th.Property(
+            "upload_method",
+            th.StringType,
+            default="POST",
+            allowed_values=["POST", "PUT"],
+            title="Upload method",
+            description="The upload request's HTTP method.",
+        ),
+        th.Property(
+            "upload_body",
+            th.StringType,
+            default="multipart",
+            allowed_values=["multipart", "raw"],
+            title="Upload body",
+            description="multipart: a multipart form, the CSV as one part "
+            "(upload_file_field) beside upload_fields. raw: the CSV is the whole body.",
+        ),
+        th.Property(
+            "upload_file_field",
+            th.StringType,
+            default="file",
+            title="Upload file part",
+            description="The multipart part that holds the CSV (upload_body multipart only).",
+        ),
+        th.Property(
+            "upload_fields",
+            th.ObjectType(additional_properties=th.StringType),
+            title="Upload form fields",
+            description="Multipart form fields besides the CSV, name -> template. Unset: "
+            '{"month": "{month}"}; {} sends none. Not with upload_body raw. Templates may use '
+            "{month} (YYYY-MM), {first_day}, {last_day} (YYYY-MM-DD), {organization_id}, "
+            "{integration_id}, {file_name}.",
+        ),
+        th.Property(
+            "upload_query",
+            th.ObjectType(additional_properties=th.StringType),
+            title="Upload query parameters",
+            description="Query parameters of the upload request, name -> template (as in "
+            'upload_fields), e.g. {"month": "{month}"}. Default: none.',
+        ),
+        th.Property(
+            "upload_content_type",
+            th.StringType,
+            default="text/csv",
+            title="Upload content type",
+            description="The CSV's content type: of its part (multipart), or of the whole "
+            "body (raw).",
         ),
         th.Property(
             "output_dir",
             th.StringType,
             title="Output directory",
-            description="Also write each month's file here, named as OpenAI names a "
-            "one-month export: cost_<first day>_<first day of the next month>.csv (the end "
-            "date is exclusive, as in the names OpenAI gives its exports).",
+            description="Also write each month's file here, named as OpenAI names most "
+            "one-month exports: cost_<first day>_<last day>.csv (the end date inclusive, as "
+            "in most real downloads).",
         ),
         th.Property(
             "dry_run",
@@ -133,16 +211,27 @@ class TargetPelanor(Target):
         ),
         th.Property(
             "allow_shrinking_months",
-            th.BooleanType,
-            default=False,
+            th.ArrayType(th.StringType),
             title="Allow shrinking months",
-            description="Upload a month even if it has fewer days or rows, or a total more "
-            "than 0.5% (at least $0.01) lower, than the copy this target uploaded before. "
-            "Only when the smaller month is known to be right (OpenAI corrected it).",
+            description='Months (YYYY-MM, such as ["2025-10"]) to upload even if they '
+            "have fewer days or rows, or a total more than 0.5% (at least $0.01) lower, than "
+            "the copy this target uploaded before, or if that copy's record cannot be read. "
+            "Only months known to be right (OpenAI corrected them); other months stay "
+            "guarded.",
+        ),
+        th.Property(
+            "upload_records_dir",
+            th.StringType,
+            title="Upload records folder",
+            description="Where this machine keeps its record of each month's last upload, "
+            "per Pelanor URL, integration and month, which the shrink guard checks besides "
+            "the state (it outlives the state and reboots). Default: "
+            "$XDG_STATE_HOME/target-pelanor/uploads, else "
+            "~/.local/state/target-pelanor/uploads.",
         ),
         th.Property(
             "request_timeout",
-            th.NumberType,
+            th.IntegerType,
             default=60,
             title="Request timeout (seconds)",
             description="Bounds each whole HTTP request: connecting, sending the file and "
@@ -150,7 +239,7 @@ class TargetPelanor(Target):
         ),
         th.Property(
             "max_retry_seconds",
-            th.NumberType,
+            th.IntegerType,
             default=600,
             title="Upload budget (seconds)",
             description="Bounds one month's whole upload: every attempt, every wait between "
@@ -190,6 +279,34 @@ class TargetPelanor(Target):
         self._good_state: dict[str, Any] | None = None
         self._confirmed: dict[str, Any] | None = None
         TargetPelanor._running = self
+
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        """The SDK's check of the settings' types, with lines of our own where the SDK's
+        would mislead: ``allow_shrinking_months: true`` (earlier versions' boolean, which
+        let every month through; ``false`` lets none through, as an empty list does) and a
+        duration that is not whole seconds (``60.0`` is taken as 60)."""
+        ours: list[str] = []
+        shrinking = self._config.get("allow_shrinking_months")
+        if isinstance(shrinking, bool):
+            del self._config["allow_shrinking_months"]
+            if shrinking:
+                ours.append(ALLOW_SHRINKING_IS_A_LIST)
+        for key in ("request_timeout", "max_retry_seconds"):
+            value = self._config.get(key)
+            if isinstance(value, float | Decimal) and not isinstance(value, bool):
+                if math.isfinite(value) and value == int(value):
+                    self._config[key] = int(value)
+                else:
+                    del self._config[key]
+                    ours.append(f"{key} must be a whole number of seconds (got {value})")
+        try:
+            errors = super()._validate_config(raise_errors=raise_errors)
+        except ConfigValidationError as invalid:
+            invalid.errors.extend(ours)
+            raise
+        if ours and raise_errors:
+            raise ConfigValidationError("Config validation failed", errors=ours)
+        return errors + ours
 
     @classmethod
     def invoke(cls, **kwargs: Any) -> None:
@@ -257,13 +374,18 @@ class TargetPelanor(Target):
 
     def _process_state_message(self, message_dict: dict[str, Any]) -> None:
         """Learn what was uploaded before (the tap passes the target's bookmark on), and
-        remember the state as good while every month so far reached Pelanor."""
-        super()._process_state_message(message_dict)
+        remember the state as good while every month so far reached Pelanor. A state of
+        the wrong shape stops the run: nothing in it can be trusted, the upload records
+        least of all."""
         state = message_dict["value"]
-        if isinstance(state, dict):
-            self.delivery.memory.learn(state)
-            if not self.delivery.failed:
-                self._good_state = copy.deepcopy(state)
+        if problem := contract.state_problem(state):
+            raise RunStopped(
+                f"the state the tap passed on cannot be read: {problem}; {contract.STATE_FIX}"
+            )
+        super()._process_state_message(message_dict)
+        self.delivery.memory.learn(state)
+        if not self.delivery.failed:
+            self._good_state = copy.deepcopy(state)
 
     def _write_state_message(self, state: dict[str, Any]) -> None:
         """Confirm state only while every month so far reached Pelanor, with the record of
@@ -295,10 +417,12 @@ class TargetPelanor(Target):
         )
 
     def _emit_state(self, state: dict[str, Any]) -> None:
-        """Write one state line; a signal arriving meanwhile is acted on after it."""
+        """Write one state line; a signal arriving meanwhile is acted on after it. Numbers
+        in it (the reader makes them Decimal, which the SDK cannot write) go back as JSON
+        numbers."""
         self._writing_state = True
         try:
-            super()._write_state_message(state)
+            super()._write_state_message(json_numbers(state))
             self._confirmed = state
         finally:
             self._writing_state = False
@@ -313,6 +437,22 @@ class TargetPelanor(Target):
         self._signal = signum  # nothing else here: no output from inside a signal handler
         if not (self._writing_state or self._finishing):
             raise Interrupted(signum)
+
+
+def json_numbers(value: Any) -> Any:
+    """``value`` with every Decimal as an int or float (the text of one that has no float,
+    such as ``1E+999``): a state passes numbers on only in entries this target cannot read,
+    which must go back as they came, still unreadable."""
+    if isinstance(value, dict):
+        return {key: json_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [json_numbers(item) for item in value]
+    if isinstance(value, Decimal):
+        if value.is_finite() and value.adjusted() < 30 and value == value.to_integral_value():
+            return int(value)
+        number = float(value)
+        return number if math.isfinite(number) else str(value)
+    return value
 
 
 if __name__ == "__main__":

@@ -3,10 +3,10 @@
 Meltano's own lock covers one pipeline; two pipelines of the same organization started by
 hand would upload the same month side by side, and whichever lands last wins in Pelanor.
 So an upload holds an exclusive ``flock`` on ``<locks>/<integration>_<month>.lock`` from
-its shrink check to Pelanor's answer. Next to the lock, ``<integration>_<month>.json``
-records what was last uploaded from this machine, so the next holder checks its month
-against it too (:mod:`target_pelanor.shrink_guard`): an older file that would land last
-is refused, even from a pipeline whose state has never seen the newer one.
+its shrink check to Pelanor's answer, and reads and writes this machine's record of the
+month's last upload (:mod:`target_pelanor.upload_records`) only while it holds it: the
+next holder checks its month against what the first uploaded, so an older file that would
+land last is refused, even from a pipeline whose state has never seen the newer one.
 
 The lock folder is ``<work root>/locks`` (see ``work_dir``): pipelines that should
 exclude each other must share it, as they do with the default (one per user). A lock that
@@ -18,18 +18,16 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
-from target_pelanor.shrink_guard import Uploaded
+from openai_costs.os_errors import advice
 
-__all__ = ["HeldLock", "LockTimeout", "LockUnavailable", "UploadLocks"]
+__all__ = ["LockTimeout", "LockUnavailable", "UploadLocks"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,37 +42,6 @@ class LockUnavailable(Exception):
     """The lock folder or file cannot be created or locked; ``str()`` says what to do."""
 
 
-class HeldLock:
-    """An upload lock this process holds, and the record of the last upload it guards."""
-
-    def __init__(self, record_path: Path) -> None:
-        self.record_path = record_path
-
-    def last(self) -> Uploaded | None:
-        """What was last uploaded from this machine; None if unknown or unreadable."""
-        try:
-            value = json.loads(self.record_path.read_text("utf-8"))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError):
-            logger.warning("Ignoring an unreadable upload record: %s", self.record_path)
-            return None
-        return Uploaded.from_state(value)
-
-    def record(self, uploaded: Uploaded) -> None:
-        """Pelanor accepted ``uploaded``: replace the record in one rename."""
-        folder = self.record_path.parent
-        fd, partial = tempfile.mkstemp(prefix=f".{self.record_path.name}.", dir=folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(uploaded.to_state(), handle)
-            Path(partial).replace(self.record_path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                Path(partial).unlink()
-            raise
-
-
 class UploadLocks:
     """The upload locks under one folder."""
 
@@ -83,7 +50,7 @@ class UploadLocks:
         self.wait_seconds = wait_seconds
 
     @contextlib.contextmanager
-    def hold(self, integration_id: str, month: str) -> Iterator[HeldLock]:
+    def hold(self, integration_id: str, month: str) -> Iterator[None]:
         """Hold the lock of (integration, month) for the ``with`` block; wait for another
         process's upload to end, at most ``wait_seconds`` (then :class:`LockTimeout`).
         Raises :class:`LockUnavailable` when the lock cannot be taken at all."""
@@ -100,7 +67,7 @@ class UploadLocks:
                 self._acquire(fd, path, integration_id, month)
             except OSError as error:  # not the wait (LockTimeout): locking itself failed
                 raise self._unavailable(error) from None
-            yield HeldLock(self.folder / f"{name}.json")
+            yield
         finally:
             os.close(fd)  # releases the lock
 
@@ -109,9 +76,12 @@ class UploadLocks:
             reason = "a file is in the way (it must be a folder)"
         else:
             reason = error.strerror or type(error).__name__
+        fix = advice(
+            error,
+            "make it a folder this user can write to (or set work_dir to one), then run again",
+        )
         return LockUnavailable(
-            f"cannot take the upload lock in {self.folder}: {reason}; nothing uploaded: make "
-            "it a folder this user can write to (or set work_dir to one), then run again"
+            f"cannot take the upload lock in {self.folder}: {reason}; nothing uploaded: {fix}"
         )
 
     def _acquire(self, fd: int, path: Path, integration_id: str, month: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,24 +11,38 @@ from typing import Any
 import pytest
 
 from target_pelanor.sandbox import PelanorSandbox
+from tests.api_tap import KEY, PROJECTS, api_costs
+from tests.fake_clock import FakeClock
 from tests.fake_openai import FakeOpenAI
-
-#: The Pelanor token the sandbox accepts in tests.
-TOKEN = "tok_8f3Kx2_s3cr3t_value"
-
-
-def sandbox_config(**extra) -> dict:
-    return {
-        "tokens": [TOKEN],
-        "integrations": {"int-acme": "org-acme", "int-globex": "org-globex"},
-    } | extra
+from tests.pelanor_sandbox import running_sandbox
 
 
 @pytest.fixture
-def pelanor(tmp_path: Path) -> Iterator[PelanorSandbox]:
+def start_pelanor(tmp_path: Path) -> Iterator[Callable[..., PelanorSandbox]]:
+    """Start local Pelanor sandboxes: ``start_pelanor(**config)`` (as
+    :func:`tests.pelanor_sandbox.running_sandbox` takes it), the first keeping its uploads
+    in ``tmp_path / "pelanor"``; each is stopped after the test."""
+    started: list[PelanorSandbox] = []
+    with contextlib.ExitStack() as running:
+
+        def start(**config: Any) -> PelanorSandbox:
+            folder = tmp_path / ("pelanor" if not started else f"pelanor-{len(started) + 1}")
+            started.append(running.enter_context(running_sandbox(folder, **config)))
+            return started[-1]
+
+        yield start
+
+
+@pytest.fixture
+def pelanor(start_pelanor: Callable[..., PelanorSandbox]) -> PelanorSandbox:
     """A local Pelanor sandbox that knows the acme and globex integrations."""
-    with PelanorSandbox(sandbox_config(), tmp_path / "pelanor") as sandbox:
-        yield sandbox
+    return start_pelanor()
+
+
+@pytest.fixture
+def fake_time() -> FakeClock:
+    """A clock that moves only when the code under test sleeps on it (tests/fake_clock.py)."""
+    return FakeClock()
 
 
 @pytest.fixture
@@ -46,14 +61,33 @@ def start_openai() -> Iterator[Callable[..., FakeOpenAI]]:
         fake.stop()
 
 
+@pytest.fixture
+def openai(start_openai: Callable[..., FakeOpenAI]) -> FakeOpenAI:
+    """The OpenAI fake serving tests/api_tap.py's months (September to November 2025) to
+    its admin key, seven results a page."""
+    return start_openai(api_costs(), PROJECTS, KEY, page_size_override=7)
+
+
+@pytest.fixture(autouse=True)
+def private_state_folder(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Each test gets its own per-user state folder (``XDG_STATE_HOME``), in process and in
+    the plugins it starts: the target keeps this machine's upload records there by default,
+    and a record must not leak from one test into another."""
+    folder = tmp_path_factory.mktemp("user-state")
+    monkeypatch.setenv("XDG_STATE_HOME", str(folder))
+    return folder
+
+
 @pytest.fixture(autouse=True)
 def private_temp_folder(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> Path:
     """Each test gets its own system temp folder, in process and in the plugins it starts:
-    the target's working files and upload locks (with their record of the last upload)
-    live there by default, and must not leak from one test into another. (Beside the
-    test's tmp_path, not in it: tests check what their tmp_path holds.)"""
+    the target's working files and upload locks live there by default, and must not leak
+    from one test into another. (Beside the test's tmp_path, not in it: tests check what
+    their tmp_path holds.)"""
     folder = tmp_path_factory.mktemp("system-tmp")
     monkeypatch.setenv("TMPDIR", str(folder))
     monkeypatch.setattr(tempfile, "tempdir", str(folder))

@@ -7,9 +7,11 @@ import io
 from datetime import date, timedelta
 from pathlib import Path
 
-from openai_costs.export import CURRENT_COLUMNS, iso_of, month_days, unix_of
+from openai_costs.export import CURRENT_COLUMNS, REQUIRED_COLUMNS, iso_of, month_days, unix_of
 
 NEW = CURRENT_COLUMNS
+#: The nine-column layout of most real 2025 downloads: exactly Pelanor's fields.
+NINE = REQUIRED_COLUMNS
 #: The 2025 layout grouped by line item and project, with project_name.
 OLD = (
     "start_time",
@@ -101,3 +103,8 @@ def write(path: Path, content: bytes, mtime: float | None = None) -> Path:
     if mtime is not None:
         os.utime(path, (mtime, mtime))
     return path
+
+
+def seal_day(day: int) -> date:
+    """A day of October 2025, the month most tests seal."""
+    return date(2025, 10, day)

@@ -1,17 +1,26 @@
-"""A fake OpenAI admin API on 127.0.0.1: the Costs and Projects endpoints, as published.
+"""A fake OpenAI admin API on 127.0.0.1: the Costs and Projects endpoints, as published
+and as the live API answers.
 
 It is a real HTTP server (so the client's httpx stack, query encoding and retries run for
-real) and answers with exactly the shapes of OpenAI's published spec (openai/openai-openapi,
+real) and answers with the shapes of OpenAI's published spec (openai/openai-openapi,
 openapi.yaml: UsageResponse ``{object, data, has_more, next_page}``, UsageTimeBucket
 ``{object, start_time, end_time, results}``, CostsResult ``{object, amount {value,
 currency}, line_item, project_id, api_key_id, quantity, quantity_unit}``): no field the spec
 lacks unless a test adds it on purpose (``result(..., user_id=...)``), every field it has.
+The live API's own shape (a verbatim response of 2026, published by another project) is
+served on demand: :func:`live_result` (amounts as strings of about 40 digits with trailing
+zeros or ``"0E-6176"``, float quantities, ``organization_id``, ``project_name``,
+``organization_name``, ``user_id``, ``api_key_id``, ``user_email``) and ``live_buckets``
+(``start_time_iso``/``end_time_iso``, without an offset on a bucket with results and with
+``+00:00`` on an empty one). Asked without ``group_by``, it answers one result a day, the
+day's total, as the API does ungrouped.
 
 It paginates the way OpenAI does (``limit``/``next_page``/``has_more`` for costs,
 ``after``/``has_more`` for projects), reads array parameters in the OpenAI SDK's format
 (``group_by[]=line_item&group_by[]=project_id``, refusing the bare or indexed forms),
 checks the bearer key and the grouping the export needs, and can fail on demand: HTTP
-faults (:meth:`FakeOpenAI.fail_next`), refused page tokens, short pages, and buckets or
+faults (:meth:`FakeOpenAI.fail_next`), refused page tokens (also the live API's last page
+that still says ``has_more`` with a cursor it then refuses), short pages, and buckets or
 pages that break the spec (the ``bucket_*``/``drop_bucket``/``page_object`` scenarios).
 
 Amounts are served exactly as a test gives them: a ``str`` becomes a JSON string,
@@ -103,6 +112,40 @@ def result(
     }
 
 
+def live_result(
+    amount: Any,
+    line_item: str | None,
+    project_id: str | None,
+    project_name: str | None,
+    *,
+    quantity: Any = JSONNumber("30.0"),
+    quantity_unit: str | None = "tokens",
+    organization_id: str | None = "org-acme",
+    organization_name: str | None = "Acme, Inc.",
+    user_id: str | None = None,
+    api_key_id: str | None = None,
+    user_email: str | None = None,
+) -> dict[str, Any]:
+    """One result as the live API sent it in 2026: the fields beyond the spec included
+    (``organization_id``, ``project_name``, ``organization_name``, ``user_id``,
+    ``user_email``), ``quantity`` a float (``30.0``), ``amount.value`` a string as given
+    (``"0.000004500000000000000000000000000000000"``, ``"0E-6176"``)."""
+    return {
+        "object": "organization.costs.result",
+        "amount": {"value": amount, "currency": "usd"},
+        "line_item": line_item,
+        "project_id": project_id,
+        "organization_id": organization_id,
+        "project_name": project_name,
+        "organization_name": organization_name,
+        "quantity": quantity,
+        "quantity_unit": quantity_unit,
+        "user_id": user_id,
+        "api_key_id": api_key_id,
+        "user_email": user_email,
+    }
+
+
 def without(mapping: dict[str, Any], *path: str) -> dict[str, Any]:
     """A copy of ``mapping`` without the key at ``path``: ``without(r, "amount", "value")``."""
     trimmed = copy.deepcopy(mapping)
@@ -169,6 +212,12 @@ class FakeOpenAI:
         self.page_overrides: dict[str, Any] = {}
         #: Buckets per costs page, in turn (at most ``limit``): short pages when given.
         self.page_sizes: list[int] | None = None
+        #: Buckets carry the live API's start_time_iso/end_time_iso.
+        self.live_buckets = False
+        #: The page with the range's last bucket still says has_more, with a cursor that
+        #: is then refused (HTTP 400), as the live API was seen to do.
+        self.trailing_cursor = False
+        self._trailing: set[str] = set()
         self._reject_tokens = 0
         self._faults: list[_Fault] = []
         self._cursors: dict[str, tuple[tuple[tuple[str, str], ...], int, int]] = {}
@@ -268,6 +317,11 @@ class FakeOpenAI:
         """Every costs page has ``object`` ``value`` instead of "page"."""
         self.page_overrides["object"] = value
 
+    def has_more_after_the_last_day(self) -> None:
+        """The page holding the range's last bucket says ``has_more: true`` with a
+        ``next_page`` cursor that, followed, is refused with HTTP 400."""
+        self.trailing_cursor = True
+
     def short_pages(self, *sizes: int) -> None:
         """Pages hold ``sizes[0]``, ``sizes[1]``, ... buckets in turn (cycling, at most
         ``limit``), ``has_more`` true while days remain: fewer than ``limit``, even none."""
@@ -316,7 +370,7 @@ class FakeOpenAI:
         groups = query.get("group_by", [])
         if not set(groups) <= GROUP_BY_VALUES:
             raise _Problem(400, f"Invalid value for 'group_by': {groups}.")
-        if not {"line_item", "project_id"} <= set(groups):
+        if groups and not {"line_item", "project_id"} <= set(groups):
             raise _Problem(400, "group_by must include line_item and project_id for this fake")
         start = _int_param(query, "start_time")
         if start is None:
@@ -335,7 +389,8 @@ class FakeOpenAI:
                 reject = known is not None and self._reject_tokens != 0
                 if reject and self._reject_tokens > 0:
                     self._reject_tokens -= 1
-            if known is None or known[0] != identity or reject:
+                trailing = query["page"][0] in self._trailing
+            if known is None or known[0] != identity or reject or trailing:
                 raise _Problem(400, INVALID_PAGE_TOKEN)
             _, offset, number = known
         size = limit
@@ -348,12 +403,20 @@ class FakeOpenAI:
             results = self._results(s)
             if projects is not None:
                 results = [r for r in results if r.get("project_id") in projects]
+            if not groups and results:
+                results = [_day_total(results)]
             bucket: dict[str, Any] | None = {
                 "object": "bucket",
                 "start_time": s,
                 "end_time": s + DAY,
                 "results": results,
             }
+            if self.live_buckets:
+                # As in the verbatim response: no offset on a bucket with results, +00:00
+                # on an empty one.
+                offset_text = "" if results else "+00:00"
+                bucket["start_time_iso"] = _iso(s) + offset_text
+                bucket["end_time_iso"] = _iso(s + DAY) + offset_text
             edit = self.bucket_edits.get(s)
             if edit is not None:
                 bucket = edit(bucket)
@@ -361,10 +424,13 @@ class FakeOpenAI:
                 data.append(bucket)
         has_more = offset + size < len(starts)
         cursor = None
-        if has_more:
+        if has_more or self.trailing_cursor:
             cursor = "page_" + secrets.token_urlsafe(12)
             with self._lock:
                 self._cursors[cursor] = (identity, offset + size, number + 1)
+                if not has_more:
+                    self._trailing.add(cursor)
+            has_more = True
         page = {"object": "page", "data": data, "has_more": has_more, "next_page": cursor}
         page.update(self.page_overrides)
         return page
@@ -393,6 +459,28 @@ class FakeOpenAI:
             "last_id": page[-1]["id"] if page else None,
             "has_more": offset + limit < len(items),
         }
+
+
+def _day_total(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The day's one ungrouped result: every amount summed exactly, as a string."""
+    total = sum((Decimal(_amount_text(r["amount"]["value"])) for r in results), Decimal(0))
+    return {
+        "object": "organization.costs.result",
+        "amount": {"value": str(total), "currency": "usd"},
+        "line_item": None,
+        "project_id": None,
+        "api_key_id": None,
+        "quantity": None,
+        "quantity_unit": None,
+    }
+
+
+def _amount_text(value: Any) -> str:
+    return value.text if isinstance(value, JSONNumber) else str(value)
+
+
+def _iso(unix_seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(unix_seconds))
 
 
 def parse_query(text: str, arrays: frozenset[str] = frozenset()) -> dict[str, list[str]]:

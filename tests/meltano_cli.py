@@ -10,15 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.plugin_settings import REPO
-from tests.readme import commands
+from tests.docs import REPO, commands
 from tests.singer import BIN
 
 MELTANO = BIN / "meltano"
 #: The dev environment's token (meltano.yml), which the sandboxes of these tests accept.
 DEV_TOKEN = "dev-token-not-secret"
-SEPTEMBER = "cost_2025-09-01_2025-10-01.csv"
-OCTOBER = "cost_2025-10-01_2025-11-01.csv"
+SEPTEMBER = "cost_2025-09-01_2025-09-30.csv"
+OCTOBER = "cost_2025-10-01_2025-10-31.csv"
 
 
 def require_meltano() -> None:
@@ -40,7 +39,7 @@ def hermetic_env() -> dict[str, str]:
 
 
 def write_umbrella_exports(folder: Path) -> None:
-    """Exports for the README's example organization: acme's samples, as org-umbrella's."""
+    """Exports for the documented example organization: acme's samples, as org-umbrella's."""
     folder.mkdir(parents=True)
     for name in (SEPTEMBER, OCTOBER):
         acme = (REPO / "samples" / "acme" / name).read_bytes()
@@ -50,7 +49,7 @@ def write_umbrella_exports(folder: Path) -> None:
 def run_meltano_commands(
     block: str, cwd: Path, env: dict[str, str]
 ) -> list[subprocess.CompletedProcess[str]]:
-    """Run a README block whose commands are all `meltano ...`; stop at the first failure."""
+    """Run a documented block whose commands are all `meltano ...`; stop at the first failure."""
     done = []
     for assignments, words in commands(block):
         assert words[0] == "meltano", words

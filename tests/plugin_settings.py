@@ -6,17 +6,17 @@ plugins/ are checked against them (tests/test_plugin_definitions.py).
 
 from __future__ import annotations
 
-import json
-import subprocess
-from pathlib import Path
+from functools import cache
 from typing import Any
 
 import yaml
 from singer_sdk.helpers import capabilities as sdk
 
-from tests.singer import BIN
+from scripts.docs_settings import about as run_about
+from tests.docs import REPO
 
-REPO = Path(__file__).resolve().parent.parent
+#: The page that tells how to add the plugins to another Meltano project.
+DEFINITIONS_PAGE = "docs/meltano-project.md"
 
 #: The SDK's settings of each capability. `--about` can list some of a capability the
 #: plugin does not declare (the SDK's Tap adds the flattening settings whatever its
@@ -54,17 +54,11 @@ KINDS = {
 }
 
 
+@cache
 def about(executable: str) -> dict[str, Any]:
-    """`<executable> --about --format=json`, as Meltano's Hub tooling reads it."""
-    done = subprocess.run(
-        [str(BIN / executable), "--about", "--format=json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    info: dict[str, Any] = json.loads(done.stdout)
-    return info
+    """`<executable> --about --format=json`, as Meltano's Hub tooling reads it (run once per
+    test session; don't change what it returns)."""
+    return run_about(executable)
 
 
 def offered_settings(info: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tests.pelanor_sandbox import TOKEN
+
 if TYPE_CHECKING:
     from target_pelanor.sandbox import PelanorSandbox
 
@@ -95,8 +97,6 @@ def tap_output(tmp: Path, *paths: Path, organization_id: str = "org-acme") -> st
 
 
 def target_config(sandbox: PelanorSandbox, **extra: Any) -> dict[str, Any]:
-    from tests.conftest import TOKEN
-
     return {
         "organization_id": "org-acme",
         "integration_id": "int-acme",

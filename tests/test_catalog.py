@@ -12,7 +12,7 @@ from typing import Any
 from tests.exports import ORG, SAMPLES, cost, export, write
 from tests.singer import run, run_tap, run_target, target_config
 
-SEPTEMBER = SAMPLES / "acme" / "cost_2025-09-01_2025-10-01.csv"
+SEPTEMBER = SAMPLES / "acme" / "cost_2025-09-01_2025-09-30.csv"
 STREAMS = ["cost_month_layouts", "cost_months", "costs"]
 DESELECTED_WARNING = (
     "deselected: cost_months (meltano select, or the catalog); target-pelanor needs "

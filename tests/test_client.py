@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from pathlib import Path
@@ -23,11 +23,12 @@ from target_pelanor.client import (
     resolve_base_url,
 )
 from target_pelanor.sandbox import PelanorSandbox
+from tests.fake_clock import FakeClock
+from tests.pelanor_sandbox import TOKEN, running_sandbox
 
 UTC = timezone.utc  # datetime.UTC needs Python 3.11
-TOKEN = "tok_dev_secret"
 MONTH = "2025-10"
-FILENAME = "cost_2025-10-01_2025-11-01.csv"
+FILENAME = "cost_2025-10-01_2025-10-31.csv"
 CSV = (
     b"start_time,end_time,start_time_iso,end_time_iso,amount_value,amount_currency,line_item,"
     b"project_id,organization_id,project_name,organization_name\n"
@@ -36,45 +37,13 @@ CSV = (
 )
 
 
-def sandbox_config(faults: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    return {
-        "tokens": [TOKEN],
-        "integrations": {"int-acme": "org-acme", "int-globex": "org-globex"},
-        "faults": faults or [],
-    }
-
-
-@pytest.fixture
-def start_sandbox(tmp_path: Path) -> Iterator[Callable[..., PelanorSandbox]]:
-    started: list[PelanorSandbox] = []
-
-    def start(faults: list[dict[str, Any]] | None = None) -> PelanorSandbox:
-        sandbox = PelanorSandbox(sandbox_config(faults), tmp_path / "pelanor").start()
-        started.append(sandbox)
-        return sandbox
-
-    yield start
-    for sandbox in started:
-        sandbox.stop()
-
-
-class Recorder:
-    """Injected sleep: records delays instead of sleeping."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-
-
 def make_client(url: str, **overrides: Any) -> PelanorClient:
     options: dict[str, Any] = {
         "base_url": url,
         "integration_id": "int-acme",
         "api_token": TOKEN,
         "request_timeout": 5.0,
-        "sleep": Recorder(),
+        "sleep": FakeClock().sleep,
         "random": lambda: 0.5,
     }
     options.update(overrides)
@@ -85,18 +54,18 @@ def upload(client: PelanorClient, content: bytes = CSV) -> UploadReceipt:
     return client.upload(month=MONTH, filename=FILENAME, content=content)
 
 
-def test_success_returns_id_and_stores_exact_bytes(start_sandbox: Callable[..., PelanorSandbox]):
-    sandbox = start_sandbox()
+def test_success_returns_id_and_stores_exact_bytes(start_pelanor: Callable[..., PelanorSandbox]):
+    sandbox = start_pelanor()
     content = CSV.replace(b"\n", b"\r\n").replace(b"Acme App", "Acmé App".encode())
-    sleep = Recorder()
-    with make_client(sandbox.url, sleep=sleep) as client:
+    fake_time = FakeClock()
+    with make_client(sandbox.url, sleep=fake_time.sleep) as client:
         receipt = upload(client, content)
 
     assert receipt.status_code == 200
     assert receipt.attempts == 1
     assert receipt.response_id is not None
     assert re.fullmatch(r"upl_[0-9a-f]{12}", receipt.response_id)
-    assert sleep.delays == []
+    assert fake_time.sleeps == []
     stored = sandbox.data_dir / "files" / "int-acme" / "2025-10.csv"
     assert sandbox.stored_files() == [stored]
     assert stored.read_bytes() == content
@@ -108,9 +77,9 @@ def test_success_returns_id_and_stores_exact_bytes(start_sandbox: Callable[..., 
 
 
 def test_a_file_is_streamed_from_disk_on_every_attempt(
-    start_sandbox: Callable[..., PelanorSandbox], tmp_path: Path
+    start_pelanor: Callable[..., PelanorSandbox], tmp_path: Path
 ):
-    sandbox = start_sandbox([{"kind": "drop", "times": 1}, {"kind": "500", "times": 1}])
+    sandbox = start_pelanor(faults=[{"kind": "drop", "times": 1}, {"kind": "500", "times": 1}])
     path = tmp_path / FILENAME
     path.write_bytes(CSV * 1 + CSV.split(b"\n", 1)[1] * 2000)
     with make_client(sandbox.url) as client:
@@ -120,8 +89,8 @@ def test_a_file_is_streamed_from_disk_on_every_attempt(
     assert stored.read_bytes() == path.read_bytes()
 
 
-def test_multipart_fields_seen_by_server(start_sandbox: Callable[..., PelanorSandbox]):
-    sandbox = start_sandbox()
+def test_multipart_fields_seen_by_server(start_pelanor: Callable[..., PelanorSandbox]):
+    sandbox = start_pelanor()
     with make_client(sandbox.url) as client:
         upload(client)
 
@@ -183,23 +152,23 @@ def test_request_headers_and_path_exact() -> None:
     ids=["429", "500x2", "503", "drop", "slow"],
 )
 def test_each_fault_retried_to_exactly_one_stored_file(
-    start_sandbox: Callable[..., PelanorSandbox],
+    start_pelanor: Callable[..., PelanorSandbox],
     fault: dict[str, Any],
     attempts: int,
     min_first_delay: float,
 ):
-    sandbox = start_sandbox([{"integration_id": "int-acme", "month": MONTH, **fault}])
-    sleep = Recorder()
+    sandbox = start_pelanor(faults=[{"integration_id": "int-acme", "month": MONTH, **fault}])
+    fake_time = FakeClock()
     # Only the slow fault needs a short timeout (the server sleeps 1s); others get slack.
     timeout = 0.3 if fault["kind"] == "slow" else 5.0
-    with make_client(sandbox.url, sleep=sleep, request_timeout=timeout) as client:
+    with make_client(sandbox.url, sleep=fake_time.sleep, request_timeout=timeout) as client:
         receipt = upload(client)
     sandbox.stop()  # waits for a slow request still sleeping on the server to finish
 
     assert receipt.attempts == attempts
     assert receipt.status_code == 200
-    assert len(sleep.delays) == attempts - 1
-    assert sleep.delays[0] >= min_first_delay
+    assert len(fake_time.sleeps) == attempts - 1
+    assert fake_time.sleeps[0] >= min_first_delay
     assert [f.relative_to(sandbox.data_dir).as_posix() for f in sandbox.stored_files()] == [
         "files/int-acme/2025-10.csv"
     ]
@@ -207,26 +176,28 @@ def test_each_fault_retried_to_exactly_one_stored_file(
     assert [r.fault for r in sandbox.requests].count(fault["kind"]) == fault["times"]
 
 
-def test_fault_filters_do_not_match_other_month(start_sandbox: Callable[..., PelanorSandbox]):
-    sandbox = start_sandbox([{"integration_id": "int-acme", "month": "2025-09", "kind": "500"}])
+def test_fault_filters_do_not_match_other_month(start_pelanor: Callable[..., PelanorSandbox]):
+    sandbox = start_pelanor(
+        faults=[{"integration_id": "int-acme", "month": "2025-09", "kind": "500"}]
+    )
     with make_client(sandbox.url) as client:
         assert upload(client).attempts == 1
 
 
-def test_backoff_is_exponential_with_full_jitter(start_sandbox: Callable[..., PelanorSandbox]):
-    sandbox = start_sandbox([{"kind": "500", "times": 4}])
-    sleep = Recorder()
-    with make_client(sandbox.url, sleep=sleep, random=lambda: 0.5) as client:
+def test_backoff_is_exponential_with_full_jitter(start_pelanor: Callable[..., PelanorSandbox]):
+    sandbox = start_pelanor(faults=[{"kind": "500", "times": 4}])
+    fake_time = FakeClock()
+    with make_client(sandbox.url, sleep=fake_time.sleep, random=lambda: 0.5) as client:
         assert upload(client).attempts == 5
-    assert sleep.delays == [0.5, 1.0, 2.0, 4.0]
+    assert fake_time.sleeps == [0.5, 1.0, 2.0, 4.0]
 
 
-def test_retry_after_seconds_honoured(start_sandbox: Callable[..., PelanorSandbox]):
-    sandbox = start_sandbox([{"kind": "429", "retry_after": 3, "times": 2}])
-    sleep = Recorder()
-    with make_client(sandbox.url, sleep=sleep, random=lambda: 0.0) as client:
+def test_retry_after_seconds_honoured(start_pelanor: Callable[..., PelanorSandbox]):
+    sandbox = start_pelanor(faults=[{"kind": "429", "retry_after": 3, "times": 2}])
+    fake_time = FakeClock()
+    with make_client(sandbox.url, sleep=fake_time.sleep, random=lambda: 0.0) as client:
         assert upload(client).attempts == 3
-    assert sleep.delays == [3.0, 3.0]
+    assert fake_time.sleeps == [3.0, 3.0]
 
 
 def test_retry_after_http_date_honoured() -> None:
@@ -244,24 +215,24 @@ def test_retry_after_http_date_honoured() -> None:
             httpx.Response(200, json={"id": "upl_ok"}),
         ]
     )
-    sleep = Recorder()
+    fake_time = FakeClock()
     client = make_client(
         "https://api.pelanor.io",
-        sleep=sleep,
+        sleep=fake_time.sleep,
         random=lambda: 0.0,
         transport=httpx.MockTransport(lambda request: next(responses)),
     )
     assert upload(client).attempts == 2
-    [delay] = sleep.delays
+    [delay] = fake_time.sleeps
     assert 25.0 <= delay <= 30.0
 
 
-def test_retry_after_does_not_shorten_jitter(start_sandbox: Callable[..., PelanorSandbox]):
-    sandbox = start_sandbox([{"kind": "503", "retry_after": 0, "times": 1}])
-    sleep = Recorder()
-    with make_client(sandbox.url, sleep=sleep, random=lambda: 0.75) as client:
+def test_retry_after_does_not_shorten_jitter(start_pelanor: Callable[..., PelanorSandbox]):
+    sandbox = start_pelanor(faults=[{"kind": "503", "retry_after": 0, "times": 1}])
+    fake_time = FakeClock()
+    with make_client(sandbox.url, sleep=fake_time.sleep, random=lambda: 0.75) as client:
         upload(client)
-    assert sleep.delays == [0.75]
+    assert fake_time.sleeps == [0.75]
 
 
 @pytest.mark.parametrize(
@@ -300,17 +271,17 @@ def test_retry_after_does_not_shorten_jitter(start_sandbox: Callable[..., Pelano
     ids=["401", "404", "422-org", "422-columns"],
 )
 def test_rejections_not_retried(
-    start_sandbox: Callable[..., PelanorSandbox],
+    start_pelanor: Callable[..., PelanorSandbox],
     integration_id: str,
     token: str,
     content: bytes,
     expected: str,
 ):
-    sandbox = start_sandbox()
-    sleep = Recorder()
+    sandbox = start_pelanor()
+    fake_time = FakeClock()
     with (
         make_client(
-            sandbox.url, sleep=sleep, integration_id=integration_id, api_token=token
+            sandbox.url, sleep=fake_time.sleep, integration_id=integration_id, api_token=token
         ) as client,
         pytest.raises(PelanorRejected) as info,
     ):
@@ -319,7 +290,7 @@ def test_rejections_not_retried(
     assert str(info.value) == expected
     assert info.value.attempts == 1
     assert len(sandbox.requests) == 1
-    assert sleep.delays == []
+    assert fake_time.sleeps == []
     assert sandbox.stored_files() == []
 
 
@@ -347,21 +318,16 @@ def test_rejection_message_from_other_body_shapes() -> None:
     ]
 
 
-def test_retry_budget_exhausted_message_exact(start_sandbox: Callable[..., PelanorSandbox]):
-    sandbox = start_sandbox([{"kind": "503", "times": 100}])
-    now = [1000.0]
-    sleep = Recorder()
-
-    def fake_sleep(seconds: float) -> None:
-        sleep(seconds)
-        now[0] += seconds
+def test_retry_budget_exhausted_message_exact(start_pelanor: Callable[..., PelanorSandbox]):
+    sandbox = start_pelanor(faults=[{"kind": "503", "times": 100}])
+    fake_time = FakeClock()
 
     with (
         make_client(
             sandbox.url,
-            sleep=fake_sleep,
+            sleep=fake_time.sleep,
             random=lambda: 1.0,
-            clock=lambda: now[0],
+            clock=fake_time.clock,
             max_retry_seconds=10,
         ) as client,
         pytest.raises(PelanorError) as info,
@@ -373,39 +339,36 @@ def test_retry_budget_exhausted_message_exact(start_sandbox: Callable[..., Pelan
         "Pelanor upload of 2025-10 failed after 4 attempts over 7s: "
         "last error HTTP 503: service unavailable (injected fault)"
     )
-    assert sleep.delays == [1.0, 2.0, 4.0]
+    assert fake_time.sleeps == [1.0, 2.0, 4.0]
     assert len(sandbox.requests) == 4
     assert sandbox.stored_files() == []
 
 
 def test_backoff_capped_at_60s() -> None:
-    sleep = Recorder()
+    fake_time = FakeClock()
     client = make_client(
         "https://api.pelanor.io",
-        sleep=sleep,
+        sleep=fake_time.sleep,
         random=lambda: 1.0,
         clock=lambda: 0.0,
         transport=httpx.MockTransport(lambda request: httpx.Response(502, text="bad gateway")),
     )
     with pytest.raises(PelanorError, match=r"after 100 attempts over 0s: last error HTTP 502"):
         upload(client)
-    assert sleep.delays[:8] == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]
+    assert fake_time.sleeps[:8] == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]
 
 
 def test_connection_refused_retried_then_reported(tmp_path: Path) -> None:
-    sandbox = PelanorSandbox(sandbox_config(), tmp_path).start()
-    url = sandbox.url
-    sandbox.stop()  # nothing listens on this loopback port any more
-    now = [0.0]
-
-    def fake_sleep(seconds: float) -> None:
-        now[0] += seconds
+    with running_sandbox(tmp_path) as sandbox:
+        url = sandbox.url
+    # nothing listens on this loopback port any more
+    fake_time = FakeClock(now=0.0)
 
     client = make_client(
         url,
-        sleep=fake_sleep,
+        sleep=fake_time.sleep,
         random=lambda: 1.0,
-        clock=lambda: now[0],
+        clock=fake_time.clock,
         max_retry_seconds=2,
     )
     with pytest.raises(PelanorError) as info:
@@ -474,10 +437,12 @@ def test_resolve_base_url_refuses(region: str, api_url: str | None, message: str
 
 
 def test_token_never_in_errors_repr_or_logs(
-    start_sandbox: Callable[..., PelanorSandbox], caplog: pytest.LogCaptureFixture
+    start_pelanor: Callable[..., PelanorSandbox], caplog: pytest.LogCaptureFixture
 ):
     caplog.set_level(logging.DEBUG)
-    sandbox = start_sandbox([{"kind": "429", "retry_after": 1, "times": 1}, {"kind": "drop"}])
+    sandbox = start_pelanor(
+        faults=[{"kind": "429", "retry_after": 1, "times": 1}, {"kind": "drop"}]
+    )
     texts: list[str] = []
     with make_client(sandbox.url, request_timeout=2) as client:
         texts.append(repr(client))
@@ -488,10 +453,7 @@ def test_token_never_in_errors_repr_or_logs(
             upload(client)
         texts += [str(rejected.value), repr(rejected.value)]
 
-    now = [0.0]
-
-    def fake_sleep(seconds: float) -> None:
-        now[0] += seconds
+    fake_time = FakeClock(now=0.0)
 
     echo = httpx.MockTransport(
         lambda request: httpx.Response(500, text=request.headers["Authorization"])
@@ -499,9 +461,9 @@ def test_token_never_in_errors_repr_or_logs(
     with make_client(
         "https://api.pelanor.io",
         transport=echo,
-        sleep=fake_sleep,
+        sleep=fake_time.sleep,
         random=lambda: 1.0,
-        clock=lambda: now[0],
+        clock=fake_time.clock,
         max_retry_seconds=1,
     ) as client:
         with pytest.raises(PelanorError) as failed:

@@ -24,9 +24,15 @@ from openai_costs.export import (
     scan_export,
     unix_of,
 )
-from tap_openai_costs.export_renderer import decimal_text, export_month, render_export
+from tap_openai_costs.export_renderer import (
+    AmountTooLarge,
+    decimal_text,
+    export_month,
+    render_export,
+)
 from tap_openai_costs.openai_client import OpenAIAPIError, OpenAICostsClient, check_api_base_url
 from tests.exports import TODAY
+from tests.fake_clock import FakeClock
 from tests.fake_openai import DAY, FakeOpenAI, number, project, result
 
 KEY = "sk-admin-Test0123456789abcdefSECRET"
@@ -42,26 +48,6 @@ PROJECTS = [
     project("proj_abc", "Acme App"),
     project("proj_old", 'Old "Legacy" App', archived_at=1_750_000_000),
 ]
-
-
-class FakeTime:
-    """Clock and sleep that only move when the client sleeps: no real waiting."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-@pytest.fixture
-def fake_time() -> FakeTime:
-    return FakeTime()
 
 
 @pytest.fixture
@@ -84,7 +70,7 @@ def start_fake(start_openai) -> Callable[..., FakeOpenAI]:
 
 
 @pytest.fixture
-def make_client(fake_time: FakeTime) -> Iterator[Callable[..., OpenAICostsClient]]:
+def make_client(fake_time: FakeClock) -> Iterator[Callable[..., OpenAICostsClient]]:
     clients: list[OpenAICostsClient] = []
 
     def make(fake: FakeOpenAI, **overrides: Any) -> OpenAICostsClient:
@@ -121,14 +107,14 @@ def small_costs() -> dict[int, list[dict[str, Any]]]:
 
 SMALL_EXPECTED = (
     HEADER + "\n"
-    "1759622400,1759708800,2025-10-05T00:00:00+00:00,2025-10-06T00:00:00+00:00,0.0600,usd,,,"
+    "1759622400,1759708800,2025-10-05T00:00:00+00:00,2025-10-06T00:00:00+00:00,0.06,usd,,,"
     '"gpt-4o-2024-08-06, input",,,proj_abc,org-acme,Acme App,"Acme, Inc.",,\n'
     "1759622400,1759708800,2025-10-05T00:00:00+00:00,2025-10-06T00:00:00+00:00,0.00001,usd,,,"
     '"gpt-4o-2024-08-06, output",,,,org-acme,,"Acme, Inc.",,\n'
     "1759708800,1759795200,2025-10-06T00:00:00+00:00,2025-10-07T00:00:00+00:00"
     ",,,,,,,,,,,,,\n"
     "1759795200,1759881600,2025-10-07T00:00:00+00:00,2025-10-08T00:00:00+00:00,"
-    "0.8958740000000000,usd,,,text-embedding-3-small,,,proj_old,org-acme,"
+    "0.895874,usd,,,text-embedding-3-small,,,proj_old,org-acme,"
     '"Old ""Legacy"" App","Acme, Inc.",,\n'
 ).encode()
 
@@ -192,7 +178,7 @@ def test_whole_month_rendered_and_validated(start_fake, make_client, tmp_path: P
     del costs[unix_of(date(2025, 10, 13))]  # an idle day mid-month
     fake = start_fake(costs)
     content = fetch_and_render(make_client(fake), days)
-    path = tmp_path / "cost_2025-10-01_2025-11-01.csv"
+    path = tmp_path / "cost_2025-10-01_2025-10-31.csv"
     path.write_bytes(content)
     scan = scan_export(path, ORG, TODAY)
     assert len(scan.days) == 31
@@ -215,6 +201,10 @@ def test_amounts_string_and_number_are_exact(start_fake, make_client):
                 result(number("0.34090000000000000"), "b"),
                 result(number("0"), "c"),
                 result(number("-0.5"), "credit"),
+                result("0.000004500000000000000000000000000000000", "live, cached input"),
+                result("0E-6176", "live zero"),
+                result(number("0E-6176"), "live zero as a number"),
+                result("123.45600000000000000000000000000000000000", "forty digits"),
             ]
         }
     )
@@ -226,26 +216,44 @@ def test_amounts_string_and_number_are_exact(start_fake, make_client):
     assert not any(isinstance(v, float) for v in values)
     content = render([OCT5], buckets).decode()
     amounts = [line.split(",")[4] for line in content.splitlines()[1:]]
-    assert amounts == ["0.0600", "0.00001", "0.34090000000000000", "0", "-0.5"]
+    assert amounts == ["0.06", "0.00001", "0.3409", "0", "-0.5", "0.0000045", "0", "0", "123.456"]
 
 
 def test_decimal_text_rules():
-    # Text is kept verbatim when exports could hold it (openai_costs.export.AMOUNT_TEXT), float
-    # repr with an exponent included; numbers are written by openai_costs.export.format_decimal.
-    assert decimal_text("0.0600") == "0.0600"
-    assert decimal_text("1e-05") == "1e-05"
-    assert decimal_text("5.5E-05") == "5.5E-05"
+    # API numbers are written as the shortest exact decimal text of their value.
+    assert decimal_text("0.0600") == "0.06"
+    assert decimal_text("1e-05") == "0.00001"
+    assert decimal_text("5.5E-05") == "0.000055"
     assert decimal_text("-0.5") == "-0.5"
+    assert decimal_text("0.000004500000000000000000000000000000000") == "0.0000045"
+    assert decimal_text("0.00003420000000000000000000000000000000") == "0.0000342"
+    assert decimal_text("0E-6176") == "0"
+    assert decimal_text("-0.000") == "0"
+    assert decimal_text("1E+2") == "100"
+    assert decimal_text("100") == "100"
+    assert decimal_text(".5") == "0.5"
     assert decimal_text(Decimal("1E-5")) == "0.00001"
-    assert decimal_text(Decimal("0.8958740000000000")) == "0.8958740000000000"
+    assert decimal_text(Decimal("0.8958740000000000")) == "0.895874"
+    assert decimal_text(Decimal("30.0")) == "30"  # a float quantity, read exactly
+    assert decimal_text(Decimal("0.0")) == "0"
     assert decimal_text(3) == "3"
     with pytest.raises(TypeError, match="never float"):
         decimal_text(0.06)
-    for bad in (None, "abc", "NaN", "1,000", " 1", "1_000", "Infinity", True, {"v": 1}):
-        with pytest.raises(ValueError, match="not"):
+    for bad in (None, "abc", "NaN", "1,000", " 1", "1_000", "Infinity", "1e", True, {"v": 1}):
+        with pytest.raises(ValueError, match=r"^not a decimal number$"):
             decimal_text(bad)
-    with pytest.raises(ValueError, match="not a finite number"):
+    with pytest.raises(ValueError, match=r"^not a finite number$"):
         decimal_text(Decimal("NaN"))
+    with pytest.raises(AmountTooLarge):
+        decimal_text("1E+999999999")  # beyond any cost row
+    with pytest.raises(ValueError, match=r"^too large or too small for an export's amount$"):
+        decimal_text("1E+999999999", limit=None)  # a quantity: no bound, but no such number
+    with pytest.raises(ValueError, match=r"^too large or too small for an export's amount$"):
+        decimal_text("1E-61")
+    with pytest.raises(ValueError, match=r"^longer than the 64 characters an export's amount has$"):
+        decimal_text("0." + "1" * 63)
+    with pytest.raises(ValueError, match=r"^not a decimal number$"):
+        decimal_text("0." + "0" * 300)
 
 
 def test_archived_project_name_and_unknown_project(start_fake, make_client, caplog):
@@ -301,7 +309,7 @@ def test_bad_render_arguments_and_partial_days_are_refused():
 def test_restated_day_is_read_again(start_fake, make_client):
     fake = start_fake({T5: [result("0.50")]})
     client = make_client(fake)
-    assert b",0.50,usd," in fetch_and_render(client, [OCT5])
+    assert b",0.5,usd," in fetch_and_render(client, [OCT5])
     fake.costs[T5] = [result("0.75")]  # OpenAI restates the day between runs
     assert b",0.75,usd," in fetch_and_render(client, [OCT5])
 

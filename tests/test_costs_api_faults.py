@@ -190,15 +190,21 @@ RESULT_FAULTS: list[tuple[str, dict[str, Any], str]] = [
         f"has no object field (expected 'organization.costs.result'); {ADVICE}",
     ),
     (
-        "unknown field",
-        result("2", service_tier="flex", batch=True),
-        "has field(s) this tap does not know: batch (True), service_tier ('flex'); "
-        + UPDATE_ADVICE,
-    ),
-    (
         "unknown amount field",
         {**result("2"), "amount": {"value": "2", "currency": "usd", "credit": number("0.50")}},
-        f"has field(s) this tap does not know: amount.credit (0.50); {UPDATE_ADVICE}",
+        f"has amount field(s) this tap does not know: amount.credit; {UPDATE_ADVICE}",
+    ),
+    (
+        "another currency",
+        result("2", currency="eur"),
+        "has amount.currency 'eur', but Pelanor accepts USD only; nothing was sealed; Pelanor "
+        "takes OpenAI costs in USD only",
+    ),
+    (
+        "amount.value beyond any cost row",
+        result("1E+100"),
+        f"has amount.value 1E+100, beyond ±1,000,000,000 USD, more than any real cost row; "
+        f"{ADVICE}",
     ),
     (
         "another organization",
@@ -314,6 +320,23 @@ def test_unknown_fields_that_are_null_carry_nothing_and_pass(fake, client, tmp_p
     ).encode() in fetch(client, tmp_path)
 
 
+def test_two_results_for_one_line_item_and_project_are_refused(fake, client, tmp_path):
+    fake.costs[T5] = [result("1"), result("2", "o1, output"), result("3")]
+    assert fails(client, tmp_path) == (
+        "OpenAI costs for 2025-10-05: results 1 and 3 are both for line item "
+        "'gpt-4o-2024-08-06, input' and project 'proj_abc' (the API groups costs by line item "
+        f"and project, one result each); {ADVICE}"
+    )
+
+
+def test_a_bucket_iso_time_that_is_not_its_unix_time_is_refused(fake, client, tmp_path):
+    fake.bucket_edits[T5] = lambda b: {**b, "end_time_iso": "2025-10-05T00:00:00"}
+    assert fails(client, tmp_path) == (
+        "OpenAI costs for 2025-10-05: the bucket has end_time_iso '2025-10-05T00:00:00', which "
+        f"is not end_time 1759708800 (2025-10-06T00:00:00+00:00); {ADVICE}"
+    )
+
+
 def test_the_export_is_streamed_a_day_at_a_time():
     """Each day is written before the next bucket is asked for (nothing accumulates)."""
     out = io.BytesIO()
@@ -322,7 +345,7 @@ def test_the_export_is_streamed_a_day_at_a_time():
     def buckets() -> Iterator[dict[str, Any]]:
         for n, start in enumerate((T5, T5 + DAY, T5 + 2 * DAY)):
             seen.append(out.getvalue().count(b"\n"))
-            yield {**bucket(start), "results": [result(str(n))] * (n + 1)}
+            yield {**bucket(start), "results": [result(str(n), f"item {k}") for k in range(n + 1)]}
 
     rows = render_export(
         out,
@@ -359,12 +382,12 @@ def test_quantity_unit_api_key_user_and_source_are_carried_exactly(fake, client,
     lines = fetch(client, tmp_path).decode().splitlines()
     assert lines[0] == HEADER
     assert lines[5:9] == [
-        f"{TIMES5},0.8958740000000000,usd,1234.500,1000_tokens,"
+        f"{TIMES5},0.895874,usd,1234.5,1000_tokens,"
         '"gpt-4o-2024-08-06, input",user-Xy1,key_abc,proj_abc,org-acme,Acme App,'
         '"Acme, Inc.",,api',
-        f'{TIMES5},0.06,usd,0.00100,tokens,"o1, output",,,,org-acme,,"Acme, Inc.",,',
+        f'{TIMES5},0.06,usd,0.001,tokens,"o1, output",,,,org-acme,,"Acme, Inc.",,',
         f'{TIMES5},0.00001,usd,3,images,images,,,proj_abc,org-acme,Acme App,"Acme, Inc.",,',
-        f'{TIMES5},5.5e-05,usd,0.00000025,,web search,,,proj_abc,org-acme,Acme App,"Acme, Inc.",,',
+        f'{TIMES5},0.000055,usd,0.00000025,,web search,,,proj_abc,org-acme,Acme App,"Acme, Inc.",,',
     ]
 
 
@@ -391,12 +414,14 @@ def test_short_pages_below_a_larger_limit(fake, client):
     assert [q["limit"] for q in cost_requests(fake)] == [["3"]] * 7
 
 
-def test_a_refused_page_token_restarts_the_month_once(fake, client, tmp_path, caplog):
+def test_a_refused_page_token_is_answered_by_asking_from_the_first_missing_day(
+    fake, client, tmp_path, caplog
+):
     expected = fetch(client, tmp_path)
     fake.requests.clear()
     fake.reject_page_tokens(1)
     with caplog.at_level(logging.WARNING, logger="tap_openai_costs"):
-        assert fetch(client, tmp_path) == expected  # no day twice: the partial month was dropped
+        assert fetch(client, tmp_path) == expected  # every day once, in order
     warnings = [(r.name, r.getMessage()) for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == [
         (
@@ -404,39 +429,74 @@ def test_a_refused_page_token_restarts_the_month_once(fake, client, tmp_path, ca
             "OpenAI GET /v1/organization/costs: attempt 1, HTTP 400, not retrying",
         ),
         (
-            "tap_openai_costs.export_renderer",
+            "tap_openai_costs.openai_client",
             "OpenAI costs from 2025-10-01 to 2025-10-07: OpenAI refused its own next_page "
-            f"cursor after the bucket for 2025-10-01 (HTTP 400: {INVALID_PAGE_TOKEN}); reading "
-            "costs from 2025-10-01 to 2025-10-07 again from the first page (restart 1 of 3)",
+            f"cursor after the bucket for 2025-10-01 (HTTP 400: {INVALID_PAGE_TOKEN}); asking "
+            "again from 2025-10-02, without a cursor (refusal 1 of 3)",
         ),
     ]
-    first_pages = [q for q in cost_requests(fake) if "page" not in q]
-    assert len(first_pages) == 2
-    assert len(cost_requests(fake)) == 2 + 7  # page 1, the refused page 2, then 7 pages
+    # Page 1 (the 1st), the refused page 2, then a new request from the 2nd: 6 pages.
+    requests = cost_requests(fake)
+    assert [(q["start_time"][0], "page" in q) for q in requests] == [
+        (str(T1), False),
+        (str(T1), True),
+        (str(T1 + DAY), False),
+    ] + [(str(T1 + DAY), True)] * 5
+    assert all(q["end_time"] == [str(T1 + 7 * DAY)] for q in requests)
 
 
 def test_a_page_token_refused_before_any_bucket(fake, client, tmp_path, caplog):
+    expected = fetch(client, tmp_path)
     fake.short_pages(0, 1)
     fake.reject_page_tokens(1)
     with caplog.at_level(logging.WARNING, logger="tap_openai_costs"):
-        fetch(client, tmp_path)
+        assert fetch(client, tmp_path) == expected
     assert (
         "refused its own next_page cursor before any bucket (HTTP 400: "
-        f"{INVALID_PAGE_TOKEN}); reading costs" in caplog.text
+        f"{INVALID_PAGE_TOKEN}); asking again from 2025-10-01, without a cursor (refusal 1 "
+        "of 3)" in caplog.text
     )
 
 
 def test_a_page_token_always_refused_fails_clearly(fake, client, tmp_path, caplog):
+    # Each new request's first page is empty and says has_more: its cursor, refused,
+    # brings no new day; the third refusal in a row gives up, naming the day.
+    fake.short_pages(0, 1)
     fake.reject_page_tokens(None)
     with caplog.at_level(logging.WARNING, logger="tap_openai_costs"):
         message = fails(client, tmp_path)
     assert message == (
         "OpenAI costs from 2025-10-01 to 2025-10-07: OpenAI refused its own next_page cursor "
-        f"after the bucket for 2025-10-01 (HTTP 400: {INVALID_PAGE_TOKEN}); gave up after 4 "
-        "reads from the first page; nothing was sealed; run the tap again later"
+        f"3 times in a row without sending 2025-10-01 (HTTP 400: {INVALID_PAGE_TOKEN}); "
+        f"{ADVICE}"
     )
-    assert caplog.text.count("again from the first page (restart") == 3
-    assert [("page" in q) for q in cost_requests(fake)] == [False, True] * 4
+    assert caplog.text.count("without a cursor (refusal") == 2
+    assert [("page" in q) for q in cost_requests(fake)] == [False, True] * 3
+
+
+def test_refusals_that_bring_new_days_never_give_up(fake, client, tmp_path):
+    """Every cursor refused, a day a page: each day comes in its own request, and the
+    month is still assembled and checked whole."""
+    expected = fetch(client, tmp_path)
+    fake.requests.clear()
+    fake.reject_page_tokens(None)
+    assert fetch(client, tmp_path) == expected
+    firsts = [q["start_time"][0] for q in cost_requests(fake) if "page" not in q]
+    assert firsts == [str(T1 + n * DAY) for n in range(7)]
+
+
+def test_a_refused_cursor_after_the_last_day_ends_the_range(fake, client, tmp_path, caplog):
+    expected = fetch(client, tmp_path)
+    fake.requests.clear()
+    fake.has_more_after_the_last_day()
+    with caplog.at_level(logging.INFO, logger="tap_openai_costs"):
+        assert fetch(client, tmp_path) == expected
+    assert (
+        "OpenAI costs from 2025-10-01 to 2025-10-07: every day has arrived; OpenAI refused the "
+        f"next_page cursor of the last page (HTTP 400: {INVALID_PAGE_TOKEN}), so the range is "
+        "complete" in caplog.text
+    )
+    assert [("page" in q) for q in cost_requests(fake)] == [False] + [True] * 7
 
 
 # -- array parameters as OpenAI's SDK sends them --------------------------------------------

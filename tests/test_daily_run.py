@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from tap_openai_costs.known_exports import CONTENT_CHECK_DAYS
-from tests.exports import ORG, cost, export, month_rows, write
+from tests.exports import ORG, cost, export, month_rows, seal_day, write
 from tests.singer import Run, run_tap
-from tests.test_tap import built_months, seal_day
+from tests.tap_output import built_months
 
 
 def unchanged_since(path: Path, content: bytes) -> Path:
@@ -89,7 +89,7 @@ def test_an_unchanged_run_reads_no_file_and_emits_nothing(tmp_path) -> None:
     stat = files["2025-09"].stat()
     assert record | {"days": [], "sha256": "", "hashed": ""} == {
         "organization_id": ORG,
-        "rules": "1",
+        "rules": "2",
         "size": str(stat.st_size),
         "mtime_ns": str(stat.st_mtime_ns),
         "sha256": "",
@@ -220,8 +220,8 @@ def merged_october(folder: Path) -> tuple[Path, Path, list[dict[str, str]]]:
     """October from two exports: early.csv wins the 1st to 9th, late.csv the 10th on."""
     early = [r for r in month_rows("2025-10", "7.77") if r["start_time_iso"] < "2025-10-21"]
     late = [r for r in month_rows("2025-10") if r["start_time_iso"] >= "2025-10-10"]
-    early_path = write(folder / "early.csv", export(early), mtime=1_700_000_000)
-    late_path = write(folder / "late.csv", export(late), mtime=1_700_000_000)
+    early_path = write(folder / "early.csv", export(early), mtime=1_800_000_000)
+    late_path = write(folder / "late.csv", export(late), mtime=1_800_000_000)
     expected = [r for r in early if r["start_time_iso"] < "2025-10-10"] + late
     return early_path, late_path, expected
 
@@ -237,7 +237,7 @@ def test_a_month_merged_from_two_files_rereads_exactly_those(tmp_path) -> None:
     unchanged_since(september, broken(september))  # not part of October: not opened
     late_rows = [r for r in month_rows("2025-10") if r["start_time_iso"] >= "2025-10-10"]
     late_rows[-1] = cost(seal_day(31), "3.33", "gpt-4o-2024-08-06, output")
-    write(late, export(late_rows), mtime=1_700_000_100)
+    write(late, export(late_rows), mtime=1_800_000_100)
 
     second = run_tap(tmp_path, config, first.last_state)
     assert second.returncode == 0, second.stderr
@@ -263,7 +263,7 @@ def test_a_file_reread_for_a_changed_month_is_hashed_first(tmp_path) -> None:
     # early.csv changed behind a kept size and time; late.csv visibly. October must be
     # re-read from early.csv too, so early.csv is hashed first, found changed and validated.
     unchanged_since(early, broken(early))
-    write(late, late.read_bytes().replace(b"1.25", b"1.35"), mtime=1_700_000_100)
+    write(late, late.read_bytes().replace(b"1.25", b"1.35"), mtime=1_800_000_100)
     second = run_tap(tmp_path, config, first.last_state)
     assert second.returncode == 1
     assert second.records("cost_months") == []

@@ -14,7 +14,7 @@ from target_pelanor.progress import WriteProgress
 from tests.exports import ORG, SAMPLES, cost, export, write
 from tests.singer import run_tap, run_target, tap_output, target_config
 
-SEPTEMBER = SAMPLES / "acme" / "cost_2025-09-01_2025-10-01.csv"
+SEPTEMBER = SAMPLES / "acme" / "cost_2025-09-01_2025-09-30.csv"
 OCT1 = date(2025, 10, 1)
 #: The logging configuration Meltano hands a plugin with structured logging (its
 #: SINGER_SDK_LOG_CONFIG file): JSON lines on stderr, each with its level.

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from target_pelanor.sandbox import PelanorSandbox
+from tests.docs import block
 from tests.loaders import loader_executable
 from tests.meltano_cli import (
     BIN,
@@ -33,7 +34,7 @@ from tests.meltano_cli import (
     run_meltano_commands,
     write_umbrella_exports,
 )
-from tests.readme import sh_block
+from tests.pelanor_sandbox import running_sandbox
 
 pytestmark = pytest.mark.meltano
 
@@ -43,15 +44,25 @@ SANDBOX_CONFIG = {
     "integrations": {
         "int-acme": "org-acme",
         "int-globex": "org-globex",
-        "int-umbrella": "org-umbrella",  # the README's example of adding an organization
+        "int-umbrella": "org-umbrella",  # the documented example of adding an organization
     },
 }
 ACME = ("tap-openai-costs--acme--pelanor", "target-pelanor--acme")
 GLOBEX = ("tap-openai-costs--globex--pelanor", "target-pelanor--globex")
 UMBRELLA = ("tap-openai-costs--umbrella--pelanor", "target-pelanor--umbrella")
+#: The page whose commands set an organization up and add one.
+ORGANIZATIONS = "docs/organizations.md"
+WAREHOUSE = "docs/warehouse.md"
+PELANOR_ENDPOINT = "docs/pelanor-endpoint.md"
 ACME_STATE_ID = "dev:tap-openai-costs--acme--pelanor-to-target-pelanor--acme"
 TARGET_JSONL = ("target-jsonl", "0.1.4", "target-jsonl")
 TOKEN_REQUIRED = "api_token is required unless dry_run is true"
+TOKEN_PARTS_AND_VARIABLES = (
+    "api_token_id",
+    "api_token_id_env",
+    "api_token_secret",
+    "api_token_secret_env",
+)
 
 
 class Project:
@@ -123,7 +134,7 @@ def meltano_cli() -> None:
 
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Iterator[PelanorSandbox]:
-    with PelanorSandbox(SANDBOX_CONFIG, tmp_path / "pelanor") as running:
+    with running_sandbox(tmp_path / "pelanor", **SANDBOX_CONFIG) as running:
         yield running
 
 
@@ -170,7 +181,7 @@ def test_each_organization_uploads_exact_months_once_then_only_what_changed(
     original = (acme / SEPTEMBER).read_bytes()
     corrected = original.replace(b",0.7652070772182651,", b",0.7652070772182652,", 1)
     assert corrected != original
-    newer = acme / "cost_2025-09-01_2025-10-01 (1).csv"
+    newer = acme / "cost_2025-09-01_2025-09-30 (1).csv"
     newer.write_bytes(corrected)
     stat = (acme / SEPTEMBER).stat()
     os.utime(newer, (stat.st_atime + 60, stat.st_mtime + 60))
@@ -215,6 +226,40 @@ def test_loader_without_its_own_token_fails_instead_of_borrowing_the_parents(
     )
 
 
+def test_durations_and_months_to_let_shrink_are_set_by_environment_variables(
+    project: Project, sandbox: PelanorSandbox
+) -> None:
+    """Meltano casts an environment variable by its setting's kind: a `decimal` became a
+    Decimal it could not write into the plugin's config ("Decimal is not JSON
+    serializable"), so the durations are integers; `allow_shrinking_months` is a JSON list,
+    as the README's override command sets it."""
+    overrides = {
+        "TARGET_PELANOR__ACME_MAX_RETRY_SECONDS": "120",
+        "TARGET_PELANOR__ACME_REQUEST_TIMEOUT": "30",
+    }
+    config = project.config("target-pelanor--acme", **overrides)
+    assert (config["max_retry_seconds"], config["request_timeout"]) == (120, 30)
+    ok(project.run(*ACME, **overrides))
+    assert sorted(u["month"] for u in sandbox.uploads()) == ["2025-09", "2025-10"]
+
+    # October again, its last two rows cut: refused, then let through by listing it.
+    october = project.root / "samples" / "acme" / OCTOBER
+    stat = october.stat()
+    october.write_bytes(b"".join(october.read_bytes().splitlines(keepends=True)[:-2]))
+    os.utime(october, (stat.st_atime + 60, stat.st_mtime + 60))
+    refused = project.run(*ACME, **overrides)
+    assert refused.returncode != 0
+    assert "withheld: is smaller than the copy uploaded to" in refused.stderr
+    allowed = {"TARGET_PELANOR__ACME_ALLOW_SHRINKING_MONTHS": '["2025-10"]'}
+    assert project.config("target-pelanor--acme", **allowed)["allow_shrinking_months"] == [
+        "2025-10"
+    ]
+    ok(project.run(*ACME, **overrides, **allowed))
+    assert (sandbox.data_dir / "files" / "int-acme" / "2025-10.csv").read_bytes() == (
+        october.read_bytes()
+    )
+
+
 def test_meltano_precedence_the_guard_relies_on(project: Project) -> None:
     """What Meltano 4.4.1 does with inherited settings; fails loudly if an upgrade changes it.
 
@@ -244,6 +289,17 @@ def test_meltano_precedence_the_guard_relies_on(project: Project) -> None:
     assert project.config("target-pelanor--bare", **leak)["api_token"] == "parent-token"
 
 
+def test_the_shells_token_id_and_secret_reach_no_organizations_loader(project: Project) -> None:
+    """The same guard for a token given as an ID and a secret (and their variables)."""
+    leak = {
+        f"TARGET_PELANOR_API_TOKEN_{part}": "parent-value"
+        for part in ("ID", "ID_ENV", "SECRET", "SECRET_ENV")
+    }
+    for plugin in ("target-pelanor", "target-pelanor--acme"):
+        config = project.config(plugin, **leak)
+        assert [config[name] for name in TOKEN_PARTS_AND_VARIABLES] == ["", "", "", ""]
+
+
 def test_one_job_and_daily_schedule_per_organization() -> None:
     config = yaml.safe_load((REPO / "meltano.yml").read_text("utf-8"))
     jobs = {job["name"]: job["tasks"] for job in config["jobs"]}
@@ -260,15 +316,16 @@ def test_one_job_and_daily_schedule_per_organization() -> None:
     assert config["default_environment"] == "dev"
 
 
-def test_adding_an_organization_is_the_readmes_commands(
+def test_adding_an_organization_is_the_documented_commands(
     project: Project, sandbox: PelanorSandbox
 ) -> None:
-    """README "Adding an organization": its commands alone (no hand editing) add the
+    """docs/organizations.md, "Adding an organization": its commands alone (no hand editing) add the
     plugins, the token bindings (own and dev), the job and the schedule; the job runs."""
     exports = project.root / "exports" / "umbrella"
     write_umbrella_exports(exports)
 
-    run_meltano_commands(sh_block("umbrella--pelanor --inherit-from"), project.root, project.env)
+    commands = block("sh", "umbrella--pelanor --inherit-from", page=ORGANIZATIONS)
+    run_meltano_commands(commands, project.root, project.env)
 
     config = yaml.safe_load((project.root / "meltano.yml").read_text("utf-8"))
     assert _extractor(config, "tap-openai-costs--umbrella--pelanor") == {
@@ -311,7 +368,8 @@ def test_adding_an_organization_is_the_readmes_commands(
         assert stored.read_bytes() == (exports / name).read_bytes()
 
     # The Costs API variant of the same commands.
-    run_meltano_commands(sh_block("umbrella--pelanor source api"), project.root, project.env)
+    commands = block("sh", "umbrella--pelanor source api", page=ORGANIZATIONS)
+    run_meltano_commands(commands, project.root, project.env)
     api = project.config(UMBRELLA[0], OPENAI_ADMIN_KEY_UMBRELLA="sk-admin-x")
     assert {k: api[k] for k in ("source", "organization_name", "admin_api_key", "start_month")} == {
         "source": "api",
@@ -324,10 +382,12 @@ def test_adding_an_organization_is_the_readmes_commands(
 def test_trying_prod_without_uploading_changes_nothing(
     project: Project, sandbox: PelanorSandbox
 ) -> None:
-    """README step 4: a dry run in prod for one command, leaving no dry_run behind."""
+    """docs/organizations.md, "Setting up a real organization", step 4: a dry run in prod for
+    one command, leaving no dry_run behind."""
     before = (project.root / "meltano.yml").read_bytes()
 
-    run_meltano_commands(sh_block("TARGET_PELANOR__ACME_DRY_RUN=true"), project.root, project.env)
+    commands = block("sh", "TARGET_PELANOR__ACME_DRY_RUN=true", page=ORGANIZATIONS)
+    run_meltano_commands(commands, project.root, project.env)
 
     acme = project.root / "samples" / "acme"
     output = project.root / "output" / "acme"
@@ -368,9 +428,12 @@ def test_selecting_on_the_warehouse_extractor_never_changes_the_pelanor_job(
     fields through Meltano."""
     exports = project.root / "exports" / "umbrella"
     write_umbrella_exports(exports)
-    run_meltano_commands(sh_block("umbrella--pelanor --inherit-from"), project.root, project.env)
+    commands = block("sh", "umbrella--pelanor --inherit-from", page=ORGANIZATIONS)
+    run_meltano_commands(commands, project.root, project.env)
     run_meltano_commands(
-        sh_block("meltano select tap-openai-costs--umbrella costs"), project.root, project.env
+        block("sh", "meltano select tap-openai-costs--umbrella costs", page=WAREHOUSE),
+        project.root,
+        project.env,
     )
 
     config = yaml.safe_load((project.root / "meltano.yml").read_text("utf-8"))
@@ -464,7 +527,8 @@ def target_jsonl() -> Path:
 
 
 def _current_totals(loaded: list[tuple[str, dict[str, Any]]]) -> dict[str, tuple[int, Decimal]]:
-    """The README's per-month totals, as an append-only loader's user computes them: the
+    """The documented per-month totals (docs/warehouse.md), as an append-only loader's user
+    computes them: the
     rows of each month's latest seal (highest month_version)."""
     current: dict[tuple[str, str], str] = {}
     for seal in (record for stream, record in loaded if stream == "cost_months"):
@@ -522,7 +586,7 @@ def test_meltano_run_into_target_jsonl_gives_exact_totals(
 
     # October restated with one amount changed: appended again, still exact.
     restated = (acme / OCTOBER).read_bytes().replace(b",1.530500,", b",1.530501,", 1)
-    newer = acme / "cost_2025-10-01_2025-11-01 (1).csv"
+    newer = acme / "cost_2025-10-01_2025-10-31 (1).csv"
     newer.write_bytes(restated)
     ok(project.run("tap-openai-costs--acme", "target-jsonl"))
     assert _current_totals(loaded()) == {
@@ -530,3 +594,43 @@ def test_meltano_run_into_target_jsonl_gives_exact_totals(
         "2025-10": _export_totals(newer),
     }
     assert _export_totals(newer)[1] - _export_totals(acme / OCTOBER)[1] == Decimal("0.000001")
+
+
+def test_the_documented_put_with_a_raw_body_reaches_a_pelanor_that_takes_only_that(
+    tmp_path: Path, meltano_cli: None
+) -> None:
+    """docs/pelanor-endpoint.md, "If Pelanor's endpoint differs": its commands set the shape
+    on the parent loader, every organization's inherits it, and its debug log shows the
+    request."""
+    shape = {
+        "upload_method": "PUT",
+        "upload_body": "raw",
+        "upload_path": "/v1/integrations/openai/{integration_id}/costs",
+        "upload_query": {"month": "{month}"},
+    }
+    with running_sandbox(tmp_path / "pelanor", **SANDBOX_CONFIG, **shape) as sandbox:
+        root = tmp_path / "project"
+        root.mkdir()
+        project = Project(root, sandbox.url)
+        run_meltano_commands(
+            block("sh", "target-pelanor upload_body raw", page=PELANOR_ENDPOINT), root, project.env
+        )
+        done = ok(project.meltano("--log-level=debug", "--environment=dev", "run", *ACME))
+        url = sandbox.url
+
+    acme = project.root / "samples" / "acme"
+    assert [(r.method, r.path, r.query) for r in sandbox.requests] == [
+        ("PUT", "/v1/integrations/openai/int-acme/costs", (("month", month),))
+        for month in ("2025-09", "2025-10")
+    ]
+    assert (sandbox.data_dir / "files/int-acme/2025-10.csv").read_bytes() == (
+        (acme / OCTOBER).read_bytes()
+    )
+    debug = [line for line in done.stderr.splitlines() if "upload request: " in line]
+    assert len(debug) == 2
+    assert (
+        f"upload request: PUT {url}/v1/integrations/openai/int-acme/costs?month=2025-10; "
+        f"Content-Type: text/csv; body: the CSV {OCTOBER}; "
+        f"{(acme / OCTOBER).stat().st_size} bytes"
+    ) in debug[1]
+    assert all(DEV_TOKEN not in line for line in debug)

@@ -1,11 +1,12 @@
-"""Using the plugins in another Meltano project, exactly as the README says (127.0.0.1 only).
+"""Using the plugins in another Meltano project, exactly as docs/meltano-project.md says
+(127.0.0.1 only).
 
 Builds the wheel, runs `meltano init` in a temporary folder, copies the two plugin
-definitions shipped in plugins/ there unchanged and adds them with the README's commands:
-Meltano installs the
+definitions shipped in plugins/ there unchanged and adds them with the commands of
+docs/meltano-project.md: Meltano installs the
 wheel into each plugin's own virtualenv (with uv, taking the dependencies from the package
-index). Then the README's commands add one organization, and its job runs into the local
-sandbox. Slow: one wheel build and one install for the module.
+index). Then the commands of docs/organizations.md add one organization, and its job runs
+into the local sandbox. Slow: one wheel build and one install for the module.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from target_pelanor.sandbox import PelanorSandbox
+from tests.docs import REPO, block
 from tests.meltano_cli import (
     DEV_TOKEN,
     MELTANO,
@@ -30,8 +32,12 @@ from tests.meltano_cli import (
     run_meltano_commands,
     write_umbrella_exports,
 )
-from tests.plugin_settings import REPO, shipped_definition_texts, shipped_definitions
-from tests.readme import sh_block
+from tests.pelanor_sandbox import running_sandbox
+from tests.plugin_settings import (
+    DEFINITIONS_PAGE,
+    shipped_definition_texts,
+    shipped_definitions,
+)
 
 pytestmark = pytest.mark.meltano
 
@@ -66,7 +72,7 @@ def environ() -> dict[str, str]:
 def your_project(
     tmp_path_factory: pytest.TempPathFactory, wheel: Path, environ: dict[str, str]
 ) -> Path:
-    """A new Meltano project with both plugins added as the README says."""
+    """A new Meltano project with both plugins added as docs/meltano-project.md says."""
     parent = tmp_path_factory.mktemp("meltano")
     subprocess.run(
         [str(MELTANO), "init", "your-project", "--no-usage-stats"],
@@ -78,10 +84,10 @@ def your_project(
     )
     root = parent / "your-project"
     # The definitions' pip_url: the wheel, copied into the project's wheels/ folder, and
-    # the definitions into its plugins/ folder, as the README's build step does.
+    # the definitions into its plugins/ folder, as docs/meltano-project.md's build step does.
     pip_urls = {definition["pip_url"] for definition in shipped_definitions().values()}
     assert pip_urls == {f"$MELTANO_PROJECT_ROOT/wheels/{wheel.name}"}
-    build = sh_block("python3 -m pip wheel --no-deps -w dist .")
+    build = block("sh", "python3 -m pip wheel --no-deps -w dist .", page=DEFINITIONS_PAGE)
     assert f"cp dist/{wheel.name} /path/to/your-project/wheels/" in build
     assert "cp plugins/tap-openai-costs.yml plugins/target-pelanor.yml" in build
     (root / "wheels").mkdir()
@@ -90,14 +96,17 @@ def your_project(
     for name, text in shipped_definition_texts().items():
         (root / "plugins" / f"{name}.yml").write_text(text, "utf-8")
 
-    run_meltano_commands(sh_block("--from-ref plugins/tap-openai-costs.yml"), root, environ)
+    commands = block("sh", "--from-ref plugins/tap-openai-costs.yml", page=DEFINITIONS_PAGE)
+    run_meltano_commands(commands, root, environ)
     return root
 
 
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Iterator[PelanorSandbox]:
-    config = {"tokens": [DEV_TOKEN], "integrations": {"int-umbrella": "org-umbrella"}}
-    with PelanorSandbox(config, tmp_path / "pelanor") as running:
+    integrations = {"int-umbrella": "org-umbrella"}
+    with running_sandbox(
+        tmp_path / "pelanor", tokens=[DEV_TOKEN], integrations=integrations
+    ) as running:
         yield running
 
 
@@ -113,7 +122,8 @@ def test_plugins_from_the_wheel_run_one_organization_into_the_sandbox(
     write_umbrella_exports(exports)
     env = environ | {"PELANOR_DEV_TOKEN": DEV_TOKEN, "TARGET_PELANOR_API_URL": sandbox.url}
 
-    run_meltano_commands(sh_block("umbrella--pelanor --inherit-from"), your_project, env)
+    commands = block("sh", "umbrella--pelanor --inherit-from", page="docs/organizations.md")
+    run_meltano_commands(commands, your_project, env)
     done = subprocess.run(
         [str(MELTANO), "--environment=dev", "run", "openai-costs-umbrella"],
         cwd=your_project,

@@ -144,8 +144,8 @@ def test_the_wheel_and_the_sdist_install_with_pip_alone_and_run_a_pipeline(dists
             check=True,
         )
         assert sorted(p.name for p in output.iterdir()) == [
-            "cost_2025-09-01_2025-10-01.csv",
-            "cost_2025-10-01_2025-11-01.csv",
+            "cost_2025-09-01_2025-09-30.csv",
+            "cost_2025-10-01_2025-10-31.csv",
         ]
         for written in output.iterdir():
             assert written.read_bytes() == (SAMPLES / "acme" / written.name).read_bytes()

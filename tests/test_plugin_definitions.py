@@ -3,10 +3,10 @@
 meltano.yml's two parent plugins, and the definitions shipped in plugins/ for another
 Meltano project, must declare exactly the settings the plugins offer (name, kind, label,
 default, sensitivity, option values, description) and exactly their capabilities. Any
-drift fails here: `make definitions` (scripts/plugin_definitions.py) writes them, and the
-README's settings tables, from `--about`. Built-in SDK settings may carry a description of
-the project's own (what they mean for these plugins); settings of a capability a plugin
-does not declare (the flattening settings the SDK's Tap lists anyway) must not be declared.
+drift fails here: `make definitions` (scripts/plugin_definitions.py) writes them from
+`--about`. Built-in SDK settings may carry a description of the project's own (what they
+mean for these plugins); settings of a capability a plugin does not declare (the
+flattening settings the SDK's Tap lists anyway) must not be declared.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from scripts import plugin_definitions
+from tests.docs import REPO
 from tests.plugin_settings import (
-    REPO,
     about,
     declared_settings,
     offered_settings,

@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from target_pelanor.sandbox import PelanorSandbox, main, parse_multipart
+from tests.pelanor_sandbox import TOKEN, running_sandbox, sandbox_config
 
-TOKEN = "tok_dev_secret"
 HEADER = (
     "start_time,end_time,start_time_iso,end_time_iso,amount_value,amount_currency,line_item,"
     "project_id,organization_id,project_name,organization_name\n"
@@ -28,17 +28,13 @@ ROW = (
     '0.8958740000000000,usd,"gpt-4o-2024-08-06, input",proj_abc,org-acme,Acme App,Acme Inc\n'
 )
 CSV = (HEADER + ROW).encode()
-CONFIG: dict[str, Any] = {
-    "tokens": [TOKEN],
-    "integrations": {"int-acme": "org-acme", "int-globex": "org-globex"},
-    "faults": [],
-}
+CONFIG: dict[str, Any] = sandbox_config(faults=[])
 PATH = "/v1/integrations/openai/{}/upload"
 
 
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Iterator[PelanorSandbox]:
-    with PelanorSandbox(CONFIG, tmp_path / "pelanor") as running:
+    with running_sandbox(tmp_path / "pelanor") as running:
         yield running
 
 
@@ -55,7 +51,7 @@ def post(
     content: bytes = CSV,
     month: str | None = "2025-10",
     token: str | None = TOKEN,
-    filename: str = "cost_2025-10-01_2025-11-01.csv",
+    filename: str = "cost_2025-10-01_2025-10-31.csv",
     with_file: bool = True,
     timeout: float = 5.0,
 ) -> httpx.Response:
@@ -112,7 +108,7 @@ def test_accepts_and_stores_exact_bytes(sandbox: PelanorSandbox, http: httpx.Cli
         "received_at",
     }
     assert record["id"] == body["id"]
-    assert record["filename"] == "cost_2025-10-01_2025-11-01.csv"
+    assert record["filename"] == "cost_2025-10-01_2025-10-31.csv"
     assert record["bytes"] == len(content)
     assert record["rows"] == 1
     assert len(record["sha256"]) == 64
@@ -247,16 +243,13 @@ def test_unknown_route_and_malformed_multipart(http: httpx.Client) -> None:
 
 
 def test_faults_consumed_in_order_with_filters(tmp_path: Path) -> None:
-    config = {
-        **CONFIG,
-        "faults": [
-            {"integration_id": "int-acme", "month": "2025-10", "kind": "429", "retry_after": 7},
-            {"integration_id": "int-globex", "kind": "503", "times": 1},
-            {"kind": "500", "times": 2},
-        ],
-    }
+    faults = [
+        {"integration_id": "int-acme", "month": "2025-10", "kind": "429", "retry_after": 7},
+        {"integration_id": "int-globex", "kind": "503", "times": 1},
+        {"kind": "500", "times": 2},
+    ]
     with (
-        PelanorSandbox(config, tmp_path) as sandbox,
+        running_sandbox(tmp_path, faults=faults) as sandbox,
         httpx.Client(base_url=sandbox.url, timeout=5) as http,
     ):
         first = post(http)
@@ -271,9 +264,8 @@ def test_faults_consumed_in_order_with_filters(tmp_path: Path) -> None:
 
 
 def test_drop_closes_without_response_and_stores_nothing(tmp_path: Path) -> None:
-    config = {**CONFIG, "faults": [{"kind": "drop", "times": 1}]}
     with (
-        PelanorSandbox(config, tmp_path) as sandbox,
+        running_sandbox(tmp_path, faults=[{"kind": "drop", "times": 1}]) as sandbox,
         httpx.Client(base_url=sandbox.url, timeout=5) as http,
     ):
         with pytest.raises(httpx.RemoteProtocolError):
@@ -284,9 +276,8 @@ def test_drop_closes_without_response_and_stores_nothing(tmp_path: Path) -> None
 
 
 def test_slow_reply_still_stores_once(tmp_path: Path) -> None:
-    config = {**CONFIG, "faults": [{"kind": "slow", "seconds": 0.6, "times": 1}]}
     with (
-        PelanorSandbox(config, tmp_path) as sandbox,
+        running_sandbox(tmp_path, faults=[{"kind": "slow", "seconds": 0.6, "times": 1}]) as sandbox,
         httpx.Client(base_url=sandbox.url, timeout=5) as http,
     ):
         with pytest.raises(httpx.ReadTimeout):

@@ -2,41 +2,20 @@
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from decimal import Decimal
 
 import pytest
 
-from openai_costs.export import Layout, write_export
-from tests.exports import OLD, ORG, SAMPLES, cost, days, export, month_rows, write
+from tests.exports import OLD, ORG, SAMPLES, cost, days, export, month_rows, seal_day, write
 from tests.singer import run, run_tap
+from tests.tap_output import built_months
 
 ACME = {"paths": [str(SAMPLES / "acme")], "organization_id": "org-acme"}
-OCTOBER = SAMPLES / "acme" / "cost_2025-10-01_2025-11-01.csv"
+OCTOBER = SAMPLES / "acme" / "cost_2025-10-01_2025-10-31.csv"
 #: A month_version: the run's UTC start, then the sending's number in the run.
 VERSION = re.compile(r"[0-9]{8}T[0-9]{6}\.[0-9]{6}Z-[0-9]{4}")
-
-
-def built_months(result) -> dict[str, bytes]:
-    """Rebuild every sealed month from the tap's output, as the target does: a layout record
-    starts the month afresh (a draft replaced by its plan), a seal finishes it."""
-    rows: dict[str, list[str]] = {}
-    built = {}
-    for message in result.messages:
-        if message["type"] != "RECORD":
-            continue
-        stream, record = message["stream"], message["record"]
-        if stream == "cost_month_layouts":
-            rows[record["month"]] = []
-        elif stream == "costs":
-            rows[record["month"]].append(record["csv_row"])
-        elif stream == "cost_months":
-            out = io.BytesIO()
-            write_export(out, Layout.from_dict(record["layout"]), rows[record["month"]])
-            built[record["month"]] = out.getvalue()
-    return built
 
 
 def test_records_are_typed_and_exact(tmp_path) -> None:
@@ -134,13 +113,13 @@ def test_months_go_out_while_validated_and_are_sealed_once_every_file_passed(tmp
     }
     assert seal["layout"]["final_newline"] is True
     assert built_months(result) == {
-        "2025-09": (SAMPLES / "acme" / "cost_2025-09-01_2025-10-01.csv").read_bytes(),
+        "2025-09": (SAMPLES / "acme" / "cost_2025-09-01_2025-09-30.csv").read_bytes(),
         "2025-10": OCTOBER.read_bytes(),
     }
 
 
 def test_crlf_bom_sample_round_trips(tmp_path) -> None:
-    sample = SAMPLES / "globex" / "cost_2025-10-01_2025-11-01.csv"
+    sample = SAMPLES / "globex" / "cost_2025-10-01_2025-10-31.csv"
     result = run_tap(tmp_path, {"paths": [str(sample)], "organization_id": "org-globex"})
     assert built_months(result) == {"2025-10": sample.read_bytes()}
 
@@ -184,7 +163,7 @@ def test_a_full_month_export_replaces_the_mid_month_one(tmp_path) -> None:
     mid = write(
         tmp_path / "mid.csv", export(month_rows("2025-10", "9.99")[:30]), mtime=2_000_000_000
     )
-    full = write(tmp_path / "full.csv", export(month_rows("2025-10")), mtime=1_000_000_000)
+    full = write(tmp_path / "full.csv", export(month_rows("2025-10")), mtime=1_900_000_000)
     result = run_tap(tmp_path, {"paths": [str(mid), str(full)], "organization_id": ORG})
     assert built_months(result) == {"2025-10": full.read_bytes()}
     assert result.records("cost_months")[0]["source_files"] == [str(full)]
@@ -205,7 +184,7 @@ def test_overlapping_exports_merge_per_day_newest_wins(tmp_path) -> None:
     late_days = [r for r in month_rows("2025-10") if r["start_time_iso"] >= "2025-10-10"]
     # The early file was saved later, but the late one covers later days: it wins its days.
     write(tmp_path / "in" / "early.csv", export(early_days, terminator="\r\n"), mtime=2_000_000_000)
-    write(tmp_path / "in" / "late.csv", export(late_days), mtime=1_000_000_000)
+    write(tmp_path / "in" / "late.csv", export(late_days), mtime=1_900_000_000)
     result = run_tap(tmp_path, {"paths": [str(tmp_path / "in" / "*.csv")], "organization_id": ORG})
     expected = [r for r in early_days if r["start_time_iso"] < "2025-10-10"] + late_days
     assert built_months(result) == {"2025-10": export(expected)}
@@ -233,12 +212,6 @@ def test_an_incomplete_past_month_is_sealed_as_incomplete(tmp_path) -> None:
     )
     assert (seal["complete"], seal["days_covered"], seal["days_expected"]) == (False, 15, 31)
     assert seal["missing_days"] == [d.isoformat() for d in days(seal_day(16), seal_day(31))]
-
-
-def seal_day(day: int):
-    from datetime import date
-
-    return date(2025, 10, day)
 
 
 def test_start_month_skips_earlier_months(tmp_path) -> None:
@@ -374,8 +347,8 @@ def test_every_sending_of_a_month_has_its_own_version_and_the_seal_names_it(tmp_
     one; a later run's versions sort after this run's."""
     folder = tmp_path / "in"
     write(folder / "a-sep.csv", export(month_rows("2025-09")))
-    write(folder / "b-oct-early.csv", export(month_rows("2025-10")[:20]), mtime=1_000_000_000)
-    write(folder / "c-oct-full.csv", export(month_rows("2025-10")), mtime=1_000_000_060)
+    write(folder / "b-oct-early.csv", export(month_rows("2025-10")[:20]), mtime=1_900_000_000)
+    write(folder / "c-oct-full.csv", export(month_rows("2025-10")), mtime=1_900_000_060)
     config = {"paths": [str(folder)], "organization_id": ORG}
     first = run_tap(tmp_path, config)
     layouts = [(r["month"], r["month_version"]) for r in first.records("cost_month_layouts")]
@@ -392,7 +365,7 @@ def test_every_sending_of_a_month_has_its_own_version_and_the_seal_names_it(tmp_
     seals = {s["month"]: s["month_version"] for s in first.records("cost_months")}
     assert seals == {"2025-09": versions[0], "2025-10": versions[2]}
 
-    write(folder / "d-oct-restated.csv", export(month_rows("2025-10", "1.30")), mtime=1_000_000_120)
+    write(folder / "d-oct-restated.csv", export(month_rows("2025-10", "1.30")), mtime=1_900_000_120)
     second = run_tap(tmp_path, config, first.last_state)
     (seal,) = second.records("cost_months")
     assert seal["month"] == "2025-10"
@@ -442,6 +415,7 @@ def test_a_file_changed_during_the_run_stops_it_before_its_seal(
     tmp_path, capsys, monkeypatch
 ) -> None:
     from tap_openai_costs.planner import ExportReading
+    from tap_openai_costs.streams import TapStopped
     from tap_openai_costs.tap import TapOpenAICosts
 
     path = write(tmp_path / "oct.csv", export(month_rows("2025-10")))
@@ -458,14 +432,13 @@ def test_a_file_changed_during_the_run_stops_it_before_its_seal(
         return planned
 
     monkeypatch.setattr(ExportReading, "plans", plans)
-    with pytest.raises(SystemExit) as exited:
+    with pytest.raises(TapStopped) as exited:
         tap.sync_all()
     assert exited.value.code == 1
     tap.message_writer.flush()  # as at process exit (atexit), not after pytest's report
-    out, err = capsys.readouterr()
+    out, _ = capsys.readouterr()
     assert '"stream":"costs"' in out
     assert '"type":"RECORD","stream":"cost_months"' not in out
-    assert err.splitlines()[-1] == (
-        f"tap-openai-costs: error: {path}: changed while it was being read "
-        "(rows of 2025-10-01); run the tap again"
-    )
+    assert [str(problem) for problem in exited.value.problems] == [
+        f"{path}: changed while it was being read (rows of 2025-10-01); run the tap again"
+    ]

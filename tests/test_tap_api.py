@@ -4,42 +4,22 @@ from __future__ import annotations
 
 import json
 from datetime import date
-from decimal import Decimal
 
 import pytest
 
 from openai_costs import export as cost_export
 from openai_costs.export import month_days, unix_of
-from tap_openai_costs.streams import CostsStream
+from tap_openai_costs.streams import TapStopped
 from tap_openai_costs.tap import TapOpenAICosts
-from tests.exports import cost, export, times
-from tests.fake_openai import number, project, result
-
-KEY = "sk-admin-fake-Q7x2v9"
-ORG = "org-acme"
-
-
-def api_costs() -> dict[int, list[dict]]:
-    """September to November 2025: two costs a day, 5 Oct idle, one project archived."""
-    costs: dict[int, list[dict]] = {}
-    for month in ("2025-09", "2025-10", "2025-11"):
-        for day in month_days(month):
-            if day == date(2025, 10, 5):
-                continue
-            costs[unix_of(day)] = [
-                result(number("0.8958740000000000"), "gpt-4o-2024-08-06, input", "proj_live"),
-                result("0.0600", "gpt-4o-2024-08-06, output", "proj_old"),
-            ]
-    return costs
+from tests.api_tap import KEY, ORG, api_tap, run_api_tap
+from tests.exports import NEW, NINE, cost, export, times
+from tests.fake_openai import number, result
+from tests.tap_output import built_months
 
 
-@pytest.fixture
-def openai(start_openai):
-    projects = [project("proj_live", "Acme App"), project("proj_old", 'Old, "v1"', 1_750_000_000)]
-    return start_openai(api_costs(), projects, KEY, page_size_override=7)
-
-
-def expected_export(month: str, last_day: date) -> bytes:
+def expected_export(month: str, last_day: date, columns: tuple[str, ...] = NINE) -> bytes:
+    """The month as the tap sends it: the nine-column layout unless told, amounts as the
+    shortest exact decimal text of what the API sent."""
     rows = []
     for day in month_days(month):
         if day > last_day:
@@ -48,67 +28,22 @@ def expected_export(month: str, last_day: date) -> bytes:
             rows.append(times(day))
             continue
         org = {"organization_name": "Acme, Inc."}
-        rows.append(cost(day, "0.8958740000000000", project_id="proj_live", **org))
+        rows.append(cost(day, "0.895874", project_id="proj_live", **org))
         rows.append(
             cost(
                 day,
-                "0.0600",
+                "0.06",
                 "gpt-4o-2024-08-06, output",
                 project_id="proj_old",
                 project_name='Old, "v1"',
                 **org,
             )
         )
-    return export(rows)
-
-
-def api_tap(monkeypatch, openai, today: date, state: dict | None, **config) -> TapOpenAICosts:
-    """The tap in process on the fake OpenAI, with ``today`` as its current UTC date."""
-    monkeypatch.setattr(CostsStream, "today", lambda self: today)
-    return TapOpenAICosts(
-        config={
-            "source": "api",
-            "admin_api_key": KEY,
-            "organization_id": ORG,
-            "organization_name": "Acme, Inc.",
-            "api_base_url": openai.url,
-            **config,
-        },
-        state=state,
-        parse_env_config=False,
-    )
-
-
-def run_api_tap(monkeypatch, capsys, openai, today: date, state: dict | None = None, **config):
-    api_tap(monkeypatch, openai, today, state, **config).sync_all()
-    messages = [
-        json.loads(line, parse_float=Decimal) for line in capsys.readouterr().out.splitlines()
-    ]
-    records = [m for m in messages if m["type"] == "RECORD"]
-    states = [m["value"] for m in messages if m["type"] == "STATE"]
-    return records, states[-1]
+    return export(rows, columns)
 
 
 def months_of(records, stream: str) -> list[str]:
     return sorted({m["record"]["month"] for m in records if m["stream"] == stream})
-
-
-def rebuilt(records) -> dict[str, bytes]:
-    import io
-
-    from openai_costs.export import Layout, write_export
-
-    rows: dict[str, list[str]] = {}
-    built = {}
-    for message in records:
-        record = message["record"]
-        if message["stream"] == "costs":
-            rows.setdefault(record["month"], []).append(record["csv_row"])
-        elif message["stream"] == "cost_months":
-            out = io.BytesIO()
-            write_export(out, Layout.from_dict(record["layout"]), rows[record["month"]])
-            built[record["month"]] = out.getvalue()
-    return built
 
 
 def cost_requests(openai) -> list[tuple[str, str]]:
@@ -123,7 +58,7 @@ def cost_requests(openai) -> list[tuple[str, str]]:
 
 def test_api_months_are_the_exports_the_dashboard_would_give(monkeypatch, capsys, openai):
     records, _ = run_api_tap(monkeypatch, capsys, openai, date(2025, 11, 3), start_month="2025-09")
-    assert rebuilt(records) == {
+    assert built_months(records) == {
         "2025-09": expected_export("2025-09", date(2025, 9, 30)),
         "2025-10": expected_export("2025-10", date(2025, 10, 31)),
         "2025-11": expected_export("2025-11", date(2025, 11, 2)),
@@ -238,13 +173,14 @@ OCT7 = unix_of(date(2025, 10, 7))
 
 
 def run_failing_api_tap(monkeypatch, capsys, openai, today: date, **config):
-    """Run the tap in process until it stops: its exit status, error lines and messages."""
+    """Run the tap in process until it stops: its exit status, the error lines its command
+    line would write last, and its messages."""
     tap = api_tap(monkeypatch, openai, today, None, **config)
-    with pytest.raises(SystemExit) as stopped:
+    with pytest.raises(TapStopped) as stopped:
         tap.sync_all()
     captured = capsys.readouterr()
     messages = [json.loads(line) for line in captured.out.splitlines()]
-    errors = [line for line in captured.err.splitlines() if ": error: " in line]
+    errors = [f"tap-openai-costs: error: {problem}" for problem in stopped.value.problems]
     return stopped.value.code, errors, messages
 
 
@@ -282,17 +218,15 @@ def run_failing_api_tap(monkeypatch, capsys, openai, today: date, **config):
             f"'organization.costs.result'; {ADVICE}",
         ),
         (
-            lambda f: f.costs[OCT7].append(result("1", service_tier="priority")),
-            "OpenAI costs for 2025-10-07: result 3 has field(s) this tap does not know: "
-            "service_tier ('priority'); nothing was sealed; update tap-openai-costs, or use "
-            "the dashboard's Cost data export for this month (source files)",
+            lambda f: f.costs[OCT7].append(result("1", currency="eur")),
+            "OpenAI costs for 2025-10-07: result 3 has amount.currency 'eur', but Pelanor "
+            "accepts USD only; nothing was sealed; Pelanor takes OpenAI costs in USD only",
         ),
         (
-            lambda f: f.reject_page_tokens(None),
+            lambda f: (f.short_pages(0, 7), f.reject_page_tokens(None)),
             "OpenAI costs from 2025-10-01 to 2025-10-31: OpenAI refused its own next_page "
-            "cursor after the bucket for 2025-10-01 (HTTP 400: The page token is invalid, "
-            "have you modified the query parameters?); gave up after 4 reads from the first "
-            "page; nothing was sealed; run the tap again later",
+            "cursor 3 times in a row without sending 2025-10-01 (HTTP 400: The page token is "
+            f"invalid, have you modified the query parameters?); {ADVICE}",
         ),
     ],
     ids=[
@@ -302,7 +236,7 @@ def run_failing_api_tap(monkeypatch, capsys, openai, today: date, **config):
         "null value",
         "null amount",
         "unknown object",
-        "unknown field",
+        "another currency",
         "page token always refused",
     ],
 )
@@ -361,29 +295,154 @@ def test_quantity_and_the_other_api_columns_reach_the_records_exactly(monkeypatc
         result(number("0.25"), "web search", "proj_old", quantity=number("1.5E-3")),
     ]
     records, _ = run_api_tap(monkeypatch, capsys, openai, date(2025, 11, 3), start_month="2025-10")
-    times7 = "1759795200,1759881600,2025-10-07T00:00:00+00:00,2025-10-08T00:00:00+00:00"
-    rows = [
-        m["record"]["csv_row"]
+    day7 = [
+        m["record"]
         for m in records
-        if m["stream"] == "costs" and m["record"]["csv_row"].startswith(times7)
+        if m["stream"] == "costs" and m["record"]["day"] == "2025-10-07"
     ]
-    assert rows == [
-        f'{times7},0.8958740000000000,usd,15000.0,tokens,"gpt-4o-2024-08-06, input",'
-        'user-9zQ,key_Ab12,proj_live,org-acme,Acme App,"Acme, Inc.",,responses',
-        f'{times7},1e-05,usd,2,images,dall-e-3,,,,org-acme,,"Acme, Inc.",,',
-        f'{times7},0.25,usd,0.0015,,web search,,,proj_old,org-acme,"Old, ""v1""","Acme, Inc.",,',
+    # The file has the nine columns Pelanor lists...
+    assert [record["csv_row"] for record in day7] == [
+        '1759795200,1759881600,0.895874,usd,"gpt-4o-2024-08-06, input",proj_live,org-acme,'
+        'Acme App,"Acme, Inc."',
+        '1759795200,1759881600,0.00001,usd,dall-e-3,,org-acme,,"Acme, Inc."',
+        '1759795200,1759881600,0.25,usd,web search,proj_old,org-acme,"Old, ""v1""","Acme, Inc."',
     ]
+    # ...and the records every value, typed.
+    assert [typed(record) for record in day7] == DAY7_TYPED
+
+
+DAY7_TYPED = [
+    {
+        "amount_value": "0.895874",
+        "quantity": "15000",
+        "quantity_unit": "tokens",
+        "api_key_id": "key_Ab12",
+        "user_id": "user-9zQ",
+        "user_email": None,
+        "api_source": "responses",
+        "project_name": "Acme App",
+        "start_time_iso": "2025-10-07T00:00:00+00:00",
+        "end_time_iso": "2025-10-08T00:00:00+00:00",
+    },
+    {
+        "amount_value": "0.00001",
+        "quantity": "2",
+        "quantity_unit": "images",
+        "api_key_id": None,
+        "user_id": None,
+        "user_email": None,
+        "api_source": None,
+        "project_name": None,
+        "start_time_iso": "2025-10-07T00:00:00+00:00",
+        "end_time_iso": "2025-10-08T00:00:00+00:00",
+    },
+    {
+        "amount_value": "0.25",
+        "quantity": "0.0015",
+        "quantity_unit": None,
+        "api_key_id": None,
+        "user_id": None,
+        "user_email": None,
+        "api_source": None,
+        "project_name": 'Old, "v1"',
+        "start_time_iso": "2025-10-07T00:00:00+00:00",
+        "end_time_iso": "2025-10-08T00:00:00+00:00",
+    },
+]
+
+
+def typed(record: dict) -> dict:
+    return {name: record.get(name) for name in DAY7_TYPED[0]}
+
+
+def test_the_wide_layout_setting_writes_every_api_column_into_the_file(monkeypatch, capsys, openai):
+    openai.costs[OCT7] = [
+        result(
+            number("0.8958740000000000"),
+            "gpt-4o-2024-08-06, input",
+            "proj_live",
+            quantity=number("15000.0"),
+            quantity_unit="tokens",
+            api_key_id="key_Ab12",
+            user_id="user-9zQ",
+            api_source="responses",
+        ),
+    ]
+    records, _ = run_api_tap(
+        monkeypatch, capsys, openai, date(2025, 11, 3), start_month="2025-10", api_layout="wide"
+    )
+    assert built_months(records)["2025-11"] == expected_export("2025-11", date(2025, 11, 2), NEW)
+    layouts = [m["record"]["layout"] for m in records if m["stream"] == "cost_month_layouts"]
+    assert [layout["columns"] for layout in layouts] == [list(NEW), list(NEW)]
+    (row,) = [
+        m["record"]
+        for m in records
+        if m["stream"] == "costs" and m["record"]["day"] == "2025-10-07"
+    ]
+    assert row["csv_row"] == (
+        "1759795200,1759881600,2025-10-07T00:00:00+00:00,2025-10-08T00:00:00+00:00,0.895874,"
+        'usd,15000,tokens,"gpt-4o-2024-08-06, input",user-9zQ,key_Ab12,proj_live,org-acme,'
+        'Acme App,"Acme, Inc.",,responses'
+    )
+    assert typed(row) == DAY7_TYPED[0]
 
 
 def test_short_pages_and_a_refused_page_token_give_the_same_months(monkeypatch, capsys, openai):
     openai.short_pages(0, 1)
     openai.reject_page_tokens(2)
     records, _ = run_api_tap(monkeypatch, capsys, openai, date(2025, 11, 3), start_month="2025-10")
-    assert rebuilt(records) == {
+    assert built_months(records) == {
         "2025-10": expected_export("2025-10", date(2025, 10, 31)),
         "2025-11": expected_export("2025-11", date(2025, 11, 2)),
     }
-    # October was read from its first page three times (two cursors refused), November once.
+    # Two cursors refused before October's first day came: asked again from the 1st twice.
     assert cost_requests(openai) == [("2025-10-01", "2025-10-31")] * 3 + [
         ("2025-11-01", "2025-11-02")
+    ]
+
+
+def test_a_month_openai_restated_lower_is_refused_as_a_restatement(
+    monkeypatch, capsys, openai, pelanor, tmp_path
+):
+    """An API month smaller than the copy uploaded before is OpenAI restating it: the
+    target says so, and how to allow that month, instead of asking for a new export."""
+    from tests.singer import report, run_target, target_config
+    from tests.upload_guard import remembered_in_state
+
+    def tap_output(state: dict | None) -> str:
+        api_tap(monkeypatch, openai, date(2025, 11, 3), state, start_month="2025-10").sync_all()
+        return capsys.readouterr().out
+
+    target = target_config(pelanor, allow_partial_month=True)
+    first = run_target(tmp_path, target, tap_output(None))
+    assert first.returncode == 0, first.stderr
+
+    openai.costs[unix_of(date(2025, 10, 30))][0] = result(
+        "0.1", "gpt-4o-2024-08-06, input", "proj_live"
+    )
+    refused = run_target(tmp_path, target, tap_output(first.last_state))
+    assert refused.returncode == 1
+    assert report(refused)[1] == [
+        "org-acme",
+        "2025-10",
+        "61",
+        "27.880346",
+        "withheld: is smaller than the copy "
+        + remembered_in_state(pelanor, first.last_state, "org-acme/2025-10")
+        + ": 61 rows, 31 days, 27.880346 USD against 61 rows, 31 days, 28.676220 USD "
+        "(0.795874 USD less, more than the 0.14 USD tolerance); OpenAI's Costs API now "
+        "reports this month lower than when it was uploaded (OpenAI restated it). If the "
+        "lower figures are right, list 2025-10 in allow_shrinking_months to upload it",
+    ]
+
+
+def test_request_timeout_and_max_retry_seconds_bound_the_api_requests(monkeypatch, capsys, openai):
+    openai.fail_next(0, delay=3.0)  # answers nothing for longer than request_timeout
+    code, errors, _ = run_failing_api_tap(
+        monkeypatch, capsys, openai, date(2025, 11, 3), request_timeout=1, max_retry_seconds=0
+    )
+    assert code == 1
+    assert errors == [
+        "tap-openai-costs: error: OpenAI GET /v1/organization/projects failed after 1 attempt "
+        "over 1s: last error timeout: no complete response within 1s"
     ]

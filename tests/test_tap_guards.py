@@ -1,5 +1,5 @@
-"""Issue 12, the tap's side: pasted exports, which copy wins, days not over yet, paths that
-lead nowhere, working files that must not outlive a run, and memory while seals wait.
+"""The tap's guards: pasted exports, which copy wins, days not over yet, paths that lead
+nowhere, working files that must not outlive a run, and memory while seals wait.
 
 The export rules are shared: where the target applies them to the file it uploads, that is
 tested here too (through its month ledger, with a fixed ``today``).
@@ -11,31 +11,25 @@ import csv
 import os
 import subprocess
 import sys
-import tempfile
 import tracemalloc
 from datetime import date
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from openai_costs.contract import CostRow, MonthOpened, Seal
 from openai_costs.export import (
     ExportError,
-    Layout,
     RowChecker,
-    RowsDigest,
-    format_decimal,
     missing_days,
     month_days,
     scan_export,
 )
-from tap_openai_costs.streams import CostsStream
+from tap_openai_costs.streams import CostsStream, TapStopped
 from tap_openai_costs.tap import TapOpenAICosts
-from target_pelanor.month_ledger import MonthLedger, Withheld
-from tests.exports import NEW, ORG, TODAY, cost, export, month_rows, write
+from tests.api_tap import run_api_tap
+from tests.exports import ORG, TODAY, cost, export, month_rows, write
+from tests.ledger_check import LAYOUT, ledger_verdict, row_text
 from tests.singer import run_tap
-from tests.test_tap_api import openai, run_api_tap  # noqa: F401  # the fixture, and its runner
 
 ERROR = "tap-openai-costs: error: "
 REPEATS = (
@@ -43,11 +37,6 @@ REPEATS = (
     "would count twice, as when two exports are pasted together; export the period again as "
     "one file"
 )
-LAYOUT = Layout(NEW, ",".join(NEW))
-
-
-def row_text(row: dict[str, str]) -> str:
-    return export([row]).decode().splitlines()[1]
 
 
 def until(month: str, last: int, amount: str = "1.25") -> list[dict[str, str]]:
@@ -58,60 +47,23 @@ def until(month: str, last: int, amount: str = "1.25") -> list[dict[str, str]]:
 def run_in_process(
     monkeypatch, capsys, config: dict, today: date, state: dict | None = None
 ) -> tuple[int, str, list[str]]:
-    """The tap in this process with its ``today`` seam set: (exit status, stdout, errors)."""
+    """The tap in this process with its ``today`` seam set: (exit status, stdout, the error
+    lines its command line would write last)."""
     monkeypatch.setattr(CostsStream, "today", lambda self: today)
     tap = TapOpenAICosts(config=config, state=state, parse_env_config=False)
     try:
         tap.sync_all()
-        status = 0
-    except SystemExit as exited:
-        status = int(exited.code or 0)
-    out, err = capsys.readouterr()
-    return status, out, [line for line in err.splitlines() if ": error: " in line]
+        status, problems = 0, []
+    except TapStopped as stopped:
+        status, problems = int(stopped.code or 0), stopped.problems
+    out, _ = capsys.readouterr()
+    return status, out, [f"{ERROR}{problem}" for problem in problems]
 
 
-def ledger_verdict(rows: list[dict[str, str]], today: date) -> str:
-    """What the target's ledger says of a month of these rows, sealed to match them."""
-    work_dir = Path(tempfile.mkdtemp())  # in the test's private temp folder (conftest)
-    ledger = MonthLedger(ORG, allow_partial_month=True, today=today, work_dir=work_dir)
-    month = rows[0]["start_time_iso"][:7]
-    ledger.open_month(MonthOpened(ORG, month, "v1", LAYOUT))
-    digest, total = RowsDigest(), Decimal(0)
-    for row in rows:
-        day, text = row["start_time_iso"][:10], row_text(row)
-        ledger.add_row(
-            CostRow(ORG, month, day, text, Decimal(row["amount_value"]), row["organization_id"])
-        )
-        digest.add_row(day, text)
-        total += Decimal(row["amount_value"])
-    seal = Seal(
-        organization=ORG,
-        month=month,
-        month_version="v1",
-        row_count=len(rows),
-        total_usd=format_decimal(total),
-        days_covered=0,
-        days_expected=0,
-        missing_days=[],
-        complete=False,
-        rows_digest=digest.hexdigest(),
-        input_digest="",
-        source_files=[],
-        layout=LAYOUT,
-    )
-    try:
-        ready = ledger.seal(seal)
-    except Withheld as withheld:
-        return f"withheld: {withheld}"
-    finally:
-        ledger.close()
-    return f"ready: {ready.rows} rows"
+# Pasted exports --------------------------------------------------------------------------
 
 
-# Item 1: pasted exports ------------------------------------------------------------------
-
-
-def test_item1_pasted_exports_stop_the_tap_naming_both_rows(tmp_path) -> None:
+def test_pasted_exports_stop_the_tap_naming_both_rows(tmp_path) -> None:
     first = export(until("2025-10", 15))
     second = export([r for r in month_rows("2025-10") if r["start_time_iso"] >= "2025-10-15"])
     # cat first.csv <(tail -n +2 second.csv): the boundary day twice, with the same amounts.
@@ -123,23 +75,23 @@ def test_item1_pasted_exports_stop_the_tap_naming_both_rows(tmp_path) -> None:
     assert result.records("cost_months") == []
 
 
-def test_item1_pasted_exports_the_target_refuses_them_too() -> None:
+def test_pasted_exports_the_target_refuses_them_too() -> None:
     rows = [cost(date(2025, 10, 1)), cost(date(2025, 10, 2)), cost(date(2025, 10, 2))]
     assert ledger_verdict(rows, TODAY) == (
         f"withheld: fails the export checks: row 4: repeats row 3 {REPEATS}"
     )
 
 
-# Item 3: which copy wins -----------------------------------------------------------------
+# Which copy wins -------------------------------------------------------------------------
 
 
 def copy_warnings(stderr: str) -> list[str]:
     return [line.split(" | ")[-1] for line in stderr.splitlines() if "with different rows" in line]
 
 
-def test_item3_which_copy_wins_newest_by_range_is_one_warning_line(tmp_path) -> None:
+def test_which_copy_wins_newest_by_range_is_one_warning_line(tmp_path) -> None:
     mid = write(tmp_path / "in" / "mid.csv", export(until("2025-10", 15, "7.77")), mtime=2e9)
-    full = write(tmp_path / "in" / "full.csv", export(month_rows("2025-10")), mtime=1e9)
+    full = write(tmp_path / "in" / "full.csv", export(month_rows("2025-10")), mtime=1.9e9)
     config = {"paths": [str(tmp_path / "in")], "organization_id": ORG}
     result = run_tap(tmp_path, config)
     assert result.returncode == 0, result.stderr
@@ -154,9 +106,9 @@ def test_item3_which_copy_wins_newest_by_range_is_one_warning_line(tmp_path) -> 
     assert copy_warnings(again.stderr) == []
 
 
-def test_item3_which_copy_wins_then_by_modification_time(tmp_path) -> None:
+def test_which_copy_wins_then_by_modification_time(tmp_path) -> None:
     # `cp old.csv copy.csv` of an older download: same range, the copy modified later.
-    old = write(tmp_path / "in" / "old.csv", export(month_rows("2025-10")), mtime=1e9)
+    old = write(tmp_path / "in" / "old.csv", export(month_rows("2025-10")), mtime=1.9e9)
     rows = month_rows("2025-10")
     rows[40]["amount_value"] = "9.99"  # a day the export restated (2025-10-21)
     copy = write(tmp_path / "in" / "copy.csv", export(rows), mtime=2e9)
@@ -165,22 +117,22 @@ def test_item3_which_copy_wins_then_by_modification_time(tmp_path) -> None:
     assert copy_warnings(result.stderr) == [
         f"{copy} and {old} both cover 2025-10-21 with different rows; using {copy} for that "
         "day: both cover up to 2025-10-31 and it was modified later (2033-05-18 03:33:20 UTC, "
-        "the other 2001-09-09 01:46:40 UTC)"
+        "the other 2030-03-17 17:46:40 UTC)"
     ]
 
 
-def test_item3_which_copy_wins_identical_copies_give_no_warning(tmp_path) -> None:
-    write(tmp_path / "in" / "a.csv", export(month_rows("2025-10")), mtime=1e9)
+def test_which_copy_wins_identical_copies_give_no_warning(tmp_path) -> None:
+    write(tmp_path / "in" / "a.csv", export(month_rows("2025-10")), mtime=1.9e9)
     write(tmp_path / "in" / "b.csv", export(month_rows("2025-10")), mtime=2e9)
     result = run_tap(tmp_path, {"paths": [str(tmp_path / "in")], "organization_id": ORG})
     assert result.returncode == 0, result.stderr
     assert copy_warnings(result.stderr) == []
 
 
-# Item 4: future days ---------------------------------------------------------------------
+# Days not over yet -----------------------------------------------------------------------
 
 
-def test_item4_future_days_today_has_not_ended(tmp_path, monkeypatch, capsys) -> None:
+def test_a_day_that_has_not_ended_is_an_error(tmp_path, monkeypatch, capsys) -> None:
     path = write(tmp_path / "oct.csv", export(until("2025-10", 16)))
     config = {"paths": [str(path)], "organization_id": ORG}
     status, out, errors = run_in_process(monkeypatch, capsys, config, date(2025, 10, 16))
@@ -192,7 +144,7 @@ def test_item4_future_days_today_has_not_ended(tmp_path, monkeypatch, capsys) ->
     assert '"type":"RECORD","stream":"cost_months"' not in out
 
 
-def test_item4_future_days_after_today_are_an_error(tmp_path, monkeypatch, capsys) -> None:
+def test_days_after_today_are_an_error(tmp_path, monkeypatch, capsys) -> None:
     path = write(tmp_path / "nov.csv", export(until("2025-11", 3)))
     config = {"paths": [str(path)], "organization_id": ORG}
     status, out, errors = run_in_process(monkeypatch, capsys, config, date(2025, 10, 16))
@@ -204,9 +156,7 @@ def test_item4_future_days_after_today_are_an_error(tmp_path, monkeypatch, capsy
     assert '"type":"RECORD","stream":"cost_months"' not in out
 
 
-def test_item4_future_days_up_to_yesterday_seal_the_current_month(
-    tmp_path, monkeypatch, capsys
-) -> None:
+def test_days_up_to_yesterday_seal_the_current_month(tmp_path, monkeypatch, capsys) -> None:
     path = write(tmp_path / "oct.csv", export(until("2025-10", 15)))
     config = {"paths": [str(path)], "organization_id": ORG}
     status, out, errors = run_in_process(monkeypatch, capsys, config, date(2025, 10, 16))
@@ -215,7 +165,7 @@ def test_item4_future_days_up_to_yesterday_seal_the_current_month(
     assert '"days_expected":15,' in out
 
 
-def test_item4_future_days_a_month_after_the_current_one_is_never_complete() -> None:
+def test_a_month_after_the_current_one_is_never_complete() -> None:
     november = month_days("2025-11")
     # Even rows claiming every day of it leave it incomplete: none of its days has ended.
     assert missing_days("2025-11", november, date(2025, 10, 16)) == november
@@ -223,7 +173,7 @@ def test_item4_future_days_a_month_after_the_current_one_is_never_complete() -> 
     assert missing_days("2025-10", month_days("2025-10")[:15], date(2025, 10, 16)) == []
 
 
-def test_item4_future_days_the_target_refuses_them_too() -> None:
+def test_the_target_refuses_days_not_ended_too() -> None:
     rows = until("2025-10", 16)
     assert ledger_verdict(rows, date(2025, 10, 16)) == (
         "withheld: fails the export checks: row 32: day 2025-10-16 has not ended yet (it is "
@@ -233,10 +183,10 @@ def test_item4_future_days_the_target_refuses_them_too() -> None:
     assert ledger_verdict(rows, date(2025, 10, 17)) == "ready: 32 rows"
 
 
-# Item 8: paths that lead nowhere ---------------------------------------------------------
+# Paths that lead nowhere -----------------------------------------------------------------
 
 
-def test_item8_broken_links_and_link_loops_in_paths_one_line_each(tmp_path) -> None:
+def test_broken_links_and_link_loops_in_paths_one_line_each(tmp_path) -> None:
     good = write(tmp_path / "good" / "oct.csv", export(month_rows("2025-10")))
     broken = tmp_path / "broken.csv"
     broken.symlink_to(tmp_path / "gone.csv")
@@ -260,7 +210,7 @@ def test_item8_broken_links_and_link_loops_in_paths_one_line_each(tmp_path) -> N
     assert result.records("costs") == []
 
 
-def test_item8_an_unreadable_file_is_one_line(tmp_path, monkeypatch, capsys) -> None:
+def test_an_unreadable_file_is_one_line(tmp_path, monkeypatch, capsys) -> None:
     # Simulated: the tests may run as root, who can read any file.
     good = write(tmp_path / "sep.csv", export(month_rows("2025-09")))
     locked = write(tmp_path / "oct.csv", export(month_rows("2025-10")))
@@ -283,7 +233,7 @@ def test_item8_an_unreadable_file_is_one_line(tmp_path, monkeypatch, capsys) -> 
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_item8_an_unreadable_file_is_one_line_for_real(tmp_path) -> None:
+def test_an_unreadable_file_is_one_line_for_real(tmp_path) -> None:
     locked = write(tmp_path / "oct.csv", export(month_rows("2025-10")))
     locked.chmod(0)
     result = run_tap(tmp_path, {"paths": [str(locked)], "organization_id": ORG})
@@ -294,7 +244,7 @@ def test_item8_an_unreadable_file_is_one_line_for_real(tmp_path) -> None:
     ]
 
 
-def test_item8_an_unwritable_batch_folder_is_one_line(tmp_path) -> None:
+def test_an_unwritable_batch_folder_is_one_line(tmp_path) -> None:
     not_a_folder = write(tmp_path / "file", b"")
     path = write(tmp_path / "oct.csv", export(month_rows("2025-10")))
     root = (not_a_folder / "batches").as_uri()
@@ -316,7 +266,7 @@ def test_item8_an_unwritable_batch_folder_is_one_line(tmp_path) -> None:
     assert result.records("cost_months") == []
 
 
-# Item 9: working files -------------------------------------------------------------------
+# Working files ---------------------------------------------------------------------------
 
 
 def a_dead_pid() -> int:
@@ -330,10 +280,10 @@ def a_dead_pid() -> int:
     return int(done.stdout)
 
 
-def test_item9_leftovers_api_months_are_kept_in_work_dir_and_deleted(
+def test_api_months_are_kept_in_work_dir_and_deleted(
     monkeypatch,
     capsys,
-    openai,  # noqa: F811  # the fixture imported above
+    openai,
     tmp_path,
 ) -> None:
     import tap_openai_costs.inputs as inputs
@@ -353,16 +303,16 @@ def test_item9_leftovers_api_months_are_kept_in_work_dir_and_deleted(
     folder = october.split("/")[1]  # tap-openai-costs.<pid>.<random>: the run's own
     assert folder.startswith(f"tap-openai-costs.{os.getpid()}.")
     assert (october, november) == (
-        f"work/{folder}/cost_2025-10-01_2025-11-01.csv",
-        f"work/{folder}/cost_2025-11-01_2025-12-01.csv",
+        f"work/{folder}/cost_2025-10-01_2025-10-31.csv",
+        f"work/{folder}/cost_2025-11-01_2025-11-30.csv",
     )
     assert list(work.iterdir()) == []
 
 
-def test_item9_leftovers_deleted_when_the_run_fails(
+def test_api_months_are_deleted_when_the_run_fails(
     monkeypatch,
     capsys,
-    openai,  # noqa: F811  # the fixture imported above
+    openai,
     tmp_path,
 ) -> None:
     from tap_openai_costs.planner import ExportErrors, ExportReading
@@ -372,18 +322,18 @@ def test_item9_leftovers_deleted_when_the_run_fails(
         raise ExportErrors([ExportError("somewhere.csv", "went wrong")])
 
     monkeypatch.setattr(ExportReading, "plans", fail)
-    with pytest.raises(SystemExit):
+    with pytest.raises(TapStopped) as stopped:
         run_api_tap(
             monkeypatch, capsys, openai, date(2025, 11, 10), work_dir=str(tmp_path / "work")
         )
-    assert capsys.readouterr().err.splitlines()[-1] == f"{ERROR}somewhere.csv: went wrong"
+    assert [str(problem) for problem in stopped.value.problems] == ["somewhere.csv: went wrong"]
     assert list((tmp_path / "work").iterdir()) == []
 
 
-def test_item9_leftovers_of_killed_runs_are_removed_at_start(tmp_path) -> None:
+def test_working_files_of_killed_runs_are_removed_at_start(tmp_path) -> None:
     work = tmp_path / "work"
     # A killed run's folder: its lock file exists, but no process holds the lock.
-    dead = write(work / "tap-openai-costs.4242.dead" / "cost_2025-10-01_2025-11-01.csv", b"x")
+    dead = write(work / "tap-openai-costs.4242.dead" / "cost_2025-10-01_2025-10-31.csv", b"x")
     write(work / "tap-openai-costs.4242.dead.lock", b"")
     other = write(work / "target-pelanor.4242.dead" / "month.csv", b"x")
     write(work / "target-pelanor.4242.dead.lock", b"")
@@ -404,7 +354,7 @@ def test_item9_leftovers_of_killed_runs_are_removed_at_start(tmp_path) -> None:
     )
 
 
-def test_item9_leftovers_an_unusable_work_dir_is_one_line(tmp_path) -> None:
+def test_an_unusable_work_dir_is_one_line(tmp_path) -> None:
     not_a_folder = write(tmp_path / "file", b"")
     path = write(tmp_path / "oct.csv", export(month_rows("2025-10")))
     config = {"paths": [str(path)], "organization_id": ORG, "work_dir": str(not_a_folder / "w")}
@@ -417,9 +367,7 @@ def test_item9_leftovers_an_unusable_work_dir_is_one_line(tmp_path) -> None:
     ]
 
 
-def test_item9_leftovers_a_partial_batch_file_is_deleted_on_failure(
-    tmp_path, monkeypatch, capsys
-) -> None:
+def test_a_partial_batch_file_is_deleted_on_failure(tmp_path, monkeypatch, capsys) -> None:
     from tap_openai_costs.planner import ExportReading
 
     batches = tmp_path / "batches"
@@ -452,7 +400,7 @@ def test_item9_leftovers_a_partial_batch_file_is_deleted_on_failure(
     assert list(batches.iterdir()) == []
 
 
-def test_item9_leftovers_partial_batch_files_of_killed_runs_are_removed(tmp_path) -> None:
+def test_partial_batch_files_of_killed_runs_are_removed(tmp_path) -> None:
     batches = tmp_path / "batches"
     dead = write(batches / f"costs-1a2b-1.jsonl.tap-openai-costs-{a_dead_pid()}.partial", b"{}")
     alive = write(batches / f"costs-3c4d-1.jsonl.tap-openai-costs-{os.getppid()}.partial", b"{}")
@@ -474,10 +422,10 @@ def test_item9_leftovers_partial_batch_files_of_killed_runs_are_removed(tmp_path
     assert not [p for p in batches.iterdir() if p.name.endswith(f"-{os.getpid()}.partial")]
 
 
-# Item 12: memory while seals wait --------------------------------------------------------
+# Memory while seals wait -----------------------------------------------------------------
 
 
-def test_item12_backfill_memory_a_month_waiting_for_its_seal_holds_little() -> None:
+def test_a_month_waiting_for_its_seal_holds_little_memory() -> None:
     """A first-time backfill keeps one checker per month until the seals come at the end
     (in the target); each must hold a few bytes a row of its last day, not a fixed table."""
     rows = [row_text(r) for r in until("2025-10", 3)]
@@ -495,7 +443,7 @@ def test_item12_backfill_memory_a_month_waiting_for_its_seal_holds_little() -> N
     assert held < 4 * 1024 * 1024, f"{held / 1024 / 1024:.1f} MiB for 120 waiting months"
 
 
-def test_item12_backfill_memory_scan_of_a_file_is_unchanged(tmp_path) -> None:
+def test_the_scan_still_finds_every_day_and_its_rows(tmp_path) -> None:
     """The smaller per-day state still finds every day and its rows."""
     path = write(tmp_path / "oct.csv", export(month_rows("2025-10", idle=(4,))))
     scan = scan_export(path, ORG, TODAY)

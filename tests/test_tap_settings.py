@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from singer_sdk.exceptions import ConfigValidationError
 
+from tap_openai_costs.streams import TapStopped
 from tap_openai_costs.tap import TapOpenAICosts
 from tests.exports import ORG, cost, export, times, write
 from tests.singer import run_tap
@@ -131,10 +132,10 @@ def test_a_work_folder_that_cannot_hold_the_api_months_is_one_line(
         config=API | {"api_base_url": fake.url, "start_month": "2025-10", "work_dir": str(work)},
         parse_env_config=False,
     )
-    with pytest.raises(SystemExit) as exited:
+    with pytest.raises(TapStopped) as exited:
         tap.sync_all()
     assert exited.value.code == 1
-    errors = [line for line in capsys.readouterr().err.splitlines() if ": error: " in line]
+    errors = [f"tap-openai-costs: error: {problem}" for problem in exited.value.problems]
     assert len(errors) == 1
     assert errors[0].startswith(f"tap-openai-costs: error: {work}/tap-openai-costs.")
     assert errors[0].endswith(

@@ -16,10 +16,9 @@ import pytest
 
 from openai_costs.export import RowsDigest
 from target_pelanor.month_ledger import work_file_name
-from target_pelanor.sandbox import PelanorSandbox
 from target_pelanor.target import TargetPelanor
-from tests.conftest import TOKEN, sandbox_config
 from tests.exports import NEW, OLD, ORG, SAMPLES, export, month_rows, write
+from tests.pelanor_sandbox import TOKEN, running_sandbox
 from tests.singer import (
     BIN,
     report,
@@ -31,9 +30,9 @@ from tests.singer import (
     target_config,
 )
 
-ACME_SEPT = SAMPLES / "acme" / "cost_2025-09-01_2025-10-01.csv"
-ACME_OCT = SAMPLES / "acme" / "cost_2025-10-01_2025-11-01.csv"
-GLOBEX_OCT = SAMPLES / "globex" / "cost_2025-10-01_2025-11-01.csv"
+ACME_SEPT = SAMPLES / "acme" / "cost_2025-09-01_2025-09-30.csv"
+ACME_OCT = SAMPLES / "acme" / "cost_2025-10-01_2025-10-31.csv"
+GLOBEX_OCT = SAMPLES / "globex" / "cost_2025-10-01_2025-10-31.csv"
 
 
 def test_tap_to_target_to_sandbox_uploads_exact_files(tmp_path, pelanor) -> None:
@@ -45,8 +44,8 @@ def test_tap_to_target_to_sandbox_uploads_exact_files(tmp_path, pelanor) -> None
     }
     uploads = pelanor.uploads()
     assert [(u["month"], u["filename"]) for u in uploads] == [
-        ("2025-09", "cost_2025-09-01_2025-10-01.csv"),
-        ("2025-10", "cost_2025-10-01_2025-11-01.csv"),
+        ("2025-09", "cost_2025-09-01_2025-09-30.csv"),
+        ("2025-10", "cost_2025-10-01_2025-10-31.csv"),
     ]
     table = report(result)
     assert table[0] == [
@@ -96,7 +95,7 @@ def test_a_month_merged_from_two_layouts_is_uploaded_in_the_newest(
     seal vouches for them as sent, whether the month went out as a draft first or not."""
     rows = month_rows("2025-10")
     early = [r for r in rows if r["start_time_iso"] < "2025-10-11"]
-    write(tmp_path / "in" / "a-early.csv", export(early, columns=OLD), mtime=1_000_000_000)
+    write(tmp_path / "in" / "a-early.csv", export(early, columns=OLD), mtime=1_900_000_000)
     late = write(tmp_path / "in" / "b-late.csv", export(rows[len(early) :]))
     state = {"bookmarks": {"costs": {"months": {f"{ORG}/2025-10": "older"}}}}
     tap = run_tap(
@@ -219,7 +218,7 @@ def test_a_tap_that_dies_between_seals_uploads_the_sealed_month_only(tmp_path, p
     assert result.returncode == 1
     assert stored(pelanor) == {"int-acme/2025-09": ACME_SEPT.read_bytes()}
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "cost_2025-09-01_2025-10-01.csv"
+        "cost_2025-09-01_2025-09-30.csv"
     ]
     assert report(result)[2] == ["org-acme", "2025-10", "382", _total(ACME_OCT, 382), NOT_SEALED]
     assert result.errors == [
@@ -448,8 +447,7 @@ FAULTS = {
 
 @pytest.mark.parametrize("fault", FAULTS.values(), ids=FAULTS.keys())
 def test_each_fault_ends_with_one_stored_file_per_month(tmp_path, fault) -> None:
-    config = sandbox_config(faults=[fault | {"month": "2025-10"}])
-    with PelanorSandbox(config, tmp_path / "pelanor") as sandbox:
+    with running_sandbox(tmp_path / "pelanor", faults=[fault | {"month": "2025-10"}]) as sandbox:
         result = run_target(
             tmp_path,
             target_config(sandbox, request_timeout=1),
@@ -500,9 +498,7 @@ def test_plain_http_to_a_remote_host_is_refused(tmp_path) -> None:
 
 def test_the_token_never_appears_in_any_output(tmp_path) -> None:
     outputs = []
-    with PelanorSandbox(
-        sandbox_config(faults=[{"kind": "500", "times": 1}]), tmp_path / "p"
-    ) as sandbox:
+    with running_sandbox(tmp_path / "p", faults=[{"kind": "500", "times": 1}]) as sandbox:
         messages = tap_output(tmp_path, SAMPLES / "acme")
         for config in (
             target_config(sandbox),

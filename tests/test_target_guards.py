@@ -1,8 +1,8 @@
-"""Issue 12, the target's side: never replace a good month with a worse one, and fail
-cleanly (deadlines, signals, settings, disks, leftovers, concurrent uploads, secrets).
+"""The target's guards: never replace a good month with a worse one, and fail cleanly
+(deadlines, signals, settings, disks, leftovers, concurrent uploads, secrets).
 
-Each test names the item of the issue it covers. Remote things are local servers: the
-Pelanor sandbox, and httpx mock transports for answers the sandbox never gives.
+Remote things are local servers: the Pelanor sandbox, and httpx mock transports for answers
+the sandbox never gives.
 """
 
 from __future__ import annotations
@@ -23,46 +23,32 @@ from openai_costs.export import format_decimal
 from openai_costs.work_folder import open_work_folder
 from target_pelanor.client import PelanorClient, PelanorError, PelanorRejected
 from target_pelanor.input_reader import NumberedReader
-from target_pelanor.sandbox import PelanorSandbox
 from target_pelanor.stopping import RunStopped
 from target_pelanor.upload_lock import UploadLocks
-from tests.conftest import TOKEN, sandbox_config
 from tests.exports import ORG, SAMPLES, export, month_rows, write
+from tests.pelanor_sandbox import TOKEN, running_sandbox
 from tests.singer import BIN, Run, report, run_tap, run_target, stored, tap_output, target_config
-
-ACME_SEPT = SAMPLES / "acme" / "cost_2025-09-01_2025-10-01.csv"
-ACME_OCT = SAMPLES / "acme" / "cost_2025-10-01_2025-11-01.csv"
-SEPT_TOTAL = "566.15973238589393446"
-OCT_TOTAL = "554.98017457515155235"
-SMALLER = (
-    "a cut download or an older export? Export the whole month again, or set "
-    "allow_shrinking_months to replace it anyway"
+from tests.upload_guard import (
+    OLDER_COPIES,
+    SMALLER,
+    config_errors,
+    october_export,
+    remembered_in_state,
+    remembered_on_this_machine,
+    tap_run,
+    uploaded_record,
 )
 
-
-def tap_run(tmp: Path, *paths: Path, state: dict | None = None) -> Run:
-    result = run_tap(tmp, {"paths": [str(p) for p in paths], "organization_id": ORG}, state)
-    assert result.returncode == 0, result.stderr
-    return result
+ACME_SEPT = SAMPLES / "acme" / "cost_2025-09-01_2025-09-30.csv"
+ACME_OCT = SAMPLES / "acme" / "cost_2025-10-01_2025-10-31.csv"
+SEPT_TOTAL = "566.15973238589393446"
+OCT_TOTAL = "554.98017457515155235"
 
 
 def amounts_total(path: Path, rows: int | None = None) -> Decimal:
     with path.open(newline="") as handle:
         lines = list(csv.DictReader(handle))[:rows]
     return sum((Decimal(row["amount_value"] or 0) for row in lines), Decimal(0))
-
-
-def config_errors(result: Run) -> list[str]:
-    """The messages of the SDK's config validation (one log line each)."""
-    return [
-        line.rsplit(" | ", 1)[-1]
-        for line in result.stderr.splitlines()
-        if "| ERROR" in line and not line.endswith("Config validation failed")
-    ]
-
-
-def uploaded_record(state: dict) -> dict:
-    return state["bookmarks"]["target-pelanor"]["uploaded"]
 
 
 def start_target(tmp: Path, config: dict[str, Any], messages: str, **popen: Any):
@@ -95,21 +81,22 @@ def work_entries(work: Path) -> list[str]:
     return sorted(p.name for p in work.iterdir() if p.name != "locks")
 
 
-# -- item 2: the shrink guard -------------------------------------------------------------
+# -- The shrink guard ---------------------------------------------------------------------
 
 
-def test_item2_shrink_guard_refuses_a_download_cut_at_a_line_ending(tmp_path, pelanor) -> None:
+def test_shrink_guard_refuses_a_download_cut_at_a_line_ending(tmp_path, pelanor) -> None:
     first_tap = tap_run(tmp_path, ACME_SEPT)
     first = run_target(tmp_path, target_config(pelanor), first_tap.stdout)
     assert first.returncode == 0, first.stderr
     (seal,) = first_tap.records("cost_months")
-    assert uploaded_record(first.last_state) == {
-        "org-acme/2025-09": {
-            "rows": 409,
-            "days": 30,
-            "total_usd": SEPT_TOTAL,
-            "rows_digest": seal["rows_digest"],
-        }
+    record = uploaded_record(first.last_state)["org-acme/2025-09"]
+    assert record == {
+        "rows": 409,
+        "days": 30,
+        "total_usd": SEPT_TOTAL,
+        "rows_digest": seal["rows_digest"],
+        "endpoint": pelanor.url,
+        "uploaded_at": record["uploaded_at"],
     }
 
     # 402 of 409 rows, cut right after a line ending: every day is still there.
@@ -129,60 +116,33 @@ def test_item2_shrink_guard_refuses_a_download_cut_at_a_line_ending(tmp_path, pe
         "2025-09",
         "402",
         cut_total,
-        f"withheld: is smaller than the copy uploaded before: 402 rows, 30 days, {cut_total} "
+        "withheld: is smaller than the copy "
+        + remembered_in_state(pelanor, first.last_state, "org-acme/2025-09")
+        + f": 402 rows, 30 days, {cut_total} "
         f"USD against 409 rows, 30 days, {SEPT_TOTAL} USD (7 fewer row(s), "
-        "8.64708212465447084 USD less, more than the 2.83 USD tolerance); " + SMALLER,
+        "8.64708212465447084 USD less, more than the 2.83 USD tolerance); "
+        + SMALLER.format(month="2025-09"),
     ]
     assert refused.last_state is None
     assert stored(pelanor) == {"int-acme/2025-09": ACME_SEPT.read_bytes()}
 
-    allowed = run_target(tmp_path, target_config(pelanor, allow_shrinking_months=True), tap.stdout)
+    allowed = run_target(
+        tmp_path, target_config(pelanor, allow_shrinking_months=["2025-09"]), tap.stdout
+    )
     assert allowed.returncode == 0, allowed.stderr
     assert stored(pelanor) == {"int-acme/2025-09": cut.read_bytes()}
     assert uploaded_record(allowed.last_state)["org-acme/2025-09"]["rows"] == 402
 
 
-def _october(tmp: Path, name: str, last_day_amount: str = "1.25", days: int = 31) -> Path:
-    rows = [
-        {**row, "amount_value": last_day_amount}
-        if row["start_time_iso"].startswith("2025-10-31") and row["amount_value"] == "1.25"
-        else row
-        for row in month_rows("2025-10")
-        if int(row["start_time_iso"][8:10]) <= days
-    ]
-    return write(tmp / name / "cost_2025-10-01_2025-11-01.csv", export(rows))
-
-
-OLDER_COPIES = {
-    "the last day not final yet": (
-        {"last_day_amount": "0.50"},
-        {},
-        "withheld: is smaller than the copy uploaded before: 62 rows, 31 days, 41.10 USD "
-        "against 62 rows, 31 days, 41.85 USD (0.75 USD less, more than the 0.21 USD "
-        "tolerance); " + SMALLER,
-    ),
-    "half the month, partial months allowed": (
-        {"days": 15},
-        {"allow_partial_month": True},
-        "withheld: is smaller than the copy uploaded before: 30 rows, 15 days, 20.25 USD "
-        "against 62 rows, 31 days, 41.85 USD (16 fewer day(s), 32 fewer row(s), 21.60 USD "
-        "less, more than the 0.21 USD tolerance); " + SMALLER,
-    ),
-    "restated 0.15 USD lower, within the tolerance": ({"last_day_amount": "1.10"}, {}, None),
-}
-
-
 @pytest.mark.parametrize(
     ("older", "settings", "action"), OLDER_COPIES.values(), ids=OLDER_COPIES.keys()
 )
-def test_item2_shrink_guard_refuses_an_older_copy(
-    tmp_path, pelanor, older, settings, action
-) -> None:
+def test_shrink_guard_refuses_an_older_copy(tmp_path, pelanor, older, settings, action) -> None:
     first = run_target(
-        tmp_path, target_config(pelanor), tap_run(tmp_path, _october(tmp_path, "new")).stdout
+        tmp_path, target_config(pelanor), tap_run(tmp_path, october_export(tmp_path, "new")).stdout
     )
     assert first.returncode == 0, first.stderr
-    copy = _october(tmp_path, "old", **older)
+    copy = october_export(tmp_path, "old", **older)
     tap = tap_run(tmp_path, copy, state=first.last_state)
     second = run_target(tmp_path, target_config(pelanor, **settings), tap.stdout)
     if action is None:
@@ -190,11 +150,12 @@ def test_item2_shrink_guard_refuses_an_older_copy(
         assert stored(pelanor) == {"int-acme/2025-10": copy.read_bytes()}
     else:
         assert second.returncode == 1
-        assert report(second)[1][4] == action
+        origin = remembered_in_state(pelanor, first.last_state, "org-acme/2025-10")
+        assert report(second)[1][4] == action.format(origin=origin)
         assert len(pelanor.uploads()) == 1
 
 
-def test_item2_the_tap_carries_the_targets_record_through_a_run_with_nothing_new(
+def test_the_tap_carries_the_targets_record_through_a_run_with_nothing_new(
     tmp_path, pelanor
 ) -> None:
     first = run_target(tmp_path, target_config(pelanor), tap_output(tmp_path, ACME_OCT))
@@ -203,16 +164,16 @@ def test_item2_the_tap_carries_the_targets_record_through_a_run_with_nothing_new
     assert [m["value"] for m in again.messages if m["type"] == "STATE"][-1] == first.last_state
 
 
-# -- item 5: deadlines ----------------------------------------------------------------------
+# -- Deadlines ------------------------------------------------------------------------------
 
 
-def test_item5_request_timeout_bounds_a_trickled_answer_and_the_budget_cuts_the_last(
+def test_request_timeout_bounds_a_trickled_answer_and_the_budget_cuts_the_last(
     tmp_path,
 ) -> None:
     """200 at once, then a byte every 2 s: each attempt ends at request_timeout (1 s), the
     second at the end of max_retry_seconds (3 s), while the answer is still arriving."""
-    config = sandbox_config(faults=[{"kind": "trickle", "seconds": 2, "times": 5}])
-    with PelanorSandbox(config, tmp_path / "p") as sandbox:
+    faults = [{"kind": "trickle", "seconds": 2, "times": 5}]
+    with running_sandbox(tmp_path / "p", faults=faults) as sandbox:
         client = PelanorClient(
             base_url=sandbox.url,
             integration_id="int-acme",
@@ -230,9 +191,9 @@ def test_item5_request_timeout_bounds_a_trickled_answer_and_the_budget_cuts_the_
         assert [r.fault for r in sandbox.requests] == ["trickle", "trickle"]
 
 
-def test_item5_a_trickling_pelanor_does_not_keep_the_target_alive(tmp_path) -> None:
-    config = sandbox_config(faults=[{"kind": "trickle", "seconds": 2, "month": "2025-10"}])
-    with PelanorSandbox(config, tmp_path / "p") as sandbox:
+def test_a_trickling_pelanor_does_not_keep_the_target_alive(tmp_path) -> None:
+    faults = [{"kind": "trickle", "seconds": 2, "month": "2025-10"}]
+    with running_sandbox(tmp_path / "p", faults=faults) as sandbox:
         settings = target_config(sandbox, request_timeout=1, max_retry_seconds=1)
         result = run_target(tmp_path, settings, tap_output(tmp_path, SAMPLES / "acme"))
     assert result.returncode == 1
@@ -243,16 +204,16 @@ def test_item5_a_trickling_pelanor_does_not_keep_the_target_alive(tmp_path) -> N
     ]
 
 
-# -- item 6: signals ------------------------------------------------------------------------
+# -- Signals --------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_item6_a_signal_during_an_upload_stops_with_the_table_and_only_accepted_state(
+def test_a_signal_during_an_upload_stops_with_the_table_and_only_accepted_state(
     tmp_path, signum
 ) -> None:
     faults = [{"kind": "slow", "seconds": 120, "month": "2025-10"}]
     work = tmp_path / "work"
-    with PelanorSandbox(sandbox_config(faults=faults), tmp_path / "p") as sandbox:
+    with running_sandbox(tmp_path / "p", faults=faults) as sandbox:
         target = start_target(
             tmp_path,
             target_config(sandbox, work_dir=str(work)),
@@ -283,7 +244,7 @@ def test_item6_a_signal_during_an_upload_stops_with_the_table_and_only_accepted_
     assert work_entries(work) == []
 
 
-# -- item 7: settings checked at start ------------------------------------------------------
+# -- Settings checked at start --------------------------------------------------------------
 
 BAD_SETTINGS = {
     "request_timeout 0": (
@@ -291,8 +252,8 @@ BAD_SETTINGS = {
         "request_timeout must be a positive number of seconds (got 0)",
     ),
     "request_timeout negative": (
-        {"request_timeout": -2.5},
-        "request_timeout must be a positive number of seconds (got -2.5)",
+        {"request_timeout": -2},
+        "request_timeout must be a positive number of seconds (got -2)",
     ),
     "max_retry_seconds negative": (
         {"max_retry_seconds": -1},
@@ -305,8 +266,8 @@ BAD_SETTINGS = {
     ),
     "upload_path with an unknown placeholder": (
         {"upload_path": "/v1/integrations/openai/{integration}/upload"},
-        "upload_path has unknown placeholder(s) {integration}; the only placeholder is "
-        "{integration_id}",
+        "upload_path has unknown placeholder(s) {integration}; the placeholders are {month}, "
+        "{first_day}, {last_day}, {organization_id}, {integration_id}, {file_name}",
     ),
     "a token with a space": (
         {"api_token": "tok_8f3Kx2 s3cr3t"},
@@ -326,7 +287,7 @@ BAD_SETTINGS = {
 
 
 @pytest.mark.parametrize(("settings", "message"), BAD_SETTINGS.values(), ids=BAD_SETTINGS.keys())
-def test_item7_settings_are_checked_before_any_input_is_read(
+def test_settings_are_checked_before_any_input_is_read(
     tmp_path, pelanor, settings, message
 ) -> None:
     config = {k: v for k, v in (target_config(pelanor) | settings).items() if v is not None}
@@ -339,7 +300,7 @@ def test_item7_settings_are_checked_before_any_input_is_read(
     assert "Traceback" not in result.stderr
 
 
-def test_item7_a_dry_run_needs_no_token_even_with_api_token_env_unset(tmp_path) -> None:
+def test_a_dry_run_needs_no_token_even_with_api_token_env_unset(tmp_path) -> None:
     out = tmp_path / "out"
     config = {
         "organization_id": ORG,
@@ -353,7 +314,7 @@ def test_item7_a_dry_run_needs_no_token_even_with_api_token_env_unset(tmp_path) 
     assert (out / ACME_OCT.name).read_bytes() == ACME_OCT.read_bytes()
 
 
-def test_item7_the_token_can_come_from_an_environment_variable_only(tmp_path, pelanor) -> None:
+def test_the_token_can_come_from_an_environment_variable_only(tmp_path, pelanor) -> None:
     config = target_config(pelanor, api_token_env="PELANOR_TOKEN_FOR_THIS_TEST")
     del config["api_token"]
     messages = tap_output(tmp_path, ACME_OCT)
@@ -362,7 +323,7 @@ def test_item7_the_token_can_come_from_an_environment_variable_only(tmp_path, pe
     assert stored(pelanor) == {"int-acme/2025-10": ACME_OCT.read_bytes()}
 
 
-# -- item 8: disk and files -----------------------------------------------------------------
+# -- Disk and files -------------------------------------------------------------------------
 
 NOT_MESSAGES = {
     "text": ("user@example.com,12.5,usd", "is not JSON"),
@@ -396,7 +357,7 @@ NOT_MESSAGES = {
 
 
 @pytest.mark.parametrize(("line", "what"), NOT_MESSAGES.values(), ids=NOT_MESSAGES.keys())
-def test_item8_a_line_that_is_not_a_message_is_one_line_naming_its_number(
+def test_a_line_that_is_not_a_message_is_one_line_naming_its_number(
     tmp_path, pelanor, line, what
 ) -> None:
     lines = tap_output(tmp_path, ACME_OCT).splitlines()
@@ -412,7 +373,7 @@ def test_item8_a_line_that_is_not_a_message_is_one_line_naming_its_number(
     assert pelanor.uploads() == []
 
 
-def test_item8_the_sdks_own_key_checks_name_the_line_number_only() -> None:
+def test_the_sdks_own_key_checks_name_the_line_number_only() -> None:
     """The SDK checks keys through its reader too (a SCHEMA's properties): one line."""
     reader = NumberedReader()
     reader.deserialize_json('{"type":"STATE","value":{}}')
@@ -424,7 +385,7 @@ def test_item8_the_sdks_own_key_checks_name_the_line_number_only() -> None:
     )
 
 
-def test_item8_a_work_dir_that_is_a_file_is_one_line_at_start(tmp_path, pelanor) -> None:
+def test_a_work_dir_that_is_a_file_is_one_line_at_start(tmp_path, pelanor) -> None:
     in_the_way = write(tmp_path / "work", b"")
     result = run_target(tmp_path, target_config(pelanor, work_dir=str(in_the_way)), "")
     assert result.returncode == 1
@@ -445,7 +406,7 @@ def _small_files(limit: int):
     return limit_files
 
 
-def test_item8_a_full_work_folder_is_one_line_and_leaves_no_file(tmp_path, pelanor) -> None:
+def test_a_full_work_folder_is_one_line_and_leaves_no_file(tmp_path, pelanor) -> None:
     work = tmp_path / "work"
     (tmp_path / "target.json").write_text(json.dumps(target_config(pelanor, work_dir=str(work))))
     done = subprocess.run(
@@ -476,9 +437,7 @@ def test_item8_a_full_work_folder_is_one_line_and_leaves_no_file(tmp_path, pelan
     assert pelanor.uploads() == []
 
 
-def test_item8_an_output_dir_that_cannot_take_the_file_leaves_no_partial_file(
-    tmp_path, pelanor
-) -> None:
+def test_an_output_dir_that_cannot_take_the_file_leaves_no_partial_file(tmp_path, pelanor) -> None:
     out = tmp_path / "out"
     (out / ACME_OCT.name).mkdir(parents=True)  # in the way of the month's file
     config = target_config(pelanor, output_dir=str(out))
@@ -492,7 +451,7 @@ def test_item8_an_output_dir_that_cannot_take_the_file_leaves_no_partial_file(
     assert pelanor.uploads() == []
 
 
-def test_item8_an_output_dir_that_is_a_file_is_one_line_at_start(tmp_path, pelanor) -> None:
+def test_an_output_dir_that_is_a_file_is_one_line_at_start(tmp_path, pelanor) -> None:
     in_the_way = write(tmp_path / "out", b"")
     result = run_target(tmp_path, target_config(pelanor, output_dir=str(in_the_way / "x")), "")
     assert result.returncode == 1
@@ -501,7 +460,7 @@ def test_item8_an_output_dir_that_is_a_file_is_one_line_at_start(tmp_path, pelan
     ]
 
 
-def test_item8_output_dir_expands_the_home_folder_as_work_dir_does(tmp_path) -> None:
+def test_output_dir_expands_the_home_folder_as_work_dir_does(tmp_path) -> None:
     home = tmp_path / "home"
     config = {"organization_id": ORG, "dry_run": True, "output_dir": "~/out"}
     result = run_target(tmp_path, config, tap_output(tmp_path, ACME_OCT), env={"HOME": str(home)})
@@ -511,7 +470,7 @@ def test_item8_output_dir_expands_the_home_folder_as_work_dir_does(tmp_path) -> 
     assert not (tmp_path / "~").exists()
 
 
-def test_item8_an_output_dir_under_home_that_is_a_file_is_one_line_at_start(tmp_path) -> None:
+def test_an_output_dir_under_home_that_is_a_file_is_one_line_at_start(tmp_path) -> None:
     home = tmp_path / "home"
     in_the_way = write(home / "out", b"")
     config = {"organization_id": ORG, "dry_run": True, "output_dir": "~/out/x"}
@@ -522,7 +481,7 @@ def test_item8_an_output_dir_under_home_that_is_a_file_is_one_line_at_start(tmp_
     ]
 
 
-def test_item8_a_batch_file_that_cannot_be_read_is_one_line(tmp_path, pelanor) -> None:
+def test_a_batch_file_that_cannot_be_read_is_one_line(tmp_path, pelanor) -> None:
     config = {
         "paths": [str(ACME_OCT)],
         "organization_id": ORG,
@@ -546,7 +505,7 @@ def test_item8_a_batch_file_that_cannot_be_read_is_one_line(tmp_path, pelanor) -
     assert pelanor.uploads() == []
 
 
-# -- item 9: leftovers ----------------------------------------------------------------------
+# -- Leftovers ------------------------------------------------------------------------------
 
 
 def _without_octobers_seal(messages: str) -> str:
@@ -565,7 +524,7 @@ EXITS = {
 
 
 @pytest.mark.parametrize(("change", "returncode"), EXITS.values(), ids=EXITS.keys())
-def test_item9_working_files_are_removed_on_every_exit_path(
+def test_working_files_are_removed_on_every_exit_path(
     tmp_path, pelanor, change, returncode
 ) -> None:
     work = tmp_path / "work"
@@ -575,7 +534,7 @@ def test_item9_working_files_are_removed_on_every_exit_path(
     assert work_entries(work) == []
 
 
-def test_item9_an_incomplete_month_leaves_no_working_file(tmp_path, pelanor) -> None:
+def test_an_incomplete_month_leaves_no_working_file(tmp_path, pelanor) -> None:
     work = tmp_path / "work"
     half = [r for r in month_rows("2025-10") if r["start_time_iso"] < "2025-10-16"]
     messages = tap_output(tmp_path, write(tmp_path / "mid.csv", export(half)))
@@ -584,11 +543,11 @@ def test_item9_an_incomplete_month_leaves_no_working_file(tmp_path, pelanor) -> 
     assert work_entries(work) == []
 
 
-def test_item9_leftovers_of_a_killed_target_are_removed_at_the_next_start(tmp_path) -> None:
+def test_leftovers_of_a_killed_target_are_removed_at_the_next_start(tmp_path) -> None:
     work = tmp_path / "work"
     alive = open_work_folder(work, "target-pelanor")  # another target, still running
     faults = [{"kind": "slow", "seconds": 120, "month": "2025-10"}]
-    with PelanorSandbox(sandbox_config(faults=faults), tmp_path / "p") as sandbox:
+    with running_sandbox(tmp_path / "p", faults=faults) as sandbox:
         config = target_config(sandbox, work_dir=str(work))
         killed = start_target(tmp_path, config, tap_output(tmp_path, SAMPLES / "acme"))
         assert sandbox.wait_for_fault("slow")  # October's file is being uploaded
@@ -609,10 +568,10 @@ def test_item9_leftovers_of_a_killed_target_are_removed_at_the_next_start(tmp_pa
     assert work_entries(work) == []
 
 
-# -- item 10: one upload at a time per integration and month --------------------------------
+# -- One upload at a time per integration and month -----------------------------------------
 
 
-def test_item10_a_second_upload_of_the_same_month_waits_for_the_first(tmp_path, pelanor) -> None:
+def test_a_second_upload_of_the_same_month_waits_for_the_first(tmp_path, pelanor) -> None:
     work = tmp_path / "work"
     locks = UploadLocks(work / "locks", wait_seconds=5)
     config = target_config(pelanor, work_dir=str(work))
@@ -632,23 +591,21 @@ def test_item10_a_second_upload_of_the_same_month_waits_for_the_first(tmp_path, 
     assert stored(pelanor) == {"int-acme/2025-10": ACME_OCT.read_bytes()}
 
 
-def test_item10_waiting_for_another_upload_is_bounded(tmp_path, pelanor) -> None:
+def test_waiting_for_another_upload_is_bounded(tmp_path, pelanor) -> None:
     work = tmp_path / "work"
-    config = target_config(pelanor, work_dir=str(work), max_retry_seconds=0.5)
+    config = target_config(pelanor, work_dir=str(work), max_retry_seconds=1)
     with UploadLocks(work / "locks", wait_seconds=5).hold("int-acme", "2025-10"):
         result = run_target(tmp_path, config, tap_output(tmp_path, ACME_OCT))
     assert result.returncode == 1
     assert report(result)[1][4] == (
         "failed: another target-pelanor process kept uploading 2025-10 of integration int-acme "
-        f"for more than 0.5s (lock {work / 'locks' / 'int-acme_2025-10.lock'}); run again "
+        f"for more than 1s (lock {work / 'locks' / 'int-acme_2025-10.lock'}); run again "
         "once it has finished"
     )
     assert pelanor.uploads() == []
 
 
-def test_item10_an_upload_lock_that_cannot_be_taken_fails_the_month_in_one_line(
-    tmp_path, pelanor
-) -> None:
+def test_an_upload_lock_that_cannot_be_taken_fails_the_month_in_one_line(tmp_path, pelanor) -> None:
     work = tmp_path / "work"
     in_the_way = write(work / "locks", b"")  # a file where the lock folder goes
     result = run_target(
@@ -669,21 +626,23 @@ def test_item10_an_upload_lock_that_cannot_be_taken_fails_the_month_in_one_line(
     assert result.last_state is None
 
 
-def test_item10_an_older_file_from_another_pipeline_does_not_land_last(tmp_path, pelanor) -> None:
+def test_an_older_file_from_another_pipeline_does_not_land_last(tmp_path, pelanor) -> None:
     """Two pipelines of one organization, each with its own state: the one with the older
     export runs second, and this machine's record of the last upload refuses it."""
     newer = run_target(
-        tmp_path, target_config(pelanor), tap_run(tmp_path, _october(tmp_path, "new")).stdout
+        tmp_path, target_config(pelanor), tap_run(tmp_path, october_export(tmp_path, "new")).stdout
     )
     assert newer.returncode == 0, newer.stderr
-    older_tap = tap_run(tmp_path, _october(tmp_path, "old", last_day_amount="0.50"))
+    older_tap = tap_run(tmp_path, october_export(tmp_path, "old", last_day_amount="0.50"))
     older = run_target(tmp_path, target_config(pelanor), older_tap.stdout)
     assert older.returncode == 1
-    assert report(older)[1][4] == OLDER_COPIES["the last day not final yet"][2]
+    assert report(older)[1][4] == OLDER_COPIES["the last day not final yet"][2].format(
+        origin=remembered_on_this_machine(pelanor, "2025-10")
+    )
     assert len(pelanor.uploads()) == 1
 
 
-# -- item 11: secrets -----------------------------------------------------------------------
+# -- Secrets --------------------------------------------------------------------------------
 
 SPLIT_TOKEN = "tokid_8f3Kx2:s3cr3t/v+lue="
 
@@ -704,7 +663,7 @@ def _rejection(transport: httpx.MockTransport) -> str:
     return str(rejected.value)
 
 
-def test_item11_secrets_are_scrubbed_before_the_text_is_shortened() -> None:
+def test_secrets_are_scrubbed_before_the_text_is_shortened() -> None:
     # The token straddles the 500-character cut of a JSON message, and the 200-character
     # cut of a plain-text body: shortened first, its start would have stayed.
     json_body = {"error": {"message": "x" * 495 + SPLIT_TOKEN}}
@@ -716,7 +675,7 @@ def test_item11_secrets_are_scrubbed_before_the_text_is_shortened() -> None:
     )
 
 
-def test_item11_each_part_of_the_token_and_their_url_encoded_forms_are_scrubbed() -> None:
+def test_each_part_of_the_token_and_their_url_encoded_forms_are_scrubbed() -> None:
     echoed = (
         "id tokid_8f3Kx2 secret s3cr3t/v+lue= url tokid_8f3Kx2%3As3cr3t%2Fv%2Blue%3D "
         "lower tokid_8f3Kx2%3as3cr3t%2fv%2blue%3d part s3cr3t%2Fv%2Blue%3D"

@@ -1,11 +1,12 @@
 """The tap into a real PostgreSQL through meltanolabs-target-postgres (default settings): the
-README's per-month totals query gives the exact sum of the source rows after a first load
-from overlapping exports, after a month restated with other amounts, and after one
-restated with fewer rows; with the loader upserting (its default) and appending. The
-README's reconciliation against the seals finds nothing, and names a month that lost a row.
+documented per-month totals query (docs/warehouse.md) gives the exact sum of the source rows
+after a first load from overlapping exports, after a month restated with other amounts, and
+after one restated with fewer rows; with the loader upserting (its default) and appending.
+The documented reconciliation against the seals finds nothing, and names a month that lost
+a row.
 
 Into DuckDB through target-duckdb 0.8.0, with DuckDB pinned to 1.2.2 (1.3 and newer lose
-the first row of each load): the README's DuckDB casts keep every digit and the
+the first row of each load): the documented DuckDB casts keep every digit and the
 reconciliation finds nothing.
 
 The cluster is a throwaway one (tests/postgres.py); the loader comes from PyPI into its own
@@ -15,7 +16,6 @@ venv (tests/loaders.py). Nothing leaves 127.0.0.1 but that one install.
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 from collections.abc import Iterator
 from decimal import Decimal
@@ -24,12 +24,12 @@ from pathlib import Path
 import pytest
 
 from openai_costs.export import format_decimal, month_days
+from tests.docs import block
 from tests.exports import ORG, cost, export, times, write
 from tests.loaders import loader_executable, require
 from tests.postgres import INSTALL_HINT, PostgresCluster, find_bin_dir
 from tests.singer import run, run_tap
 
-README = Path(__file__).resolve().parent.parent / "README.md"
 TARGET_POSTGRES = ("meltanolabs-target-postgres", "0.8.1", "target-postgres")
 #: target-duckdb 0.8.0 with the DuckDB the README pins (README "DuckDB").
 TARGET_DUCKDB = ("target-duckdb", "0.8.0", "target-duckdb", ("duckdb==1.2.2",))
@@ -46,13 +46,6 @@ AMOUNTS = (
     "0.0036963",
 )
 UPSERT, APPEND = "upserting", "appending"
-
-
-def readme_sql(containing: str) -> str:
-    """The README's SQL block that contains ``containing``: the test runs what users read."""
-    blocks = re.findall(r"```sql\n(.*?)```", README.read_text("utf-8"), flags=re.DOTALL)
-    (block,) = [b for b in blocks if containing in b]
-    return block
 
 
 def rows_of(
@@ -142,8 +135,10 @@ def _without_key_properties(messages: str) -> str:
 def test_month_totals_are_exact_after_overlaps_and_restatements(
     tmp_path, postgres, target_postgres
 ) -> None:
-    totals_sql = readme_sql("sum(amount_value)")
-    reconcile_sql = readme_sql("Months whose current rows differ from their seal")
+    totals_sql = block("sql", "sum(amount_value)", page="docs/warehouse.md")
+    reconcile_sql = block(
+        "sql", "Months whose current rows differ from their seal", page="docs/warehouse.md"
+    )
     warehouses = [Warehouse(postgres, target_postgres, mode, tmp_path) for mode in (UPSERT, APPEND)]
     exports = tmp_path / "exports"
     config = {"paths": [str(exports)], "organization_id": ORG}
@@ -168,8 +163,8 @@ def test_month_totals_are_exact_after_overlaps_and_restatements(
     write(exports / "a-sep.csv", export(september))
     early = rows_of("2025-10", 1, days=range(1, 21))
     late = rows_of("2025-10", 2, days=range(10, 32), idle=(4,))
-    write(exports / "b-oct-early.csv", export(early), mtime=1_000_000_000)
-    write(exports / "c-oct-late.csv", export(late), mtime=1_000_000_060)
+    write(exports / "b-oct-early.csv", export(early), mtime=1_900_000_000)
+    write(exports / "c-oct-late.csv", export(late), mtime=1_900_000_060)
     october = [r for r in early if int(r["start_time"]) < int(late[0]["start_time"])] + late
     state = load(None)
     assert_totals({"2025-09": september, "2025-10": october})
@@ -182,13 +177,13 @@ def test_month_totals_are_exact_after_overlaps_and_restatements(
 
     # 2. October restated with other amounts (a newer full export).
     restated = rows_of("2025-10", 3)
-    write(exports / "d-oct-restated.csv", export(restated), mtime=1_000_000_120)
+    write(exports / "d-oct-restated.csv", export(restated), mtime=1_900_000_120)
     state = load(state)
     assert_totals({"2025-09": september, "2025-10": restated})
 
     # 3. October restated with fewer rows: the rows it no longer has leave the totals.
     fewer = rows_of("2025-10", 3, items=2)
-    write(exports / "e-oct-fewer.csv", export(fewer), mtime=1_000_000_180)
+    write(exports / "e-oct-fewer.csv", export(fewer), mtime=1_900_000_180)
     load(state)
     assert_totals({"2025-09": september, "2025-10": fewer})
     assert len(fewer) < len(restated)
@@ -270,7 +265,7 @@ def test_duckdb_casts_keep_every_digit_and_the_seals_reconcile(tmp_path, target_
     exports = tmp_path / "exports"
     september, october = rows_of("2025-09", 0, idle=(6, 7)), rows_of("2025-10", 1)
     write(exports / "sep.csv", export(september))
-    write(exports / "oct.csv", export(october), mtime=1_000_000_000)
+    write(exports / "oct.csv", export(october), mtime=1_900_000_000)
     restated = rows_of("2025-10", 4, items=2)
 
     state = None
@@ -282,7 +277,7 @@ def test_duckdb_casts_keep_every_digit_and_the_seals_reconcile(tmp_path, target_
             "target-duckdb", "--config", str(config), stdin=tap.stdout, bin_dir=target_duckdb.parent
         )
         assert done.returncode == 0, done.stderr[-3000:]
-        write(exports / "oct-restated.csv", export(restated), mtime=1_000_000_060)
+        write(exports / "oct-restated.csv", export(restated), mtime=1_900_000_060)
 
     # target-duckdb keeps the decimals as text: the README's casts make them exact numbers.
     types = duckdb_query(
@@ -296,7 +291,9 @@ def test_duckdb_casts_keep_every_digit_and_the_seals_reconcile(tmp_path, target_
         ["costs", "amount_value", "VARCHAR"],
         ["costs", "quantity", "VARCHAR"],
     ]
-    reconcile = readme_sql("Months whose current rows differ from their seal")
+    reconcile = block(
+        "sql", "Months whose current rows differ from their seal", page="docs/warehouse.md"
+    )
     assert (
         duckdb_query(target_duckdb, database, reconcile.replace("NUMERIC", "DECIMAL(38,20)")) == []
     )

@@ -1,4 +1,4 @@
-"""openai_costs.work_folder: the working folder per process both plugins can use (item 9)."""
+"""openai_costs.work_folder: the working folder per process both plugins can use."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from openai_costs.work_folder import (
 )
 
 
-def test_item9_a_work_folder_is_private_and_gone_after_cleanup(tmp_path) -> None:
+def test_a_work_folder_is_private_and_gone_after_cleanup(tmp_path) -> None:
     work = open_work_folder(tmp_path / "root", "tap-openai-costs")
     assert work.path.parent == tmp_path / "root"
     assert work.path.name.startswith(f"tap-openai-costs.{os.getpid()}.")
@@ -29,7 +29,7 @@ def test_item9_a_work_folder_is_private_and_gone_after_cleanup(tmp_path) -> None
     assert list((tmp_path / "root").iterdir()) == []
 
 
-def test_item9_folders_of_dead_processes_are_removed_and_live_ones_kept(tmp_path) -> None:
+def test_folders_of_dead_processes_are_removed_and_live_ones_kept(tmp_path) -> None:
     root = tmp_path / "root"
     alive = open_work_folder(root, "target-pelanor")
     other_plugin = open_work_folder(root, "tap-openai-costs")
@@ -57,7 +57,7 @@ def test_item9_folders_of_dead_processes_are_removed_and_live_ones_kept(tmp_path
     other_plugin.cleanup()
 
 
-def test_item9_a_default_root_that_is_not_this_users_own_is_refused(tmp_path) -> None:
+def test_a_default_root_that_is_not_this_users_own_is_refused(tmp_path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     default_root("target-pelanor").symlink_to(elsewhere)

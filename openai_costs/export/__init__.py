@@ -35,6 +35,7 @@ from openai_costs.export.layout import (
     TIME_COLUMNS,
     Layout,
     check_columns,
+    render_fields,
 )
 from openai_costs.export.reading import (
     DaySlice,
@@ -49,10 +50,20 @@ from openai_costs.export.reading import (
     scan_export,
     scan_rows,
 )
-from openai_costs.export.rules import AMOUNT_TEXT, RowChecker
+from openai_costs.export.rules import (
+    AMOUNT_LIMIT,
+    AMOUNT_LIMIT_TEXT,
+    AMOUNT_MAX_LENGTH,
+    AMOUNT_TEXT,
+    RowChecker,
+    amount_too_large,
+)
 from openai_costs.export.writing import EXACT, ExportWriter, format_decimal, write_export
 
 __all__ = [
+    "AMOUNT_LIMIT",
+    "AMOUNT_LIMIT_TEXT",
+    "AMOUNT_MAX_LENGTH",
     "AMOUNT_TEXT",
     "BOM",
     "CURRENT_COLUMNS",
@@ -71,6 +82,7 @@ __all__ = [
     "RowChecker",
     "RowParser",
     "RowsDigest",
+    "amount_too_large",
     "check_columns",
     "day_of",
     "describe_days",
@@ -84,6 +96,7 @@ __all__ = [
     "peek_layout",
     "read_layout",
     "read_rows",
+    "render_fields",
     "rows_digest_update",
     "run_to_end",
     "scan_export",

@@ -71,6 +71,8 @@ def describe_days(days: list[date]) -> str:
 
 def upload_filename(month: str) -> str:
     """The name OpenAI gives a one-month export, which Pelanor's users upload as-is: the
-    end date is exclusive (October is ``cost_2025-10-01_2025-11-01.csv``)."""
+    end date is inclusive, as in most real downloads (October is
+    ``cost_2025-10-01_2025-10-31.csv``; a few name the day after instead). Nothing reads
+    coverage from a name: the rows say which days a file holds."""
     days = month_days(month)
-    return f"cost_{days[0].isoformat()}_{(days[-1] + timedelta(days=1)).isoformat()}.csv"
+    return f"cost_{days[0].isoformat()}_{days[-1].isoformat()}.csv"

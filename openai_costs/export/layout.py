@@ -7,7 +7,6 @@ nine columns; everything else in the header is whatever OpenAI's export had.
 from __future__ import annotations
 
 import csv
-import io
 from typing import Any
 
 import msgspec
@@ -79,11 +78,27 @@ class Layout(msgspec.Struct, frozen=True):
 
     def render(self, values: dict[str, str]) -> str:
         """Write a row of another layout in this one, quoting as OpenAI does (when needed)."""
-        buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="").writerow(
-            [values.get(column, "") for column in self.columns]
-        )
-        return buffer.getvalue()
+        return render_fields([values.get(column, "") for column in self.columns])
+
+
+class _Line:
+    """Where :func:`render_fields` has its one CSV writer put a line: a writer writes a
+    row in one call, and building one per row costs more than the writing."""
+
+    text = ""
+
+    def write(self, text: str) -> None:
+        self.text = text
+
+
+_LINE = _Line()
+_LINE_WRITER = csv.writer(_LINE, lineterminator="")
+
+
+def render_fields(fields: list[str]) -> str:
+    """One row's CSV text (no terminator), quoted as OpenAI quotes: only when needed."""
+    _LINE_WRITER.writerow(fields)
+    return _LINE.text
 
 
 def check_columns(path: str, columns: list[str]) -> None:

@@ -24,12 +24,18 @@ _T = TypeVar("_T")
 
 
 class Row(NamedTuple):
-    """One data row of a known day: its exact source text (no terminator) and its fields."""
+    """One data row of a known day: its exact source text (no terminator) and its fields.
+
+    ``dropped`` holds the values of the source's columns that ``columns`` lacks, when the
+    row was put into a narrower layout on purpose (a Costs API month written in the
+    nine-column layout): the text is the upload's, the values are still known.
+    """
 
     day: date
     text: str
     fields: list[str]
     columns: tuple[str, ...]
+    dropped: dict[str, str] | None = None
 
     @property
     def values(self) -> dict[str, str]:

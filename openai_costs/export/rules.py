@@ -7,6 +7,7 @@ import operator
 import re
 from array import array
 from datetime import date, datetime, timezone
+from decimal import Decimal
 
 from openai_costs.export.calendar import DAY_SECONDS, day_of, iso_of
 from openai_costs.export.errors import ExportError
@@ -29,6 +30,21 @@ AMOUNT_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9
 #: No export writes a longer amount; with the exponent's bound it keeps every sum exact
 #: (:data:`openai_costs.export.writing.EXACT`).
 AMOUNT_MAX_LENGTH = 64
+#: No cost row of any organization comes near this (USD, either sign): an amount beyond it
+#: is a corrupted value (an exponent such as ``1e300``), refused before anything adds it.
+AMOUNT_LIMIT = Decimal(1_000_000_000)
+#: How a refused amount is described.
+AMOUNT_LIMIT_TEXT = "beyond ±1,000,000,000 USD, more than any real cost row"
+
+
+def amount_too_large(text: str) -> bool:
+    """Whether decimal text (:data:`AMOUNT_TEXT`) is beyond :data:`AMOUNT_LIMIT`. Cheap for
+    the usual amount: only one with ten integer digits or an exponent is parsed."""
+    mantissa, exponent_mark, _ = text.lower().partition("e")
+    whole = mantissa.lstrip("+-").partition(".")[0].lstrip("0")
+    if not exponent_mark and len(whole) < 10:
+        return False
+    return Decimal(text).copy_abs() > AMOUNT_LIMIT
 
 
 class RowChecker:
@@ -153,6 +169,10 @@ class RowChecker:
             raise self.fail(
                 number,
                 f"amount_value {amount!r} is not a decimal number; use the export unmodified",
+            )
+        if amount_too_large(amount):
+            raise self.fail(
+                number, f"amount_value {amount!r} is {AMOUNT_LIMIT_TEXT}; use the export unmodified"
             )
         currency = fields[self.currency_at]
         if currency.lower() != "usd":

@@ -1,0 +1,125 @@
+"""This machine's record of the last upload of each month, per Pelanor endpoint.
+
+The state's record (:class:`target_pelanor.shrink_guard.UploadMemory`) goes when the state
+goes (``meltano state clear``, a new state ID, another pipeline of the same
+organization). This copy stays: one file per Pelanor endpoint, integration and month,
+
+    <upload_records_dir>/<endpoint>/<integration_id>/<YYYY-MM>.json
+
+in a per-user folder that outlives reboots and temp-folder cleanups (default
+``$XDG_STATE_HOME/target-pelanor/uploads``, else ``~/.local/state/target-pelanor/uploads``).
+Keyed by endpoint, a sandbox upload never blocks a production one; ``<endpoint>`` is the
+normalised base URL as one path component (``api.pelanor.io`` for the US region,
+``http%3A%2F%2F127.0.0.1%3A8765`` for a local sandbox). Each record says where and when the
+month went, so a refusal can name it; deleting the file forgets it, on purpose.
+
+Records are read and written under the month's upload lock
+(:mod:`target_pelanor.upload_lock`), replaced in one rename, readable by the owner only.
+A record that cannot be read fails the month closed (:class:`UnreadableRecord`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+from target_pelanor.shrink_guard import Remembered, UnreadableRecord, Uploaded, read_record
+
+__all__ = ["MachineRecords", "default_records_dir", "normalised_endpoint", "records_dir"]
+
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def default_records_dir() -> Path:
+    """``$XDG_STATE_HOME/target-pelanor/uploads`` (when set to an absolute path), else
+    ``~/.local/state/target-pelanor/uploads``, as the XDG base directory spec says."""
+    state_home = Path(os.environ.get("XDG_STATE_HOME", ""))
+    base = state_home if state_home.is_absolute() else Path.home() / ".local" / "state"
+    return base / "target-pelanor" / "uploads"
+
+
+def records_dir(setting: str | None) -> Path:
+    """The ``upload_records_dir`` folder, ``~`` expanded; the default when unset. Raises
+    RuntimeError when unset and there is no home folder to put it in."""
+    return Path(setting).expanduser() if setting else default_records_dir()
+
+
+def normalised_endpoint(base_url: str) -> str:
+    """One spelling per Pelanor: scheme and host in lower case, no default port, no
+    trailing slash (``HTTPS://API.pelanor.io:443/`` is ``https://api.pelanor.io``)."""
+    parts = urlsplit(base_url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"  # IPv6
+    port = parts.port
+    netloc = host if port in (None, _DEFAULT_PORTS.get(scheme)) else f"{host}:{port}"
+    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+class MachineRecords:
+    """The records of one Pelanor endpoint under ``root``."""
+
+    def __init__(self, root: Path, endpoint: str) -> None:
+        self.root = root
+        self.endpoint = normalised_endpoint(endpoint)
+        folder = self.endpoint.removeprefix("https://")
+        self.folder = root / quote(folder, safe="")
+
+    def path(self, integration_id: str, month: str) -> Path:
+        """The record's file (quoted: no identifier makes a path outside the folder)."""
+        return self.folder / quote(integration_id, safe="") / f"{quote(month, safe='')}.json"
+
+    def recall(self, integration_id: str, month: str) -> Remembered | None:
+        """The last upload of this month to this endpoint from this machine; None if there
+        is none. Raises :class:`UnreadableRecord` (the month's one line) when the record
+        cannot be read."""
+        path = self.path(integration_id, month)
+        where = f"this machine's file {path}"
+        fix = (
+            f"delete that file to forget it, or list {month} in allow_shrinking_months to "
+            "upload it anyway"
+        )
+        try:
+            text = path.read_text("utf-8")
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as error:
+            reason = getattr(error, "strerror", None) or type(error).__name__
+            raise UnreadableRecord(f"{where} cannot be read ({reason}); {fix}") from None
+        try:
+            remembered = read_record(json.loads(text), where)
+        except ValueError:
+            raise UnreadableRecord(f"{where} cannot be read (it is not JSON); {fix}") from None
+        except UnreadableRecord as problem:
+            raise UnreadableRecord(f"{where} cannot be read ({problem}); {fix}") from None
+        if remembered.endpoint not in (None, self.endpoint):
+            raise UnreadableRecord(
+                f"{where} cannot be read (it is the record of {remembered.endpoint}, "
+                f"not {self.endpoint}); {fix}"
+            )
+        return remembered
+
+    def record(self, integration_id: str, month: str, uploaded: Uploaded, at: datetime) -> Path:
+        """Pelanor accepted ``uploaded``: replace the month's record in one rename."""
+        path = self.path(integration_id, month)
+        remembered = Remembered(uploaded, "", self.endpoint, at)
+        content = {"integration_id": integration_id, "month": month} | remembered.to_state()
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, partial = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(content, handle, indent=1)
+                handle.write("\n")
+            Path(partial).replace(path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                Path(partial).unlink()
+            raise
+        return path
