@@ -36,8 +36,6 @@ from openai_costs.export import (
 )
 from openai_costs.safe_http import (
     BearerClient,
-    GaveUp,
-    Refused,
     ServiceError,
     answer_cut,
     check_base_url,
@@ -308,18 +306,12 @@ class OpenAICostsClient(BearerClient):
 
     def _get_json(self, path: str, params: list[_Param]) -> dict[str, Any]:
         """One GET, retried on 408/429/5xx/timeouts/transport errors within the budget."""
-        try:
-            response, _ = self._retries.send(f"OpenAI GET {path}", lambda: self._send(path, params))
-        except Refused as refused:
-            raise OpenAIAPIError(
-                _rejection_text(path, refused.status, refused.message),
-                status_code=refused.status,
-                attempts=refused.attempts,
-            ) from None
-        except GaveUp as gave_up:
-            raise OpenAIAPIError(
-                str(gave_up), status_code=gave_up.status, attempts=gave_up.attempts
-            ) from None
+        response, _ = self.send_or_raise(
+            f"OpenAI GET {path}",
+            lambda: self._send(path, params),
+            OpenAIAPIError,
+            lambda status, message: _rejection_text(path, status, message),
+        )
         return self._parse(path, response)
 
     def _send(self, path: str, params: list[_Param]) -> httpx.Response:
