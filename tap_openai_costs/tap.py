@@ -23,13 +23,16 @@ from openai_costs.contract import MONTH_PATTERN, STATE_FIX, state_problem
 from openai_costs.log_levels import quiet_library_lines
 from openai_costs.safe_http import check_durations, check_secret
 from openai_costs.user_errors import stop
-from tap_openai_costs.export_renderer import API_LAYOUTS, DEFAULT_API_LAYOUT
-from tap_openai_costs.inputs import DEFAULT_MAX_RETRY_SECONDS, DEFAULT_REQUEST_TIMEOUT
-from tap_openai_costs.message_writer import BufferedMsgSpecWriter
-from tap_openai_costs.openai_client import (
+from tap_openai_costs.costs_api import (
+    API_LAYOUTS,
+    DEFAULT_API_LAYOUT,
     DEFAULT_BASE_URL,
+    DEFAULT_MAX_RETRY_SECONDS,
+    DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_SETTLE_DAYS,
     check_api_base_url,
 )
+from tap_openai_costs.message_writer import BufferedMsgSpecWriter
 from tap_openai_costs.streams import CostsStream, MonthLayoutsStream, MonthSealsStream, TapStopped
 
 
@@ -146,7 +149,7 @@ class TapOpenAICosts(Tap):
         th.Property(
             "settle_days",
             th.IntegerType,
-            default=3,
+            default=DEFAULT_SETTLE_DAYS,
             title="Settle days",
             description="For source api: how many days after a month ends it is still "
             "re-read, since OpenAI restates recent days.",
@@ -281,7 +284,7 @@ class TapOpenAICosts(Tap):
                 "api (the months come from the API already): unset check_against_api"
             )
         errors += self._api_access_errors("source is api", "organization_name")
-        if int(self.config.get("settle_days", 3)) < 0:
+        if int(self.config.get("settle_days", DEFAULT_SETTLE_DAYS)) < 0:
             errors.append(
                 "settle_days must be 0 or more (days after a month ends that it is still re-read)"
             )
