@@ -26,14 +26,8 @@ from tap_openai_costs.costs_api import (
     openai_client,
 )
 from tap_openai_costs.known_exports import KnownExports
-from tap_openai_costs.planner import (
-    ExportErrors,
-    ExportReading,
-    MonthPlan,
-    expand_paths,
-    unfinished,
-    which_copy_wins,
-)
+from tap_openai_costs.paths import ExportErrors, expand_paths
+from tap_openai_costs.planner import ExportReading, MonthPlan, unfinished, which_copy_wins
 from tap_openai_costs.progress import ReadProgress
 
 

@@ -53,7 +53,7 @@ from tap_openai_costs.costs_api import (
 )
 from tap_openai_costs.inputs import InputProblems, changed_months, read_exports
 from tap_openai_costs.message_writer import BufferedMsgSpecWriter
-from tap_openai_costs.planner import cannot_read
+from tap_openai_costs.paths import cannot_read
 
 if TYPE_CHECKING:
     from singer_sdk import singerlib as singer
