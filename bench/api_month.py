@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from openai_costs.export import month_days, unix_of  # noqa: E402
-from tap_openai_costs.inputs import previous_month  # noqa: E402
+from tap_openai_costs.costs_api import previous_month  # noqa: E402
 from tests.fake_openai import FakeOpenAI, number, project, result  # noqa: E402
 
 UTC = timezone.utc  # datetime.UTC needs Python 3.11

@@ -4,7 +4,8 @@ The tap's OpenAI client and the target's Pelanor client both send a bearer secre
 refuse plain http except to loopback, never show the secret (not in a repr, an error or a
 log line, even when a server echoes it), and retry the same transient failures the same
 way: 408, 429, 5xx, timeouts and dropped connections, with exponential backoff and full
-jitter, honouring ``Retry-After``, within a bounded total time.
+jitter, honouring ``Retry-After``, within a bounded total time; the policy's outcomes
+become each client's own error in one place (:meth:`BearerClient.send_or_raise`).
 
 Rules:
 
@@ -638,6 +639,33 @@ class BearerClient:
     def close(self) -> None:
         """Release pooled connections."""
         self._http.close()
+
+    def send_or_raise(
+        self,
+        what: str,
+        request: Callable[[], httpx.Response],
+        error_type: type[ServiceError],
+        rejection_text: Callable[[int, str], str],
+        *,
+        rejected_type: type[ServiceError] | None = None,
+    ) -> tuple[httpx.Response, int]:
+        """Send through the retry policy (:meth:`RetryPolicy.send`); its outcomes become
+        the client's own error, one line safe to show: a refusal (:class:`Refused`) as
+        ``rejected_type`` (default ``error_type``) with ``rejection_text(status, message)``,
+        the end of the budget or a problem not retried (:class:`GaveUp`) as ``error_type``
+        with the policy's text."""
+        try:
+            return self._retries.send(what, request)
+        except Refused as refused:
+            raise (rejected_type or error_type)(
+                rejection_text(refused.status, refused.message),
+                status_code=refused.status,
+                attempts=refused.attempts,
+            ) from None
+        except GaveUp as gave_up:
+            raise error_type(
+                str(gave_up), status_code=gave_up.status, attempts=gave_up.attempts
+            ) from None
 
     def _auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._secret.reveal()}", "Accept": "application/json"}

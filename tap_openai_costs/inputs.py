@@ -8,34 +8,27 @@ planned alike. A problem the user must fix is raised as :class:`InputProblems`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping
-from datetime import date, timedelta
+from collections.abc import Mapping
+from datetime import date
 from pathlib import Path
 from typing import Any
 
-from openai_costs.export import ExportError, Layout, month_days, month_of
+from openai_costs.export import ExportError, Layout
 from openai_costs.os_errors import advice
-from tap_openai_costs.export_renderer import (
+from tap_openai_costs.costs_api import (
     API_LAYOUTS,
     DEFAULT_API_LAYOUT,
+    DEFAULT_SETTLE_DAYS,
     FieldNotes,
+    OpenAIAPIError,
     fetch_exports,
+    months_due,
+    openai_client,
 )
 from tap_openai_costs.known_exports import KnownExports
-from tap_openai_costs.openai_client import DEFAULT_BASE_URL, OpenAIAPIError, OpenAICostsClient
-from tap_openai_costs.planner import (
-    ExportErrors,
-    ExportReading,
-    MonthPlan,
-    expand_paths,
-    unfinished,
-    which_copy_wins,
-)
+from tap_openai_costs.paths import ExportErrors, expand_paths
+from tap_openai_costs.planner import ExportReading, MonthPlan, unfinished, which_copy_wins
 from tap_openai_costs.progress import ReadProgress
-
-#: Seconds: each whole request to OpenAI, and all attempts of one together.
-DEFAULT_REQUEST_TIMEOUT = 60
-DEFAULT_MAX_RETRY_SECONDS = 300
 
 
 class InputProblems(Exception):
@@ -87,16 +80,6 @@ def read_exports(
     )
 
 
-def openai_client(config: Mapping[str, Any]) -> OpenAICostsClient:
-    """The Costs API client the settings describe (checked when the tap started)."""
-    return OpenAICostsClient(
-        admin_api_key=config["admin_api_key"],
-        base_url=config.get("api_base_url", DEFAULT_BASE_URL),
-        request_timeout=float(config.get("request_timeout", DEFAULT_REQUEST_TIMEOUT)),
-        max_retry_seconds=float(config.get("max_retry_seconds", DEFAULT_MAX_RETRY_SECONDS)),
-    )
-
-
 def _known_exports(
     bookmark: Mapping[str, Any], organization_id: str, today: date, logger: logging.Logger
 ) -> KnownExports:
@@ -144,14 +127,12 @@ def _api_exports(
 ) -> tuple[list[Path], str]:
     """The months to read, fetched into export files; and the endpoint they came from."""
     organization_id = config["organization_id"]
-    prefix = f"{organization_id}/"
-    read_before = {key.removeprefix(prefix) for key in delivered if key.startswith(prefix)}
-    months = months_to_read(
-        # The API is read from here on, so the months planned never start earlier.
-        config.get("start_month") or previous_month(today),
+    months = months_due(
+        organization_id,
+        config.get("start_month"),
+        int(config.get("settle_days", DEFAULT_SETTLE_DAYS)),
+        delivered,
         today,
-        int(config.get("settle_days", 3)),
-        read_before,
     )
     notes = FieldNotes()
     try:
@@ -174,26 +155,3 @@ def _api_exports(
             str(directory),
             f"cannot hold the months read from the Costs API ({exc.strerror}); {fix}",
         ) from None
-
-
-def previous_month(today: date) -> str:
-    return month_of(today.replace(day=1) - timedelta(days=1))
-
-
-def months_to_read(
-    start_month: str, today: date, settle_days: int, read_before: Collection[str]
-) -> list[str]:
-    """Months from start_month to today's that may still change or were never read."""
-    months = sorted({month_of(day) for day in _days_between(start_month, today)})
-    chosen = []
-    for month in months:
-        last_day = month_days(month)[-1]
-        settled = today > last_day + timedelta(days=settle_days)
-        if not settled or month not in read_before:
-            chosen.append(month)
-    return chosen
-
-
-def _days_between(start_month: str, today: date) -> list[date]:
-    first = date.fromisoformat(f"{start_month}-01")
-    return [first + timedelta(days=n) for n in range((today - first).days + 1)]

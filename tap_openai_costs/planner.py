@@ -5,23 +5,18 @@ UTC day the newest export wins (newest by the last day it covers, then by modifi
 time), and each month is built from its days in order, in the newest export's layout (or,
 for months read from the Costs API, in the layout configured for them: ``api_layout``).
 Where two exports disagree on a day, which one won is recorded, to be said in one warning
-line per pair of files (:func:`which_copy_wins`). Every ``paths`` entry must lead to
-readable files: a missing path, a broken link or a link loop is an error, never skipped.
-An export saved (last modified) before a day it covers had ended cannot hold that day
-whole: a month built from such a day is not sealed (:func:`unfinished`).
+line per pair of files (:func:`which_copy_wins`). An export saved (last modified) before a
+day it covers had ended cannot hold that day whole: a month built from such a day is not
+sealed (:func:`unfinished`).
 """
 
 from __future__ import annotations
 
 import collections
-import errno
 import functools
-import glob
 import hashlib
 import itertools
 import json
-import os
-import stat
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -44,8 +39,8 @@ from openai_costs.export import (
     scan_rows,
     unix_of,
 )
-from openai_costs.os_errors import advice
 from tap_openai_costs.known_exports import KnownExports
+from tap_openai_costs.paths import ExportErrors, cannot_read
 
 UTC = timezone.utc  # datetime.UTC needs Python 3.11
 
@@ -168,102 +163,6 @@ def _mapping(
         tuple(at.get(column) for column in target),
         tuple((column, i) for column, i in at.items() if column not in target),
     )
-
-
-def expand_paths(patterns: list[str]) -> list[Path]:
-    """Files, directories (their ``*.csv``) and glob patterns, each required to match.
-
-    Every entry and every file found must be readable: a missing path, a broken symbolic
-    link or a link loop is an error (one each, all reported), never skipped in silence.
-    """
-    found: dict[Path, None] = {}
-    problems: list[ExportError] = []
-    for pattern in patterns:
-        path = Path(pattern).expanduser()
-        folder = path.is_dir()
-        if folder:
-            try:
-                os.scandir(path).close()  # Path.glob skips a folder it cannot list
-            except OSError as exc:
-                problems.append(ExportError(pattern, cannot_read(exc)))
-                continue
-            matches = sorted(path.glob("*.csv"))
-        elif os.path.lexists(path):
-            matches = [path]  # a file, or a link that leads nowhere (reported below)
-        else:
-            # Path.glob cannot take an absolute pattern; glob.glob can.
-            matches = [Path(m) for m in sorted(glob.glob(str(path), recursive=True))]  # noqa: PTH207
-        if not matches:
-            problems.append(_nothing_in(pattern, path, folder))
-        files = 0
-        for match in matches:
-            try:
-                regular = stat.S_ISREG(match.stat().st_mode)  # follows links
-            except OSError as exc:
-                problems.append(ExportError(str(match), _unreachable(match, exc)))
-                continue
-            if regular:
-                found[match] = None
-                files += 1
-        folders = [match for match in matches if match.is_dir()]
-        if matches and files == 0 and len(folders) == len(matches):
-            problems.append(_only_folders(pattern, folders))
-    if problems:
-        raise ExportErrors(problems)
-    return list(found)
-
-
-def _nothing_in(pattern: str, path: Path, folder: bool) -> ExportError:
-    """A paths entry that matches nothing; a folder whose exports sit in its subfolders
-    says so (a folder is read without them)."""
-    nested = sorted(itertools.islice(path.rglob("*.csv"), 4)) if folder else []
-    if nested:
-        shown = ", ".join(str(n.relative_to(path)) for n in nested[:3])
-        more = ", …" if len(nested) > 3 else ""
-        return ExportError(
-            pattern,
-            f"holds no *.csv file of its own, only in subfolders ({shown}{more}); a folder is "
-            "read without its subfolders: list those folders, or a glob such as "
-            f"{str(path / '**' / '*.csv')!r}",
-        )
-    return ExportError(
-        pattern, "matches no export file; check the paths setting (files, folders, globs)"
-    )
-
-
-def _only_folders(pattern: str, folders: list[Path]) -> ExportError:
-    """A paths entry whose only ``*.csv`` matches are folders (``exports.csv/``)."""
-    named = ", ".join(str(f) for f in folders[:3]) + (", …" if len(folders) > 3 else "")
-    return ExportError(
-        pattern,
-        f"matches only folders, no export file ({named}); list the export files, or the "
-        "folders that hold them",
-    )
-
-
-def _unreachable(path: Path, exc: OSError) -> str:
-    """Why a path that exists by name cannot be opened, and what to do."""
-    if exc.errno == errno.ELOOP:
-        return "is a symbolic link loop; fix the link or take it out of paths"
-    if exc.errno == errno.ENOENT and path.is_symlink():
-        return (
-            f"is a broken symbolic link (to {str(path.readlink())!r}, which does not exist); "
-            "fix the link or take it out of paths"
-        )
-    return cannot_read(exc)
-
-
-def cannot_read(exc: OSError) -> str:
-    fix = advice(exc, "let the tap's user read it, or take it out of paths")
-    return f"cannot be read ({exc.strerror}); {fix}"
-
-
-class ExportErrors(Exception):
-    """Every problem found in the inputs, reported together before any month is sealed."""
-
-    def __init__(self, problems: list[ExportError]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(map(str, problems)))
 
 
 @dataclass(frozen=True)

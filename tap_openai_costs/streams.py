@@ -43,12 +43,17 @@ from openai_costs.export import (
 )
 from openai_costs.os_errors import advice
 from openai_costs.work_folder import WorkFolderError, open_work_folder
-from tap_openai_costs.api_witness import ApiWitness, cannot_check, disagreement
-from tap_openai_costs.export_renderer import FieldNotes
-from tap_openai_costs.inputs import InputProblems, changed_months, openai_client, read_exports
+from tap_openai_costs.costs_api import (
+    ApiWitness,
+    FieldNotes,
+    OpenAIAPIError,
+    cannot_check,
+    disagreement,
+    openai_client,
+)
+from tap_openai_costs.inputs import InputProblems, changed_months, read_exports
 from tap_openai_costs.message_writer import BufferedMsgSpecWriter
-from tap_openai_costs.openai_client import OpenAIAPIError
-from tap_openai_costs.planner import cannot_read
+from tap_openai_costs.paths import cannot_read
 
 if TYPE_CHECKING:
     from singer_sdk import singerlib as singer

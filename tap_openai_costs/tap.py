@@ -10,7 +10,6 @@ import click
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
-from singer_sdk.helpers._batch import BatchConfig
 from singer_sdk.helpers.capabilities import (
     FLATTENING_CONFIG,
     CapabilitiesEnum,
@@ -18,18 +17,19 @@ from singer_sdk.helpers.capabilities import (
     TapCapabilities,
 )
 
-from openai_costs.batches import check_encoding
 from openai_costs.contract import MONTH_PATTERN, STATE_FIX, state_problem
 from openai_costs.log_levels import quiet_library_lines
-from openai_costs.safe_http import check_durations, check_secret
 from openai_costs.user_errors import stop
-from tap_openai_costs.export_renderer import API_LAYOUTS, DEFAULT_API_LAYOUT
-from tap_openai_costs.inputs import DEFAULT_MAX_RETRY_SECONDS, DEFAULT_REQUEST_TIMEOUT
-from tap_openai_costs.message_writer import BufferedMsgSpecWriter
-from tap_openai_costs.openai_client import (
+from tap_openai_costs.costs_api import (
+    API_LAYOUTS,
+    DEFAULT_API_LAYOUT,
     DEFAULT_BASE_URL,
-    check_api_base_url,
+    DEFAULT_MAX_RETRY_SECONDS,
+    DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_SETTLE_DAYS,
 )
+from tap_openai_costs.message_writer import BufferedMsgSpecWriter
+from tap_openai_costs.settings_check import setting_errors
 from tap_openai_costs.streams import CostsStream, MonthLayoutsStream, MonthSealsStream, TapStopped
 
 
@@ -146,7 +146,7 @@ class TapOpenAICosts(Tap):
         th.Property(
             "settle_days",
             th.IntegerType,
-            default=3,
+            default=DEFAULT_SETTLE_DAYS,
             title="Settle days",
             description="For source api: how many days after a month ends it is still "
             "re-read, since OpenAI restates recent days.",
@@ -175,12 +175,7 @@ class TapOpenAICosts(Tap):
         super().__init__(*args, validate_config=validate_config, **kwargs)
         if not validate_config:
             return  # discovery: the schemas are static, so no setting is needed
-        errors = (
-            self._organization_errors()
-            + self._source_config_errors()
-            + self._batch_config_errors()
-            + self._flattening_config_errors()
-        )
+        errors = setting_errors(self.config)
         if errors:
             raise ConfigValidationError("Config validation failed", errors=errors)
 
@@ -231,89 +226,6 @@ class TapOpenAICosts(Tap):
 
     def discover_streams(self) -> list[Stream]:
         return [CostsStream(self), MonthLayoutsStream(self), MonthSealsStream(self)]
-
-    @property
-    def _from_api(self) -> bool:
-        return bool(self.config.get("source", "files") == "api")
-
-    def _batch_config_errors(self) -> list[str]:
-        batch_config = self.config.get("batch_config")
-        if not batch_config:
-            return []
-        try:
-            check_encoding(BatchConfig.from_dict(batch_config).encoding)
-        except ValueError as problem:
-            return [str(problem)]
-        except (TypeError, KeyError, AttributeError):
-            return [
-                'batch_config must be {"encoding": {"format": "jsonl", "compression": '
-                '"none"}, "storage": {"root": "file:///a/folder"}} (compression none or gzip)'
-            ]
-        return []
-
-    def _organization_errors(self) -> list[str]:
-        if not str(self.config.get("organization_id") or "").strip():
-            return ["organization_id is required: the organization (org-...) this tap serves"]
-        return []
-
-    def _flattening_config_errors(self) -> list[str]:
-        """Flattening breaks the records (the SDK's flattened schema still requires the
-        nested ``layout``, and target-pelanor needs it whole), so it is refused up front."""
-        if not self.config.get("flattening_enabled"):
-            return []
-        return [
-            "flattening_enabled is not supported: the layout and seal records must reach "
-            "the loader whole (a warehouse stores layout as a JSON column); remove "
-            "flattening_enabled"
-        ]
-
-    def _source_config_errors(self) -> list[str]:
-        errors = self._duration_errors()
-        if not self._from_api:
-            if not self.config.get("paths"):
-                errors.append("paths is required when source is files")
-            if self.config.get("check_against_api"):
-                errors += self._api_access_errors("check_against_api is true")
-            return errors
-        if self.config.get("check_against_api"):
-            errors.append(
-                "check_against_api compares export files with the Costs API, but source is "
-                "api (the months come from the API already): unset check_against_api"
-            )
-        errors += self._api_access_errors("source is api", "organization_name")
-        if int(self.config.get("settle_days", 3)) < 0:
-            errors.append(
-                "settle_days must be 0 or more (days after a month ends that it is still re-read)"
-            )
-        return errors
-
-    def _duration_errors(self) -> list[str]:
-        errors = []
-        timeout = self.config.get("request_timeout", DEFAULT_REQUEST_TIMEOUT)
-        budget = self.config.get("max_retry_seconds", DEFAULT_MAX_RETRY_SECONDS)
-        for request_timeout, max_retry_seconds in ((timeout, 0), (1, budget)):
-            try:
-                check_durations(request_timeout, max_retry_seconds)
-            except ValueError as problem:
-                errors.append(str(problem))
-        return errors
-
-    def _api_access_errors(self, when: str, *required: str) -> list[str]:
-        """The settings reaching the Costs API needs."""
-        errors = [
-            f"{key} is required when {when}"
-            for key in ("admin_api_key", *required)
-            if not self.config.get(key)
-        ]
-        try:
-            check_api_base_url(self.config.get("api_base_url", DEFAULT_BASE_URL))
-        except ValueError as problem:
-            errors.append(str(problem))
-        try:
-            check_secret(self.config.get("admin_api_key") or "", "admin_api_key")
-        except ValueError as problem:
-            errors.append(str(problem))
-        return errors
 
 
 if __name__ == "__main__":

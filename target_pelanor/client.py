@@ -32,8 +32,6 @@ import httpx
 from openai_costs.safe_http import (
     ANSWER_LIMIT,
     BearerClient,
-    GaveUp,
-    Refused,
     ServiceError,
     answer_cut,
     check_base_url,
@@ -182,20 +180,13 @@ class PelanorClient(BearerClient):
             raise ValueError(f"month must be YYYY-MM, got {month!r}")
         size = content.stat().st_size if isinstance(content, Path) else len(content)
         logger.info("Uploading %s to Pelanor (%d bytes)", month, size)
-        try:
-            response, attempts = self._retries.send(
-                f"Pelanor upload of {month}", lambda: self._send(month, filename, content)
-            )
-        except Refused as refused:
-            raise PelanorRejected(
-                _rejection_text(month, refused.status, refused.message),
-                status_code=refused.status,
-                attempts=refused.attempts,
-            ) from None
-        except GaveUp as gave_up:
-            raise PelanorError(
-                str(gave_up), status_code=gave_up.status, attempts=gave_up.attempts
-            ) from None
+        response, attempts = self.send_or_raise(
+            f"Pelanor upload of {month}",
+            lambda: self._send(month, filename, content),
+            PelanorError,
+            lambda status, message: _rejection_text(month, status, message),
+            rejected_type=PelanorRejected,
+        )
         if problem := acceptance_problem(response, self._scrub, self.answer_limit):
             logger.warning("Pelanor did not accept %s: HTTP %d", month, response.status_code)
             raise PelanorNotAccepted(

@@ -24,13 +24,13 @@ from openai_costs.export import (
     scan_export,
     unix_of,
 )
-from tap_openai_costs.export_renderer import (
+from tap_openai_costs.costs_api.client import OpenAIAPIError, OpenAICostsClient, check_api_base_url
+from tap_openai_costs.costs_api.rendering import (
     AmountTooLarge,
     decimal_text,
     export_month,
     render_export,
 )
-from tap_openai_costs.openai_client import OpenAIAPIError, OpenAICostsClient, check_api_base_url
 from tests.exports import TODAY
 from tests.fake_clock import FakeClock
 from tests.fake_openai import DAY, FakeOpenAI, number, project, result
@@ -465,7 +465,7 @@ def test_successful_run_never_logs_the_key(start_fake, make_client, caplog):
     caplog.set_level(logging.DEBUG)
     fetch_and_render(make_client(fake), [OCT5, OCT6, OCT7])
     assert KEY not in caplog.text
-    assert "tap_openai_costs.openai_client" in {r.name for r in caplog.records}
+    assert "tap_openai_costs.costs_api.client" in {r.name for r in caplog.records}
 
 
 def test_non_json_success_body_is_an_error():

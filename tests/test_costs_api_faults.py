@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from openai_costs.export import CURRENT_COLUMNS, month_days, unix_of
-from tap_openai_costs.export_renderer import fetch_exports, render_export
-from tap_openai_costs.openai_client import OpenAIAPIError, OpenAICostsClient
+from tap_openai_costs.costs_api.client import OpenAIAPIError, OpenAICostsClient
+from tap_openai_costs.costs_api.rendering import fetch_exports, render_export
 from tests.fake_openai import (
     DAY,
     INVALID_PAGE_TOKEN,
@@ -429,7 +429,7 @@ def test_a_refused_page_token_is_answered_by_asking_from_the_first_missing_day(
             "OpenAI GET /v1/organization/costs: attempt 1, HTTP 400, not retrying",
         ),
         (
-            "tap_openai_costs.openai_client",
+            "tap_openai_costs.costs_api.client",
             "OpenAI costs from 2025-10-01 to 2025-10-07: OpenAI refused its own next_page "
             f"cursor after the bucket for 2025-10-01 (HTTP 400: {INVALID_PAGE_TOKEN}); asking "
             "again from 2025-10-02, without a cursor (refusal 1 of 3)",

@@ -11,8 +11,8 @@ from datetime import date
 import pytest
 
 from openai_costs.export import CURRENT_COLUMNS
-from tap_openai_costs.export_renderer import FieldNotes, export_month
-from tap_openai_costs.openai_client import OpenAICostsClient
+from tap_openai_costs.costs_api.client import OpenAICostsClient
+from tap_openai_costs.costs_api.rendering import FieldNotes, export_month
 from tests.api_tap import KEY, ORG, run_api_tap
 from tests.fake_openai import FakeOpenAI, live_result, number, project, result
 from tests.tap_output import built_months

@@ -12,7 +12,7 @@ import pytest
 from singer_sdk.exceptions import ConfigValidationError
 
 from openai_costs.export import month_days, unix_of
-from tap_openai_costs.api_witness import disagreement, tolerance
+from tap_openai_costs.costs_api.witness import disagreement, tolerance
 from tap_openai_costs.streams import CostsStream, TapStopped
 from tap_openai_costs.tap import TapOpenAICosts
 from tests.exports import ORG, export, month_rows, write

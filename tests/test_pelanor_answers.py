@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from openai_costs.safe_http import ANSWER_LIMIT
-from tap_openai_costs.openai_client import OpenAIAPIError, OpenAICostsClient
+from tap_openai_costs.costs_api.client import OpenAIAPIError, OpenAICostsClient
 from target_pelanor.client import (
     PelanorClient,
     PelanorError,

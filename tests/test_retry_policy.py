@@ -4,15 +4,18 @@ injected, so every delay, attempt count and message is exact, and no socket is o
 from __future__ import annotations
 
 import logging
+import socket
 
 import httpx
 import pytest
 
 from openai_costs.safe_http import (
+    BearerClient,
     Deadline,
     GaveUp,
     Refused,
     RetryPolicy,
+    ServiceError,
     error_message,
     is_retryable,
     retry_after_seconds,
@@ -350,3 +353,99 @@ def test_giving_up_is_logged_with_the_time_spent(fake_time, caplog):
     assert [r.getMessage() for r in caplog.records][-1] == (
         f"{WHAT}: attempt 2, status 503, giving up after 1.0s"
     )
+
+
+# -- the outcomes as a client's own errors --------------------------------------------------
+
+
+class ServiceDown(ServiceError):
+    """A client's error."""
+
+
+class ServiceSaidNo(ServiceDown):
+    """The same client's error for a refusal."""
+
+
+def bearer_client(fake_time: FakeClock, max_retry_seconds: float = 300) -> BearerClient:
+    return BearerClient(
+        secret="sk-admin-SECRET",
+        setting="admin_api_key",
+        request_timeout=60,
+        max_retry_seconds=max_retry_seconds,
+        sleep=fake_time.sleep,
+        random=lambda: 0.5,
+        clock=fake_time.clock,
+        transport=httpx.MockTransport(lambda request: OK),
+    )
+
+
+def rejection(status: int, message: str) -> str:
+    return f"refused (HTTP {status}): {message}"
+
+
+def test_a_client_gets_the_answer_and_the_attempts(fake_time):
+    request = Answers(fake_time, busy(), OK)
+    sent = bearer_client(fake_time).send_or_raise(WHAT, request, ServiceDown, rejection)
+    assert sent == (OK, 2)
+
+
+def test_a_refusal_becomes_the_clients_rejection_with_its_text(fake_time):
+    answer = httpx.Response(401, json={"error": {"message": "Incorrect key sk-admin-SECRET"}})
+    with pytest.raises(ServiceSaidNo) as raised:
+        bearer_client(fake_time).send_or_raise(
+            WHAT,
+            Answers(fake_time, busy(), answer),
+            ServiceDown,
+            rejection,
+            rejected_type=ServiceSaidNo,
+        )
+    error = raised.value
+    assert (str(error), error.status_code, error.attempts) == (
+        "refused (HTTP 401): Incorrect key ***",
+        401,
+        2,
+    )
+    assert error.__cause__ is None
+    assert error.__suppress_context__
+
+
+def test_a_refusal_is_the_clients_error_when_it_has_no_rejection_type(fake_time):
+    with pytest.raises(ServiceDown) as raised:
+        bearer_client(fake_time).send_or_raise(
+            WHAT, Answers(fake_time, busy(404, "gone")), ServiceDown, rejection
+        )
+    assert type(raised.value) is ServiceDown
+    assert str(raised.value) == "refused (HTTP 404): gone"
+
+
+def test_giving_up_becomes_the_clients_error_with_the_policys_text(fake_time):
+    with pytest.raises(ServiceDown) as raised:
+        bearer_client(fake_time, max_retry_seconds=1).send_or_raise(
+            WHAT, Answers(fake_time, busy()), ServiceDown, rejection, rejected_type=ServiceSaidNo
+        )
+    error = raised.value
+    assert type(error) is ServiceDown
+    assert (str(error), error.status_code, error.attempts) == (
+        f"{WHAT} failed after 2 attempts over 0s: last error HTTP 503: Service unavailable",
+        503,
+        2,
+    )
+    assert error.__suppress_context__
+
+
+def test_a_problem_not_retried_becomes_the_clients_error(fake_time):
+    unknown = httpx.ConnectError("[Errno -2] Name or service not known")
+    unknown.__cause__ = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    with pytest.raises(ServiceDown) as raised:
+        bearer_client(fake_time).send_or_raise(
+            WHAT, Answers(fake_time, unknown), ServiceDown, rejection, rejected_type=ServiceSaidNo
+        )
+    error = raised.value
+    assert type(error) is ServiceDown
+    assert (str(error), error.status_code, error.attempts) == (
+        f"{WHAT} failed: the host name the host does not resolve (Name or service not "
+        "known); not retried: check the URL setting (and this machine's DNS)",
+        None,
+        1,
+    )
+    assert fake_time.sleeps == []

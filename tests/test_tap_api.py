@@ -158,9 +158,21 @@ def test_the_admin_key_appears_nowhere(monkeypatch, capsys, openai, caplog, tmp_
     ],
 )
 def test_which_months_are_read(today, read_before, expected):
-    from tap_openai_costs.inputs import months_to_read
+    from tap_openai_costs.costs_api.schedule import months_to_read
 
     assert months_to_read("2025-09", today, 3, read_before) == expected
+
+
+def test_months_sealed_for_another_organization_do_not_count_as_read():
+    from tap_openai_costs.costs_api.schedule import months_due
+
+    delivered = {"org-other/2025-09": "digest", "org-acme/2025-10": "digest"}
+    # No start month: the previous month on; 2025-09 was sealed for another organization.
+    assert months_due("org-acme", None, 3, delivered, date(2025, 11, 10)) == ["2025-11"]
+    assert months_due("org-acme", "2025-09", 3, delivered, date(2025, 11, 10)) == [
+        "2025-09",
+        "2025-11",
+    ]
 
 
 # -- the API answering badly: one error line, exit status 1, nothing sent -------------------

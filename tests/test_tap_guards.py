@@ -315,7 +315,8 @@ def test_api_months_are_deleted_when_the_run_fails(
     openai,
     tmp_path,
 ) -> None:
-    from tap_openai_costs.planner import ExportErrors, ExportReading
+    from tap_openai_costs.paths import ExportErrors
+    from tap_openai_costs.planner import ExportReading
 
     def fail(reading: ExportReading) -> list:
         assert list((tmp_path / "work").rglob("*.csv")) != []  # the months were written

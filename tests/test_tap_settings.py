@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from singer_sdk.exceptions import ConfigValidationError
 
+from tap_openai_costs.settings_check import setting_errors
 from tap_openai_costs.streams import TapStopped
 from tap_openai_costs.tap import TapOpenAICosts
 from tests.exports import ORG, cost, export, times, write
@@ -62,6 +63,29 @@ def config_errors(config: dict) -> list[str]:
 def test_bad_settings_are_one_line_each(config, errors) -> None:
     assert config_errors(config) == errors
     assert "sk-admin abc" not in json.dumps(errors)
+
+
+def test_every_bad_setting_is_said_at_once_in_a_fixed_order() -> None:
+    config = {
+        "organization_id": " ",
+        "source": "api",
+        "check_against_api": True,
+        "request_timeout": 0,
+        "api_base_url": "http://example.com",
+        "flattening_enabled": True,
+    }
+    assert setting_errors(config) == [
+        "organization_id is required: the organization (org-...) this tap serves",
+        "request_timeout must be a positive number of seconds (got 0)",
+        "check_against_api compares export files with the Costs API, but source is api (the "
+        "months come from the API already): unset check_against_api",
+        "admin_api_key is required when source is api",
+        "organization_name is required when source is api",
+        "api_base_url must use https; plain http is only allowed for loopback hosts "
+        "(127.0.0.0/8, ::1, localhost), got http://example.com",
+        "flattening_enabled is not supported: the layout and seal records must reach the "
+        "loader whole (a warehouse stores layout as a JSON column); remove flattening_enabled",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -19,8 +19,8 @@ from singer_sdk.helpers._batch import BatchConfig
 
 from openai_costs.batches import STALE_SECONDS, BatchReaders, BatchRun, remove_stale_batches
 from openai_costs.export import month_days
-from tap_openai_costs.export_renderer import AmountTooLarge, decimal_text
-from tap_openai_costs.planner import ExportErrors, expand_paths
+from tap_openai_costs.costs_api.rendering import AmountTooLarge, decimal_text
+from tap_openai_costs.paths import ExportErrors, expand_paths
 from target_pelanor.delivery import Delivery
 from target_pelanor.stopping import RunStopped
 from tests.exports import ORG, SAMPLES, TODAY, cost, export, month_rows, write

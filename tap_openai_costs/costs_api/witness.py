@@ -14,7 +14,7 @@ exports'. Rules:
 - An API that cannot be read (unreachable, the key refused, an answer off its shape) stops
   the month too, and the months after it are not checked, so not sealed either.
 - The API's answer is checked as strictly as when it is the source
-  (:mod:`tap_openai_costs.export_renderer`): no missing day is taken as zero.
+  (:mod:`tap_openai_costs.costs_api.rendering`): no missing day is taken as zero.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from decimal import Decimal
 from typing import Final
 
 from openai_costs.export import DAY_SECONDS, EXACT, describe_days, format_decimal, unix_of
-from tap_openai_costs.export_renderer import FieldNotes, checked_days, cost_amount
-from tap_openai_costs.openai_client import RETRY_ADVICE, OpenAIAPIError, OpenAICostsClient
+from tap_openai_costs.costs_api.client import RETRY_ADVICE, OpenAIAPIError, OpenAICostsClient
+from tap_openai_costs.costs_api.rendering import FieldNotes, checked_days, cost_amount
 
 __all__ = [
     "TOLERANCE_MINIMUM",

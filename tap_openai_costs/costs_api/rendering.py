@@ -54,12 +54,23 @@ from openai_costs.export import (
     upload_filename,
 )
 from openai_costs.safe_http import one_line
-from tap_openai_costs.openai_client import (
+from tap_openai_costs.costs_api.client import (
     RETRY_ADVICE,
     OpenAIAPIError,
     OpenAICostsClient,
     object_problem,
     show_value,
+)
+from tap_openai_costs.costs_api.spec import (
+    AMOUNT_FIELDS,
+    BUCKET_FIELDS,
+    BUCKET_ISO,
+    BUCKET_OBJECT,
+    NAME_FIELDS,
+    RESULT_FIELDS,
+    RESULT_OBJECT,
+    RESULT_ORGANIZATION,
+    RESULT_TEXT_FIELDS,
 )
 
 __all__ = [
@@ -76,38 +87,6 @@ __all__ = [
 ]
 
 UTC = timezone.utc  # datetime.UTC needs Python 3.11
-
-#: The ``object`` values of a bucket and a result in the published spec.
-BUCKET_OBJECT: Final = "bucket"
-RESULT_OBJECT: Final = "organization.costs.result"
-
-# A CostsResult's fields, checked against openai/openai-openapi openapi.yaml
-# (components.schemas.CostsResult at f85dbe2 of 2026-08-21): object, amount {value,
-# currency}, line_item, project_id, api_key_id, quantity, quantity_unit. The live API also
-# sends organization_id, project_name, organization_name, user_id and user_email (a
-# verbatim 2026 response); user_id, user_email and api_source are columns of the
-# dashboard's wider export too. Each becomes the export column of the same name.
-_RESULT_TEXT_FIELDS: Final = (
-    "line_item",
-    "project_id",
-    "api_key_id",
-    "quantity_unit",
-    "user_id",
-    "user_email",
-    "api_source",
-)
-#: Fields a result may carry to fill a column, else from the projects list or settings.
-_NAME_FIELDS: Final = ("project_name", "organization_name")
-_RESULT_ORGANIZATION: Final = "organization_id"
-_RESULT_FIELDS: Final = frozenset(
-    {"object", "amount", "quantity", *_RESULT_TEXT_FIELDS, *_NAME_FIELDS, _RESULT_ORGANIZATION}
-)
-_AMOUNT_FIELDS: Final = frozenset({"value", "currency"})
-#: A bucket's fields: the spec's, and the ISO times the live API adds.
-_BUCKET_ISO: Final = {"start_time_iso": "start_time", "end_time_iso": "end_time"}
-_BUCKET_FIELDS: Final = frozenset(
-    {"object", "start_time", "end_time", "results", "result", *_BUCKET_ISO}
-)
 
 #: Decimal text as JSON carries it, in a string or as a number: digits, an optional
 #: fraction and exponent (``0E-6176`` is a 128-bit decimal's zero). Never ``NaN``,
@@ -302,7 +281,7 @@ def _bucket_day(bucket: Any, position: int, notes: FieldNotes) -> date:
             f"OpenAI returned a cost bucket from {start} to {end!r} that is not one whole UTC "
             "day; request 1d buckets from 00:00 UTC"
         )
-    for name, unix_name in _BUCKET_ISO.items():
+    for name, unix_name in BUCKET_ISO.items():
         text = bucket.get(name)
         if text is not None and not _same_instant(text, bucket[unix_name]):
             raise OpenAIAPIError(
@@ -310,8 +289,8 @@ def _bucket_day(bucket: Any, position: int, notes: FieldNotes) -> date:
                 f"is not {unix_name} {bucket[unix_name]} ({iso_of(bucket[unix_name])}); "
                 f"{RETRY_ADVICE}"
             )
-    if not bucket.keys() <= _BUCKET_FIELDS:
-        notes.note("bucket", bucket.keys() - _BUCKET_FIELDS)
+    if not bucket.keys() <= BUCKET_FIELDS:
+        notes.note("bucket", bucket.keys() - BUCKET_FIELDS)
     return day
 
 
@@ -419,8 +398,8 @@ def cost_amount(
         raise fault(f"is not an object: {one_line(repr(result), 60)}")
     if problem := object_problem(result, RESULT_OBJECT):
         raise fault(problem)  # e.g. a usage result: its fields are not the question
-    if not result.keys() <= _RESULT_FIELDS:
-        notes.note("result", result.keys() - _RESULT_FIELDS)
+    if not result.keys() <= RESULT_FIELDS:
+        notes.note("result", result.keys() - RESULT_FIELDS)
     if "amount" not in result:
         raise fault("has no amount")
     amount = result["amount"]
@@ -428,7 +407,7 @@ def cost_amount(
         raise fault(f"has amount {show_value(amount)}, expected an object with value and currency")
     # Unlike a result's, an unknown field of the amount could qualify it (a credit, a
     # discount): that would be a silently wrong number, so it stops the month.
-    extra = sorted(key for key in amount.keys() - _AMOUNT_FIELDS if amount[key] is not None)
+    extra = sorted(key for key in amount.keys() - AMOUNT_FIELDS if amount[key] is not None)
     if extra:
         raise fault(
             f"has amount field(s) this tap does not know: "
@@ -445,7 +424,7 @@ def cost_amount(
             f"has amount.currency {currency!r}, but Pelanor accepts USD only",
             "nothing was sealed; Pelanor takes OpenAI costs in USD only",
         )
-    organization = result.get(_RESULT_ORGANIZATION)
+    organization = result.get(RESULT_ORGANIZATION)
     if organization is not None and organization != organization_id:
         raise fault(
             f"belongs to organization {show_value(organization)}, not {organization_id!r}",
@@ -465,7 +444,7 @@ def _cost_values(day: date, number: int, result: Any, context: _Context) -> dict
         ),
         "organization_id": context.organization_id,
     }
-    for name in (*_RESULT_TEXT_FIELDS, *_NAME_FIELDS):
+    for name in (*RESULT_TEXT_FIELDS, *NAME_FIELDS):
         values[name] = _text_field(result, name, name, fault)
     values["organization_name"] = values["organization_name"] or context.organization_name
     project_id = values["project_id"]

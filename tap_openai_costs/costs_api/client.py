@@ -23,7 +23,7 @@ import logging
 import random as _random
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Final
 
@@ -36,18 +36,25 @@ from openai_costs.export import (
 )
 from openai_costs.safe_http import (
     BearerClient,
-    GaveUp,
-    Refused,
     ServiceError,
     answer_cut,
     check_base_url,
     describe_size,
     one_line,
 )
+from tap_openai_costs.costs_api.spec import (
+    COSTS_GROUP_BY,
+    COSTS_PAGE_LIMIT,
+    COSTS_PATH,
+    DEFAULT_BASE_URL,
+    PAGE_OBJECT,
+    PROJECTS_PAGE_LIMIT,
+    PROJECTS_PATH,
+)
 
 __all__ = [
-    "COSTS_PATH",
-    "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_RETRY_SECONDS",
+    "DEFAULT_REQUEST_TIMEOUT",
     "PAGE_TOKEN_REFUSALS",
     "RETRY_ADVICE",
     "OpenAIAPIError",
@@ -55,27 +62,18 @@ __all__ = [
     "check_api_base_url",
     "describe_span",
     "object_problem",
+    "openai_client",
     "show_value",
 ]
 
-DEFAULT_BASE_URL = "https://api.openai.com"
-COSTS_PATH: Final = "/v1/organization/costs"
-PROJECTS_PATH: Final = "/v1/organization/projects"
-#: Buckets (days) per page. The API allows 1 to 180, but a page is one JSON document,
-#: read whole: one day per page is what keeps a month out of memory (a busy day is tens of
-#: MB of JSON; 180 of them are not). A month costs about 31 requests.
-COSTS_PAGE_LIMIT: Final = 1
-PROJECTS_PAGE_LIMIT: Final = 100
+#: Seconds: each whole request to OpenAI, and all attempts of one together (the
+#: ``request_timeout`` and ``max_retry_seconds`` settings' defaults).
+DEFAULT_REQUEST_TIMEOUT: Final = 60
+DEFAULT_MAX_RETRY_SECONDS: Final = 300
 #: How much of one answer is read: a day of a large organization is tens of MB of JSON.
 ANSWER_LIMIT: Final = 256 << 20
-#: The export's grouping: one row per day, line item and project.
-COSTS_GROUP_BY: Final = ("line_item", "project_id")
 #: Refusals of a next_page cursor in a row, with no new day in between, before giving up.
 PAGE_TOKEN_REFUSALS: Final = 3
-
-#: The ``object`` values of the published spec (openai/openai-openapi, openapi.yaml:
-#: UsageResponse, UsageTimeBucket, CostsResult).
-PAGE_OBJECT: Final = "page"
 
 logger = logging.getLogger(__name__)
 
@@ -136,8 +134,8 @@ class OpenAICostsClient(BearerClient):
         *,
         admin_api_key: str,
         base_url: str = DEFAULT_BASE_URL,
-        request_timeout: float = 60.0,
-        max_retry_seconds: float = 300.0,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        max_retry_seconds: float = DEFAULT_MAX_RETRY_SECONDS,
         sleep: Callable[[float], None] = time.sleep,
         random: Callable[[], float] = _random.random,
         clock: Callable[[], float] = time.monotonic,
@@ -180,7 +178,7 @@ class OpenAICostsClient(BearerClient):
         Follows ``has_more``/``next_page`` whatever a page holds (a page may hold fewer
         buckets than ``limit``, even none). Each page must be the documented ``page``
         object; the buckets are checked by the caller
-        (:mod:`tap_openai_costs.export_renderer`). JSON numbers arrive as exact
+        (:mod:`tap_openai_costs.costs_api.rendering`). JSON numbers arrive as exact
         :class:`~decimal.Decimal` or ``int`` (never a float); strings stay strings.
 
         A refused cursor is answered by a new request from the first day not yet
@@ -308,18 +306,12 @@ class OpenAICostsClient(BearerClient):
 
     def _get_json(self, path: str, params: list[_Param]) -> dict[str, Any]:
         """One GET, retried on 408/429/5xx/timeouts/transport errors within the budget."""
-        try:
-            response, _ = self._retries.send(f"OpenAI GET {path}", lambda: self._send(path, params))
-        except Refused as refused:
-            raise OpenAIAPIError(
-                _rejection_text(path, refused.status, refused.message),
-                status_code=refused.status,
-                attempts=refused.attempts,
-            ) from None
-        except GaveUp as gave_up:
-            raise OpenAIAPIError(
-                str(gave_up), status_code=gave_up.status, attempts=gave_up.attempts
-            ) from None
+        response, _ = self.send_or_raise(
+            f"OpenAI GET {path}",
+            lambda: self._send(path, params),
+            OpenAIAPIError,
+            lambda status, message: _rejection_text(path, status, message),
+        )
         return self._parse(path, response)
 
     def _send(self, path: str, params: list[_Param]) -> httpx.Response:
@@ -356,6 +348,16 @@ class OpenAICostsClient(BearerClient):
     def _scrub(self, text: str) -> str:
         """Also remove anything key-like: OpenAI echoes a masked key in its 401 message."""
         return super()._scrub(_KEY_LIKE.sub("sk-***", text))
+
+
+def openai_client(config: Mapping[str, Any]) -> OpenAICostsClient:
+    """The Costs API client the settings describe (checked when the tap started)."""
+    return OpenAICostsClient(
+        admin_api_key=config["admin_api_key"],
+        base_url=config.get("api_base_url", DEFAULT_BASE_URL),
+        request_timeout=float(config.get("request_timeout", DEFAULT_REQUEST_TIMEOUT)),
+        max_retry_seconds=float(config.get("max_retry_seconds", DEFAULT_MAX_RETRY_SECONDS)),
+    )
 
 
 def describe_span(start_time: int, end_time: int) -> str:
