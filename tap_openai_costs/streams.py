@@ -15,7 +15,7 @@ import functools
 import itertools
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -42,6 +42,7 @@ from openai_costs.export import (
 )
 from openai_costs.user_errors import stop
 from openai_costs.work_folder import WorkFolderError, open_work_folder
+from tap_openai_costs import fast_records
 from tap_openai_costs.inputs import InputProblems, changed_months, read_exports
 from tap_openai_costs.message_writer import BufferedMsgSpecWriter
 from tap_openai_costs.planner import cannot_read
@@ -193,6 +194,15 @@ class CostsStream(Stream):
         self._announce_month_streams()
         for month, rows, tally in self._months():
             yield from self._records_of(month, rows, tally)
+
+    def _sync_records(
+        self, context: Context | None = None, *, write_messages: bool = True
+    ) -> Generator[dict[str, Any], Any, Any]:
+        """The SDK's record loop, or the same without its per-record machinery when
+        nothing would change a record (see fast_records)."""
+        if write_messages and fast_records.fallback_reason(self, context) is None:
+            return fast_records.sync_records(self)
+        return super()._sync_records(context, write_messages=write_messages)
 
     def get_batches(
         self, batch_config: BatchConfig, context: Context | None = None
