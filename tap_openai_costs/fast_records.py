@@ -17,23 +17,23 @@ message writer. Driven by the stream's settings only, never by its fields.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+import functools
+from collections.abc import Callable, Generator
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, cast
 
+from singer_sdk import Stream
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.mapper import SameRecordTransform
 
 from tap_openai_costs.message_writer import BufferedMsgSpecWriter
 
 if TYPE_CHECKING:
-    from singer_sdk import Stream
     from singer_sdk.helpers.types import Context
 
 
-def utc_now() -> datetime:
-    """Each record's ``time_extracted``, as the SDK takes it (a seam for tests)."""
-    return datetime.now(timezone.utc)
+#: Each record's ``time_extracted``, as the SDK takes it (a seam for tests).
+utc_now: Callable[[], datetime] = functools.partial(datetime.now, timezone.utc)
 
 
 def fallback_reason(stream: Stream, context: Context | None) -> str | None:
@@ -65,32 +65,49 @@ def sync_records(stream: Stream) -> Generator[dict[str, Any], Any, None]:
     would return the record unchanged."""
     writer = stream._tap.message_writer
     assert isinstance(writer, BufferedMsgSpecWriter)  # checked by fallback_reason
-    name, version = stream.name, stream._stream_version
+    name, version, clock = stream.name, stream._stream_version, utc_now
     every = stream.STATE_MSG_FREQUENCY
     state_manager = stream.state_manager
+    # Looked up once: this loop runs for every row of a backfill.
+    post_process = None if type(stream).post_process is Stream.post_process else stream.post_process
+    process, write = stream._process_record, writer.write_record
     record_counter, timer = stream.get_record_counter(), stream.get_sync_timer()
     with record_counter, timer:
         record_counter.with_context({})
         timer.with_context({})
         partition_context = stream._get_state_partition_context(None)
         stream._write_starting_replication_value(None)
+        count = record_counter.increment
         written = 0
         for raw in stream.get_records(None):
             # A (record, context) tuple, deprecated in the SDK, is never yielded here.
-            record = stream.post_process(cast("dict[str, Any]", raw), None)
-            if record is None:
-                continue
-            stream._process_record(record, partition_context=partition_context)
-            message: dict[str, Any] = {"type": "RECORD", "stream": name, "record": record}
-            if version is not None:
-                message["version"] = version
-            message["time_extracted"] = utc_now()
-            writer.write_record(message)
+            record = cast("dict[str, Any]", raw)
+            if post_process is not None:
+                processed = post_process(record, None)
+                if processed is None:
+                    continue
+                record = processed
+            process(record, partition_context=partition_context)
+            # RecordMessage.to_dict's keys, in its order.
+            if version is None:
+                write(
+                    {"type": "RECORD", "stream": name, "record": record, "time_extracted": clock()}
+                )
+            else:
+                write(
+                    {
+                        "type": "RECORD",
+                        "stream": name,
+                        "record": record,
+                        "version": version,
+                        "time_extracted": clock(),
+                    }
+                )
             state_manager.is_flushed = False
             written += 1
             if written % every == 0:
                 stream._write_state_message()
-            record_counter.increment()
+            count()
             yield record
         if partition_context is None:
             stream._finalize_state(stream.get_context_state(None))

@@ -20,6 +20,7 @@ target adds ``_sdc_`` metadata, or the sink is not the one it knows.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
@@ -79,7 +80,8 @@ class FastRecords:
         sink.tally_record_read()
         sink.add_row(row)
         sink.record_counter_metric.increment()
-        sink._after_process_record({})
+        if plan.after_each:
+            sink._after_process_record({})
         if sink.is_full:
             target.logger.info(
                 "Target sink for '%s' is full. Current size is '%s'. Draining...",
@@ -101,6 +103,8 @@ class _Plan(msgspec.Struct, frozen=True):
     sink: CostRowsSink
     #: Decodes a line into a message whose record has the stream schema's type.
     decode: Callable[[str], Any]
+    #: Whether the sink's after-record hook does anything: the SDK's only logs at debug.
+    after_each: bool
 
 
 def _plan(maps: list[Any] | None, sink: Sink | None) -> _Plan | None:
@@ -125,7 +129,9 @@ def _plan(maps: list[Any] | None, sink: Sink | None) -> _Plan | None:
         "CostsRecordLine",
         [("type", Literal["RECORD"]), ("stream", Literal["costs"]), ("record", record_type)],
     )
-    return _Plan(sink, msgspec.json.Decoder(line_type).decode)
+    after_each = type(sink)._after_process_record is not Sink._after_process_record
+    after_each |= sink.logger.isEnabledFor(logging.DEBUG)
+    return _Plan(sink, msgspec.json.Decoder(line_type).decode, after_each)
 
 
 def record_type_of(schema: dict[str, Any], key_properties: Sequence[str]) -> type[Any] | None:

@@ -305,24 +305,18 @@ def test_a_costs_record_is_judged_alike_on_both_paths(
         assert fast.stopped.startswith("a costs record")
 
 
-def test_a_stream_map_on_the_target_takes_the_sdk_path(
-    tmp_path, acme_messages, capsys, caplog
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"stream_maps": {"costs": {"note": "'kept apart'"}}},
+        {"validate_records": False},
+        {"add_record_metadata": True},
+    ],
+)
+def test_a_map_or_setting_that_changes_records_takes_the_sdk_path_on_the_target(
+    tmp_path, acme_messages, capsys, caplog, setting
 ) -> None:
-    config = {
-        "organization_id": ORG,
-        "dry_run": True,
-        "stream_maps": {"costs": {"note": "'kept apart'"}},
-    }
-    run = _run_target(
-        config, acme_messages, fast=True, capsys=capsys, caplog=caplog, output=tmp_path / "out"
-    )
-    assert run.stopped is None
-    assert run.fast_lines == 0
-    assert run.files["cost_2025-10-01_2025-11-01.csv"] == ACME_OCT.read_bytes()
-
-
-def test_unvalidated_records_take_the_sdk_path(tmp_path, acme_messages, capsys, caplog) -> None:
-    config = {"organization_id": ORG, "dry_run": True, "validate_records": False}
+    config = {"organization_id": ORG, "dry_run": True} | setting
     run = _run_target(
         config, acme_messages, fast=True, capsys=capsys, caplog=caplog, output=tmp_path / "out"
     )
