@@ -52,7 +52,6 @@ class FastRecords:
 
     def __init__(self, target: Target) -> None:
         self.target = target
-        self._maps: object = None
         self._sink: object = None
         self._plan: _Plan | None = None
 
@@ -62,11 +61,10 @@ class FastRecords:
         if not line.startswith(PREFIX):
             return False
         target = self.target
+        # A SCHEMA message that changes the stream's map also changes its sink: the SDK
+        # makes a new sink whenever the mapped schema or key properties change.
         active = target._sinks_active.get(contract.COSTS)
-        if (
-            active is not self._sink
-            or target.mapper.stream_maps.get(contract.COSTS) is not self._maps
-        ):
+        if active is not self._sink:
             self._replan(active)
         plan = self._plan
         if plan is None:
@@ -93,10 +91,9 @@ class FastRecords:
         return True
 
     def _replan(self, sink: Sink | None) -> None:
-        """A new SCHEMA message gives the stream a new map and sink: plan for them."""
-        self._maps = self.target.mapper.stream_maps.get(contract.COSTS)
+        """A SCHEMA message gave the stream a new sink (and maybe map): plan for them."""
         self._sink = sink
-        self._plan = _plan(self._maps, sink)
+        self._plan = _plan(self.target.mapper.stream_maps.get(contract.COSTS), sink)
 
 
 class _Plan(msgspec.Struct, frozen=True):

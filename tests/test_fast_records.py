@@ -305,6 +305,30 @@ def test_a_costs_record_is_judged_alike_on_both_paths(
         assert fast.stopped.startswith("a costs record")
 
 
+def test_a_new_schema_midway_is_applied_on_both_paths(
+    tmp_path, acme_messages, capsys, caplog
+) -> None:
+    lines = acme_messages.splitlines(keepends=True)
+    schema = json.loads(next(line for line in lines if '"SCHEMA","stream":"costs"' in line))
+    schema["schema"]["properties"]["note"] = {"type": ["string"]}
+    schema["schema"]["required"].append("note")
+    fifth = next(
+        i for i, line in enumerate(lines) if '"stream":"costs"' in line and '"row":5,' in line
+    )
+    lines.insert(fifth, json.dumps(schema, separators=(",", ":")) + "\n")
+    config = {"organization_id": ORG, "dry_run": True}
+    fast, sdk = (
+        _run_target(
+            config, "".join(lines), fast=f, capsys=capsys, caplog=caplog, output=tmp_path / f"{f}"
+        )
+        for f in (True, False)
+    )
+    assert fast.fast_lines == 4  # the rows before the new schema
+    assert fast.stopped == sdk.stopped
+    assert fast.stopped is not None
+    assert "data must contain ['note'] properties" in fast.stopped
+
+
 @pytest.mark.parametrize(
     "setting",
     [
