@@ -2,14 +2,17 @@
 
     .venv/bin/python bench/run.py [--rows 1000000] [--also-rows 3000000] [--peer-rows N]
         [--skip-peers] [--daily-rows 150000] [--skip-daily] [--only-daily] [--skip-api]
+        [--repeat 1]
 
 Generates a realistic one-month export (bench/generate_export.py) into bench/data/, then
 runs each stage as separate OS processes and reports wall time, rows/s and the peak RSS of
 every process:
 
-- tap        tap-openai-costs writing its Singer messages to a file
+- tap        tap-openai-costs writing its Singer messages to a file (rows in BATCH files)
 - target     target-pelanor (dry_run, output_dir) reading that file
 - e2e        tap-openai-costs | target-pelanor, piped
+- tap-records, target-records, e2e-records
+             the same three with every row a RECORD message (no batch_config)
 - floor      bench/csv_copy.py: Python's csv module reading and writing the same file
 - peers      tap-spreadsheets | target-csv (MeltanoLabs), the generic SDK pair, piped
 - daily-*    the daily run over 12 monthly exports (``--daily-rows`` each): the first-time
@@ -18,7 +21,9 @@ every process:
 - api-month  bench/api_month.py: the Costs API source on a 1M-row month
 
 It checks that the month file target-pelanor writes is byte-identical to the input, prints a
-table, then one JSON line with every figure, the ratios and the issue's goals.
+table, then one JSON line with every figure, the ratios and the issue's goals. With
+``--repeat N`` the one-month stages and the floor run N times, taking turns, and each
+stage's figures are those of its median run (its seconds of every run are kept in the JSON).
 
 How peak RSS is measured: each process is started with subprocess.Popen and reaped with
 ``os.wait4(pid)``, which returns that one process's ``struct rusage``; its ``ru_maxrss`` is
@@ -35,6 +40,7 @@ import filecmp
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -67,6 +73,11 @@ GOAL_PEAK_RSS_MB = 200.0
 GOAL_DAILY_UNCHANGED = 0.10  # of the backfill's seconds
 GOAL_DAILY_ONE_CHANGED = 0.25
 FLAT_TOLERANCE = 0.10  # "flat": the bigger month's peak at most 10% above the smaller's
+# The RECORD path's goals, as a stage's seconds over the floor's seconds in the same run.
+GOAL_E2E_RECORDS_VS_FLOOR = 3.0
+GOAL_E2E_BATCH_VS_FLOOR = 2.0
+GOAL_RECORDS_SPEEDUP = 1.7  # tap and target alone, each, against --before's
+GOAL_RECORDS_PEAK_RSS_MB = 64.0
 
 
 @dataclass
@@ -134,6 +145,7 @@ class Command:
     argv: list[str]
     stdin: Path | None = None  # None: from the previous command's stdout (or nothing)
     stdout: Path | None = None  # None: into the next command's stdin (or discarded)
+    env: dict[str, str] | None = None  # added to this process's environment
 
 
 def run_pipeline(stage: str, commands: list[Command], rows: int, logs: Path) -> Stage:
@@ -161,7 +173,8 @@ def run_pipeline(stage: str, commands: list[Command], rows: int, logs: Path) -> 
         stderr_path = logs / f"{stage}.{command.name}.stderr.log"
         stderr = stderr_path.open("wb")
         opened.append(stderr)
-        popen = subprocess.Popen(command.argv, stdin=stdin, stdout=stdout, stderr=stderr)
+        env = None if command.env is None else os.environ | command.env
+        popen = subprocess.Popen(command.argv, stdin=stdin, stdout=stdout, stderr=stderr, env=env)
         if previous_stdout is not None:
             previous_stdout.close()  # only the child holds the pipe: it sees EOF / EPIPE
         previous_stdout = popen.stdout
@@ -246,13 +259,17 @@ class Ours:
     """tap-openai-costs and target-pelanor on one export.
 
     ``batch`` (the default, as meltano.yml sets it for target-pelanor) moves rows in BATCH
-    files; without it every row is a RECORD message, the plain Singer path.
+    files; without it every row is a RECORD message, the plain Singer path. ``code``: run
+    the plugins' code from this folder instead (``PYTHONPATH``; see :func:`check_code`).
     """
 
-    def __init__(self, export: Path, rows: int, work: Path, batch: bool = True) -> None:
+    def __init__(
+        self, export: Path, rows: int, work: Path, batch: bool = True, code: Path | None = None
+    ) -> None:
         self.export = export
         self.rows = rows
         self.work = work
+        self.env = None if code is None else {"PYTHONPATH": str(code)}
         venv_bin = project_bin()
         self.tap = bin_of(venv_bin, "tap-openai-costs")
         self.target = bin_of(venv_bin, "target-pelanor")
@@ -280,26 +297,28 @@ class Ours:
             written.unlink()
         return same
 
-    def tap_alone(self, messages: Path) -> Stage:
-        tap = Command("tap", [self.tap, "--config", str(self.tap_config)], stdout=messages)
-        stage = run_pipeline("tap", [tap], self.rows, self.work / "logs")
+    def tap_alone(self, messages: Path, name: str = "tap") -> Stage:
+        tap = Command(
+            "tap", [self.tap, "--config", str(self.tap_config)], stdout=messages, env=self.env
+        )
+        stage = run_pipeline(name, [tap], self.rows, self.work / "logs")
         stage.checks["singer_mib"] = round(messages.stat().st_size / MiB, 1)
         return stage
 
-    def target_alone(self, messages: Path) -> Stage:
-        output = fresh_dir(self.work / "out-target")
+    def target_alone(self, messages: Path, name: str = "target") -> Stage:
+        output = fresh_dir(self.work / f"out-{name}")
         argv = [self.target, "--config", str(self.target_config(output))]
-        stage = run_pipeline(
-            "target", [Command("target", argv, stdin=messages)], self.rows, self.work / "logs"
-        )
+        target = Command("target", argv, stdin=messages, env=self.env)
+        stage = run_pipeline(name, [target], self.rows, self.work / "logs")
         stage.checks["byte_identical"] = self.identical(output)
         return stage
 
-    def end_to_end(self) -> Stage:
-        output = fresh_dir(self.work / "out-e2e")
-        tap = Command("tap", [self.tap, "--config", str(self.tap_config)])
-        target = Command("target", [self.target, "--config", str(self.target_config(output))])
-        stage = run_pipeline("e2e", [tap, target], self.rows, self.work / "logs")
+    def end_to_end(self, name: str = "e2e") -> Stage:
+        output = fresh_dir(self.work / f"out-{name}")
+        tap = Command("tap", [self.tap, "--config", str(self.tap_config)], env=self.env)
+        target_argv = [self.target, "--config", str(self.target_config(output))]
+        target = Command("target", target_argv, env=self.env)
+        stage = run_pipeline(name, [tap, target], self.rows, self.work / "logs")
         stage.checks["byte_identical"] = self.identical(output)
         return stage
 
@@ -540,33 +559,107 @@ def _count_lines(path: Path) -> int:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
 
 
-def measure_ours(rows: int, seed: int, label: str) -> tuple[Path, list[Stage]]:
-    """tap alone, target alone and end to end on a fresh export of ``rows`` rows."""
+def measure_ours(
+    rows: int, seed: int, label: str, repeat: int = 1, before: Path | None = None
+) -> tuple[Path, list[Stage]]:
+    """tap alone, target alone and end to end on a fresh export of ``rows`` rows; at the
+    main size (no ``label``) the same three with RECORD messages, and the floor, too;
+    with ``before`` (a folder with another version's code) the RECORD stages of that
+    version as well, each right after this version's.
+
+    With ``repeat`` every stage runs that many times, the stages taking turns (so a busy
+    moment of the machine does not fall on one stage only); each stage's figures are those
+    of its median run.
+    """
     export = make_export(rows, seed)
     work = DATA / f"run-{rows}"
     work.mkdir(parents=True, exist_ok=True)
     ours = Ours(export, rows, work)
     messages = work / "tap-output.singer"
-    stages = []
     tag = label or f"@{rows}"
     runs: list[tuple[str, Callable[[], Stage]]] = [
         ("tap", lambda: ours.tap_alone(messages)),
         ("target", lambda: ours.target_alone(messages)),
         ("e2e", ours.end_to_end),
     ]
-    if not label:  # the plain RECORD path too, for comparison, at the main size only
-        runs.append(("e2e-records", Ours(export, rows, work, batch=False).end_to_end))
-    for stage_name, run in runs:
-        print(f"[{tag}] {stage_name} ...", file=sys.stderr)
-        stage = run()
-        stage.name = f"{stage_name}{label}"
+    records_messages = work / "tap-records-output.singer"
+    if not label:  # the plain RECORD path and the floor, at the main size only
+        versions = [("", records_stages(export, rows, work, None))]
+        if before is not None:
+            versions.append(("-before", records_stages(export, rows, work, before)))
+        for stage_name in ("tap-records", "target-records", "e2e-records"):
+            runs += [(f"{stage_name}{suffix}", runs_of[stage_name]) for suffix, runs_of in versions]
+        runs.append(("floor", lambda: floor(export, rows, work)))
+    measured: dict[str, list[Stage]] = {}
+    for turn in range(1, repeat + 1):
+        for stage_name, run in runs:
+            of = f" ({turn}/{repeat})" if repeat > 1 else ""
+            print(f"[{tag}] {stage_name}{of} ...", file=sys.stderr)
+            measured.setdefault(stage_name, []).append(run())
+    for leftover in (messages, records_messages, work / "tap-records-before-output.singer"):
+        leftover.unlink(missing_ok=True)
+    stages = []
+    for stage_name, done in measured.items():
+        stage = median_run(done)
+        stage.name = stage_name if stage_name == "floor" else f"{stage_name}{label}"
         stages.append(stage)
-    messages.unlink(missing_ok=True)
     return export, stages
 
 
+def records_stages(
+    export: Path, rows: int, work: Path, code: Path | None
+) -> dict[str, Callable[[], Stage]]:
+    """The RECORD stages of one version (``code``: another version's folder, or None)."""
+    suffix = "" if code is None else "-before"
+    records = Ours(export, rows, work, batch=False, code=code)
+    messages = work / f"tap-records{suffix}-output.singer"
+    return {
+        "tap-records": lambda: records.tap_alone(messages, f"tap-records{suffix}"),
+        "target-records": lambda: records.target_alone(messages, f"target-records{suffix}"),
+        "e2e-records": lambda: records.end_to_end(f"e2e-records{suffix}"),
+    }
+
+
+def check_code(code: Path) -> Path:
+    """A folder with another version's packages, as ``git worktree add DIR COMMIT`` or
+    ``git archive COMMIT | tar -x -C DIR`` leaves it; its plugins must import from it."""
+    code = code.resolve()
+    probe = "import tap_openai_costs, target_pelanor; print(tap_openai_costs.__file__)"
+    found = subprocess.run(
+        [str(project_bin() / "python"), "-c", probe],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=str(code.parent),
+        env=os.environ | {"PYTHONPATH": str(code)},
+    ).stdout.strip()
+    if not found.startswith(str(code)):
+        raise SystemExit(f"--before {code}: no tap_openai_costs package there")
+    return code
+
+
+def median_run(runs: list[Stage]) -> Stage:
+    """The run of median seconds (the lower of the two middle ones for an even count), with
+    every run's seconds, and failures or differing output of any run kept visible."""
+    if len(runs) == 1:
+        return runs[0]
+    ordered = sorted(runs, key=lambda stage: stage.seconds)
+    median = ordered[(len(ordered) - 1) // 2]
+    median.checks["runs_seconds"] = [round(stage.seconds, 3) for stage in runs]
+    median.checks["runs_cpu_seconds"] = [
+        round(sum(p.cpu_seconds for p in stage.processes), 3) for stage in runs
+    ]
+    if "byte_identical" in median.checks:
+        median.checks["byte_identical"] = all(s.checks["byte_identical"] for s in runs)
+    failed = next((stage for stage in runs if not stage.ok), None)
+    if failed is not None:
+        median.processes = failed.processes  # its exit status and log
+    median.note = f"median of {len(runs)}"
+    return median
+
+
 def print_table(stages: list[Stage]) -> None:
-    header = f"{'stage':<18} {'rows':>10} {'seconds':>9} {'rows/s':>10}  peak RSS MiB per process"
+    header = f"{'stage':<22} {'rows':>10} {'seconds':>9} {'rows/s':>10}  peak RSS MiB per process"
     print(header)
     print("-" * (len(header) + 24))
     for stage in stages:
@@ -580,7 +673,7 @@ def print_table(stages: list[Stage]) -> None:
             flags.append(stage.note)
         tail = f"  [{'; '.join(flags)}]" if flags else ""
         print(
-            f"{stage.name:<18} {stage.rows:>10,} {stage.seconds:>9.2f} "
+            f"{stage.name:<22} {stage.rows:>10,} {stage.seconds:>9.2f} "
             f"{stage.rows_per_s:>10,.0f}  {rss}{tail}"
         )
     for stage in stages:
@@ -655,6 +748,7 @@ def summarize_one_month(
     e2e = stages["e2e"]
     ours_procs = [p for name in ("tap", "target", "e2e") for p in stages[name].processes]
     ratios["e2e_vs_floor"] = ratio(e2e.rows_per_s, stages["floor"].rows_per_s)
+    summarize_records(stages, ratios, goals)
     goals["e2e_rows_per_s_at_least_50k"] = e2e.rows_per_s >= GOAL_E2E_ROWS_PER_S
     goals["peak_rss_each_process_at_most_200mb"] = all(
         p.peak_rss_mb <= GOAL_PEAK_RSS_MB for p in ours_procs
@@ -693,6 +787,65 @@ def summarize_one_month(
         )
 
 
+def summarize_records(
+    stages: dict[str, Stage], ratios: dict[str, Any], goals: dict[str, Any]
+) -> None:
+    """The RECORD path against the floor of the same run: each stage's seconds over the
+    floor's (lower is better), and the goals of the costs stream's fast record path; with
+    ``--before``, each RECORD stage's speedup over the other version's in the same run."""
+    names = ("tap-records", "target-records", "e2e-records", "e2e")
+    if any(name not in stages for name in (*names, "floor")):
+        return
+    floor_seconds, floor_cpu = stages["floor"].seconds, stages["floor"].processes[0].cpu_seconds
+    seconds_vs_floor = {name: ratio(stages[name].seconds, floor_seconds) for name in names}
+    ratios["seconds_vs_floor"] = seconds_vs_floor
+    # On a busy machine a process waits for a core; its CPU seconds change much less. With
+    # a free core for each process a pipeline takes about as long as its busier process.
+    ratios["cpu_seconds_vs_floor"] = {
+        name: ratio(max(p.cpu_seconds for p in stages[name].processes), floor_cpu) for name in names
+    }
+    goals["e2e_records_at_most_3x_floor"] = (
+        seconds_vs_floor["e2e-records"] or 0
+    ) <= GOAL_E2E_RECORDS_VS_FLOOR
+    goals["e2e_batch_at_most_2x_floor"] = (seconds_vs_floor["e2e"] or 0) <= GOAL_E2E_BATCH_VS_FLOOR
+    if "tap-records-before" in stages:
+        speedups, cpu_speedups = {}, {}
+        for name in ("tap-records", "target-records", "e2e-records"):
+            now, before = stages[name], stages[f"{name}-before"]
+            speedups[name] = speedup(before, now, "seconds")
+            cpu_speedups[name] = speedup(before, now, "cpu_seconds")
+        ratios["speedup_vs_before"] = speedups
+        ratios["cpu_speedup_vs_before"] = cpu_speedups
+        for name in ("tap-records", "target-records"):
+            goals[f"{name.replace('-', '_')}_at_least_1.7x_faster"] = (
+                speedups[name] or 0
+            ) >= GOAL_RECORDS_SPEEDUP
+    goals["records_peak_rss_each_process_at_most_64mb"] = all(
+        p.peak_rss_mb <= GOAL_RECORDS_PEAK_RSS_MB
+        for name in ("tap-records", "target-records", "e2e-records")
+        for p in stages[name].processes
+    )
+    goals["records_byte_identical"] = bool(
+        stages["target-records"].checks.get("byte_identical")
+        and stages["e2e-records"].checks.get("byte_identical")
+    )
+
+
+def speedup(before: Stage, now: Stage, measure: str) -> float | None:
+    """How many times faster ``now`` is than ``before`` (their seconds, or their processes'
+    CPU seconds); over repeated runs, the median of each turn's ratio, as the two ran one
+    right after the other."""
+    runs = f"runs_{measure}"
+    if runs in before.checks and runs in now.checks:
+        pairs = zip(before.checks[runs], now.checks[runs], strict=True)
+        return round(float(statistics.median(b / n for b, n in pairs if n)), 2)
+    if measure == "seconds":
+        return ratio(before.seconds, now.seconds)
+    return ratio(
+        sum(p.cpu_seconds for p in before.processes), sum(p.cpu_seconds for p in now.processes)
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the main month")
@@ -719,6 +872,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip-api", action="store_true", help="do not run bench/api_month.py")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="a folder with another version's code (git worktree add DIR COMMIT): also run "
+        "the RECORD stages with it, each right after this version's, for their speedups",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run the one-month stages and the floor this many times, taking turns, and "
+        "report each stage's median run",
+    )
     args = parser.parse_args(argv)
 
     stages: dict[str, Stage] = {}
@@ -741,10 +907,9 @@ def main(argv: list[str] | None = None) -> int:
 def measure_one_month(args: argparse.Namespace, stages: dict[str, Stage]) -> int | None:
     """tap, target, e2e, floor and peers on one generated month (and --also-rows); returns
     the rows of the peers' file."""
-    export, ours = measure_ours(args.rows, args.seed, "")
+    before = check_code(args.before) if args.before else None
+    export, ours = measure_ours(args.rows, args.seed, "", max(1, args.repeat), before)
     stages.update((stage.name, stage) for stage in ours)
-    print(f"[@{args.rows}] floor ...", file=sys.stderr)
-    stages["floor"] = floor(export, args.rows, DATA / f"run-{args.rows}")
 
     peer_rows = None
     if not args.skip_peers:
@@ -768,7 +933,7 @@ def measure_one_month(args: argparse.Namespace, stages: dict[str, Stage]) -> int
             )
 
     if args.also_rows:
-        _, big = measure_ours(args.also_rows, args.seed, f"@{args.also_rows}")
+        _, big = measure_ours(args.also_rows, args.seed, f"@{args.also_rows}", max(1, args.repeat))
         stages.update((stage.name, stage) for stage in big)
     return peer_rows
 

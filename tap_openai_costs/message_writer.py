@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import atexit
 import sys
+from typing import Any
 
-from singer_sdk.contrib.msgspec import MsgSpecWriter
+from singer_sdk.contrib.msgspec import MsgSpecWriter, encoder
 from singer_sdk.singerlib import Message, RecordMessage
 
 
@@ -29,6 +30,14 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
     def write_message(self, message: Message) -> None:
         self._pending += self.format_message(message)
         if len(self._pending) >= self.CHUNK or not isinstance(message, RecordMessage):
+            self.flush()
+
+    def write_record(self, message: dict[str, Any]) -> None:
+        """A RECORD message given as the dict the SDK's ``RecordMessage.to_dict`` returns,
+        encoded as :meth:`write_message` would encode it (see fast_records)."""
+        encoder.encode_into(message, self._pending, -1)
+        self._pending += b"\n"
+        if len(self._pending) >= self.CHUNK:
             self.flush()
 
     def flush(self) -> None:

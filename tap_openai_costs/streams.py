@@ -15,7 +15,7 @@ import functools
 import itertools
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -43,6 +43,7 @@ from openai_costs.export import (
 )
 from openai_costs.os_errors import advice
 from openai_costs.work_folder import WorkFolderError, open_work_folder
+from tap_openai_costs import fast_records
 from tap_openai_costs.costs_api import (
     ApiWitness,
     FieldNotes,
@@ -255,6 +256,15 @@ class CostsStream(_IncrementalByMonth):
         self._announce_month_streams()
         for month, rows, tally in self._months():
             yield from self._records_of(month, rows, tally)
+
+    def _sync_records(
+        self, context: Context | None = None, *, write_messages: bool = True
+    ) -> Generator[dict[str, Any], Any, Any]:
+        """The SDK's record loop, or the same without its per-record machinery when
+        nothing would change a record (see fast_records)."""
+        if write_messages and fast_records.fallback_reason(self, context) is None:
+            return fast_records.sync_records(self)
+        return super()._sync_records(context, write_messages=write_messages)
 
     def get_batches(
         self, batch_config: BatchConfig, context: Context | None = None

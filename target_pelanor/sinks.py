@@ -97,7 +97,13 @@ class CostRowsSink(_PelanorSink):
     def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
         if not self.streams_checked:
             self._check_streams()
-        self.delivery.add_row(self._convert(record, CostRow))
+        self.add_row(self._convert(record, CostRow))
+
+    def add_row(self, row: CostRow) -> None:
+        """One row, from a record or straight from its line (target_pelanor.fast_records)."""
+        if not self.streams_checked:
+            self._check_streams()
+        self.delivery.add_row(row)
 
     def process_batch_files(self, encoding: BaseBatchFileEncoding, files: Sequence[str]) -> None:
         """BATCH messages (the tap's fast path): stream each file's rows into the months.

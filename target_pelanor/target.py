@@ -29,6 +29,7 @@ from openai_costs.user_errors import stop
 from openai_costs.work_folder import WorkFolderError
 from target_pelanor.client import DEFAULT_UPLOAD_PATH
 from target_pelanor.delivery import Delivery
+from target_pelanor.fast_records import FastRecords
 from target_pelanor.input_reader import NumberedReader
 from target_pelanor.settings_check import ALLOW_SHRINKING_IS_A_LIST, setting_errors
 from target_pelanor.sinks import CostRowsSink, MonthLayoutSink, MonthSealSink
@@ -278,6 +279,8 @@ class TargetPelanor(Target):
         #: The last state the tap passed on while every month so far had reached Pelanor.
         self._good_state: dict[str, Any] | None = None
         self._confirmed: dict[str, Any] | None = None
+        if isinstance(self.message_reader, NumberedReader):  # costs rows without the SDK's
+            self.message_reader.fast_lines = FastRecords(self).take  # per-record path
         TargetPelanor._running = self
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:

@@ -1,0 +1,440 @@
+"""The costs stream's fast RECORD path, in both plugins, against the SDK's own path.
+
+Each plugin takes ``costs`` records past the SDK's generic per-record machinery when no
+stream map or deselection applies (tap_openai_costs.fast_records,
+target_pelanor.fast_records). These tests run the same input both ways: the tap's messages
+must be the same bytes, the target's files, state, metrics and refusals the same.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import itertools
+import json
+import logging
+import re
+import sys
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import fastjsonschema
+import msgspec
+import pytest
+import singer_sdk.streams.core
+
+from target_pelanor.sandbox import PelanorSandbox
+from target_pelanor.stopping import RunStopped
+from target_pelanor.target import TargetPelanor
+from tests.exports import ORG, SAMPLES, TODAY
+from tests.pelanor_sandbox import sandbox_config
+from tests.singer import tap_output, target_config
+
+ACME_SEPT = SAMPLES / "acme" / "cost_2025-09-01_2025-09-30.csv"
+ACME_OCT = SAMPLES / "acme" / "cost_2025-10-01_2025-10-31.csv"
+RUN_STARTED = datetime(2025, 11, 5, 6, 30, tzinfo=timezone.utc)
+
+
+# --- the tap -------------------------------------------------------------------------
+
+
+def _tap_messages(
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    fast: bool,
+    config: dict[str, Any] | None = None,
+    state: dict[str, Any] | None = None,
+    catalog: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[bytes, int]:
+    """The tap's stdout for both acme months, in-process with fixed clocks, and how many
+    syncs took the fast path. ``catalog`` edits the discovered catalog before the run."""
+    from tap_openai_costs import fast_records
+    from tap_openai_costs.streams import CostsStream
+    from tap_openai_costs.tap import TapOpenAICosts
+
+    ticks = itertools.count()
+    # Every record's time_extracted is a new instant: both paths must take one per record.
+    clock = lambda: RUN_STARTED + timedelta(microseconds=next(ticks))  # noqa: E731
+    monkeypatch.setattr(singer_sdk.streams.core, "utc_now", clock)
+    monkeypatch.setattr(fast_records, "utc_now", clock)
+    monkeypatch.setattr(CostsStream, "run_started", lambda self: RUN_STARTED)
+    monkeypatch.setattr(CostsStream, "today", lambda self: TODAY)
+    monkeypatch.setattr(CostsStream, "STATE_MSG_FREQUENCY", 7)  # STATE between the rows
+    fast_syncs: list[str] = []
+    taken = fast_records.sync_records
+    monkeypatch.setattr(
+        fast_records, "sync_records", lambda stream: fast_syncs.append(stream.name) or taken(stream)
+    )
+    if not fast:
+        monkeypatch.setattr(fast_records, "fallback_reason", lambda *_: "compared with the SDK")
+    settings = {"paths": [str(ACME_SEPT), str(ACME_OCT)], "organization_id": ORG} | (config or {})
+    discovered = None
+    if catalog is not None:
+        discovered = TapOpenAICosts(config=settings, parse_env_config=False).catalog_dict
+        catalog(discovered)
+    tap = TapOpenAICosts(
+        config=settings, state=copy.deepcopy(state), catalog=discovered, parse_env_config=False
+    )
+    out = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(out, write_through=True))
+    tap.sync_all()
+    tap.message_writer.flush()
+    messages = out.getvalue()
+    monkeypatch.undo()  # the clocks and stdout are this run's only
+    return messages, len(fast_syncs)
+
+
+def _records(messages: bytes, stream: str) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in messages.splitlines()]
+    return [m["record"] for m in lines if m["type"] == "RECORD" and m["stream"] == stream]
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        None,  # a first run: both months drafted while validated, sealed as sent
+        # October delivered before: read again after planning, under a new version.
+        {"bookmarks": {"costs": {"months": {f"{ORG}/2025-10": "an older digest"}}}},
+    ],
+)
+def test_the_tap_writes_the_same_bytes_on_the_fast_and_the_sdk_path(monkeypatch, state) -> None:
+    fast, fast_syncs = _tap_messages(monkeypatch, fast=True, state=state)
+    sdk, sdk_syncs = _tap_messages(monkeypatch, fast=False, state=state)
+    assert (fast_syncs, sdk_syncs) == (1, 0)
+    assert len(_records(fast, "costs")) == 791  # both months' rows
+    assert fast == sdk
+    if state is not None:  # the files' state, learnt after validation, amid the rows
+        lines = fast.splitlines()
+        assert any(
+            b'"type":"STATE"' in line and b'"stream":"costs"' in lines[i - 1] + lines[i + 1]
+            for i, line in enumerate(lines)
+        )
+
+
+def test_a_stream_map_on_the_tap_takes_the_sdk_path(monkeypatch) -> None:
+    config = {"stream_maps": {"costs": {"user_email": None, "project_name": "'hidden'"}}}
+    messages, fast_syncs = _tap_messages(monkeypatch, fast=True, config=config)
+    assert fast_syncs == 0
+    records = _records(messages, "costs")
+    assert records
+    assert all("user_email" not in r and r["project_name"] == "hidden" for r in records)
+
+
+def test_a_deselected_property_takes_the_sdk_path(monkeypatch) -> None:
+    def deselect_user_email(catalog: dict[str, Any]) -> None:
+        for stream in catalog["streams"]:
+            for entry in stream["metadata"]:
+                if entry["breadcrumb"] == ["properties", "user_email"]:
+                    entry["metadata"]["selected"] = False
+
+    messages, fast_syncs = _tap_messages(monkeypatch, fast=True, catalog=deselect_user_email)
+    assert fast_syncs == 0
+    records = _records(messages, "costs")
+    assert records
+    assert all("user_email" not in r and "api_source" in r for r in records)
+
+
+# --- the target ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def acme_messages(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The tap's messages for both acme months, as the target reads them."""
+    return tap_output(tmp_path_factory.mktemp("tap"), ACME_SEPT, ACME_OCT)
+
+
+class TargetRun(msgspec.Struct):
+    stdout: str
+    stopped: str | None
+    files: dict[str, bytes]
+    metrics: list[dict[str, Any]]
+    fast_lines: int
+
+
+def _run_target(
+    config: dict[str, Any], messages: str, *, fast: bool, capsys, caplog, output: Path
+) -> TargetRun:
+    """The target in-process on ``messages``, taking costs lines fast or not at all."""
+    capsys.readouterr()
+    caplog.clear()
+    target = TargetPelanor(config=config | {"output_dir": str(output)}, parse_env_config=False)
+    taken = target.message_reader.fast_lines
+    counted = itertools.count()
+
+    def counting(line: str) -> bool:
+        took = taken(line)
+        if took:
+            next(counted)
+        return took
+
+    target.message_reader.fast_lines = counting if fast else None
+    stopped = None
+    with caplog.at_level(logging.INFO, logger="singer_sdk.metrics"):
+        try:
+            target.listen(io.StringIO(messages))
+        except RunStopped as stop:
+            stopped = str(stop)
+    metrics = [
+        json.loads(r.getMessage().removeprefix("METRIC: "))
+        for r in caplog.records
+        if r.name == "singer_sdk.metrics"
+    ]
+    for metric in metrics:
+        metric["tags"].pop("pid", None)
+        if metric["type"] == "timer":
+            metric.pop("value")  # seconds
+    return TargetRun(
+        stdout=capsys.readouterr().out,
+        stopped=stopped,
+        files={p.name: p.read_bytes() for p in sorted(output.iterdir())} if output.exists() else {},
+        metrics=metrics,
+        fast_lines=next(counted),
+    )
+
+
+def test_the_target_uploads_the_same_files_and_confirms_the_same_state_on_both_paths(
+    tmp_path, acme_messages, capsys, caplog
+) -> None:
+    runs = []
+    for fast in (True, False):
+        with PelanorSandbox(sandbox_config(), tmp_path / f"pelanor-{fast}") as sandbox:
+            run = _run_target(
+                target_config(sandbox),
+                acme_messages,
+                fast=fast,
+                capsys=capsys,
+                caplog=caplog,
+                output=tmp_path / f"out-{fast}",
+            )
+            stored = {p.name: p.read_bytes() for p in sandbox.stored_files()}
+        runs.append((run, stored))
+    (fast_run, fast_stored), (sdk_run, sdk_stored) = runs
+    assert fast_run.fast_lines == 791
+    assert sdk_run.fast_lines == 0
+    assert (
+        fast_stored
+        == sdk_stored
+        == {
+            "2025-09.csv": ACME_SEPT.read_bytes(),
+            "2025-10.csv": ACME_OCT.read_bytes(),
+        }
+    )
+    assert fast_run.files == sdk_run.files
+    # The state confirmed: the same, but for where and when each upload went (each path
+    # uploaded to its own sandbox, a second apart).
+    assert _without_where_and_when(fast_run.stdout) == _without_where_and_when(sdk_run.stdout)
+    assert '"org-acme/2025-10"' in fast_run.stdout
+    assert fast_run.metrics == sdk_run.metrics
+    assert {"type": "counter", "metric": "record_count", "value": 791} in [
+        {k: m[k] for k in ("type", "metric", "value")} for m in fast_run.metrics
+    ]
+
+
+def _without_where_and_when(stdout: str) -> str:
+    """The target's output with each upload record's endpoint and time blanked."""
+    return re.sub(r'"(endpoint|uploaded_at)": "[^"]*"', r'"\1": "…"', stdout)
+
+
+def _edit_row(number: int, edit: Callable[[str], str]) -> Callable[[str], str]:
+    """Edit the text of the costs record of one row."""
+
+    def apply(messages: str) -> str:
+        lines = messages.splitlines(keepends=True)
+        for i, line in enumerate(lines):
+            if line.startswith('{"type":"RECORD","stream":"costs"') and f'"row":{number},' in line:
+                lines[i] = edit(line)
+                return "".join(lines)
+        raise AssertionError(f"no costs record of row {number}")
+
+    return apply
+
+
+def _set(field: str, value: Any) -> Callable[[str], str]:
+    def edit(line: str) -> str:
+        message = json.loads(line)
+        if value is _DROP:
+            del message["record"][field]
+        else:
+            message["record"][field] = value
+        return json.dumps(message, separators=(",", ":")) + "\n"
+
+    return edit
+
+
+_DROP = object()
+
+
+@pytest.mark.parametrize(
+    ("edit", "outcome"),
+    [
+        (_set("row", "7"), "data.row must be integer"),
+        (_set("row", 7.0), "data.row must be integer"),
+        (_set("month", "2025-13"), "data.month must match pattern"),
+        (_set("organization", None), "data.organization must be string"),
+        (_set("csv_row", _DROP), "data must contain ['csv_row'] properties"),
+        (_set("month_version", _DROP), "data must contain ['month_version'] properties"),
+        (_set("amount_value", 0.5), "data.amount_value must be string or null"),
+        (_set("day", 20251002), "data.day must be string"),
+        (_set("amount_value", "a lot"), "Invalid decimal string"),
+        (_set("note", "an extra property"), None),
+        (_set("user_email", None), None),
+        # A repeated key: the last one counts, as in the SDK's decoder.
+        (lambda line: line.replace('"row":', '"row":"first","row":', 1), None),
+        # Another spelling of the message than the tap's.
+        (
+            lambda line: line.replace(
+                '"type":"RECORD","stream":"costs"', '"stream":"costs","type":"RECORD"'
+            ),
+            None,
+        ),
+    ],
+)
+def test_a_costs_record_is_judged_alike_on_both_paths(
+    tmp_path, acme_messages, capsys, caplog, edit, outcome
+) -> None:
+    messages = _edit_row(5, edit)(acme_messages)
+    config = {"organization_id": ORG, "dry_run": True}
+    fast, sdk = (
+        _run_target(
+            config, messages, fast=f, capsys=capsys, caplog=caplog, output=tmp_path / f"out-{f}"
+        )
+        for f in (True, False)
+    )
+    assert fast.stopped == sdk.stopped
+    assert fast.files == sdk.files
+    if outcome is None:
+        assert fast.stopped is None
+        assert fast.files["cost_2025-09-01_2025-09-30.csv"] == ACME_SEPT.read_bytes()
+    else:
+        assert fast.stopped is not None
+        assert outcome in fast.stopped
+        assert fast.stopped.startswith("a costs record")
+
+
+def test_a_new_schema_midway_is_applied_on_both_paths(
+    tmp_path, acme_messages, capsys, caplog
+) -> None:
+    lines = acme_messages.splitlines(keepends=True)
+    schema = json.loads(next(line for line in lines if '"SCHEMA","stream":"costs"' in line))
+    schema["schema"]["properties"]["note"] = {"type": ["string"]}
+    schema["schema"]["required"].append("note")
+    fifth = next(
+        i for i, line in enumerate(lines) if '"stream":"costs"' in line and '"row":5,' in line
+    )
+    lines.insert(fifth, json.dumps(schema, separators=(",", ":")) + "\n")
+    config = {"organization_id": ORG, "dry_run": True}
+    fast, sdk = (
+        _run_target(
+            config, "".join(lines), fast=f, capsys=capsys, caplog=caplog, output=tmp_path / f"{f}"
+        )
+        for f in (True, False)
+    )
+    assert fast.fast_lines == 4  # the rows before the new schema
+    assert fast.stopped == sdk.stopped
+    assert fast.stopped is not None
+    assert "data must contain ['note'] properties" in fast.stopped
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"stream_maps": {"costs": {"note": "'kept apart'"}}},
+        {"validate_records": False},
+        {"add_record_metadata": True},
+    ],
+)
+def test_a_map_or_setting_that_changes_records_takes_the_sdk_path_on_the_target(
+    tmp_path, acme_messages, capsys, caplog, setting
+) -> None:
+    config = {"organization_id": ORG, "dry_run": True} | setting
+    run = _run_target(
+        config, acme_messages, fast=True, capsys=capsys, caplog=caplog, output=tmp_path / "out"
+    )
+    assert (run.stopped, run.fast_lines) == (None, 0)
+    assert run.files["cost_2025-10-01_2025-10-31.csv"] == ACME_OCT.read_bytes()
+
+
+# --- the record type built from a schema ---------------------------------------------
+
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "n": {"type": ["integer"]},
+        "month": {"type": ["string"], "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$"},
+        "text": {"type": ["string", "null"], "format": "x-singer.decimal"},
+        "flag": {"type": ["boolean", "null"]},
+        "key": {"type": ["string", "null"]},
+    },
+    "required": ["n", "month"],
+}
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        '{"n":1,"month":"2025-10","key":"k"}',
+        '{"n":1,"month":"2025-10","key":"k","text":"0.5","flag":true,"extra":[1,{"a":2}]}',
+        '{"n":99999999999999999999999,"month":"2025-10","key":"k"}',
+        '{"n":1,"month":"2025-10","key":"k","text":null,"flag":null}',
+        '{"n":1,"month":"2025-10"}',  # the key property missing
+        '{"n":1,"month":"2025-10","key":null}',
+        '{"n":1.0,"month":"2025-10","key":"k"}',
+        '{"n":1e3,"month":"2025-10","key":"k"}',
+        '{"n":true,"month":"2025-10","key":"k"}',
+        '{"n":"1","month":"2025-10","key":"k"}',
+        '{"n":1,"month":"2025-13","key":"k"}',
+        '{"n":1,"month":"x2025-10","key":"k"}',
+        '{"n":1,"key":"k"}',
+        '{"n":1,"month":"2025-10","key":"k","text":0.5}',
+        '{"n":1,"month":"2025-10","key":"k","flag":1}',
+        '{"n":1,"month":"2025-10","key":"k","flag":"true"}',
+        '{"n":"x","n":1,"month":"2025-10","key":"k"}',
+        "[1]",
+    ],
+)
+def test_the_record_type_accepts_only_what_the_validator_accepts(record) -> None:
+    from singer_sdk.contrib.msgspec import decoder
+
+    from target_pelanor.fast_records import record_type_of
+
+    record_type = record_type_of(SCHEMA, ["key"])
+    assert record_type is not None
+    try:
+        msgspec.json.decode(record, type=record_type)
+    except msgspec.ValidationError:
+        fast = False
+    else:
+        fast = True
+    value = decoder.decode(record)
+    try:
+        fastjsonschema.compile(SCHEMA, use_formats=False)(value)
+    except fastjsonschema.JsonSchemaValueException:
+        sdk = False
+    else:
+        sdk = "key" in value  # the SDK's key property check
+    assert fast <= sdk  # never accepted where the SDK's path refuses
+    if '"n":"x"' not in record:  # a repeated key is only left to the SDK's path
+        assert fast == sdk
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"n": {"type": ["number"]}},
+        {"n": {"type": ["integer"], "minimum": 0}},
+        {"n": {"type": ["integer"], "default": 0}},
+        {"n": {"type": ["object"], "properties": {}}},
+        {"n": {"type": ["array"], "items": {"type": "string"}}},
+        {"n": {"anyOf": [{"type": "integer"}]}},
+        {"n": {"type": ["string"], "pattern": "("}},
+        {"_sdc_extracted_at": {"type": ["string"]}},
+    ],
+)
+def test_a_schema_with_more_than_types_and_patterns_is_left_to_the_sdk(change) -> None:
+    from target_pelanor.fast_records import record_type_of
+
+    schema = SCHEMA | {"properties": SCHEMA["properties"] | change}
+    assert record_type_of(schema, []) is None
+    assert record_type_of(SCHEMA | {"additionalProperties": False}, []) is None
