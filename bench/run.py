@@ -290,11 +290,13 @@ class Ours:
         return write_json(output_dir.parent / f"{output_dir.name}.target.json", config)
 
     def identical(self, output_dir: Path) -> bool:
-        """Whether the month file written equals the input; kept on disk only if not."""
-        written = output_dir / self.export.name
-        same = written.exists() and filecmp.cmp(written, self.export, shallow=False)
+        """Whether the one month file written equals the input; kept on disk only if not.
+        Taken by content, not name: a version run with --before may name files otherwise
+        (before 2026-12, by the day after the month)."""
+        written = list(output_dir.glob("*.csv")) if output_dir.exists() else []
+        same = len(written) == 1 and filecmp.cmp(written[0], self.export, shallow=False)
         if same:
-            written.unlink()
+            written[0].unlink()
         return same
 
     def tap_alone(self, messages: Path, name: str = "tap") -> Stage:

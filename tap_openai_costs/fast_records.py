@@ -59,10 +59,15 @@ def fallback_reason(stream: Stream, context: Context | None) -> str | None:
     return None
 
 
-def sync_records(stream: Stream) -> Generator[dict[str, Any], Any, None]:
+def sync_records(stream: Stream, *, children: bool = True) -> Generator[dict[str, Any], Any, None]:
     """The SDK's ``_sync_records`` for one unpartitioned pass, when
     :func:`fallback_reason` is None: the same calls, in the same order, except those that
-    would return the record unchanged."""
+    would return the record unchanged. ``children=False`` says the stream syncs no child
+    streams from its records, so the SDK's per-record ``_process_record`` would do nothing.
+
+    The record counter is given each STATE message's rows at once (and the rest at the
+    end, however the loop ends), rather than one by one: the same total, and its log lines
+    at most one STATE message's rows late."""
     writer = stream._tap.message_writer
     assert isinstance(writer, BufferedMsgSpecWriter)  # checked by fallback_reason
     name, version, clock = stream.name, stream._stream_version, utc_now
@@ -70,45 +75,56 @@ def sync_records(stream: Stream) -> Generator[dict[str, Any], Any, None]:
     state_manager = stream.state_manager
     # Looked up once: this loop runs for every row of a backfill.
     post_process = None if type(stream).post_process is Stream.post_process else stream.post_process
-    process, write = stream._process_record, writer.write_record
+    write = writer.write_record
     record_counter, timer = stream.get_record_counter(), stream.get_sync_timer()
     with record_counter, timer:
         record_counter.with_context({})
         timer.with_context({})
         partition_context = stream._get_state_partition_context(None)
         stream._write_starting_replication_value(None)
-        count = record_counter.increment
-        written = 0
-        for raw in stream.get_records(None):
-            # A (record, context) tuple, deprecated in the SDK, is never yielded here.
-            record = cast("dict[str, Any]", raw)
-            if post_process is not None:
-                processed = post_process(record, None)
-                if processed is None:
-                    continue
-                record = processed
-            process(record, partition_context=partition_context)
-            # RecordMessage.to_dict's keys, in its order.
-            if version is None:
-                write(
-                    {"type": "RECORD", "stream": name, "record": record, "time_extracted": clock()}
-                )
-            else:
-                write(
-                    {
-                        "type": "RECORD",
-                        "stream": name,
-                        "record": record,
-                        "version": version,
-                        "time_extracted": clock(),
-                    }
-                )
-            state_manager.is_flushed = False
-            written += 1
-            if written % every == 0:
-                stream._write_state_message()
-            count()
-            yield record
+        process = stream._process_record if children or partition_context else None
+        written = counted = 0
+        try:
+            for raw in stream.get_records(None):
+                # A (record, context) tuple, deprecated in the SDK, is never yielded here.
+                record = cast("dict[str, Any]", raw)
+                if post_process is not None:
+                    processed = post_process(record, None)
+                    if processed is None:
+                        continue
+                    record = processed
+                if process is not None:
+                    process(record, partition_context=partition_context)
+                # RecordMessage.to_dict's keys, in its order.
+                if version is None:
+                    write(
+                        {
+                            "type": "RECORD",
+                            "stream": name,
+                            "record": record,
+                            "time_extracted": clock(),
+                        }
+                    )
+                else:
+                    write(
+                        {
+                            "type": "RECORD",
+                            "stream": name,
+                            "record": record,
+                            "version": version,
+                            "time_extracted": clock(),
+                        }
+                    )
+                state_manager.is_flushed = False
+                written += 1
+                if written % every == 0:
+                    stream._write_state_message()
+                    record_counter.increment(written - counted)
+                    counted = written
+                yield record
+        finally:
+            if written > counted:
+                record_counter.increment(written - counted)
         if partition_context is None:
             stream._finalize_state(stream.get_context_state(None))
     stream._finalize_state(stream.stream_state)

@@ -74,7 +74,7 @@ def read_exports(
         delivered,
         today,
         known=known,
-        watch=ReadProgress(logger),
+        progress=ReadProgress(logger),
         layout=layout,
         api_source=api_source,
     )

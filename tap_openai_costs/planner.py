@@ -17,7 +17,8 @@ import functools
 import hashlib
 import itertools
 import json
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+import operator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -41,6 +42,7 @@ from openai_costs.export import (
 )
 from tap_openai_costs.known_exports import KnownExports
 from tap_openai_costs.paths import ExportErrors, cannot_read
+from tap_openai_costs.progress import ReadProgress
 
 UTC = timezone.utc  # datetime.UTC needs Python 3.11
 
@@ -188,10 +190,6 @@ class Draft:
         return plan.layout == self.layout and all(p.scan.path == self.path for p in plan.pieces)
 
 
-#: Something that passes a file's rows on while it looks at them, returning the scan.
-Watch = Callable[[Path, Generator[Row, None, ExportScan]], Generator[Row, None, ExportScan]]
-
-
 class ExportReading:
     """One run over the exports: every changed file validated, then every month planned.
 
@@ -210,7 +208,7 @@ class ExportReading:
         delivered: Mapping[str, str],
         today: date,
         known: KnownExports | None = None,
-        watch: Watch | None = None,
+        progress: ReadProgress | None = None,
         layout: Layout | None = None,
         api_source: str | None = None,
     ) -> None:
@@ -225,8 +223,8 @@ class ExportReading:
         self.start_month = start_month
         self.delivered = delivered
         self.today = today
-        #: Sees every file's rows as they are read (progress logging); none by default.
-        self.watch: Watch = watch or (lambda _path, rows: rows)
+        #: Logs each file read and its progress; none by default.
+        self.progress = progress
         self.known = known
         #: The files to validate, and the scans (from state) of the unchanged ones.
         self.paths, self.trusted = known.sort(paths) if known is not None else (paths, {})
@@ -245,8 +243,7 @@ class ExportReading:
         must be consumed before the next draft is asked for. Problems are kept for
         :meth:`plans`."""
         for path in self.paths:
-            month_runs = itertools.groupby(self._scan(path), key=lambda row: month_of(row.day))
-            for month, rows in month_runs:
+            for month, rows in by_month(self._scan(path)):
                 draft = self._draft(month, path)
                 if draft is None:
                     collections.deque(rows, maxlen=0)  # validated, not passed on
@@ -297,8 +294,13 @@ class ExportReading:
         """The export's rows as they pass; its problem, if any, is kept rather than raised,
         so that every bad file is reported."""
         try:
-            rows = scan_rows(path, self.organization_id, self.today)
-            self.scans.append((yield from self.watch(path, rows)))
+            watch = self.progress.reading(path) if self.progress else None
+            scan = yield from scan_rows(
+                path, self.organization_id, self.today, watch.rows if watch else None
+            )
+            if watch:
+                watch.done(sum(day.rows for day in scan.days))
+            self.scans.append(scan)
         except ExportError as problem:
             self.problems.append(problem)
         except OSError as exc:
@@ -324,6 +326,14 @@ class ExportReading:
         draft = Draft(self.organization_id, month, layout, str(path), source)
         self.drafts[month] = draft
         return draft
+
+
+def by_month(rows: Iterable[Row]) -> Iterator[tuple[str, Iterator[Row]]]:
+    """Runs of rows of one month, each with its month. Grouped by day first, then the
+    days by month: no Python code runs per row, which a backfill would pay for every row."""
+    days = itertools.groupby(rows, key=operator.itemgetter(0))  # Row.day
+    for month, month_days in itertools.groupby(days, key=lambda run: month_of(run[0])):
+        yield month, itertools.chain.from_iterable(map(operator.itemgetter(1), month_days))
 
 
 def plan_months(

@@ -6,21 +6,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
-
-_Row = TypeVar("_Row")
-_Result = TypeVar("_Result")
-
-#: Rows between two looks at the clock: reading it for every row would cost more than
-#: the progress is worth.
-_CHECK_EVERY = 4096
 
 
 class ReadProgress:
-    """Wraps a file's row generator with log lines; the generator's return value passes
-    through unchanged."""
+    """Log lines about the files read; :meth:`reading` starts one file's."""
 
     def __init__(
         self,
@@ -32,36 +23,41 @@ class ReadProgress:
         self.every_seconds = every_seconds
         self.clock = clock
 
-    def __call__(
-        self, path: Path, rows: Generator[_Row, None, _Result]
-    ) -> Generator[_Row, None, _Result]:
+    def reading(self, path: Path) -> FileProgress:
         self.logger.info("reading %s", path, extra={"file": str(path), "action": "reading"})
-        started = last = self.clock()
-        count = 0
-        while True:
-            try:
-                row = next(rows)
-            except StopIteration as done:
-                elapsed = self.clock() - started
-                self.logger.info(
-                    "read %s: %s",
-                    path,
-                    _rate(count, elapsed),
-                    extra={"file": str(path), "rows": count, "action": "read"},
-                )
-                return done.value  # type: ignore[no-any-return]
-            count += 1
-            if count % _CHECK_EVERY == 0:
-                now = self.clock()
-                if now - last >= self.every_seconds:
-                    last = now
-                    self.logger.info(
-                        "reading %s: %s",
-                        path,
-                        _rate(count, now - started, so_far=True),
-                        extra={"file": str(path), "rows": count, "action": "reading"},
-                    )
-            yield row
+        return FileProgress(self, path)
+
+
+class FileProgress:
+    """One file's progress. The reader reports its row count every few thousand rows
+    (:meth:`rows`): reading the clock for every row would cost more than the progress is
+    worth."""
+
+    def __init__(self, progress: ReadProgress, path: Path) -> None:
+        self.logger, self.every_seconds = progress.logger, progress.every_seconds
+        self.clock, self.path = progress.clock, path
+        self.started = self.last = self.clock()
+
+    def rows(self, count: int) -> None:
+        """``count`` rows read so far: a line if the last was long enough ago."""
+        now = self.clock()
+        if now - self.last >= self.every_seconds:
+            self.last = now
+            self.logger.info(
+                "reading %s: %s",
+                self.path,
+                _rate(count, now - self.started, so_far=True),
+                extra={"file": str(self.path), "rows": count, "action": "reading"},
+            )
+
+    def done(self, count: int) -> None:
+        """The file was read to its end: ``count`` rows."""
+        self.logger.info(
+            "read %s: %s",
+            self.path,
+            _rate(count, self.clock() - self.started),
+            extra={"file": str(self.path), "rows": count, "action": "read"},
+        )
 
 
 def _rate(rows: int, seconds: float, so_far: bool = False) -> str:

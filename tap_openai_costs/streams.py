@@ -15,6 +15,7 @@ import functools
 import itertools
 import logging
 import os
+import re
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -133,25 +134,23 @@ def _positions(columns: tuple[str, ...]) -> _Positions:
     )
 
 
-@functools.cache
-def _iso_day(day: date) -> str:
-    return day.isoformat()
+#: An export's amount in plain decimal digits: sent as the export writes it (trailing
+#: zeros kept); any other spelling (``5.5e-05``) is sent without an exponent (``0.000055``).
+_PLAIN_DIGITS = re.compile(r"[0-9]+(?:\.[0-9]+)?").fullmatch
 
 
 @functools.cache
-def _utc_instant(unix_seconds: int) -> str:
-    """RFC 3339 with ``+00:00``, the form OpenAI writes: a file's ISO text may lack the
-    offset (it is UTC, the Unix column says so), which a loader would read in its own zone.
-    The exact text stays in ``csv_row``."""
-    return iso_of(unix_seconds)
-
-
-def _amount_text(text: str, amount: Decimal) -> str:
-    """The export's digits when they are plain decimal text (trailing zeros kept), else
-    the same amount without an exponent (``5.5e-05`` is ``0.000055``)."""
-    if text.replace(".", "", 1).isdigit() and text[0] != "." and text[-1] != ".":
-        return text
-    return format_decimal(amount)
+def _day_fields(day: date, start: int, end: int, start_iso: bool, end_iso: bool) -> dict[str, Any]:
+    """A record's fields that are the same for every row of its day, in record order. ISO
+    times are RFC 3339 with ``+00:00``, the form OpenAI writes: a file's ISO text may lack
+    the offset (it is UTC, the Unix column says so), which a loader would read in its own
+    zone. The exact text stays in ``csv_row``."""
+    fields: dict[str, Any] = {"day": day.isoformat(), "start_time": start, "end_time": end}
+    if start_iso:
+        fields["start_time_iso"] = iso_of(start)
+    if end_iso:
+        fields["end_time_iso"] = iso_of(end)
+    return fields
 
 
 #: How the SDK's line about starting a stream's sync begins (singer_sdk Stream.sync).
@@ -263,7 +262,7 @@ class CostsStream(_IncrementalByMonth):
         """The SDK's record loop, or the same without its per-record machinery when
         nothing would change a record (see fast_records)."""
         if write_messages and fast_records.fallback_reason(self, context) is None:
-            return fast_records.sync_records(self)
+            return fast_records.sync_records(self, children=False)
         return super()._sync_records(context, write_messages=write_messages)
 
     def get_batches(
@@ -466,46 +465,62 @@ class CostsStream(_IncrementalByMonth):
     def _records_of(
         self, month: Draft | MonthPlan, rows: Iterator[Row], tally: MonthTally
     ) -> Iterator[dict[str, Any]]:
-        # Runs for every row of a backfill: the tally is counted inline, keys set one by one.
+        # Runs for every row of a backfill: the tally is counted in locals, and the fields
+        # of a row's month and day are worked out once and merged in.
         at = _positions(month.layout.columns)  # every row comes in the month's layout
-        organization, month_text, version = month.organization_id, month.month, tally.version
-        days = tally.days
-        for row in rows:
-            fields, text = row.fields, row.text
-            amount_text = fields[at.amount]
-            tally.count += 1
-            record: dict[str, Any] = {name: fields[i] or None for name, i in at.text}
-            if row.dropped:  # an API month in fewer columns: its other values still typed
-                record.update(
-                    (name, value or None)
-                    for name, value in row.dropped.items()
-                    if name in _TEXT_COLUMN_SET
-                )
-            if amount_text:
-                amount = Decimal(amount_text)
-                tally.total = EXACT.add(tally.total, amount)
-                record["amount_value"] = _amount_text(amount_text, amount)
-                if days is not None:
-                    days[row.day] = EXACT.add(days.get(row.day, _ZERO), amount)
-            else:
-                record["amount_value"] = None
-                if days is not None:
-                    days.setdefault(row.day, _ZERO)
-            start, end = int(fields[at.start]), int(fields[at.end])
-            record["organization"] = organization
-            record["month"] = month_text
-            record["month_version"] = version
-            record["row"] = tally.count
-            record["day"] = _iso_day(row.day)
-            record["start_time"] = start
-            record["end_time"] = end
-            dropped = row.dropped or _NOTHING
-            if at.start_iso or "start_time_iso" in dropped:
-                record["start_time_iso"] = _utc_instant(start)
-            if at.end_iso or "end_time_iso" in dropped:
-                record["end_time_iso"] = _utc_instant(end)
-            record["csv_row"] = text
-            yield record
+        text = at.text
+        amount_at, start_at, end_at = at.amount, at.start, at.end
+        month_fields = {
+            "organization": month.organization_id,
+            "month": month.month,
+            "month_version": tally.version,
+        }
+        days, count, total, add = tally.days, tally.count, tally.total, EXACT.add
+        day_key: object = None
+        day_fields: dict[str, Any] = {}
+        try:
+            for row in rows:
+                fields, dropped = row.fields, row.dropped
+                record: dict[str, Any] = {name: fields[i] or None for name, i in text}
+                if dropped:  # an API month in fewer columns: its other values still typed
+                    record.update(
+                        (name, value or None)
+                        for name, value in dropped.items()
+                        if name in _TEXT_COLUMN_SET
+                    )
+                    key: object = (row.day, "start_time_iso" in dropped, "end_time_iso" in dropped)
+                else:
+                    key = row.day
+                amount_text = fields[amount_at]
+                count += 1
+                if amount_text:
+                    amount = Decimal(amount_text)
+                    total = add(total, amount)
+                    record["amount_value"] = (
+                        amount_text if _PLAIN_DIGITS(amount_text) else format_decimal(amount)
+                    )
+                    if days is not None:
+                        days[row.day] = add(days.get(row.day, _ZERO), amount)
+                else:
+                    record["amount_value"] = None
+                    if days is not None:
+                        days.setdefault(row.day, _ZERO)
+                record |= month_fields
+                record["row"] = count
+                if key != day_key:
+                    day_key, extra = key, dropped or _NOTHING
+                    day_fields = _day_fields(
+                        row.day,
+                        int(fields[start_at]),
+                        int(fields[end_at]),
+                        at.start_iso or "start_time_iso" in extra,
+                        at.end_iso or "end_time_iso" in extra,
+                    )
+                record |= day_fields
+                record["csv_row"] = row.text
+                yield record
+        finally:
+            tally.count, tally.total = count, total
 
     def _open(self, month: Draft | MonthPlan, version: str) -> None:
         """Announce the month's file layout before its first row, so the target can write

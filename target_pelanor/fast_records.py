@@ -9,7 +9,11 @@ properties, and only then hands it to the sink, which converts it into a
 it straight into a type built from the stream's SCHEMA message (types, required fields and
 key properties, patterns: what the compiled validator checks), so the line is parsed and
 validated in one pass, then the row goes to the sink as the SDK would hand it. Counters,
-drains and state are the SDK's, called in the same order.
+drains and state are the SDK's. The SDK is told about the rows taken in steps
+(:meth:`FastRecords.settle`): at the row that fills the sink, which is then drained as the
+SDK would drain it, and before any other line is processed, so every other message finds
+the tallies it would have found. The check for records waiting too long (a drain of every
+sink after five minutes) runs at those steps too, rather than after every row.
 
 It accepts only what the SDK's path accepts and gives the same row: anything else (a line
 that does not decode into that type, a schema it cannot express) is left to the SDK's
@@ -23,9 +27,11 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Sequence
+from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 import msgspec
+import msgspec.inspect
 from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.sinks import Sink
 
@@ -45,6 +51,15 @@ _TYPES: dict[str, Any] = {"string": str, "integer": int, "boolean": bool, "null"
 #: off, the rest is text for people); a property with any other keyword takes the SDK's path.
 _PROPERTY_KEYS = frozenset({"type", "pattern", "format", "description", "title"})
 _SCHEMA_KEYS = frozenset({"type", "properties", "required", "$schema", "description", "title"})
+#: The fields of a CostRow, and whether each may be null (amount_value text is made a Decimal).
+_COST_ROW_FIELDS = {
+    "organization": False,
+    "month": False,
+    "day": False,
+    "csv_row": False,
+    "amount_value": True,
+    "organization_id": True,
+}
 
 
 class FastRecords:
@@ -54,10 +69,15 @@ class FastRecords:
         self.target = target
         self._sink: object = None
         self._plan: _Plan | None = None
+        #: Rows taken that the SDK has not been told about, and how many the sink had room
+        #: for when the first of them came.
+        self._untold = 0
+        self._room = 0
 
     def take(self, line: str) -> bool:
         """Process one input line, or return False, having done nothing, if it is not a
-        ``costs`` record this path can take (the caller then gives it to the SDK)."""
+        ``costs`` record this path can take (the caller then gives it to the SDK, having
+        called :meth:`settle`)."""
         if not line.startswith(PREFIX):
             return False
         target = self.target
@@ -71,15 +91,42 @@ class FastRecords:
             return False
         try:
             record = plan.decode(line).record
-            row = msgspec.convert(record, CostRow, from_attributes=True)
-        except msgspec.MsgspecError:
+            # What msgspec.convert(record, CostRow) gives (the schema's types fit: _plan).
+            amount = record.amount_value
+            row = CostRow(
+                record.organization,
+                record.month,
+                record.day,
+                record.csv_row,
+                None if amount is None else Decimal(amount),
+                record.organization_id,
+            )
+        except (msgspec.MsgspecError, InvalidOperation):
             return False  # the SDK's path refuses it with its own message
         sink = plan.sink
-        sink.tally_record_read()
+        if not self._untold:
+            self._room = sink.max_size - sink.current_size
         sink.add_row(row)
-        sink.record_counter_metric.increment()
-        if plan.after_each:
+        self._untold += 1
+        if self._untold >= self._room or plan.after_each:
+            self.settle()
+        return True
+
+    def settle(self, *, drain: bool = True) -> None:
+        """Tell the SDK about the rows taken since the last call, as its per-record path
+        would have: the sink's tallies and record counter, its after-record hook (called
+        for each row when it does anything), then, unless ``drain`` is false (the run is
+        stopping), the drain of a full sink and the check for records waiting too long."""
+        untold, self._untold = self._untold, 0
+        if not untold or self._plan is None:
+            return
+        target, sink = self.target, self._plan.sink
+        sink.tally_record_read(untold)
+        sink.record_counter_metric.increment(untold)
+        if self._plan.after_each:
             sink._after_process_record({})
+        if not drain:
+            return
         if sink.is_full:
             target.logger.info(
                 "Target sink for '%s' is full. Current size is '%s'. Draining...",
@@ -88,7 +135,6 @@ class FastRecords:
             )
             target.drain_one(sink)
         target._handle_max_record_age()
-        return True
 
     def _replan(self, sink: Sink | None) -> None:
         """A SCHEMA message gave the stream a new sink (and maybe map): plan for them."""
@@ -120,8 +166,8 @@ def _plan(maps: list[Any] | None, sink: Sink | None) -> _Plan | None:
     if not isinstance(sink._validator, CompiledValidator):  # validation off
         return None
     record_type = record_type_of(sink.schema, sink.key_properties)
-    if record_type is None or not set(CostRow.__struct_fields__) <= set(sink.schema["properties"]):
-        return None  # a row field outside the schema would be read unvalidated
+    if record_type is None or not _fits_cost_row(record_type):
+        return None
     line_type = msgspec.defstruct(
         "CostsRecordLine",
         [("type", Literal["RECORD"]), ("stream", Literal["costs"]), ("record", record_type)],
@@ -129,6 +175,26 @@ def _plan(maps: list[Any] | None, sink: Sink | None) -> _Plan | None:
     after_each = type(sink)._after_process_record is not Sink._after_process_record
     after_each |= sink.logger.isEnabledFor(logging.DEBUG)
     return _Plan(sink, msgspec.json.Decoder(line_type).decode, after_each)
+
+
+def _fits_cost_row(record_type: type[Any]) -> bool:
+    """Whether the record type has every field a CostRow takes, typed so that the row
+    built from a record is the one ``msgspec.convert`` would give or refuse: text where
+    the row needs text (required, never null), text or null where it may be null. A row
+    field outside the schema would be read unvalidated, and a constructor checks nothing."""
+    info = msgspec.inspect.type_info(record_type)
+    assert isinstance(info, msgspec.inspect.StructType)
+    fields = {field.name: field for field in info.fields}
+    text, null = msgspec.inspect.StrType, msgspec.inspect.NoneType
+    for name, nullable in _COST_ROW_FIELDS.items():
+        field = fields.get(name)
+        if field is None:
+            return False
+        kinds = {type(t) for t in getattr(field.type, "types", (field.type,))}
+        fits = kinds <= {text, null} if nullable else (kinds == {text} and field.required)
+        if not fits:
+            return False
+    return True
 
 
 def record_type_of(schema: dict[str, Any], key_properties: Sequence[str]) -> type[Any] | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from typing import IO, Any, NoReturn
+from typing import IO, Any, NoReturn, Protocol
 
 import msgspec
 from singer_sdk.contrib.msgspec import MsgSpecReader, decoder
@@ -29,15 +29,26 @@ REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
+class FastLines(Protocol):
+    """Takes some lines without the SDK (target_pelanor.fast_records.FastRecords)."""
+
+    def take(self, line: str) -> bool:
+        """Process the line and return True, or return False having done nothing."""
+
+    def settle(self, *, drain: bool = True) -> None:
+        """Bring the SDK up to date before it processes a line (or, drain false, the run
+        stops)."""
+
+
 class NumberedReader(MsgSpecReader):
     """The SDK's msgspec reader (exact decimals), refusing a line that is not a message."""
 
     def __init__(self) -> None:
         super().__init__()
         self.line_number = 0
-        #: Takes a line and returns True if it processed it (target_pelanor.fast_records);
-        #: every other line goes the SDK's way.
-        self.fast_lines: Callable[[str], bool] | None = None
+        #: Offered each line first (target_pelanor.fast_records); every line it does not
+        #: take goes the SDK's way, once it has settled.
+        self.fast_lines: FastLines | None = None
 
     def process_lines(
         self, file_input: IO[str] | None, callbacks: dict[str, Callable[[dict[str, Any]], None]]
@@ -46,21 +57,34 @@ class NumberedReader(MsgSpecReader):
         fast = self.fast_lines
         if fast is None:
             return super().process_lines(file_input, callbacks)
+        take, settle = fast.take, fast.settle
         stats: dict[str, int] = defaultdict(int)
-        for line in file_input or self.default_input:
-            self._current_message = line
-            if fast(line):
-                self.line_number += 1
-                stats["RECORD"] += 1
-                continue
-            message = self.deserialize_json(line)
-            self.assert_line_requires(message, requires={"type"})
-            kind = message["type"]
-            if callback := callbacks.get(kind):
-                callback(message)
-            else:
-                self._process_unknown_message(message)
-            stats[kind] += 1
+        taken = 0  # lines taken since the last one the SDK processed
+        try:
+            for line in file_input or self.default_input:
+                if take(line):
+                    taken += 1
+                    continue
+                self.line_number += taken
+                stats["RECORD"] += taken
+                taken = 0
+                settle()
+                self._current_message = line
+                message = self.deserialize_json(line)
+                self.assert_line_requires(message, requires={"type"})
+                kind = message["type"]
+                if callback := callbacks.get(kind):
+                    callback(message)
+                else:
+                    self._process_unknown_message(message)
+                stats[kind] += 1
+            settle()
+        except BaseException:
+            settle(drain=False)  # the counters at least: the run is stopping
+            raise
+        finally:
+            self.line_number += taken
+            stats["RECORD"] += taken
         return Counter(**stats)
 
     def deserialize_json(self, line: str) -> dict[str, Any]:

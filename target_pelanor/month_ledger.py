@@ -76,7 +76,7 @@ class _CheckedWriter:
         self, out: BinaryIO, layout: Layout, label: str, organization_id: str, today: date
     ) -> None:
         self.checker = RowChecker(label, layout, organization_id, today)  # checks the header
-        self.writer = ExportWriter(out, layout)
+        self.writer = ExportWriter(out, layout, gather=64 * 1024)
         self.parser = RowParser()
         self.terminator = layout.line_terminator
 

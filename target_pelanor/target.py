@@ -280,7 +280,7 @@ class TargetPelanor(Target):
         self._good_state: dict[str, Any] | None = None
         self._confirmed: dict[str, Any] | None = None
         if isinstance(self.message_reader, NumberedReader):  # costs rows without the SDK's
-            self.message_reader.fast_lines = FastRecords(self).take  # per-record path
+            self.message_reader.fast_lines = FastRecords(self)  # per-record path
         TargetPelanor._running = self
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:

@@ -65,7 +65,9 @@ def _tap_messages(
     fast_syncs: list[str] = []
     taken = fast_records.sync_records
     monkeypatch.setattr(
-        fast_records, "sync_records", lambda stream: fast_syncs.append(stream.name) or taken(stream)
+        fast_records,
+        "sync_records",
+        lambda stream, **kwargs: fast_syncs.append(stream.name) or taken(stream, **kwargs),
     )
     if not fast:
         monkeypatch.setattr(fast_records, "fallback_reason", lambda *_: "compared with the SDK")
@@ -150,6 +152,8 @@ class TargetRun(msgspec.Struct):
     stopped: str | None
     files: dict[str, bytes]
     metrics: list[dict[str, Any]]
+    #: Each sink drained, in order, and how many records it held.
+    drains: list[tuple[str, int]]
     fast_lines: int
 
 
@@ -160,16 +164,29 @@ def _run_target(
     capsys.readouterr()
     caplog.clear()
     target = TargetPelanor(config=config | {"output_dir": str(output)}, parse_env_config=False)
-    taken = target.message_reader.fast_lines
+    fast_lines = target.message_reader.fast_lines
+    assert fast_lines is not None
     counted = itertools.count()
 
-    def counting(line: str) -> bool:
-        took = taken(line)
-        if took:
-            next(counted)
-        return took
+    class Counting:
+        def take(self, line: str) -> bool:
+            took = fast_lines.take(line)
+            if took:
+                next(counted)
+            return took
 
-    target.message_reader.fast_lines = counting if fast else None
+        def settle(self, *, drain: bool = True) -> None:
+            fast_lines.settle(drain=drain)
+
+    target.message_reader.fast_lines = Counting() if fast else None
+    drains: list[tuple[str, int]] = []
+    drain_one = target.drain_one
+
+    def recording_drain(sink: Any) -> None:
+        drains.append((sink.stream_name, sink.current_size))
+        drain_one(sink)
+
+    target.drain_one = recording_drain  # type: ignore[method-assign]
     stopped = None
     with caplog.at_level(logging.INFO, logger="singer_sdk.metrics"):
         try:
@@ -190,18 +207,23 @@ def _run_target(
         stopped=stopped,
         files={p.name: p.read_bytes() for p in sorted(output.iterdir())} if output.exists() else {},
         metrics=metrics,
+        drains=drains,
         fast_lines=next(counted),
     )
 
 
+@pytest.mark.parametrize("batch_size_rows", [None, 7])
 def test_the_target_uploads_the_same_files_and_confirms_the_same_state_on_both_paths(
-    tmp_path, acme_messages, capsys, caplog
+    tmp_path, acme_messages, capsys, caplog, batch_size_rows
 ) -> None:
     runs = []
     for fast in (True, False):
         with PelanorSandbox(sandbox_config(), tmp_path / f"pelanor-{fast}") as sandbox:
+            config = target_config(sandbox)
+            if batch_size_rows is not None:  # the SDK told of rows every 7 rows
+                config["batch_size_rows"] = batch_size_rows
             run = _run_target(
-                target_config(sandbox),
+                config,
                 acme_messages,
                 fast=fast,
                 capsys=capsys,
@@ -227,6 +249,11 @@ def test_the_target_uploads_the_same_files_and_confirms_the_same_state_on_both_p
     assert _without_where_and_when(fast_run.stdout) == _without_where_and_when(sdk_run.stdout)
     assert '"org-acme/2025-10"' in fast_run.stdout
     assert fast_run.metrics == sdk_run.metrics
+    # Drained at the same records (a sink that writes each record as it comes is never
+    # full: at STATE messages and at the end), with the rows told to the SDK every 7 rows
+    # or every 10,000 on the fast path.
+    assert fast_run.drains == sdk_run.drains
+    assert ("costs", 0) in fast_run.drains
     assert {"type": "counter", "metric": "record_count", "value": 791} in [
         {k: m[k] for k in ("type", "metric", "value")} for m in fast_run.metrics
     ]

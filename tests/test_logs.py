@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Generator
 from datetime import date
-from pathlib import Path
 
+from openai_costs.export import run_to_end, scan_rows
 from tap_openai_costs.progress import ReadProgress
 from target_pelanor.progress import WriteProgress
-from tests.exports import ORG, SAMPLES, cost, export, write
+from tests.exports import ORG, SAMPLES, TODAY, cost, days, export, write
 from tests.singer import run_tap, run_target, tap_output, target_config
 
 SEPTEMBER = SAMPLES / "acme" / "cost_2025-09-01_2025-09-30.csv"
@@ -38,31 +37,25 @@ def messages(stderr: str) -> list[str]:
     return [line.split(" | ", 3)[3] for line in stderr.splitlines() if line.count(" | ") >= 3]
 
 
-def test_a_long_file_shows_progress_about_every_ten_seconds(caplog) -> None:
-    ticks = iter(range(0, 1000, 3))  # each look at the clock: 3 s later
-
-    def rows() -> Generator[int, None, str]:
-        yield from range(20_000)
-        return "the scan"
-
+def test_a_long_file_shows_progress_about_every_ten_seconds(tmp_path, caplog) -> None:
+    """20,000 rows (50 days of 400), read while the clock moves 3 s at each look."""
+    rows = [
+        cost(day, item=f"item {n}") for day in days(OCT1, date(2025, 11, 19)) for n in range(400)
+    ]
+    path = write(tmp_path / "big.csv", export(rows))
+    ticks = iter(range(0, 1000, 3))
     watch = ReadProgress(logging.getLogger("test-progress"), clock=lambda: next(ticks))
     with caplog.at_level(logging.INFO, logger="test-progress"):
-        result: list[str] = []
-        passed = list(_drain_into(watch(Path("big.csv"), rows()), result))
-    assert len(passed) == 20_000
-    assert result == ["the scan"]  # the scan a generator returns passes through
+        file = watch.reading(path)
+        scan = run_to_end(scan_rows(path, ORG, TODAY, file.rows))
+        file.done(sum(day.rows for day in scan.days))
     # The clock is read at the start and every 4,096 rows (3 s later each time): a line
     # once 10 s have passed since the last, then the end.
     assert [r.getMessage() for r in caplog.records] == [
-        "reading big.csv",
-        "reading big.csv: 16,384 rows so far in 12.0 s, 1,365 rows/s",
-        "read big.csv: 20,000 rows in 15.0 s, 1,333 rows/s",
+        f"reading {path}",
+        f"reading {path}: 16,384 rows so far in 12.0 s, 1,365 rows/s",
+        f"read {path}: 20,000 rows in 15.0 s, 1,333 rows/s",
     ]
-
-
-def _drain_into(generator: Generator[int, None, str], result: list[str]):
-    """Yield every row, then keep what the generator returned."""
-    result.append((yield from generator))
 
 
 def test_the_tap_logs_each_file_and_each_sealed_month(tmp_path) -> None:

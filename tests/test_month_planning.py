@@ -13,10 +13,11 @@ from openai_costs.export import (
     ExportError,
     ExportScan,
     Layout,
+    Row,
     full_days,
     missing_days,
 )
-from tap_openai_costs.planner import Draft, MonthPlan, plan_months, which_copy_wins
+from tap_openai_costs.planner import Draft, MonthPlan, by_month, plan_months, which_copy_wins
 from tests.exports import NEW, OLD, ORG, days
 
 NEW_LAYOUT = Layout(NEW, ",".join(NEW))
@@ -259,4 +260,27 @@ def test_one_warning_line_per_pair_of_exports():
     assert [line.split(" with ")[0] for line in warnings(first, second, third)] == [
         "3.csv and 2.csv both cover 2025-10-01 to 2025-10-20",
         "3.csv and 1.csv both cover 2025-10-01 to 2025-10-10",
+    ]
+
+
+def test_rows_are_grouped_into_runs_of_one_month_each_in_order():
+    """A file spanning a month boundary: each run holds its month's rows only, in file
+    order, whether or not the one before was read to its end."""
+    rows = [
+        Row(day, f"{day} row {n}", [], NEW)
+        for day in (date(2025, 9, 29), date(2025, 9, 30), oct_(1), oct_(2))
+        for n in range(3)
+    ] + [Row(date(2025, 11, 1), "2025-11-01 row 0", [], NEW)]
+    runs = [(month, [row.text for row in run]) for month, run in by_month(iter(rows))]
+    assert runs == [
+        ("2025-09", [row.text for row in rows[:6]]),
+        ("2025-10", [row.text for row in rows[6:12]]),
+        ("2025-11", ["2025-11-01 row 0"]),
+    ]
+    # Each run is good until the next is asked for: a run left unread is skipped.
+    skipped = [(month, next(run).text) for month, run in by_month(iter(rows))]
+    assert skipped == [
+        ("2025-09", "2025-09-29 row 0"),
+        ("2025-10", "2025-10-01 row 0"),
+        ("2025-11", "2025-11-01 row 0"),
     ]

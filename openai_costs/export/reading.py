@@ -4,10 +4,11 @@ passes, and indexed by day so a merge can re-read one day without holding a file
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import os
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -21,6 +22,10 @@ from openai_costs.export.layout import BOM, Layout, check_columns
 from openai_costs.export.rules import RowChecker
 
 _T = TypeVar("_T")
+
+#: How often :func:`scan_rows` reports progress: every 4,096 rows (a power of two).
+ROWS_BETWEEN_REPORTS = 1 << 12
+_REPORT_MASK = ROWS_BETWEEN_REPORTS - 1
 
 
 class Row(NamedTuple):
@@ -40,6 +45,11 @@ class Row(NamedTuple):
     @property
     def values(self) -> dict[str, str]:
         return dict(zip(self.columns, self.fields, strict=True))
+
+
+#: Builds a Row from a tuple of all five fields in C: a scan builds one for every row, and
+#: a NamedTuple's own constructor runs Python code.
+_row = functools.partial(tuple.__new__, Row)
 
 
 @dataclass
@@ -244,10 +254,14 @@ def scan_export(path: Path, organization_id: str | None, today: date) -> ExportS
 
 
 def scan_rows(
-    path: Path, organization_id: str | None, today: date
+    path: Path,
+    organization_id: str | None,
+    today: date,
+    on_rows: Callable[[int], None] | None = None,
 ) -> Generator[Row, None, ExportScan]:
     """Validate a file row by row, yielding each row as it passes; return the file's index.
-    ``today`` is the run's current UTC date (:class:`RowChecker`).
+    ``today`` is the run's current UTC date (:class:`RowChecker`); ``on_rows``, if given,
+    is told the number of rows read every :data:`ROWS_BETWEEN_REPORTS` rows.
 
     A day's repeat check runs when the next day starts, so a row is only known good once
     the generator has returned: a consumer may pass rows on, but must not vouch for them
@@ -259,7 +273,7 @@ def scan_rows(
         opened = os.fstat(stream.fileno())
         layout, lines = read_layout(name, stream)
         checker = RowChecker(name, layout, organization_id, today)
-        columns = layout.columns
+        check, width, columns = checker.check, checker.width, layout.columns
         days: list[DaySlice] = []
         current = DaySlice(date.min, start=0)  # no day yet
         digest = hashlib.sha256()
@@ -270,8 +284,8 @@ def scan_rows(
             number += 1
             # Being the last row only changes the verdict on a short row or a missing line
             # ending, so it is looked up only for those.
-            is_last = (not terminator or len(fields) != checker.width) and lines.at_end()
-            day = checker.check(number, fields, terminator, is_last)
+            is_last = (not terminator or len(fields) != width) and lines.at_end()
+            day = check(number, fields, terminator, is_last)
             if day != current.day:
                 current.hexdigest = digest.hexdigest()
                 current, digest = DaySlice(day, start=offset), hashlib.sha256()
@@ -279,7 +293,9 @@ def scan_rows(
             current.rows += 1
             rows_digest_update(digest, text)
             current.end = offset = end
-            yield Row(day, text, fields, columns)
+            if number & _REPORT_MASK == 1 and on_rows is not None:
+                on_rows(number - 1)
+            yield _row((day, text, fields, columns, None))
         current.hexdigest = digest.hexdigest()
         checker.finish_day()
     layout = msgspec.structs.replace(layout, final_newline=bool(terminator))

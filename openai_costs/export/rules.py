@@ -35,6 +35,9 @@ AMOUNT_MAX_LENGTH = 64
 AMOUNT_LIMIT = Decimal(1_000_000_000)
 #: How a refused amount is described.
 AMOUNT_LIMIT_TEXT = "beyond ±1,000,000,000 USD, more than any real cost row"
+#: The usual amount, plainly within the limit (fewer than ten integer digits, no
+#: exponent): one match settles it, as both checks above would.
+_PLAIN_AMOUNT = re.compile(r"[+-]?0*(?:[0-9]{1,9}(?:\.[0-9]*)?|\.[0-9]+)")
 
 
 def amount_too_large(text: str) -> bool:
@@ -165,15 +168,8 @@ class RowChecker:
 
     def _check_cost(self, number: int, fields: list[str]) -> None:
         amount = fields[self.amount_at]
-        if len(amount) > AMOUNT_MAX_LENGTH or not AMOUNT_TEXT.fullmatch(amount):
-            raise self.fail(
-                number,
-                f"amount_value {amount!r} is not a decimal number; use the export unmodified",
-            )
-        if amount_too_large(amount):
-            raise self.fail(
-                number, f"amount_value {amount!r} is {AMOUNT_LIMIT_TEXT}; use the export unmodified"
-            )
+        if len(amount) > AMOUNT_MAX_LENGTH or not _PLAIN_AMOUNT.fullmatch(amount):
+            self._check_amount(number, amount)
         currency = fields[self.currency_at]
         if currency.lower() != "usd":
             raise self.fail(
@@ -186,6 +182,17 @@ class RowChecker:
                 number,
                 f"belongs to organization {organization!r}, not {self.organization_id!r}; "
                 "give each organization its own connector (organization_id) and exports",
+            )
+
+    def _check_amount(self, number: int, amount: str) -> None:
+        if len(amount) > AMOUNT_MAX_LENGTH or not AMOUNT_TEXT.fullmatch(amount):
+            raise self.fail(
+                number,
+                f"amount_value {amount!r} is not a decimal number; use the export unmodified",
+            )
+        if amount_too_large(amount):
+            raise self.fail(
+                number, f"amount_value {amount!r} is {AMOUNT_LIMIT_TEXT}; use the export unmodified"
             )
 
     def finish_day(self) -> None:
