@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 import msgspec
 import msgspec.inspect
 from singer_sdk.mapper import SameRecordTransform
-from singer_sdk.sinks import Sink
+from singer_sdk.sinks import RecordSink, Sink
 
 from openai_costs import contract
 from openai_costs.contract import CostRow
@@ -51,15 +51,21 @@ _TYPES: dict[str, Any] = {"string": str, "integer": int, "boolean": bool, "null"
 #: off, the rest is text for people); a property with any other keyword takes the SDK's path.
 _PROPERTY_KEYS = frozenset({"type", "pattern", "format", "description", "title"})
 _SCHEMA_KEYS = frozenset({"type", "properties", "required", "$schema", "description", "title"})
-#: The fields of a CostRow, and whether each may be null (amount_value text is made a Decimal).
-_COST_ROW_FIELDS = {
-    "organization": False,
-    "month": False,
-    "day": False,
-    "csv_row": False,
-    "amount_value": True,
-    "organization_id": True,
-}
+
+
+def _nullable(field: msgspec.inspect.Field) -> bool:
+    return any(isinstance(t, msgspec.inspect.NoneType) for t in _members(field.type))
+
+
+def _members(field_type: msgspec.inspect.Type) -> tuple[msgspec.inspect.Type, ...]:
+    return field_type.types if isinstance(field_type, msgspec.inspect.UnionType) else (field_type,)
+
+
+_COST_ROW = msgspec.inspect.type_info(CostRow)
+assert isinstance(_COST_ROW, msgspec.inspect.StructType)
+#: The fields of a CostRow, and whether each may be null (amount_value text becomes a
+#: Decimal); :meth:`FastRecords.take` builds the row from exactly these.
+_COST_ROW_FIELDS = {field.name: _nullable(field) for field in _COST_ROW.fields}
 
 
 class FastRecords:
@@ -94,12 +100,12 @@ class FastRecords:
             # What msgspec.convert(record, CostRow) gives (the schema's types fit: _plan).
             amount = record.amount_value
             row = CostRow(
-                record.organization,
-                record.month,
-                record.day,
-                record.csv_row,
-                None if amount is None else Decimal(amount),
-                record.organization_id,
+                organization=record.organization,
+                month=record.month,
+                day=record.day,
+                csv_row=record.csv_row,
+                amount_value=None if amount is None else Decimal(amount),
+                organization_id=record.organization_id,
             )
         except (msgspec.MsgspecError, InvalidOperation):
             return False  # the SDK's path refuses it with its own message
@@ -114,9 +120,10 @@ class FastRecords:
 
     def settle(self, *, drain: bool = True) -> None:
         """Tell the SDK about the rows taken since the last call, as its per-record path
-        would have: the sink's tallies and record counter, its after-record hook (called
-        for each row when it does anything), then, unless ``drain`` is false (the run is
-        stopping), the drain of a full sink and the check for records waiting too long."""
+        would have: the sink's tallies and record counter, its after-record hook (for each
+        row, unless its effect can be told at once), then, unless ``drain`` is false (the
+        run is stopping), the drain of a full sink and the check for records waiting too
+        long."""
         untold, self._untold = self._untold, 0
         if not untold or self._plan is None:
             return
@@ -125,6 +132,8 @@ class FastRecords:
         sink.record_counter_metric.increment(untold)
         if self._plan.after_each:
             sink._after_process_record({})
+        elif self._plan.tally_written:
+            sink.tally_record_written(untold)
         if not drain:
             return
         if sink.is_full:
@@ -146,8 +155,11 @@ class _Plan(msgspec.Struct, frozen=True):
     sink: CostRowsSink
     #: Decodes a line into a message whose record has the stream schema's type.
     decode: Callable[[str], Any]
-    #: Whether the sink's after-record hook does anything: the SDK's only logs at debug.
+    #: Whether the sink's after-record hook must be called for each row: unless it is
+    #: the SDK's Sink's (it logs at debug only) or RecordSink's (below).
     after_each: bool
+    #: Whether the hook is RecordSink's, which tallies one record written: told at once.
+    tally_written: bool
 
 
 def _plan(maps: list[Any] | None, sink: Sink | None) -> _Plan | None:
@@ -172,9 +184,11 @@ def _plan(maps: list[Any] | None, sink: Sink | None) -> _Plan | None:
         "CostsRecordLine",
         [("type", Literal["RECORD"]), ("stream", Literal["costs"]), ("record", record_type)],
     )
-    after_each = type(sink)._after_process_record is not Sink._after_process_record
+    hook = type(sink)._after_process_record
+    tally_written = hook is RecordSink._after_process_record
+    after_each = hook is not Sink._after_process_record and not tally_written
     after_each |= sink.logger.isEnabledFor(logging.DEBUG)
-    return _Plan(sink, msgspec.json.Decoder(line_type).decode, after_each)
+    return _Plan(sink, msgspec.json.Decoder(line_type).decode, after_each, tally_written)
 
 
 def _fits_cost_row(record_type: type[Any]) -> bool:
@@ -190,7 +204,7 @@ def _fits_cost_row(record_type: type[Any]) -> bool:
         field = fields.get(name)
         if field is None:
             return False
-        kinds = {type(t) for t in getattr(field.type, "types", (field.type,))}
+        kinds = {type(member) for member in _members(field.type)}
         fits = kinds <= {text, null} if nullable else (kinds == {text} and field.required)
         if not fits:
             return False

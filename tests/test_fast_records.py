@@ -25,6 +25,7 @@ import msgspec
 import pytest
 import singer_sdk.streams.core
 
+from openai_costs.contract import CostRow
 from target_pelanor.sandbox import PelanorSandbox
 from target_pelanor.stopping import RunStopped
 from target_pelanor.target import TargetPelanor
@@ -154,6 +155,8 @@ class TargetRun(msgspec.Struct):
     metrics: list[dict[str, Any]]
     #: Each sink drained, in order, and how many records it held.
     drains: list[tuple[str, int]]
+    #: Each stream's sink at the end: records read and written, as the SDK tallies them.
+    tallies: dict[str, tuple[int, int]]
     fast_lines: int
 
 
@@ -208,6 +211,10 @@ def _run_target(
         files={p.name: p.read_bytes() for p in sorted(output.iterdir())} if output.exists() else {},
         metrics=metrics,
         drains=drains,
+        tallies={
+            name: (sink._total_records_read, sink._total_records_written)
+            for name, sink in target._sinks_active.items()
+        },
         fast_lines=next(counted),
     )
 
@@ -254,6 +261,8 @@ def test_the_target_uploads_the_same_files_and_confirms_the_same_state_on_both_p
     # or every 10,000 on the fast path.
     assert fast_run.drains == sdk_run.drains
     assert ("costs", 0) in fast_run.drains
+    assert fast_run.tallies == sdk_run.tallies
+    assert fast_run.tallies["costs"] == (791, 791)
     assert {"type": "counter", "metric": "record_count", "value": 791} in [
         {k: m[k] for k in ("type", "metric", "value")} for m in fast_run.metrics
     ]
@@ -465,3 +474,16 @@ def test_a_schema_with_more_than_types_and_patterns_is_left_to_the_sdk(change) -
     schema = SCHEMA | {"properties": SCHEMA["properties"] | change}
     assert record_type_of(schema, []) is None
     assert record_type_of(SCHEMA | {"additionalProperties": False}, []) is None
+
+
+def test_the_fast_path_builds_every_field_of_a_cost_row() -> None:
+    """FastRecords.take builds each CostRow from these fields by name: a field added to
+    CostRow must be added there too, or the fast path would leave it at its default."""
+    assert CostRow.__struct_fields__ == (
+        "organization",
+        "month",
+        "day",
+        "csv_row",
+        "amount_value",
+        "organization_id",
+    )
