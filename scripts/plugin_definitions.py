@@ -105,7 +105,7 @@ PLUGINS = {
             "target would withhold every month.",
             **STREAM_MAPS,
             "batch_config": "Move rows in BATCH files (JSON lines, compression none or gzip) "
-            "instead of one RECORD message each: about 2x faster end to end. The target "
+            "instead of one RECORD message each: about 1.25x faster end to end. The target "
             "reads and deletes the files, so the storage root must be a folder both reach.",
         },
     ),
