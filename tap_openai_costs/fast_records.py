@@ -9,10 +9,11 @@ backfill that is most of the tap's time. When nothing would change a record,
 would build, encoded by the SDK's own msgspec encoder into the tap's buffered writer.
 
 The bytes are the same, STATE messages come at the same places, the record count and the
-sync timer are the SDK's (the count is given a STATE message's rows at a time). :func:`fallback_reason` says when the SDK's path is taken
-instead, unchanged: a stream map or flattening, a deselected property, type conformance,
-a bookmark per record (incremental), partitions, a record limit (``--test``), or another
-message writer. Driven by the stream's settings only, never by its fields.
+sync timer are the SDK's (the count is given a STATE message's rows at a time).
+:func:`fallback_reason` says when the SDK's path is taken instead, unchanged: a stream map
+or flattening, a deselected property, type conformance, a bookmark per record
+(incremental), partitions, a record limit (``--test``), or another message writer. Driven
+by the stream's settings only, never by its fields.
 """
 
 from __future__ import annotations

@@ -468,8 +468,7 @@ class CostsStream(_IncrementalByMonth):
         # Runs for every row of a backfill: the tally is counted in locals, and the fields
         # of a row's month and day are worked out once and merged in.
         at = _positions(month.layout.columns)  # every row comes in the month's layout
-        text = at.text
-        amount_at, start_at, end_at = at.amount, at.start, at.end
+        text_at, amount_at, start_at, end_at = at.text, at.amount, at.start, at.end
         month_fields = {
             "organization": month.organization_id,
             "month": month.month,
@@ -481,7 +480,7 @@ class CostsStream(_IncrementalByMonth):
         try:
             for row in rows:
                 fields, dropped = row.fields, row.dropped
-                record: dict[str, Any] = {name: fields[i] or None for name, i in text}
+                record: dict[str, Any] = {name: fields[i] or None for name, i in text_at}
                 if dropped:  # an API month in fewer columns: its other values still typed
                     record.update(
                         (name, value or None)
