@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from openai_costs.pace import Pace
+
 
 class ReadProgress:
     """Log lines about the files read; :meth:`reading` starts one file's."""
@@ -30,23 +32,21 @@ class ReadProgress:
 
 class FileProgress:
     """One file's progress. The reader reports its row count every few thousand rows
-    (:meth:`rows`): reading the clock for every row would cost more than the progress is
-    worth."""
+    (:meth:`rows`)."""
 
     def __init__(self, progress: ReadProgress, path: Path) -> None:
-        self.logger, self.every_seconds = progress.logger, progress.every_seconds
-        self.clock, self.path = progress.clock, path
-        self.started = self.last = self.clock()
+        self.logger, self.path = progress.logger, path
+        self.pace = Pace(progress.every_seconds, progress.clock)
+        self.pace.start()
 
     def rows(self, count: int) -> None:
         """``count`` rows read so far: a line if the last was long enough ago."""
-        now = self.clock()
-        if now - self.last >= self.every_seconds:
-            self.last = now
+        elapsed = self.pace.due()
+        if elapsed is not None:
             self.logger.info(
                 "reading %s: %s",
                 self.path,
-                _rate(count, now - self.started, so_far=True),
+                _rate(count, elapsed, so_far=True),
                 extra={"file": str(self.path), "rows": count, "action": "reading"},
             )
 
@@ -55,7 +55,7 @@ class FileProgress:
         self.logger.info(
             "read %s: %s",
             self.path,
-            _rate(count, self.clock() - self.started),
+            _rate(count, self.pace.elapsed()),
             extra={"file": str(self.path), "rows": count, "action": "read"},
         )
 

@@ -38,6 +38,7 @@ from openai_costs.export.layout import (
     render_fields,
 )
 from openai_costs.export.reading import (
+    ROWS_BETWEEN_REPORTS,
     DaySlice,
     ExportScan,
     Row,
@@ -72,6 +73,7 @@ __all__ = [
     "ISO_COLUMNS",
     "MEASURE_COLUMNS",
     "REQUIRED_COLUMNS",
+    "ROWS_BETWEEN_REPORTS",
     "TIME_COLUMNS",
     "DaySlice",
     "ExportError",

@@ -1,0 +1,35 @@
+"""When a progress line is due: about every ten seconds while a long file is read or a
+long month written. Callers ask only every few thousand rows, since reading the clock for
+every row would cost more than the progress is worth."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+class Pace:
+    """The clock of one stretch of work (a file read, a month written): :meth:`start` it
+    when the work begins."""
+
+    def __init__(
+        self, every_seconds: float = 10.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.every_seconds = every_seconds
+        self.clock = clock
+        self.started = self.last = 0.0
+
+    def start(self) -> None:
+        self.started = self.last = self.clock()
+
+    def due(self) -> float | None:
+        """Seconds since the start if a line is due now (it is then taken as given), or
+        None."""
+        now = self.clock()
+        if now - self.last < self.every_seconds:
+            return None
+        self.last = now
+        return now - self.started
+
+    def elapsed(self) -> float:
+        return self.clock() - self.started
