@@ -42,6 +42,7 @@ from openai_costs.export import (
     missing_days,
     today_utc,
 )
+from openai_costs.month_status import SEALED
 from openai_costs.os_errors import advice
 from openai_costs.work_folder import WorkFolderError, open_work_folder
 from tap_openai_costs import fast_records
@@ -578,7 +579,8 @@ class CostsStream(_IncrementalByMonth):
                 "month": plan.month,
                 "rows": seal.row_count,
                 "total_usd": seal.total_usd,
-                "action": "sealed",
+                "status": SEALED,
+                "action": SEALED,
                 "complete": seal.complete,
                 "checked_against_api": checked,
                 "files": list(seal.source_files),

@@ -29,6 +29,8 @@ from typing import Final
 
 import httpx
 
+from openai_costs.month_status import SENDING
+from openai_costs.pace import byte_count
 from openai_costs.safe_http import (
     ANSWER_LIMIT,
     BearerClient,
@@ -179,7 +181,20 @@ class PelanorClient(BearerClient):
         if not _MONTH_RE.fullmatch(month):
             raise ValueError(f"month must be YYYY-MM, got {month!r}")
         size = content.stat().st_size if isinstance(content, Path) else len(content)
-        logger.info("Uploading %s to Pelanor (%d bytes)", month, size)
+        logger.info(
+            "%s %s: sending %s (%s bytes) to Pelanor",
+            self._organization_id,
+            month,
+            byte_count(size),
+            f"{size:,}",
+            extra={
+                "organization": self._organization_id,
+                "month": month,
+                "bytes": size,
+                "status": SENDING,
+                "action": SENDING,
+            },
+        )
         response, attempts = self.send_or_raise(
             f"Pelanor upload of {month}",
             lambda: self._send(month, filename, content),

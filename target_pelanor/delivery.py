@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from openai_costs.batches import BatchReaders
 from openai_costs.contract import STREAMS, CostRow, MonthOpened, Seal, state_key
 from openai_costs.export import format_decimal, today_utc
+from openai_costs.month_status import CHECKED, FAILED, UPLOADED, WITHHELD, WRITTEN
 from openai_costs.os_errors import advice, reason
 from openai_costs.user_errors import meltano_name
 from openai_costs.work_folder import WorkFolder, open_work_folder
@@ -150,7 +151,7 @@ class Delivery:
             ready.rows,
             format_decimal(ready.total),
             "dry run, not sending" if dry_run else "sending",
-            extra=_fields(ready.organization, ready.month, ready.rows, ready.total, "checked"),
+            extra=_fields(ready.organization, ready.month, ready.rows, ready.total, CHECKED),
         )
         try:
             self._record(self._send(ready))
@@ -161,9 +162,9 @@ class Delivery:
                     ready.month,
                     ready.rows,
                     ready.total,
+                    FAILED,
                     f"interrupted ({interrupted.name}) during its upload: Pelanor may or may "
                     "not have it; the next run sends it again",
-                    failed=True,
                 )
             )
             raise
@@ -218,19 +219,16 @@ class Delivery:
     def _send(self, ready: ReadyMonth) -> MonthResult:
         key = state_key(ready.organization, ready.month)
         now = Uploaded(ready.rows, ready.days, ready.total, ready.rows_digest)
-        result = MonthResult(ready.organization, ready.month, ready.rows, ready.total, "")
+        result = MonthResult(ready.organization, ready.month, ready.rows, ready.total, WRITTEN)
         if self.config.get("dry_run"):
             if problem := self._shrinks(ready.month, key, now, ready.from_api):
-                return replace(result, action=f"withheld: {problem}", failed=True)
-            written = self._write_out(ready)
-            if written.failed:
-                return replace(result, action=written.action, failed=True)
-            return replace(result, action=written.action or "checked (dry run)")
+                return replace(result, status=WITHHELD, reason=problem)
+            return self._write_out(ready, result)
         try:
             with self.locks.hold(self.config["integration_id"], ready.month):
                 return self._upload(ready, key, now, result)
         except (LockTimeout, LockUnavailable) as problem:
-            return replace(result, action=f"failed: {problem}", failed=True)
+            return replace(result, status=FAILED, reason=str(problem))
 
     def _upload(
         self, ready: ReadyMonth, key: str, now: Uploaded, result: MonthResult
@@ -240,25 +238,23 @@ class Delivery:
         try:
             self.check_integration()
         except BindingProblem as taken:
-            return replace(result, action=f"withheld: {taken}", failed=True)
+            return replace(result, status=WITHHELD, reason=str(taken))
         if problem := self._shrinks(ready.month, key, now, ready.from_api):
-            return replace(result, action=f"withheld: {problem}", failed=True)
-        written = self._write_out(ready)
+            return replace(result, status=WITHHELD, reason=problem)
+        written = self._write_out(ready, result)
         if written.failed:
-            return replace(result, action=written.action, failed=True)
+            return written
         try:
             receipt = self.client.upload(
                 month=ready.month, filename=ready.filename, content=ready.path
             )
         except PelanorError as error:
-            action = "; ".join(filter(None, [f"failed: {error}", written.action]))
-            return replace(result, action=action, failed=True)
+            return replace(written, status=FAILED, reason=str(error))
         at = self.now()
         self.memory.record(key, Remembered(now, "the state", self.endpoint, at))
         if self.records is not None and self.bindings is not None:
             self._note_upload(self.records, self.bindings, ready, now, at)
-        action = ", ".join(filter(None, ["uploaded", written.action]))
-        return replace(result, action=action, response_id=receipt.response_id)
+        return replace(written, status=UPLOADED, response_id=receipt.response_id)
 
     def _note_upload(
         self,
@@ -325,9 +321,9 @@ class Delivery:
             return None
         return problem
 
-    def _write_out(self, ready: ReadyMonth) -> MonthResult:
-        """Copy the month to output_dir, if set; ``action`` says what was done."""
-        result = MonthResult(ready.organization, ready.month, ready.rows, ready.total, "")
+    def _write_out(self, ready: ReadyMonth, result: MonthResult) -> MonthResult:
+        """Copy the month to output_dir, if set: ``result`` with where it was written, or
+        failed."""
         folder = output_dir(self.config)
         if folder is None:
             return result
@@ -338,18 +334,15 @@ class Delivery:
             fix = advice(error, "free space in output_dir or fix its permissions")
             return replace(
                 result,
-                action=f"failed: could not write {destination}: {reason(error)}; nothing "
-                f"uploaded; {fix}",
-                failed=True,
+                status=FAILED,
+                reason=f"could not write {destination}: {reason(error)}; nothing uploaded; {fix}",
             )
-        return replace(result, action=f"written to {folder}")
+        return replace(result, written_to=str(folder))
 
     def _withhold(
         self, organization: str, month: str, rows: int, total: Decimal, reason: str
     ) -> None:
-        self._record(
-            MonthResult(organization, month, rows, total, f"withheld: {reason}", failed=True)
-        )
+        self._record(MonthResult(organization, month, rows, total, WITHHELD, reason))
 
     def _record(self, result: MonthResult) -> None:
         log = self.logger.error if result.failed else self.logger.info
@@ -370,10 +363,11 @@ class Delivering(Protocol):
 
 
 def _fields(
-    organization: str, month: str, rows: int, total: Decimal, action: str
+    organization: str, month: str, rows: int, total: Decimal, status: str
 ) -> dict[str, Any]:
-    """A month's structured log fields (see :meth:`MonthResult.fields`)."""
-    return MonthResult(organization, month, rows, total, action).fields()
+    """A month's structured log fields (see :meth:`MonthResult.fields`) for an event on
+    the way: its status, which is also its action, and no reason."""
+    return MonthResult(organization, month, rows, total, status).fields() | {"action": status}
 
 
 def _publish(source: Path, destination: Path) -> None:

@@ -229,8 +229,8 @@ def test_a_signal_during_an_upload_stops_with_the_table_and_only_accepted_state(
         [SEPT_TOTAL, "uploaded"],
         [
             OCT_TOTAL,
-            f"interrupted ({name}) during its upload: Pelanor may or may not have it; the "
-            "next run sends it again",
+            f"failed: interrupted ({name}) during its upload: Pelanor may or may not have "
+            "it; the next run sends it again",
         ],
     ]
     assert result.errors == [
