@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import date
+from datetime import date, datetime, timezone
 
 from openai_costs.export import run_to_end, scan_rows
 from openai_costs.month_status import STATUSES
 from tap_openai_costs.progress import ReadProgress
 from target_pelanor.progress import WriteProgress
-from tests.exports import ORG, SAMPLES, TODAY, cost, days, export, write
+from tests.exports import ORG, SAMPLES, TODAY, cost, days, export, month_rows, write
 from tests.singer import run_tap, run_target, tap_output, target_config
 
 SEPTEMBER = SAMPLES / "acme" / "cost_2025-09-01_2025-09-30.csv"
@@ -360,3 +360,29 @@ def test_the_sdk_lines_about_wiring_streams_are_debug_level(tmp_path) -> None:
         ("DEBUG", "Added 'cost_month_layouts' as child stream to 'costs'"),
         ("DEBUG", "Added 'cost_months' as child stream to 'costs'"),
     ]
+
+
+def test_a_month_the_tap_withholds_is_a_month_event_with_status_withheld(tmp_path) -> None:
+    """October's export was saved before its last day ended: the tap's error line about it
+    carries the month's fields, so an alert on status sees the tap's months too."""
+    config = tmp_path / "logging.json"
+    config.write_text(json.dumps(MELTANO_LOG_CONFIG))
+    early = datetime(2025, 10, 31, 18, 2, 11, tzinfo=timezone.utc).timestamp()
+    october = write(tmp_path / "in" / "oct.csv", export(month_rows("2025-10")), mtime=early)
+    result = run_tap(
+        tmp_path,
+        {"paths": [str(SEPTEMBER), str(october)], "organization_id": ORG},
+        env={"SINGER_SDK_LOG_CONFIG": str(config)},
+    )
+    assert result.returncode == 1
+    line = (
+        f"{october}: was saved at 2025-10-31 18:02:11 UTC, before 2025-10-31 ended, so it "
+        "cannot hold that day whole; 2025-10 is not sealed: export it again (after 00:00 UTC)"
+    )
+    assert month_events(result.stderr) == [
+        ("2025-09", "sealed", None),
+        ("2025-10", "withheld", line),
+    ]
+    (error,) = [e for e in structured(result.stderr) if e["level"] == "error"]
+    assert error["message"] == f"tap-openai-costs: error: {line}"
+    assert error["extra"]["organization"] == ORG
