@@ -22,11 +22,24 @@ SENDING: Final = "sending"
 UPLOADED: Final = "uploaded"
 #: Final, dry runs: the month was checked (and written to output_dir, if set); not sent.
 WRITTEN: Final = "written"
+#: Final: another run (of the same organization, at the same time) uploaded the very same
+#: file while this run was going: it is in Pelanor, and is not sent twice.
+UNCHANGED: Final = "unchanged"
 #: Final: the checks kept the month back (incomplete, not sealed, smaller than before…).
 WITHHELD: Final = "withheld"
 #: Final: sending or writing the month failed (Pelanor refused or could not be reached,
 #: output_dir, the upload lock, a stop during the upload).
 FAILED: Final = "failed"
 
-STATUSES: Final = (SEALED, WRITING, CHECKED, SENDING, UPLOADED, WRITTEN, WITHHELD, FAILED)
-FINAL: Final = frozenset({UPLOADED, WRITTEN, WITHHELD, FAILED})
+STATUSES: Final = (
+    SEALED,
+    WRITING,
+    CHECKED,
+    SENDING,
+    UPLOADED,
+    UNCHANGED,
+    WRITTEN,
+    WITHHELD,
+    FAILED,
+)
+FINAL: Final = frozenset({UPLOADED, UNCHANGED, WRITTEN, WITHHELD, FAILED})

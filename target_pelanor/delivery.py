@@ -5,7 +5,10 @@ the ledger passes it (sealed, matching, complete, every row checked) and it is n
 than the copy uploaded before, as the state and this machine remember it
 (:mod:`target_pelanor.shrink_guard`, :mod:`target_pelanor.upload_records`; unless the
 month is listed in ``allow_shrinking_months``). An upload holds the month's upload lock
-from that check to Pelanor's answer (:mod:`target_pelanor.upload_lock`). A month counts as
+from that check to Pelanor's answer (:mod:`target_pelanor.upload_lock`). A month another
+run uploaded while this one was going (two runs of one organization at once, as an
+orchestrator's ``meltano run --force`` allows) is not sent again when it is the same
+file, and is withheld when it differs: this run's copy may be the older. A month counts as
 delivered only when Pelanor accepted it (:mod:`target_pelanor.client`). Results are kept
 for the end-of-run table, and any failure means the target confirms no state beyond what
 Pelanor accepted.
@@ -32,7 +35,7 @@ from typing import Any, Protocol
 from openai_costs.batches import BatchReaders
 from openai_costs.contract import STREAMS, CostRow, MonthOpened, Seal, state_key
 from openai_costs.export import format_decimal, today_utc
-from openai_costs.month_status import CHECKED, FAILED, UPLOADED, WITHHELD, WRITTEN
+from openai_costs.month_status import CHECKED, FAILED, UNCHANGED, UPLOADED, WITHHELD, WRITTEN
 from openai_costs.os_errors import advice, reason
 from openai_costs.user_errors import meltano_name
 from openai_costs.work_folder import WorkFolder, open_work_folder
@@ -93,6 +96,10 @@ class Delivery:
             self.work.root / "locks", float(config.get("max_retry_seconds", 600))
         )
         self.allowed_to_shrink = set(allowed_to_shrink(config))
+        #: When this run started, to the second (as upload records keep times).
+        self.started = self.now().replace(microsecond=0)
+        #: The state keys of the months this run uploaded.
+        self.sent: set[str] = set()
         self.results: list[MonthResult] = []
         self.progress = WriteProgress(logger)
         #: The runs of batch files being read (their leftovers go at the end).
@@ -234,13 +241,15 @@ class Delivery:
         self, ready: ReadyMonth, key: str, now: Uploaded, result: MonthResult
     ) -> MonthResult:
         """Under the month's upload lock: the integration's organization, the shrink check,
-        output_dir, the upload."""
+        another run's upload of the month meanwhile, output_dir, the upload."""
         try:
             self.check_integration()
         except BindingProblem as taken:
             return replace(result, status=WITHHELD, reason=str(taken))
         if problem := self._shrinks(ready.month, key, now, ready.from_api):
             return replace(result, status=WITHHELD, reason=problem)
+        if (other := self._uploaded_meanwhile(ready.month, key)) is not None:
+            return self._already_there(ready, key, now, other, result)
         written = self._write_out(ready, result)
         if written.failed:
             return written
@@ -251,6 +260,7 @@ class Delivery:
         except PelanorError as error:
             return replace(written, status=FAILED, reason=str(error))
         at = self.now()
+        self.sent.add(key)
         self.memory.record(key, Remembered(now, "the state", self.endpoint, at))
         if self.records is not None and self.bindings is not None:
             self._note_upload(self.records, self.bindings, ready, now, at)
@@ -292,6 +302,44 @@ class Delivery:
     def now(self) -> datetime:
         """When an upload is recorded as accepted (UTC)."""
         return datetime.now(timezone.utc)
+
+    def _uploaded_meanwhile(self, month: str, key: str) -> Remembered | None:
+        """This machine's record of the month when another run uploaded it after this run
+        started (read under the month's lock), else None."""
+        if self.records is None or key in self.sent:
+            return None
+        try:
+            other = self.records.recall(self.config["integration_id"], month)
+        except UnreadableRecord:  # refused by the shrink check, or listed to go anyway
+            return None
+        if other is None or other.at is None or other.at < self.started:
+            return None
+        return other
+
+    def _already_there(
+        self, ready: ReadyMonth, key: str, now: Uploaded, other: Remembered, result: MonthResult
+    ) -> MonthResult:
+        """Another run uploaded the month during this one: the same file is not sent twice
+        (the state takes that run's record); a different one is withheld."""
+        at = other.at.strftime("%H:%M:%SZ") if other.at else "?"
+        if other.uploaded != now:
+            return replace(
+                result,
+                status=WITHHELD,
+                reason=f"another target-pelanor run uploaded a different copy of {ready.month} "
+                f"at {at}, while this run was going; this run's copy may be the older, so it is "
+                "not sent: run again (one run per organization at a time)",
+            )
+        written = self._write_out(ready, result)
+        if written.failed:
+            return written
+        self.memory.record(key, Remembered(now, "the state", self.endpoint, other.at))
+        return replace(
+            written,
+            status=UNCHANGED,
+            reason=f"another target-pelanor run uploaded this very file at {at}, while this "
+            "run was going; not sent again",
+        )
 
     def _shrinks(self, month: str, key: str, now: Uploaded, from_api: bool) -> str | None:
         """Why the month must not replace the copy remembered (the state's, then this

@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from openai_costs.export import format_decimal
-from openai_costs.month_status import FAILED, UPLOADED, WITHHELD, WRITTEN
+from openai_costs.month_status import FAILED, UNCHANGED, UPLOADED, WITHHELD, WRITTEN
 
 HEADINGS = ("organization", "month", "rows", "total USD", "action", "Pelanor response id")
 
@@ -50,6 +50,8 @@ class MonthResult:
             return ", ".join(filter(None, [UPLOADED, written]))
         if self.status == WRITTEN:
             return written or "checked (dry run)"
+        if self.status == UNCHANGED:
+            return "; ".join(filter(None, [f"{UNCHANGED}: {self.reason}", written]))
         return "; ".join(filter(None, [f"{self.status}: {self.reason}", written]))
 
     def fields(self) -> dict[str, Any]:
