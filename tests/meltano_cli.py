@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from tests.docs import REPO, commands
 from tests.singer import BIN
@@ -66,3 +69,14 @@ def run_meltano_commands(
         assert result.returncode == 0, f"{shlex.join(words)} failed:\n{result.stderr[-5000:]}"
         done.append(result)
     return done
+
+
+def copy_project(root: Path) -> None:
+    """meltano.yml and samples/, the plugins being this venv's console scripts."""
+    shutil.copytree(REPO / "samples", root / "samples")
+    config: dict[str, Any] = yaml.safe_load((REPO / "meltano.yml").read_text("utf-8"))
+    for kind in ("extractors", "loaders"):
+        for plugin in config["plugins"][kind]:
+            if plugin.pop("pip_url", None):
+                plugin["executable"] = str(BIN / plugin["executable"])
+    (root / "meltano.yml").write_text(yaml.safe_dump(config, sort_keys=False), "utf-8")

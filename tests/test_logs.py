@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 from datetime import date, datetime, timezone
+
+import pytest
 
 from openai_costs.export import run_to_end, scan_rows
 from openai_costs.month_status import STATUSES
 from tap_openai_costs.progress import ReadProgress
 from target_pelanor.progress import WriteProgress
 from tests.exports import ORG, SAMPLES, TODAY, cost, days, export, month_rows, write
+from tests.meltano_cli import DEV_TOKEN, MELTANO, copy_project, hermetic_env, require_meltano
+from tests.pelanor_sandbox import running_sandbox
 from tests.singer import run_tap, run_target, tap_output, target_config
 
 SEPTEMBER = SAMPLES / "acme" / "cost_2025-09-01_2025-09-30.csv"
@@ -386,3 +391,37 @@ def test_a_month_the_tap_withholds_is_a_month_event_with_status_withheld(tmp_pat
     (error,) = [e for e in structured(result.stderr) if e["level"] == "error"]
     assert error["message"] == f"tap-openai-costs: error: {line}"
     assert error["extra"]["organization"] == ORG
+
+
+@pytest.mark.meltano
+def test_under_meltano_every_line_of_the_results_table_carries_the_plugins_name(
+    tmp_path,
+) -> None:
+    """Meltano's console log: each line of the table has the loader's prefix, so grepping
+    the plugin finds them all, and grepping the organization every month's."""
+    require_meltano()
+    project = tmp_path / "project"
+    project.mkdir()
+    copy_project(project)
+    integrations = {"int-acme": "org-acme"}
+    with running_sandbox(tmp_path / "p", tokens=[DEV_TOKEN], integrations=integrations) as sandbox:
+        done = subprocess.run(
+            [str(MELTANO), "--environment=dev", "run", "openai-costs-acme"],
+            cwd=project,
+            env=hermetic_env() | {"TARGET_PELANOR_API_URL": sandbox.url},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        ids = [upload["id"] for upload in sandbox.uploads()]
+    assert done.returncode == 0, done.stderr[-5000:]
+    lines = done.stderr.splitlines()
+    start = next(i for i, line in enumerate(lines) if "organization  month" in line)
+    prefix = "] target-pelanor--acme "
+    assert [line.split(prefix, 1)[1].split() for line in lines[start : start + 3]] == [
+        ["organization", "month", "rows", "total", "USD", "action", "Pelanor", "response", "id"],
+        ["org-acme", "2025-09", "409", "566.15973238589393446", "uploaded", ids[0]],
+        ["org-acme", "2025-10", "382", "554.98017457515155235", "uploaded", ids[1]],
+    ]

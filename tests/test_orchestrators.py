@@ -11,17 +11,13 @@ PATH) in a copy of the project whose plugins are this venv's console scripts.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
-from tests.docs import REPO, block, commands
+from tests.docs import block, commands
 from tests.loaders import loader_executable
-from tests.meltano_cli import BIN, DEV_TOKEN, MELTANO, hermetic_env, require_meltano
+from tests.meltano_cli import DEV_TOKEN, MELTANO, copy_project, hermetic_env, require_meltano
 from tests.pelanor_sandbox import running_sandbox
 
 pytestmark = pytest.mark.meltano
@@ -42,17 +38,6 @@ print(json.dumps({
     "success": result.success,
 }))
 """
-
-
-def copy_project(root: Path) -> None:
-    """meltano.yml and samples/, the plugins being this venv's console scripts."""
-    shutil.copytree(REPO / "samples", root / "samples")
-    config: dict[str, Any] = yaml.safe_load((REPO / "meltano.yml").read_text("utf-8"))
-    for kind in ("extractors", "loaders"):
-        for plugin in config["plugins"][kind]:
-            if plugin.pop("pip_url", None):
-                plugin["executable"] = str(BIN / plugin["executable"])
-    (root / "meltano.yml").write_text(yaml.safe_dump(config, sort_keys=False), "utf-8")
 
 
 def test_dagster_loads_the_jobs_and_runs_one_organizations_job(tmp_path) -> None:
