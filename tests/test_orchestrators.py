@@ -1,7 +1,7 @@
 """This project's Meltano jobs under Dagster, through dagster-meltano (docs/orchestrators.md):
 the documented definitions file loads every job and schedule, and one organization's job
 runs in process, its `meltano run … --force` uploading the organization's months to the
-local sandbox (127.0.0.1 only).
+local sandbox (127.0.0.1 only); the documented run queue setting is one Dagster takes.
 
 dagster-meltano (with the Dagster it pulls in) comes from PyPI into its own venv under
 tests/.loaders/, once, about a minute; it runs the `meltano` of this venv (first on the
@@ -30,12 +30,15 @@ RUN_ONE_JOB = """
 import json, runpy, sys
 from dagster import ScheduleDefinition
 defs = runpy.run_path(sys.argv[1])["defs"]
+from dagster import DagsterInstance
 repository = defs.get_repository_def()
+queue = DagsterInstance.get().run_coordinator.get_run_queue_config()
 result = defs.get_job_def(sys.argv[2]).execute_in_process(raise_on_error=False)
 print(json.dumps({
     "jobs": sorted(job.name for job in repository.get_all_jobs()),
     "schedules": sorted((s.name, s.job_name, s.cron_schedule) for s in repository.schedule_defs),
     "success": result.success,
+    "queue_limits": queue.tag_concurrency_limits,
 }))
 """
 
@@ -59,6 +62,9 @@ def test_dagster_loads_the_jobs_and_runs_one_organizations_job(tmp_path) -> None
             "DAGSTER_HOME": str(tmp_path / "dagster"),
         }
         (tmp_path / "dagster").mkdir()
+        # The documented run queue: one run per schedule at a time.
+        run_queue = block("yaml", "tag_concurrency_limits", ORCHESTRATORS)
+        (tmp_path / "dagster" / "dagster.yaml").write_text(run_queue)
         # As the page says: Meltano's system database made once before Dagster loads jobs.
         ((assignments, words),) = commands(block("sh", "meltano job list", ORCHESTRATORS))
         first = subprocess.run(
@@ -92,5 +98,12 @@ def test_dagster_loads_the_jobs_and_runs_one_organizations_job(tmp_path) -> None
             ["openai_costs_initech_daily", "openai_costs_initech", "0 0 * * *"],
         ],
         "success": True,
+        "queue_limits": [
+            {
+                "key": "dagster/schedule_name",
+                "value": {"applyLimitPerUniqueValue": True},
+                "limit": 1,
+            }
+        ],
     }
     assert uploads == [("int-acme", "2025-09"), ("int-acme", "2025-10")]
