@@ -72,8 +72,10 @@ def run_meltano_commands(
 
 
 def copy_project(root: Path) -> None:
-    """meltano.yml and samples/, the plugins being this venv's console scripts."""
+    """This Meltano project in ``root``: meltano.yml, the organizations' files (orgs/) and
+    samples/, the plugins being this venv's console scripts."""
     shutil.copytree(REPO / "samples", root / "samples")
+    shutil.copytree(REPO / "orgs", root / "orgs")
     config: dict[str, Any] = yaml.safe_load((REPO / "meltano.yml").read_text("utf-8"))
     for kind in ("extractors", "loaders"):
         for plugin in config["plugins"][kind]:

@@ -93,9 +93,9 @@ def test_dagster_loads_the_jobs_and_runs_one_organizations_job(tmp_path) -> None
     assert found == {
         "jobs": ["openai_costs_acme", "openai_costs_globex", "openai_costs_initech"],
         "schedules": [
-            ["openai_costs_acme_daily", "openai_costs_acme", "0 0 * * *"],
-            ["openai_costs_globex_daily", "openai_costs_globex", "0 0 * * *"],
-            ["openai_costs_initech_daily", "openai_costs_initech", "0 0 * * *"],
+            ["openai_costs_acme_daily", "openai_costs_acme", "30 6 * * *"],
+            ["openai_costs_globex_daily", "openai_costs_globex", "30 6 * * *"],
+            ["openai_costs_initech_daily", "openai_costs_initech", "30 6 * * *"],
         ],
         "success": True,
         "queue_limits": [
