@@ -419,7 +419,7 @@ def test_under_meltano_every_line_of_the_results_table_carries_the_plugins_name(
     assert done.returncode == 0, done.stderr[-5000:]
     lines = done.stderr.splitlines()
     start = next(i for i, line in enumerate(lines) if "organization  month" in line)
-    prefix = "] target-pelanor--acme "
+    prefix = "] target-pelanor "  # the loader's name: the first organization's is the parent
     assert [line.split(prefix, 1)[1].split() for line in lines[start : start + 3]] == [
         ["organization", "month", "rows", "total", "USD", "action", "Pelanor", "response", "id"],
         ["org-acme", "2025-09", "409", "566.15973238589393446", "uploaded", ids[0]],
