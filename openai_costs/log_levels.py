@@ -1,7 +1,8 @@
 """Lines other libraries log at info level that tell an operator nothing, moved to debug.
 
 httpx logs every request it makes ("HTTP Request: POST …") and the Singer SDK says how it
-read the settings ("Skipping parse of env var settings..."): at info level they crowd the
+read the settings ("Skipping parse of env var settings...", and one "Parsing '…' config
+from env variable" line per setting with ``--config ENV``): at info level they crowd the
 lines a team reads. A filter relabels them as debug lines and lets them through only when
 the plugin logs at debug level.
 """
@@ -39,6 +40,7 @@ def quiet_library_lines(plugin: str) -> None:
     it again changes nothing."""
     for name, matches in (
         ("httpx", _every_line),
+        ("singer_sdk.configuration._dict_config", _every_line),
         (plugin, _sdk_settings_line),
     ):
         logger = logging.getLogger(name)
