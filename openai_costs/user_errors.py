@@ -15,10 +15,13 @@ import sys
 from collections.abc import Iterable
 from typing import NoReturn
 
+from openai_costs.printable import printable
+
 
 def report(plugin: str, problems: Iterable[object]) -> None:
-    """Show ``<plugin>: error: <problem>`` for each problem, as an error."""
-    lines = [f"{plugin}: error: {problem}" for problem in problems]
+    """Show ``<plugin>: error: <problem>`` for each problem, as an error, each one line
+    (control characters in a problem, from a name it quotes, are shown escaped)."""
+    lines = [f"{plugin}: error: {printable(problem)}" for problem in problems]
     if "SINGER_SDK_LOG_CONFIG" in os.environ:
         logger = logging.getLogger(plugin)
         for line in lines:

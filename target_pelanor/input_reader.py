@@ -92,17 +92,17 @@ class NumberedReader(MsgSpecReader):
         try:
             message = decoder.decode(line)
         except msgspec.DecodeError:
-            raise RunStopped(self._problem("is not JSON")) from None
+            raise RunStopped(self.problem("is not JSON")) from None
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-            raise RunStopped(self._problem("is not a Singer message (a JSON object with a type)"))
+            raise RunStopped(self.problem("is not a Singer message (a JSON object with a type)"))
         kind = message["type"]
         if kind not in REQUIRED_KEYS:
             self._process_unknown_message(message)
         if missing := [key for key in REQUIRED_KEYS[kind] if key not in message]:
-            raise RunStopped(self._problem(f"is a {kind} message without {', '.join(missing)}"))
+            raise RunStopped(self.problem(f"is a {kind} message without {', '.join(missing)}"))
         schema = message.get("schema")
         if kind == "SCHEMA" and not (isinstance(schema, dict) and "properties" in schema):
-            raise RunStopped(self._problem("is a SCHEMA message whose schema has no properties"))
+            raise RunStopped(self.problem("is a SCHEMA message whose schema has no properties"))
         return message
 
     def assert_line_requires(  # type: ignore[override]  # the SDK's is static: no line number
@@ -112,15 +112,16 @@ class NumberedReader(MsgSpecReader):
         SDK's own prints the whole message). The SDK calls it on its reader object."""
         if not isinstance(line_dict, dict) or not requires.issubset(line_dict):
             keys = ", ".join(sorted(requires))
-            raise RunStopped(self._problem(f"is a Singer message without {keys}"))
+            raise RunStopped(self.problem(f"is a Singer message without {keys}"))
 
     def _process_unknown_message(self, message_dict: dict[str, Any]) -> NoReturn:
         """A type that is none of Singer's: named by line number only (the type is input
         too)."""
         kinds = ", ".join(REQUIRED_KEYS)
-        raise RunStopped(self._problem(f"has a message type that is not one of {kinds}"))
+        raise RunStopped(self.problem(f"has a message type that is not one of {kinds}"))
 
-    def _problem(self, what: str) -> str:
+    def problem(self, what: str) -> str:
+        """The line for a problem with the current input line (named by its number)."""
         return (
             f"input line {self.line_number} {what}; target-pelanor reads the messages of "
             "tap-openai-costs: check what feeds its input"
