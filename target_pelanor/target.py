@@ -34,7 +34,7 @@ from target_pelanor.fast_records import FastRecords
 from target_pelanor.input_reader import NumberedReader
 from target_pelanor.settings_check import ALLOW_SHRINKING_IS_A_LIST, setting_errors
 from target_pelanor.sinks import CostRowsSink, MonthLayoutSink, MonthSealSink
-from target_pelanor.stopping import Interrupted, RunStopped
+from target_pelanor.stopping import BeforeSchema, Interrupted, RunStopped
 
 SINKS: dict[str, type[Sink]] = {
     contract.MONTH_LAYOUTS: MonthLayoutSink,
@@ -348,7 +348,7 @@ class TargetPelanor(Target):
         what = f"is a {kind} message of stream {stream_name!r} before that stream's SCHEMA message"
         reader = self.message_reader
         line = reader.problem(what) if isinstance(reader, NumberedReader) else what
-        raise RunStopped(line)
+        raise BeforeSchema(line)
 
     def get_sink_class(self, stream_name: str) -> type[Sink]:
         """The stream's sink (there is no default one); another stream stops the run, which

@@ -11,6 +11,7 @@ import io
 import os
 import re
 import stat
+import tracemalloc
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -300,17 +301,29 @@ def test_a_line_that_is_not_the_record_expected_names_the_file_and_line(tmp_path
     assert not path.exists()  # deleted too: the month is only sent again in new files
 
 
-def test_a_compressed_line_that_inflates_past_the_bound_is_refused_unread(tmp_path):
-    """A gzip stream that inflates to one huge line stops at the bound (never held whole)."""
+def gzip_of_zeros(path: Path, size: int) -> None:
+    """A gzip file of ``size`` zero bytes (no line break), written a piece at a time."""
+    piece = bytes(1 << 24)
+    with path.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1) as out:
+        for _ in range(size // len(piece)):
+            out.write(piece)
+
+
+def test_a_compressed_file_that_inflates_to_one_huge_line_stops_at_the_bound(tmp_path):
+    """64 MiB inflated in one line: refused at the bound, never held whole."""
     config = batch_config(tmp_path, compression="gzip")
     [[url]] = written([record(1)], config)
-    path = local(url)
-    inflated = gzip.compress(b"\0" * (batches.MAX_LINE_BYTES + 2), compresslevel=1)
-    path.write_bytes(inflated)
-    with pytest.raises(BatchFileError) as bad:
-        list(read_batch(config.encoding, url, CostRow, "costs"))
+    gzip_of_zeros(local(url), 64 << 20)
+    tracemalloc.start()
+    try:
+        with pytest.raises(BatchFileError) as bad:
+            list(read_batch(config.encoding, url, CostRow, "costs"))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
     assert str(bad.value) == f"batch file {url}, line 1 is longer than 16 MiB"
-    assert not path.exists()  # the tap's file: deleted as any file whose reading failed
+    assert peak < 48 << 20, f"{peak / 1024 / 1024:.1f} MiB held"
+    assert not local(url).exists()  # the tap's file: deleted as any file whose reading failed
 
 
 def test_a_cut_gzip_file_is_one_error(tmp_path):
