@@ -434,11 +434,14 @@ class BatchFile:
                     if self.encoding.compression == "gzip"
                     else raw
                 )
-                with _unreadable_lines(self.url):
+                with _unreadable_gzip(self.url):
                     for number, line in enumerate(bounded_lines(lines, MAX_LINE_BYTES), 1):
                         try:
                             record = decoder.decode(line)
                         except msgspec.MsgspecError as error:
+                            if len(line) > MAX_LINE_BYTES:  # cut at the bound
+                                too_long = LineTooLong(number, MAX_LINE_BYTES)
+                                raise BatchFileError(f"batch file {self.url}, {too_long}") from None
                             raise BatchFileError(
                                 f"batch file {self.url}, line {number}: {error}"
                             ) from None
@@ -472,12 +475,10 @@ class BatchFile:
 
 
 @contextlib.contextmanager
-def _unreadable_lines(url: str) -> Iterator[None]:
-    """A line too long or a cut or corrupt gzip stream as one BatchFileError."""
+def _unreadable_gzip(url: str) -> Iterator[None]:
+    """A cut or corrupt gzip stream as one BatchFileError."""
     try:
         yield
-    except LineTooLong as error:
-        raise BatchFileError(f"batch file {url}, {error}") from None
     except (EOFError, zlib.error, gzip.BadGzipFile) as error:
         problem = str(error) or type(error).__name__
         raise BatchFileError(f"batch file {url} is not a whole gzip file ({problem})") from None

@@ -15,12 +15,13 @@ The tap's input (stdin, or ``--input``) is not a file opened here: a pipe is wha
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 __all__ = [
     "LineTooLong",
@@ -111,12 +112,13 @@ def read_regular(path: str | Path, limit: int) -> bytes:
     return data
 
 
-def bounded_lines(stream: IO[bytes] | io.BufferedIOBase, limit: int) -> Iterator[bytes]:
-    """The lines of ``stream`` (each with its line ending), none allowed past ``limit``
-    bytes (:class:`LineTooLong`): a line is never held whole beyond the bound."""
-    number = 0
-    while line := stream.readline(limit + 1):
-        number += 1
-        if len(line) > limit:
-            raise LineTooLong(number, limit)
-        yield line
+def bounded_lines(stream: IO[Any] | io.IOBase, limit: int) -> Iterator[Any]:
+    """The lines of ``stream`` (text or binary), each read up to ``limit + 1`` characters
+    or bytes, so that no line is ever held past the bound.
+
+    A longer line arrives cut, more than ``limit`` long (its rest as the next lines): the
+    caller refuses the first such line (:class:`LineTooLong`). The loop is the stream's
+    own ``readline`` (no Python code per line): a caller whose lines must parse can look
+    at the length of a line only when it does not parse, as a cut line never does."""
+    end: str | bytes = "" if isinstance(stream, io.TextIOBase) else b""
+    return iter(functools.partial(stream.readline, limit + 1), end)

@@ -8,6 +8,7 @@ the sandbox never gives.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import resource
@@ -22,6 +23,7 @@ import pytest
 
 from openai_costs.export import format_decimal
 from openai_costs.work_folder import open_work_folder
+from target_pelanor import input_reader
 from target_pelanor.client import PelanorClient, PelanorError, PelanorRejected
 from target_pelanor.input_reader import NumberedReader
 from target_pelanor.stopping import RunStopped
@@ -384,6 +386,31 @@ def test_the_sdks_own_key_checks_name_the_line_number_only() -> None:
         "input line 1 is a Singer message without schema, stream; target-pelanor reads the "
         "messages of tap-openai-costs: check what feeds its input"
     )
+
+
+class _TakesNothing:
+    def take(self, line: str) -> bool:
+        return False
+
+    def settle(self, *, drain: bool = True) -> None:
+        pass
+
+
+def test_an_input_line_without_end_is_refused_at_the_bound(monkeypatch) -> None:
+    """Read up to the bound, never whole (here 1,000 characters for 128 Mi)."""
+    monkeypatch.setattr(input_reader, "MAX_LINE_CHARACTERS", 1000)
+    reader = NumberedReader()
+    reader.fast_lines = _TakesNothing()
+    lines = io.StringIO('{"type":"STATE","value":{}}\n{"type":"STATE","value":"' + "x" * 5000)
+    seen: list[Any] = []
+    with pytest.raises(RunStopped) as stopped:
+        reader.process_lines(lines, {"STATE": seen.append})
+    assert str(stopped.value) == (
+        "input line 2 is longer than 1,000 characters; target-pelanor reads the messages of "
+        "tap-openai-costs: check what feeds its input"
+    )
+    assert seen == [{"type": "STATE", "value": {}}]
+    assert lines.tell() == len('{"type":"STATE","value":{}}\n') + 1001
 
 
 def test_a_work_dir_that_is_a_file_is_one_line_at_start(tmp_path, pelanor) -> None:
