@@ -10,7 +10,9 @@ to a size, or line by line only up to a line length. Each refusal is :class:`Uns
 whose message is a phrase the caller puts after the file's name (``is a named pipe
 (FIFO), not a regular file``), with what to do.
 
-The tap's input (stdin, or ``--input``) is not a file opened here: a pipe is what it is.
+The target's input (stdin, or ``--input``) is no file opened here, a pipe being what it
+usually is, but its lines are read within a bound too (:func:`bounded_lines`). The
+plugins' ``--config`` and ``--catalog`` files are the SDK's to read.
 """
 
 from __future__ import annotations
