@@ -104,10 +104,10 @@ def open_regular(path: str | Path, *, follow_links: bool = True, buffering: int 
         raise
 
 
-def read_regular(path: str | Path, limit: int) -> bytes:
-    """The bytes of the regular file at ``path``, refused (:class:`UnsafeFile`) beyond
-    ``limit`` bytes: never more than ``limit + 1`` bytes are read."""
-    with open_regular(path) as stream:
+def read_regular(path: str | Path, limit: int, *, follow_links: bool = True) -> bytes:
+    """The bytes of the regular file at ``path`` (:func:`open_regular`), refused
+    (:class:`UnsafeFile`) beyond ``limit`` bytes: never more than ``limit + 1`` are read."""
+    with open_regular(path, follow_links=follow_links) as stream:
         data = stream.read(limit + 1)
     if len(data) > limit:
         raise UnsafeFile(f"is larger than {size_text(limit)}")
