@@ -13,7 +13,8 @@ normalised base URL as one path component (``api.pelanor.io`` for the US region,
 ``http%3A%2F%2F127.0.0.1%3A8765`` for a local sandbox). Each record says where and when the
 month went, so a refusal can name it; deleting the file forgets it, on purpose.
 
-Records are read and written under the month's upload lock
+Records are read (a regular file of at most :data:`MAX_RECORD_BYTES`, never waiting on a
+FIFO: :mod:`openai_costs.safe_files`) and written under the month's upload lock
 (:mod:`target_pelanor.upload_lock`), replaced in one rename, readable by the owner only.
 A record that cannot be read fails the month closed (:class:`UnreadableRecord`).
 """
@@ -28,11 +29,14 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
+from openai_costs.safe_files import UnsafeFile, read_regular
 from target_pelanor.shrink_guard import Remembered, UnreadableRecord, Uploaded, read_record
 
 __all__ = ["MachineRecords", "default_records_dir", "normalised_endpoint", "records_dir"]
 
 _DEFAULT_PORTS = {"https": 443, "http": 80}
+#: A record is a few hundred bytes: a larger file is not one, and is not read into memory.
+MAX_RECORD_BYTES = 1 << 20
 
 
 def default_records_dir() -> Path:
@@ -86,9 +90,11 @@ class MachineRecords:
             "upload it anyway"
         )
         try:
-            text = path.read_text("utf-8")
+            text = read_regular(path, MAX_RECORD_BYTES).decode("utf-8")
         except FileNotFoundError:
             return None
+        except UnsafeFile as problem:  # a FIFO would hang the run, 1 GB would fill memory
+            raise UnreadableRecord(f"{where} cannot be read (it {problem}); {fix}") from None
         except (OSError, UnicodeDecodeError) as error:
             reason = getattr(error, "strerror", None) or type(error).__name__
             raise UnreadableRecord(f"{where} cannot be read ({reason}); {fix}") from None

@@ -292,6 +292,36 @@ def test_an_unreadable_machine_record_stops_its_month(tmp_path, pelanor) -> None
     assert pelanor.uploads() == []
 
 
+def sparse_file(path: Path, size: int) -> None:
+    """A file of ``size`` bytes that takes no room on the disk."""
+    path.touch(mode=0o600)
+    os.truncate(path, size)
+
+
+@pytest.mark.parametrize(
+    ("make", "problem"),
+    [
+        (lambda path: os.mkfifo(path, 0o600), "it is a named pipe (FIFO), not a regular file"),
+        (lambda path: sparse_file(path, 1 << 30), "it is larger than 1 MiB"),
+    ],
+    ids=["a FIFO", "1 GiB"],
+)
+def test_a_machine_record_that_is_no_record_stops_its_month_without_waiting_or_filling_memory(
+    tmp_path, pelanor, make, problem
+) -> None:
+    record = machine_record(pelanor, "2025-10")
+    record.parent.mkdir(parents=True)
+    make(record)
+    tap = tap_run(tmp_path, october_export(tmp_path, "new"))
+    result = run_target(tmp_path, target_config(pelanor), tap.stdout)
+    assert result.returncode == 1
+    assert report(result)[1][4] == (
+        f"withheld: this machine's file {record} cannot be read ({problem}); delete that "
+        "file to forget it, or list 2025-10 in allow_shrinking_months to upload it anyway"
+    )
+    assert pelanor.uploads() == []
+
+
 def test_upload_records_dir_says_where_this_machines_records_live(tmp_path, pelanor) -> None:
     folder = tmp_path / "kept-volume" / "records"
     config = target_config(pelanor, upload_records_dir=str(folder))

@@ -38,6 +38,7 @@ from openai_costs.export.layout import (
     render_fields,
 )
 from openai_costs.export.reading import (
+    MAX_LINE_BYTES,
     ROWS_BETWEEN_REPORTS,
     DaySlice,
     ExportScan,
@@ -71,6 +72,7 @@ __all__ = [
     "DAY_SECONDS",
     "EXACT",
     "ISO_COLUMNS",
+    "MAX_LINE_BYTES",
     "MEASURE_COLUMNS",
     "REQUIRED_COLUMNS",
     "ROWS_BETWEEN_REPORTS",
