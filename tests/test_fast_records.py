@@ -26,6 +26,7 @@ import pytest
 import singer_sdk.streams.core
 
 from openai_costs.contract import CostRow
+from openai_costs.export import RowsDigest
 from target_pelanor.sandbox import PelanorSandbox
 from target_pelanor.stopping import RunStopped
 from target_pelanor.target import TargetPelanor
@@ -158,6 +159,8 @@ class TargetRun(msgspec.Struct):
     #: Each stream's sink at the end: records read and written, as the SDK tallies them.
     tallies: dict[str, tuple[int, int]]
     fast_lines: int
+    #: What became of each month (the end-of-run table's actions).
+    actions: list[str]
 
 
 def _run_target(
@@ -196,6 +199,8 @@ def _run_target(
             target.listen(io.StringIO(messages))
         except RunStopped as stop:
             stopped = str(stop)
+        except SystemExit as exit:  # a month not uploaded: reported, exit status 1
+            stopped = None if exit.code == 1 else f"exit status {exit.code}"
     metrics = [
         json.loads(r.getMessage().removeprefix("METRIC: "))
         for r in caplog.records
@@ -216,6 +221,7 @@ def _run_target(
             for name, sink in target._sinks_active.items()
         },
         fast_lines=next(counted),
+        actions=[result.action for result in target.delivery.results],
     )
 
 
@@ -347,6 +353,117 @@ def test_a_costs_record_is_judged_alike_on_both_paths(
         assert fast.stopped is not None
         assert outcome in fast.stopped
         assert fast.stopped.startswith("a costs record")
+
+
+def _resealed(messages: str, edit: Callable[[dict[str, Any]], None]) -> str:
+    """The messages with ``edit`` applied to every costs record and each month's seal made
+    to match the rows as edited (count, total and digest), as a tap would seal them if it
+    had sent them so: only the target's comparison of fields and text stands in the way."""
+    digests: dict[str, RowsDigest] = {}
+    lines = []
+    for line in messages.splitlines(keepends=True):
+        if line.startswith(
+            ('{"type":"RECORD","stream":"costs"', '{"type":"RECORD","stream":"cost_months"')
+        ):
+            message = json.loads(line)
+            record = message["record"]
+            if message["stream"] == "costs":
+                edit(record)
+                digests.setdefault(record["month"], RowsDigest()).add_row(
+                    record["day"], record["csv_row"]
+                )
+            else:
+                record["rows_digest"] = digests.pop(record["month"]).hexdigest()
+            line = json.dumps(message, separators=(",", ":")) + "\n"
+        lines.append(line)
+    return "".join(lines)
+
+
+def _in_row_5(edit: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    def apply(record: dict[str, Any]) -> None:
+        if record["month"] == "2025-09" and record["row"] == 5:
+            edit(record)
+
+    return apply
+
+
+def _field(name: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    return _in_row_5(lambda record: record.__setitem__(name, value))
+
+
+def _cut_amount_text(record: dict[str, Any]) -> None:
+    record["csv_row"] = record["csv_row"].replace(",0.00000001,", ",0.0001,")
+
+
+#: Row 5 of September (line 6 of its file): 0.00000001 USD of 2025-09-01, org-acme, usd.
+_FIELDS_AND_TEXT = {
+    "the amount cut in the text only": (
+        _in_row_5(_cut_amount_text),
+        "row 6's amount_value '0.00000001' is not the amount_value in its csv_row ('0.0001')",
+    ),
+    "another typed amount": (
+        _field("amount_value", "0.0001"),
+        "row 6's amount_value '0.0001' is not the amount_value in its csv_row ('0.00000001')",
+    ),
+    "a null typed amount": (
+        _field("amount_value", None),
+        "row 6's amount_value null is not the amount_value in its csv_row ('0.00000001')",
+    ),
+    "another typed day": (
+        _field("day", "2025-09-02"),
+        "row 6's day '2025-09-02' is not the day of start_time in its csv_row ('2025-09-01')",
+    ),
+    "another typed organization_id": (
+        _field("organization_id", "org-globex"),
+        "row 6's organization_id 'org-globex' is not the organization_id in its csv_row "
+        "('org-acme')",
+    ),
+    "another typed currency": (
+        _field("amount_currency", "eur"),
+        "row 6's amount_currency 'eur' is not the amount_currency in its csv_row ('usd')",
+    ),
+}
+
+
+@pytest.mark.parametrize(("edit", "reason"), _FIELDS_AND_TEXT.values(), ids=_FIELDS_AND_TEXT)
+def test_a_row_whose_fields_differ_from_its_text_withholds_its_month_on_both_paths(
+    tmp_path, acme_messages, capsys, caplog, edit, reason
+) -> None:
+    messages = _resealed(acme_messages, edit)
+    config = {"organization_id": ORG, "dry_run": True}
+    fast, sdk = (
+        _run_target(
+            config, messages, fast=f, capsys=capsys, caplog=caplog, output=tmp_path / f"out-{f}"
+        )
+        for f in (True, False)
+    )
+    assert fast.fast_lines == 791
+    for run in (fast, sdk):
+        assert run.stopped is None
+        assert run.actions[0] == (
+            f"withheld: {reason}: what the target reports must be what it uploads; pair "
+            "target-pelanor with tap-openai-costs, without stream maps that change a costs "
+            "record, and run the pipeline again"
+        )
+        assert run.actions[1].startswith("written to ")  # October, untouched
+        assert list(run.files) == ["cost_2025-10-01_2025-10-31.csv"]
+
+
+def test_an_amount_spelt_otherwise_in_the_text_is_the_same_amount(
+    tmp_path, acme_messages, capsys, caplog
+) -> None:
+    """Amounts are compared as numbers: the tap sends an export's 1e-08 as 0.00000001."""
+    spelt = _in_row_5(
+        lambda r: r.__setitem__("csv_row", r["csv_row"].replace(",0.00000001,", ",1e-08,"))
+    )
+    messages = _resealed(acme_messages, spelt)
+    config = {"organization_id": ORG, "dry_run": True}
+    for fast in (True, False):
+        run = _run_target(
+            config, messages, fast=fast, capsys=capsys, caplog=caplog, output=tmp_path / f"{fast}"
+        )
+        assert [action.split(" ")[0] for action in run.actions] == ["written", "written"]
+        assert b",1e-08,usd," in run.files["cost_2025-09-01_2025-09-30.csv"]
 
 
 def test_a_new_schema_midway_is_applied_on_both_paths(
@@ -486,4 +603,5 @@ def test_the_fast_path_builds_every_field_of_a_cost_row() -> None:
         "csv_row",
         "amount_value",
         "organization_id",
+        "amount_currency",
     )

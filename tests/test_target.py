@@ -295,6 +295,7 @@ def _retext_row(row: int):
 def _foreign_row(stream, record):
     if stream == "costs" and record["row"] == 5:
         record["organization_id"] = "org-globex"
+        record["csv_row"] = record["csv_row"].replace(",org-acme,", ",org-globex,")
     return record
 
 
@@ -588,6 +589,27 @@ def test_a_batch_file_of_other_records_is_a_clear_error(tmp_path, pelanor) -> No
     ]
     assert "Traceback" not in result.stderr
     assert pelanor.uploads() == []
+
+
+def test_a_batch_row_whose_fields_differ_from_its_text_withholds_its_month(
+    tmp_path, pelanor
+) -> None:
+    messages, url = _october_in_one_batch_file(tmp_path)
+    batch = Path(url.removeprefix("file://"))
+    lines = batch.read_text().splitlines(keepends=True)
+    assert '"amount_value":"0.75474989278489701"' in lines[1]
+    lines[1] = lines[1].replace('"amount_value":"0.75474989278489701"', '"amount_value":"75.4"')
+    batch.write_text("".join(lines))
+    result = run_target(tmp_path, target_config(pelanor), messages)
+    assert result.returncode == 1
+    assert report(result)[1][4:] == [
+        "withheld: row 3's amount_value '75.4' is not the amount_value in its csv_row "
+        "('0.75474989278489701'): what the target reports must be what it uploads; pair "
+        "target-pelanor with tap-openai-costs, without stream maps that change a costs "
+        "record, and run the pipeline again"
+    ]
+    assert pelanor.uploads() == []
+    assert result.last_state is None
 
 
 def test_a_record_without_csv_row_is_a_clear_error_even_unvalidated(tmp_path, pelanor) -> None:
