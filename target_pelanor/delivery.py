@@ -35,6 +35,7 @@ from openai_costs.export import format_decimal, today_utc
 from openai_costs.os_errors import advice, reason
 from openai_costs.work_folder import WorkFolder, open_work_folder
 from target_pelanor.client import PelanorClient, PelanorError, resolve_base_url
+from target_pelanor.destination import Destination, pelanor_host
 from target_pelanor.month_ledger import MonthLedger, ReadyMonth, Withheld
 from target_pelanor.progress import WriteProgress
 from target_pelanor.report import MonthResult, publish
@@ -75,11 +76,15 @@ class Delivery:
         self.locks = UploadLocks(
             self.work.root / "locks", float(config.get("max_retry_seconds", 600))
         )
-        #: The Pelanor this run uploads to; None only in a dry run without a usable one.
+        #: The Pelanor this run uploads to, and the integration there (the shrink guard's
+        #: key); None only in a dry run without a usable one.
         self.endpoint: str | None = None
+        self.destination: Destination | None = None
         with contextlib.suppress(ValueError):
             base_url = resolve_base_url(config.get("region", "us"), config.get("api_url"))
             self.endpoint = normalised_endpoint(base_url)
+            if host := pelanor_host(base_url):
+                self.destination = Destination(host, config.get("integration_id"))
         self.records: MachineRecords | None = None
         if self.endpoint is not None and config.get("integration_id"):
             with contextlib.suppress(RuntimeError):  # no home folder: refused at start
@@ -228,7 +233,8 @@ class Delivery:
             action = "; ".join(filter(None, [f"failed: {error}", written.action]))
             return replace(result, action=action, failed=True)
         at = self.now()
-        self.memory.record(key, Remembered(now, "the state", self.endpoint, at))
+        noted = None if self.destination is None else self.destination.text
+        self.memory.record(key, Remembered(now, "the state", self.endpoint, at, noted))
         if self.records is not None:
             try:
                 self.records.record(self.config["integration_id"], ready.month, now, at)
@@ -253,9 +259,9 @@ class Delivery:
         ``from_api``: the month was read from OpenAI's Costs API (see :func:`refusal`)."""
         problem = None
         try:
-            remembered = [self.memory.recall(key, month, self.endpoint)]
+            remembered = [self.memory.recall(key, month, self.destination)]
             if self.records is not None:
-                remembered.append(self.records.recall(self.config["integration_id"], month))
+                remembered += self.records.recall(self.config["integration_id"], month)
         except UnreadableRecord as unreadable:
             problem = str(unreadable)
         else:

@@ -36,6 +36,7 @@ from typing import Any
 
 from openai_costs.contract import TARGET_BOOKMARK, describe_kind
 from openai_costs.export import AMOUNT_LIMIT, format_decimal
+from target_pelanor.destination import Destination, same_destination
 
 __all__ = [
     "TOLERANCE_MINIMUM",
@@ -93,21 +94,29 @@ class Uploaded:
 
 @dataclass(frozen=True)
 class Remembered:
-    """A record of an upload: what it held, which Pelanor it went to and when (unknown in
+    """A record of an upload: what it held, which Pelanor it went to (its base URL, for
+    people, and its destination, :mod:`target_pelanor.destination`) and when (unknown in
     records of earlier versions), and where the record was kept (for messages)."""
 
     uploaded: Uploaded
     where: str
     endpoint: str | None = None
     at: datetime | None = None
+    destination: str | None = None
 
     def to_state(self) -> dict[str, int | str]:
         record = self.uploaded.to_state()
         if self.endpoint is not None:
             record["endpoint"] = self.endpoint
+        if self.destination is not None:
+            record["destination"] = self.destination
         if self.at is not None:
             record["uploaded_at"] = self.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return record
+
+    def speaks_of(self, destination: Destination | None) -> bool:
+        """Whether this is a record of ``destination`` (when unsure, it is)."""
+        return same_destination(self.destination, self.endpoint, destination)
 
     def origin(self) -> str:
         """``uploaded to https://api.pelanor.io at 2025-11-03 06:30:00 UTC, remembered in
@@ -139,11 +148,16 @@ def read_record(value: object, where: str) -> Remembered:
     digest = value.get("rows_digest")
     if not isinstance(digest, str):
         raise UnreadableRecord(f"rows_digest is {_shown(digest)}, not text")
-    endpoint = value.get("endpoint")
-    if endpoint is not None and not isinstance(endpoint, str):
-        raise UnreadableRecord(f"endpoint is {_shown(endpoint)}, not text")
+    endpoint, destination = value.get("endpoint"), value.get("destination")
+    for name, text in (("endpoint", endpoint), ("destination", destination)):
+        if text is not None and not isinstance(text, str):
+            raise UnreadableRecord(f"{name} is {_shown(text)}, not text")
     return Remembered(
-        Uploaded(rows, days, total, digest), where, endpoint, _instant(value.get("uploaded_at"))
+        Uploaded(rows, days, total, digest),
+        where,
+        endpoint,
+        _instant(value.get("uploaded_at")),
+        destination,
     )
 
 
@@ -266,10 +280,10 @@ class UploadMemory:
             else:
                 self.unreadable.pop(key, None)
 
-    def recall(self, key: str, month: str, endpoint: str | None) -> Remembered | None:
-        """The state's record of ``key`` for this Pelanor (a record of another endpoint
-        says nothing about this one); raises :class:`UnreadableRecord` (the month's
-        one line) when it cannot be read."""
+    def recall(self, key: str, month: str, destination: Destination | None) -> Remembered | None:
+        """The state's record of ``key`` for this destination (a record of another
+        Pelanor or integration says nothing about this one); raises
+        :class:`UnreadableRecord` (the month's one line) when it cannot be read."""
         fix = (
             "repair or remove it (meltano state get, then meltano state set), or list "
             f"{month} in allow_shrinking_months to upload it anyway"
@@ -284,7 +298,7 @@ class UploadMemory:
                 f"{self.unreadable[key][0]}; {fix}"
             )
         remembered = self.entries.get(key)
-        if remembered is None or remembered.endpoint not in (None, endpoint):
+        if remembered is None or not remembered.speaks_of(destination):
             return None
         return remembered
 

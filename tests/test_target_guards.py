@@ -96,6 +96,7 @@ def test_shrink_guard_refuses_a_download_cut_at_a_line_ending(tmp_path, pelanor)
         "total_usd": SEPT_TOTAL,
         "rows_digest": seal["rows_digest"],
         "endpoint": pelanor.url,
+        "destination": f"localhost:{pelanor.url.rsplit(':', 1)[1]}/int-acme",
         "uploaded_at": record["uploaded_at"],
     }
 

@@ -54,10 +54,15 @@ def remembered_on_this_machine(sandbox: PelanorSandbox, month: str) -> str:
 
 
 def machine_record(sandbox: PelanorSandbox, month: str, integration: str = "int-acme") -> Path:
-    endpoint = sandbox.url.replace(":", "%3A").replace("/", "%2F")
-    return (
-        Path(os.environ["XDG_STATE_HOME"]) / "target-pelanor" / "uploads" / endpoint / integration
-    ) / f"{month}.json"
+    """Where this machine keeps the record of a month uploaded to the sandbox: in the folder
+    of its host, ``localhost%3A<port>`` (every loopback name is localhost)."""
+    return records_folder(sandbox) / integration / f"{month}.json"
+
+
+def records_folder(sandbox: PelanorSandbox) -> Path:
+    """This machine's folder of the sandbox's records (per-test XDG_STATE_HOME)."""
+    host = f"localhost%3A{sandbox.url.rsplit(':', 1)[1]}"
+    return Path(os.environ["XDG_STATE_HOME"]) / "target-pelanor" / "uploads" / host
 
 
 def october_export(tmp: Path, name: str, last_day_amount: str = "1.25", days: int = 31) -> Path:
