@@ -55,6 +55,14 @@ from target_pelanor.upload_request import upload_shape
 __all__ = ["PLUGIN", "Delivering", "Delivery"]
 
 PLUGIN = "target-pelanor"
+#: A month whose rows came without a seal: the tap refused it on purpose (a day that
+#: disagrees with check_against_api, an export saved before its day ended) or stopped
+#: before finishing it; its rows cannot tell which, its log does.
+NOT_SEALED = (
+    "was not sealed by the tap: the tap refused it (its log says why, such as "
+    "check_against_api) or stopped before finishing it; nothing uploaded, the next run "
+    "sends it again"
+)
 
 
 class Delivery:
@@ -168,9 +176,7 @@ class Delivery:
                 month.month,
                 month.rows,
                 month.total,
-                reason
-                or "was not sealed by the tap (it stopped before finishing the month); "
-                "nothing uploaded, the next run sends it again",
+                reason or NOT_SEALED,
             )
 
     def finish(self, no_month: str = "no month arrived from the tap: nothing to upload") -> None:

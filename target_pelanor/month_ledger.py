@@ -319,7 +319,8 @@ class MonthLedger:
         )
 
     def unsealed(self) -> list[MonthFile]:
-        """Months whose rows arrived without a seal: the tap stopped before finishing them."""
+        """Months whose rows arrived without a seal: the tap refused them or stopped before
+        finishing them."""
         months = list(self.open.values())
         for month in months:
             month.discard()

@@ -35,7 +35,7 @@ from decimal import Decimal
 from typing import Any
 
 from openai_costs.contract import TARGET_BOOKMARK, describe_kind
-from openai_costs.export import AMOUNT_LIMIT, format_decimal
+from openai_costs.export import AMOUNT_LIMIT, EXACT, format_decimal, format_limit
 from target_pelanor.destination import Destination, same_destination
 
 __all__ = [
@@ -141,7 +141,7 @@ def read_record(value: object, where: str) -> Remembered:
     if len(total_text) > _MAX_TOTAL_TEXT or not _PLAIN_DECIMAL.fullmatch(total_text):
         raise UnreadableRecord(f"total_usd {_shown(total_text)} is not plain decimal text")
     total = Decimal(total_text)
-    if abs(total) > AMOUNT_LIMIT * max(rows, 1):
+    if total.copy_abs() > AMOUNT_LIMIT * max(rows, 1):
         raise UnreadableRecord(
             f"total_usd {_shown(total_text)} is more than {rows} row(s) can add up to"
         )
@@ -194,8 +194,8 @@ def _shown(value: object) -> str:
 
 
 def tolerance(before: Uploaded) -> Decimal:
-    """How much lower a total may be than the one uploaded before."""
-    return max(abs(before.total) * TOLERANCE_SHARE, TOLERANCE_MINIMUM)
+    """How much lower a total may be than the one uploaded before (exactly)."""
+    return max(EXACT.multiply(before.total.copy_abs(), TOLERANCE_SHARE), TOLERANCE_MINIMUM)
 
 
 def refusal(before: Remembered, now: Uploaded, month: str, *, from_api: bool = False) -> str | None:
@@ -212,11 +212,11 @@ def refusal(before: Remembered, now: Uploaded, month: str, *, from_api: bool = F
     if now.rows < was.rows:
         reasons.append(f"{was.rows - now.rows} fewer row(s)")
     allowed = tolerance(was)
-    lower = was.total - now.total > allowed
+    less = EXACT.subtract(was.total, now.total)
+    lower = less > allowed
     if lower:
         reasons.append(
-            f"{format_decimal(was.total - now.total)} USD less, more than the "
-            f"{format_decimal(allowed.quantize(Decimal('0.01')))} USD tolerance"
+            f"{format_decimal(less)} USD less, more than the {format_limit(allowed)} USD tolerance"
         )
     if not reasons:
         return None

@@ -185,8 +185,9 @@ def _total(path: Path, rows: int) -> str:
 
 
 NOT_SEALED = (
-    "withheld: was not sealed by the tap (it stopped before finishing the month); "
-    "nothing uploaded, the next run sends it again"
+    "withheld: was not sealed by the tap: the tap refused it (its log says why, such as "
+    "check_against_api) or stopped before finishing it; nothing uploaded, the next run "
+    "sends it again"
 )
 
 

@@ -205,7 +205,7 @@ def test_a_refusal_where_rows_grew_but_the_total_fell_names_a_credit() -> None:
     assert refusal(before, credited, "2025-10") == (
         "is smaller than the copy remembered in the state, by an earlier version that did not "
         "note where or when: 63 rows, 31 days, 21.85 USD against 62 rows, 31 days, 41.85 USD "
-        "(20.00 USD less, more than the 0.21 USD tolerance), although it has 1 more row(s): "
+        "(20.00 USD less, more than the 0.20925 USD tolerance), although it has 1 more row(s): "
         "a credit or refund (a negative amount) lowers the total; if OpenAI booked one, list "
         "2025-10 in allow_shrinking_months to upload it, otherwise export the whole month "
         "again"

@@ -89,7 +89,7 @@ OLDER_COPIES = {
         {"allow_partial_month": True},
         "withheld: is smaller than the copy {origin}: 30 rows, 15 days, 20.25 USD "
         "against 62 rows, 31 days, 41.85 USD (16 fewer day(s), 32 fewer row(s), 21.60 USD "
-        "less, more than the 0.21 USD tolerance); " + SMALLER.format(month="2025-10"),
+        "less, more than the 0.20925 USD tolerance); " + SMALLER.format(month="2025-10"),
     ),
     "restated 0.15 USD lower, within the tolerance": ({"last_day_amount": "1.10"}, {}, None),
 }
