@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import fastjsonschema
@@ -115,6 +116,54 @@ def test_the_tap_writes_the_same_bytes_on_the_fast_and_the_sdk_path(monkeypatch,
             b'"type":"STATE"' in line and b'"stream":"costs"' in lines[i - 1] + lines[i + 1]
             for i, line in enumerate(lines)
         )
+
+
+#: When the tap starts (ms): the SDK's stream version with emit_activate_version_messages.
+STARTED_MS = 1762324200000
+
+
+def _versioned_tap_messages(monkeypatch: pytest.MonkeyPatch, *, fast: bool) -> bytes:
+    """The tap's messages with emit_activate_version_messages on, started at STARTED_MS."""
+    import singer_sdk.plugin_base
+
+    clock = SimpleNamespace(time=lambda: STARTED_MS / 1000)
+    monkeypatch.setattr(singer_sdk.plugin_base, "time", clock)
+    config = {"emit_activate_version_messages": True}
+    messages, fast_syncs = _tap_messages(monkeypatch, fast=fast, config=config)
+    assert fast_syncs == (1 if fast else 0)
+    return messages
+
+
+def test_the_tap_writes_the_stream_version_as_the_sdk_does_on_both_paths(monkeypatch) -> None:
+    fast = _versioned_tap_messages(monkeypatch, fast=True)
+    sdk = _versioned_tap_messages(monkeypatch, fast=False)
+    assert fast == sdk
+    lines = [json.loads(line) for line in fast.splitlines()]
+    costs = [m for m in lines if m["type"] == "RECORD" and m["stream"] == "costs"]
+    assert len(costs) == 791
+    version = STARTED_MS // 1000  # the SDK's: the tap's start in seconds
+    assert {m.get("version") for m in costs} == {version}
+    assert {"type": "ACTIVATE_VERSION", "stream": "costs", "version": version} in lines
+
+
+def test_the_target_takes_versioned_records_alike_on_both_paths(
+    monkeypatch, tmp_path, capsys, caplog
+) -> None:
+    messages = _versioned_tap_messages(monkeypatch, fast=True).decode()
+    config = {"organization_id": ORG, "dry_run": True}
+    fast, sdk = (
+        _run_target(
+            config, messages, fast=f, capsys=capsys, caplog=caplog, output=tmp_path / f"out-{f}"
+        )
+        for f in (True, False)
+    )
+    assert (fast.fast_lines, sdk.fast_lines) == (791, 0)
+    assert fast.stopped is sdk.stopped is None
+    assert fast.files == sdk.files
+    assert fast.files == {
+        "cost_2025-09-01_2025-09-30.csv": ACME_SEPT.read_bytes(),
+        "cost_2025-10-01_2025-10-31.csv": ACME_OCT.read_bytes(),
+    }
 
 
 def test_a_stream_map_on_the_tap_takes_the_sdk_path(monkeypatch) -> None:
@@ -275,8 +324,9 @@ def test_the_target_uploads_the_same_files_and_confirms_the_same_state_on_both_p
 
 
 def _without_where_and_when(stdout: str) -> str:
-    """The target's output with each upload record's endpoint and time blanked."""
-    return re.sub(r'"(endpoint|uploaded_at)": "[^"]*"', r'"\1": "…"', stdout)
+    """The target's output with each upload record's endpoint, destination and time
+    blanked."""
+    return re.sub(r'"(endpoint|destination|uploaded_at)": "[^"]*"', r'"\1": "…"', stdout)
 
 
 def _edit_row(number: int, edit: Callable[[str], str]) -> Callable[[str], str]:
@@ -464,6 +514,56 @@ def test_an_amount_spelt_otherwise_in_the_text_is_the_same_amount(
         )
         assert [action.split(" ")[0] for action in run.actions] == ["written", "written"]
         assert b",1e-08,usd," in run.files["cost_2025-09-01_2025-09-30.csv"]
+
+
+def _nullable_in_schema(messages: str, field: str) -> str:
+    """The messages with the costs SCHEMA saying ``field`` (still required) may be null."""
+    lines = messages.splitlines(keepends=True)
+    at = next(i for i, line in enumerate(lines) if '"SCHEMA","stream":"costs"' in line)
+    schema = json.loads(lines[at])
+    assert field in schema["schema"]["required"]
+    schema["schema"]["properties"][field]["type"] = ["string", "null"]
+    lines[at] = json.dumps(schema, separators=(",", ":")) + "\n"
+    return "".join(lines)
+
+
+@pytest.mark.parametrize("field", ["csv_row", "organization", "day"])
+def test_a_required_text_field_the_schema_lets_be_null_is_refused_alike_on_both_paths(
+    tmp_path, acme_messages, capsys, caplog, field
+) -> None:
+    messages = _nullable_in_schema(acme_messages, field)
+    config = {"organization_id": ORG, "dry_run": True}
+    runs = {
+        edited: [
+            _run_target(
+                config,
+                text,
+                fast=fast,
+                capsys=capsys,
+                caplog=caplog,
+                output=tmp_path / f"{edited}-{fast}",
+            )
+            for fast in (True, False)
+        ]
+        for edited, text in [
+            ("as sent", messages),
+            ("null", _edit_row(5, _set(field, None))(messages)),
+        ]
+    }
+    (fast, sdk) = runs["as sent"]
+    assert fast.stopped is sdk.stopped is None
+    assert fast.files == sdk.files
+    assert fast.files["cost_2025-09-01_2025-09-30.csv"] == ACME_SEPT.read_bytes()
+    (fast, sdk) = runs["null"]
+    assert (
+        fast.stopped
+        == sdk.stopped
+        == (
+            f"a costs record: Expected `str`, got `null` - at `$.{field}`; pair target-pelanor "
+            "with tap-openai-costs"
+        )
+    )
+    assert fast.files == sdk.files == {}
 
 
 def test_a_new_schema_midway_is_applied_on_both_paths(

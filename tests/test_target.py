@@ -419,6 +419,19 @@ def test_an_incomplete_month_is_withheld_unless_allowed(tmp_path, pelanor) -> No
     assert stored(pelanor) == {"int-acme/2025-10": export(half)}
 
 
+@pytest.mark.parametrize("missing", ["2025-10-01", "2025-10-17", "2025-10-31"])
+def test_a_month_missing_exactly_one_day_is_withheld(tmp_path, pelanor, missing) -> None:
+    rows = [r for r in month_rows("2025-10") if not r["start_time_iso"].startswith(missing)]
+    messages = tap_output(tmp_path, write(tmp_path / "oct.csv", export(rows)))
+    result = run_target(tmp_path, target_config(pelanor), messages)
+    assert result.returncode == 1
+    assert report(result)[1][4] == (
+        f"withheld: is incomplete: 1 day(s) missing ({missing}); export the whole month, or "
+        "set allow_partial_month to upload it anyway"
+    )
+    assert pelanor.uploads() == []
+
+
 def test_safe_months_are_still_uploaded_when_another_is_withheld(tmp_path, pelanor) -> None:
     half = [r for r in month_rows("2025-11") if r["start_time_iso"] < "2025-11-10"]
     nov = write(tmp_path / "nov.csv", export(half))
