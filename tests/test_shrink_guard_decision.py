@@ -93,6 +93,22 @@ def test_a_tiny_month_is_allowed_a_cent_less_and_no_more():
     )
 
 
+def test_totals_are_compared_to_the_last_digit():
+    """0.01 USD and one 10^-30 less is more than the cent allowed (a 28-digit context
+    would round the difference to the cent and let it through)."""
+    tiny = remembered(rows=2, days=1, total="2")
+    assert refusal(tiny, Uploaded(2, 1, Decimal("1.99"), "now"), MONTH) is None
+    assert refusal(
+        tiny, Uploaded(2, 1, Decimal("1.989999999999999999999999999999"), "now"), MONTH
+    ) == (
+        f"is smaller than the copy {ORIGIN}: 2 rows, 1 days, 1.989999999999999999999999999999 "
+        "USD against 2 rows, 1 days, 2 USD (0.010000000000000000000000000001 USD less, more "
+        "than the 0.01 USD tolerance)" + ADVICE
+    )
+    large = remembered(rows=2, days=1, total="1000000000000000000000000000.000000001")
+    assert tolerance(large.uploaded) == Decimal("5000000000000000000000000.000000000005")
+
+
 def test_a_month_of_credits_may_not_fall_further_than_its_tolerance():
     credits = remembered(rows=2, days=1, total="-10")
     assert refusal(credits, Uploaded(2, 1, Decimal("-10.05"), "now"), MONTH) is None
