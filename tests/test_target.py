@@ -605,6 +605,27 @@ def test_a_batch_file_of_other_records_is_a_clear_error(tmp_path, pelanor) -> No
     assert pelanor.uploads() == []
 
 
+@pytest.mark.parametrize("field", ["csv_row", "organization", "day"])
+def test_a_batch_row_with_a_required_text_field_null_is_a_clear_error(
+    tmp_path, pelanor, field
+) -> None:
+    """As on the RECORD paths (whatever the SCHEMA lets be null), the row is refused."""
+    messages, url = _october_in_one_batch_file(tmp_path)
+    batch = Path(url.removeprefix("file://"))
+    lines = batch.read_text().splitlines(keepends=True)
+    record = json.loads(lines[2])
+    record[field] = None
+    lines[2] = json.dumps(record) + "\n"
+    batch.write_text("".join(lines))
+    result = run_target(tmp_path, target_config(pelanor), messages)
+    assert result.returncode == 1
+    assert result.errors == [
+        f"target-pelanor: error: batch file {url}, line 3: Expected `str`, got `null` - at "
+        f"`$.{field}`; pair target-pelanor with tap-openai-costs"
+    ]
+    assert pelanor.uploads() == []
+
+
 def test_a_batch_row_whose_fields_differ_from_its_text_withholds_its_month(
     tmp_path, pelanor
 ) -> None:
