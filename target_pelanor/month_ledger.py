@@ -110,20 +110,40 @@ class _CheckedWriter:
     def write(self, number: int, row: CostRow) -> tuple[date, str | None]:
         """Check and write one row; return its day and how the record's typed fields
         differ from its text (None: they agree). Raises ExportError or csv.Error."""
-        fields = self.parser.parse(row.csv_row)
+        text = row.csv_row
+        fields = self.parser.parse(text)
         day = self.checker.check(number, fields, self.terminator, is_last=False)
-        self.writer.write_row(row.csv_row)
-        return day, self.disagreement(row, fields, day)
+        self.writer.write_row(text)
+        if day is not self._day:
+            self._day, self._day_text = day, day.isoformat()
+        # Every row's check, in one expression: it runs for every row of a backfill.
+        amount, amount_text = row.amount_value, fields[self.amount_at]
+        organization = fields[self.organization_at]
+        if (
+            row.day == self._day_text
+            and (
+                not amount_text
+                if amount is None
+                # The same text (most rows: the tap sends an export's digits as they are),
+                # else the same number.
+                else str(amount) == amount_text
+                or (bool(amount_text) and amount.is_finite() and Decimal(amount_text) == amount)
+            )
+            and (row.organization == organization or not organization)
+            and (row.organization_id is None or row.organization_id == organization)
+            and (row.amount_currency is None or row.amount_currency == fields[self.currency_at])
+        ):
+            return day, None
+        return day, self.disagreement(row, fields)
 
-    def disagreement(self, row: CostRow, fields: list[str], day: date) -> str | None:
+    def disagreement(self, row: CostRow, fields: list[str]) -> str | None:
         """What the target vouches for comes from the record's typed fields (the total,
         the days, the organization), what it uploads from the row's text: each typed value
         must be the text's. An amount is compared as a number (the tap sends an export's
         ``5.5e-05`` as ``0.000055``), the rest as text; a field the record leaves null
         must be empty in the text, except ``organization_id`` and ``amount_currency``,
-        which the target reads from the text alone."""
-        if day is not self._day:
-            self._day, self._day_text = day, day.isoformat()
+        which the target reads from the text alone. None when they agree, or when only an
+        amount no cost row can have differs (refused apart: :attr:`MonthFile.bad_amount`)."""
         if row.day != self._day_text:
             return _differs("day", row.day, "the day of start_time", self._day_text)
         amount_text = fields[self.amount_at]
