@@ -357,16 +357,16 @@ class MonthLedger:
         return MonthFile(key[0], key[1], version, layout, path, self.organization_id, self.today)
 
     def _check(self, month: MonthFile, seal: Seal) -> None:
+        if month.organization != self.organization_id:
+            raise Withheld(
+                f"comes from the tap for organization {month.organization}, but this target "
+                f"uploads for {self.organization_id}; pair each tap with its own target"
+            )
         if month.disagrees:
             raise Withheld(
                 f"{month.disagrees}: what the target reports must be what it uploads; pair "
                 "target-pelanor with tap-openai-costs, without stream maps that change a "
                 "costs record, and run the pipeline again"
-            )
-        if month.organization != self.organization_id:
-            raise Withheld(
-                f"comes from the tap for organization {month.organization}, but this target "
-                f"uploads for {self.organization_id}; pair each tap with its own target"
             )
         if month.foreign:
             raise Withheld(

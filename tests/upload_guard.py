@@ -81,7 +81,7 @@ OLDER_COPIES = {
         {"last_day_amount": "0.50"},
         {},
         "withheld: is smaller than the copy {origin}: 62 rows, 31 days, 41.10 USD "
-        "against 62 rows, 31 days, 41.85 USD (0.75 USD less, more than the 0.21 USD "
+        "against 62 rows, 31 days, 41.85 USD (0.75 USD less, more than the 0.20925 USD "
         "tolerance); " + SMALLER.format(month="2025-10"),
     ),
     "half the month, partial months allowed": (
