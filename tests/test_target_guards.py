@@ -99,6 +99,7 @@ def test_shrink_guard_refuses_a_download_cut_at_a_line_ending(tmp_path, pelanor)
         "total_usd": SEPT_TOTAL,
         "rows_digest": seal["rows_digest"],
         "endpoint": pelanor.url,
+        "destination": f"localhost:{pelanor.url.rsplit(':', 1)[1]}/int-acme",
         "uploaded_at": record["uploaded_at"],
     }
 
@@ -123,7 +124,7 @@ def test_shrink_guard_refuses_a_download_cut_at_a_line_ending(tmp_path, pelanor)
         + remembered_in_state(pelanor, first.last_state, "org-acme/2025-09")
         + f": 402 rows, 30 days, {cut_total} "
         f"USD against 409 rows, 30 days, {SEPT_TOTAL} USD (7 fewer row(s), "
-        "8.64708212465447084 USD less, more than the 2.83 USD tolerance); "
+        "8.64708212465447084 USD less, more than the 2.8307986619294696723 USD tolerance); "
         + SMALLER.format(month="2025-09"),
     ]
     assert refused.last_state is None
@@ -271,6 +272,33 @@ BAD_SETTINGS = {
         {"upload_path": "/v1/integrations/openai/{integration}/upload"},
         "upload_path has unknown placeholder(s) {integration}; the placeholders are {month}, "
         "{first_day}, {last_day}, {organization_id}, {integration_id}, {file_name}",
+    ),
+    "upload_path leading back up": (
+        {"upload_path": "/v1/../admin/{integration_id}"},
+        "upload_path has a '.' or '..' segment, which would send the upload elsewhere on the "
+        "server (got '/v1/../admin/{integration_id}'); write the path without it",
+    ),
+    "upload_path with '#'": (
+        {"upload_path": "/v1/integrations/openai/{integration_id}#/upload"},
+        "upload_path has '#', which ends a URL's path, so what follows it would never be sent "
+        "(got '/v1/integrations/openai/{integration_id}#/upload'); remove it, or write %23 "
+        "for a '#' in the path",
+    ),
+    "integration_id '..'": (
+        {"integration_id": ".."},
+        "integration_id '..' is not an ID: it names a folder, and would move the upload path; "
+        "copy the ID from the integration's page in Pelanor",
+    ),
+    "integration_id with a line break": (
+        {"integration_id": "int-acme\r\n"},
+        "integration_id has a control character, such as a line break (got 'int-acme\\r\\n'); "
+        "copy the ID again from the integration's page in Pelanor, without it",
+    ),
+    "integration_id of 5,000 characters": (
+        {"integration_id": "int-" + "a" * 4996},
+        "integration_id is 5,000 characters long ('int-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...'), "
+        "more than an ID has (at most 200 once URL-encoded); copy the ID from the "
+        "integration's page in Pelanor",
     ),
     "a token with a space": (
         {"api_token": "tok_8f3Kx2 s3cr3t"},

@@ -60,7 +60,13 @@ from openai_costs.export.rules import (
     RowChecker,
     amount_too_large,
 )
-from openai_costs.export.writing import EXACT, ExportWriter, format_decimal, write_export
+from openai_costs.export.writing import (
+    EXACT,
+    ExportWriter,
+    format_decimal,
+    format_limit,
+    write_export,
+)
 
 __all__ = [
     "AMOUNT_LIMIT",
@@ -92,6 +98,7 @@ __all__ = [
     "describe_days",
     "file_sha256",
     "format_decimal",
+    "format_limit",
     "full_days",
     "iso_of",
     "missing_days",
