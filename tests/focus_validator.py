@@ -114,3 +114,17 @@ def validate(data: Path) -> Verdict:
     assert summary, f"no summary line from focus-validator (exit {done.returncode}):\n{output}"
     total, passed, _, _ = map(int, summary.groups())
     return Verdict(total, passed, _FAILED.findall(output), output)
+
+
+def duckdb(sql: str, cwd: Path) -> None:
+    """Run SQL in DuckDB (the validator's venv has it: the validator runs its rules in it)."""
+    script, _ = _installed()
+    done = subprocess.run(
+        [str(script.parent / "python"), "-c", "import duckdb, sys; duckdb.sql(sys.argv[1])", sql],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]

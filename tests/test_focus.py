@@ -25,11 +25,12 @@ from openai_costs.export import REQUIRED_COLUMNS, month_days
 from tap_openai_costs.focus.line_items import LineItem, parse
 from tap_openai_costs.focus.rows import COLUMNS, FocusRows, billing_period, decimal_text
 from tests.api_tap import KEY, api_tap
+from tests.docs import block
 from tests.exports import NEW, OLD, cost, export, times, write
 from tests.fake_openai import live_result, number, project
-from tests.focus_validator import validate
+from tests.focus_validator import duckdb, validate
 from tests.loaders import loader_executable
-from tests.singer import Run, run
+from tests.singer import Run, every_stream_selected, run
 
 # Pure logic.
 
@@ -241,20 +242,6 @@ def test_unknown_spellings_are_counted_once_in_one_warning(caplog) -> None:
 TARGET_CSV = ("meltanolabs-target-csv", "0.5.0", "target-csv")
 
 
-def catalog_with_focus(tmp_path: Path) -> Path:
-    """The discovered catalog with every stream selected, focus_costs included."""
-    discovered = run("tap-openai-costs", "--discover")
-    assert discovered.returncode == 0, discovered.stderr
-    catalog = json.loads(discovered.stdout)
-    for entry in catalog["streams"]:
-        for metadata in entry["metadata"]:
-            if metadata["breadcrumb"] == []:
-                metadata["metadata"]["selected"] = True
-    path = tmp_path / "catalog.json"
-    path.write_text(json.dumps(catalog))
-    return path
-
-
 def test_focus_costs_is_not_selected_by_default(tmp_path) -> None:
     discovered = json.loads(run("tap-openai-costs", "--discover").stdout)
     (entry,) = [e for e in discovered["streams"] if e["tap_stream_id"] == "focus_costs"]
@@ -328,22 +315,43 @@ def by_project_only(month: str) -> list[dict[str, str]]:
     ]
 
 
+def overlapping(month: str) -> list[list[dict[str, str]]]:
+    """Two exports of one month that overlap (days 1-20, then 10-31 restated): the month
+    goes out as a draft while the first is read, then again merged."""
+    days = month_days(month)
+    early = [cost(day, "0.0036963") for day in days[:20]]
+    late = [cost(day, "0.005705150000000001", "gpt-4o-mini, cached input") for day in days[9:]]
+    return [early, late]
+
+
 #: One export per layout the tap reads (name, month, rows, columns).
 LAYOUTS = [
     ("current 17 columns", "2025-09", current_rows, NEW),
     ("nine columns by line item", "2025-10", spelled_rows, REQUIRED_COLUMNS),
     ("nine columns by project", "2025-11", by_project_only, REQUIRED_COLUMNS),
     ("2025 eleven columns", "2025-12", spelled_rows, OLD),
+    ("overlapping exports", "2026-01", overlapping, NEW),
 ]
 
 
 def export_run(tmp_path: Path, name: str, month: str, rows: Any, columns: Any) -> Run:
     folder = tmp_path / name.replace(" ", "-")
-    path = write(folder / f"cost_{month}.csv", export(rows(month), columns))
-    config = {"organization_id": "org-acme", "paths": [str(path)], "focus_user_email": True}
-    result = run(
-        "tap-openai-costs", "--catalog", str(catalog_with_focus(folder)), config=config, tmp=folder
-    )
+    files = rows(month)
+    paths = [
+        write(
+            folder / f"cost_{month}_{number}.csv",
+            export(part, columns),
+            mtime=1_900_000_000 + number,
+        )
+        for number, part in enumerate(files if isinstance(files[0], list) else [files])
+    ]
+    config = {
+        "organization_id": "org-acme",
+        "paths": [str(path) for path in paths],
+        "focus_user_email": True,
+    }
+    catalog = every_stream_selected(folder)
+    result = run("tap-openai-costs", "--catalog", str(catalog), config=config, tmp=folder)
     assert result.returncode == 0, result.stderr
     return result
 
@@ -382,7 +390,7 @@ def api_run(tmp_path, monkeypatch, capsys, start_openai) -> list[dict[str, Any]]
     fake = start_openai({t14: day}, [project("proj_live", "Name in the projects list")], KEY)
     fake.live_buckets = True
     monkeypatch.setattr("tap_openai_costs.focus.stream.CHUNK", 2)
-    catalog = json.loads(catalog_with_focus(tmp_path).read_text())
+    catalog = json.loads(every_stream_selected(tmp_path).read_text())
     tap = api_tap(
         monkeypatch,
         fake,
@@ -418,8 +426,10 @@ def check_sums_and_amounts(messages: list[dict[str, Any]]) -> int:
         for s in records["cost_months"]
     }
     # A month of idle days only has no FOCUS row, and a seal of 0.
-    assert set(totals) <= set(seals)
     assert {key: totals.get(key, Decimal(0)) for key in seals} == seals
+    # Rows of a version without a seal are a draft's: the month was sent again, sealed.
+    sealed_months = {(organization, month) for organization, month, _ in seals}
+    assert {(organization, month) for organization, month, _ in totals} <= sealed_months
     assert len(records["focus_costs"]) == sum(
         r["amount_value"] is not None for r in records["costs"]
     )
@@ -451,8 +461,8 @@ def test_every_layout_and_an_api_month_pass_the_focus_validator(
 
     direct = tmp_path / "direct" / "focus_costs.csv"
     write(direct, direct_csv(messages))
-    loaded = tmp_path / "target-csv"
-    loaded.mkdir()
+    loaded = tmp_path / "output" / "focus"
+    loaded.mkdir(parents=True)
     config = {"output_path": str(loaded)}
     lines = "".join(json.dumps(m) + "\n" for m in messages)
     target_csv = loader_executable(*TARGET_CSV)
@@ -468,6 +478,24 @@ def test_every_layout_and_an_api_month_pass_the_focus_validator(
     # validator scores the second half alone (docs/focus.md); nothing else fails.
     assert verdict.failed == ["InvoiceId-C-005-C"], verdict.output
     assert verdict.passed >= 140, verdict.output
+
+    # docs/focus.md: DuckDB keeps the current rows of target-csv's files, as one FOCUS file.
+    duckdb(block("sql", "as one FOCUS CSV file", page="docs/focus.md"), cwd=tmp_path)
+    current = list(csv.DictReader(io.StringIO((tmp_path / "output" / "focus.csv").read_text())))
+    rows = list(csv.DictReader(io.StringIO(direct.read_text())))
+    seals = {
+        (m["record"]["month"], m["record"]["month_version"]): m["record"]["total_usd"]
+        for m in messages
+        if m["type"] == "RECORD" and m["stream"] == "cost_months"
+    }
+    assert current == [row for row in rows if (row["x_Month"], row["x_MonthVersion"]) in seals]
+    assert len(current) < len(rows)  # the overlapping month's draft is left out
+    current_totals: dict[str, Decimal] = defaultdict(Decimal)
+    for row in current:
+        current_totals[row["x_Month"]] += Decimal(row["BilledCost"])
+    assert {month: str(total) for month, total in current_totals.items()} == {
+        month: total for (month, _), total in seals.items() if Decimal(total)
+    }
 
     by_layout = defaultdict(set)
     for row in csv.DictReader(io.StringIO(direct.read_text())):
