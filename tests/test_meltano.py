@@ -493,7 +493,7 @@ def test_selecting_on_the_warehouse_extractor_never_changes_the_pelanor_job(
 
     project.edit(add_child_of_the_warehouse_extractor)
     child = ok(project.meltano("invoke", "tap-openai-costs--umbrella--child"))
-    assert _streams_sent(child) == {"costs", "cost_months"}
+    assert _streams_sent(child) == {"costs", "cost_months", "focus_costs"}
 
 
 def _extractor(config: dict[str, Any], name: str) -> dict[str, Any]:

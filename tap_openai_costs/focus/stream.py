@@ -10,9 +10,10 @@ chunk is out before the ``costs`` stream moves on to the month's seal.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from tap_openai_costs import fast_records
 from tap_openai_costs.focus.rows import SCHEMA, STREAM, FocusRows
 from tap_openai_costs.streams import RowFollower
 
@@ -69,3 +70,12 @@ class FocusCostsStream(RowFollower):
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         return self._chunk or ()
+
+    def _sync_records(
+        self, context: Context | None = None, *, write_messages: bool = True
+    ) -> Generator[dict[str, Any], Any, Any]:
+        """The SDK's record loop, or the same without its per-record machinery when
+        nothing would change a record (see fast_records), as for ``costs``."""
+        if write_messages and fast_records.fallback_reason(self, context) is None:
+            return fast_records.sync_records(self, children=False)
+        return super()._sync_records(context, write_messages=write_messages)
