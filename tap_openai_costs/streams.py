@@ -313,15 +313,19 @@ class CostsStream(_IncrementalByMonth):
         without all three, and a team should learn it from the tap's first lines, not from
         the target's refusal at the first month. A warning, unless only the layouts are
         left out of a run without BATCH files (a warehouse load, which does not need them;
-        BATCH files are read by target-pelanor alone)."""
+        BATCH files are read by target-pelanor alone), or focus_costs is selected (which
+        target-pelanor does not take: a warehouse load too)."""
         deselected = [
             stream.name
             for stream in (self, *self.child_streams)
             if not stream.selected and stream.name in contract.STREAMS
         ]
         if deselected:
-            for_a_warehouse = deselected == [contract.MONTH_LAYOUTS] and (
-                self.get_batch_config(self.config) is None
+            # A stream that follows the rows (focus_costs) is selected for a warehouse only.
+            follows = any(c.selected for c in self.child_streams if isinstance(c, RowFollower))
+            without_batches = self.get_batch_config(self.config) is None
+            for_a_warehouse = follows or (
+                deselected == [contract.MONTH_LAYOUTS] and without_batches
             )
             self.logger.log(
                 logging.INFO if for_a_warehouse else logging.WARNING,

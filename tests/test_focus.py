@@ -517,3 +517,32 @@ def test_an_unknown_spelling_is_one_warning_of_the_tap_run(tmp_path) -> None:
         "ChargeDescription with their x_ line item columns empty: 'gpt-4o, cache write' "
         "(30 rows)"
     ]
+
+
+def test_a_focus_only_load_sends_focus_rows_and_seals_and_says_so_in_one_info_line(
+    tmp_path,
+) -> None:
+    """A warehouse that wants FOCUS rows only (and the seals, for the current rows)."""
+    catalog_path = every_stream_selected(tmp_path)
+    catalog = json.loads(catalog_path.read_text())
+    for entry in catalog["streams"]:
+        for metadata in entry["metadata"]:
+            if metadata["breadcrumb"] == []:
+                metadata["metadata"]["selected"] = entry["tap_stream_id"] in {
+                    "focus_costs",
+                    "cost_months",
+                }
+    catalog_path.write_text(json.dumps(catalog))
+    path = write(tmp_path / "oct.csv", export(spelled_rows("2025-10"), REQUIRED_COLUMNS))
+    config = {"organization_id": "org-acme", "paths": [str(path)]}
+    result = run("tap-openai-costs", "--catalog", str(catalog_path), config=config, tmp=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert {m["stream"] for m in result.messages if m["type"] == "RECORD"} == {
+        "focus_costs",
+        "cost_months",
+    }
+    (seal,) = result.records("cost_months")
+    billed = sum(Decimal(row["BilledCost"]) for row in result.records("focus_costs"))
+    assert billed == Decimal(seal["total_usd"])
+    (line,) = [line for line in result.stderr.splitlines() if "deselected:" in line]
+    assert " | INFO     | " in line
