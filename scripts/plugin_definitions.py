@@ -6,7 +6,7 @@
 The plugin classes are the source of truth for settings, capabilities and descriptions;
 each plugin's ``--about --format=json`` reports them. What ``--about`` cannot say is kept
 by hand below (Hub metadata, option labels, the project's own descriptions of the SDK's
-built-in settings, the settings groups and the token guard). From both this writes:
+built-in settings, the settings groups). From both this writes:
 
 - ``plugins/<plugin>.yml``: the definition another Meltano project adds with
   ``meltano add --plugin-type extractor tap-openai-costs --from-ref plugins/tap-openai-costs.yml``
@@ -70,10 +70,9 @@ class HandKept:
     label: str
     keywords: tuple[str, ...]
     settings_group_validation: tuple[tuple[str, ...], ...]
-    #: The token guard: settings pinned to "" so no child ever inherits them.
-    env: dict[str, str]
-    env_comment: str
     option_labels: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: Meltano plugin commands (``meltano invoke <plugin>:<command>``): name -> args, description.
+    commands: dict[str, tuple[str, str]] = field(default_factory=dict)
     #: The SDK's built-in settings, described for what they mean for this plugin.
     sdk_descriptions: dict[str, str] = field(default_factory=dict)
 
@@ -88,8 +87,6 @@ PLUGINS = {
             ("organization_id", "paths"),
             ("organization_id", "source", "admin_api_key", "organization_name"),
         ),
-        env={"TAP_OPENAI_COSTS_ORGANIZATION_ID": "", "TAP_OPENAI_COSTS_ADMIN_API_KEY": ""},
-        env_comment="never inherited: each organization's extractor sets its own",
         option_labels={
             "source": {
                 "files": "Dashboard CSV exports (paths)",
@@ -119,17 +116,13 @@ PLUGINS = {
             ("organization_id", "integration_id", "api_token_id", "api_token_secret"),
             ("organization_id", "dry_run"),
         ),
-        env={
-            "TARGET_PELANOR_API_TOKEN": "",
-            "TARGET_PELANOR_API_TOKEN_ENV": "",
-            "TARGET_PELANOR_API_TOKEN_ID": "",
-            "TARGET_PELANOR_API_TOKEN_ID_ENV": "",
-            "TARGET_PELANOR_API_TOKEN_SECRET": "",
-            "TARGET_PELANOR_API_TOKEN_SECRET_ENV": "",
-            "TARGET_PELANOR_INTEGRATION_ID": "",
-            "TARGET_PELANOR_ORGANIZATION_ID": "",
+        commands={
+            "check": (
+                "--config ENV --check",
+                "Check the settings, that Pelanor answers, and with check_path that it takes "
+                "the token; reads no input, uploads nothing.",
+            ),
         },
-        env_comment="never inherited: each organization's loader sets its own",
         option_labels={
             "region": {
                 "us": "US (https://api.pelanor.io)",
@@ -226,8 +219,12 @@ def definition(name: str, info: dict[str, Any], pip_url: str, keywords: bool) ->
     result |= {
         "settings_group_validation": [list(group) for group in hand.settings_group_validation],
         "settings": [_setting(hand, key, schema) for key, schema in _offered(info).items()],
-        "env": dict(hand.env),
     }
+    if hand.commands:
+        result["commands"] = {
+            name: {"args": args, "description": text}
+            for name, (args, text) in hand.commands.items()
+        }
     return result
 
 
@@ -269,7 +266,7 @@ def _setting(hand: HandKept, key: str, schema: dict[str, Any]) -> dict[str, Any]
 # Rendering: a fixed YAML style (flow lists, folded descriptions), checked by parsing it back.
 
 
-def render(plugin: dict[str, Any], env_comment: str, width: int) -> list[str]:
+def render(plugin: dict[str, Any], width: int) -> list[str]:
     """The definition as YAML lines, at most ``width`` columns where text can wrap."""
     lines: list[str] = []
     for key, value in plugin.items():
@@ -277,12 +274,18 @@ def render(plugin: dict[str, Any], env_comment: str, width: int) -> list[str]:
             lines.append("settings:")
             for setting in value:
                 lines.extend(_render_setting(setting, width))
+        elif key == "commands":
+            lines.append("commands:")
+            for name, command in value.items():
+                lines.append(f"  {name}:")
+                lines.append(f"    args: {_scalar(command['args'])}")
+                lines.append("    description: >-")
+                lines.extend(
+                    f"      {line}" for line in _wrapped(command["description"], width - 6)
+                )
         elif key == "settings_group_validation":
             lines.append(f"{key}:")
             lines.extend(f"- {_flow(group)}" for group in value)
-        elif key == "env":
-            lines.append(f"env:  # {env_comment}")
-            lines.extend(f"  {name}: {_scalar(text)}" for name, text in value.items())
         elif isinstance(value, list):
             lines.append(f"{key}: {_flow(value)}")
         else:
@@ -301,15 +304,14 @@ def _render_setting(setting: dict[str, Any], width: int) -> list[str]:
                 lines.append(f"    value: {_scalar(option['value'])}")
         elif key == "description":
             lines.append("  description: >-")
-            lines.extend(
-                f"    {line}"
-                for line in textwrap.wrap(
-                    value, width - 4, break_long_words=False, break_on_hyphens=False
-                )
-            )
+            lines.extend(f"    {line}" for line in _wrapped(value, width - 4))
         else:
             lines.append(f"{lead}{key}: {_scalar(value)}")
     return lines
+
+
+def _wrapped(text: str, width: int) -> list[str]:
+    return textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False)
 
 
 def _scalar(value: Any) -> str:
@@ -345,17 +347,17 @@ def generated() -> dict[Path, str]:
     files: dict[Path, str] = {}
     meltano_yml = (REPO / "meltano.yml").read_text("utf-8")
     wheel = f"$MELTANO_PROJECT_ROOT/wheels/{wheel_name()}"
-    for name, hand in PLUGINS.items():
+    for name in PLUGINS:
         info = about(name)
         shipped = definition(name, info, wheel, keywords=True)
         lines = [
             f"# {name}.yml: written by `make definitions`; see docs/meltano-project.md",
-            *render(shipped, hand.env_comment, WIDTH),
+            *render(shipped, WIDTH),
         ]
         files[REPO / "plugins" / f"{name}.yml"] = _parsed(lines, shipped)
 
         parent = definition(name, info, "-e .", keywords=False)
-        body = render(parent, hand.env_comment, WIDTH - 4)
+        body = render(parent, WIDTH - 4)
         indented = [f"  - {body[0]}", *(f"    {line}" for line in body[1:])]
         parsed = yaml.safe_load("\n".join(indented))
         if parsed != [parent]:

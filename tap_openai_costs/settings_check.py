@@ -15,6 +15,7 @@ from singer_sdk.helpers._batch import BatchConfig
 
 from openai_costs.batches import check_encoding
 from openai_costs.safe_http import check_durations, check_secret
+from openai_costs.user_errors import organization_required
 from tap_openai_costs.costs_api import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_RETRY_SECONDS,
@@ -54,7 +55,7 @@ def _batch_config_errors(config: Mapping[str, Any]) -> list[str]:
 
 def _organization_errors(config: Mapping[str, Any]) -> list[str]:
     if not str(config.get("organization_id") or "").strip():
-        return ["organization_id is required: the organization (org-...) this tap serves"]
+        return [organization_required("extractor", "tap-openai-costs", "tap reads")]
     return []
 
 

@@ -19,7 +19,7 @@ from singer_sdk.helpers.capabilities import (
 
 from openai_costs.contract import MONTH_PATTERN, STATE_FIX, state_problem
 from openai_costs.log_levels import quiet_library_lines
-from openai_costs.user_errors import stop
+from openai_costs.user_errors import settings_not_usable, stop
 from tap_openai_costs.costs_api import (
     API_LAYOUTS,
     DEFAULT_API_LAYOUT,
@@ -72,10 +72,9 @@ class TapOpenAICosts(Tap):
         th.Property(
             "organization_id",
             th.StringType,
-            required=True,
             title="OpenAI organization ID",
             description="The organization (org-...) this connector serves; "
-            "a row of any other fails the run.",
+            "a row of any other fails the run. Required.",
         ),
         th.Property(
             "start_month",
@@ -199,9 +198,10 @@ class TapOpenAICosts(Tap):
     @classmethod
     def invoke(cls, *, state: IO[str] | None = None, **kwargs: Any) -> None:
         """The SDK's invoke. A state that cannot be read (cut short, edited) is stopped in
-        one line before the SDK reads it (it would print a traceback); a run stopped by
-        problems the user must fix reports them after everything else the tap writes (the
-        SDK's metric lines), and exits 1."""
+        one line before the SDK reads it (it would print a traceback); settings that cannot
+        be used end in one line naming them all (:func:`settings_not_usable`); a run stopped
+        by problems the user must fix reports them after everything else the tap writes
+        (the SDK's metric lines), and exits 1."""
         if state is not None:
             text = state.read()
             where = f"the state ({getattr(state, 'name', '--state')})"
@@ -215,6 +215,8 @@ class TapOpenAICosts(Tap):
             state = io.StringIO(text)
         try:
             super().invoke(state=state, **kwargs)
+        except ConfigValidationError as invalid:
+            settings_not_usable(cls.name, invalid.errors)
         except TapStopped as stopped:
             stop(cls.name, stopped.problems)
 

@@ -204,6 +204,25 @@ class PelanorClient(BearerClient):
         )
         return receipt
 
+    def check(self, path: str) -> int:
+        """One authenticated GET of ``path`` (``check_path`` rendered): its 2xx status, or
+        :class:`PelanorError` saying what to fix. Uploads nothing."""
+        url = f"{self._base_url}{path}"
+        response, _ = self.send_or_raise(
+            f"Pelanor check request GET {url}",
+            lambda: self._http.get(url, headers=self._auth_headers() | {"User-Agent": USER_AGENT}),
+            PelanorError,
+            lambda status, message: _check_rejection(url, status, message),
+            rejected_type=PelanorRejected,
+        )
+        if not 200 <= response.status_code < 300:
+            raise PelanorNotAccepted(
+                f"Pelanor answered the check request GET {url} with HTTP "
+                f"{response.status_code}, not 2xx; check check_path",
+                status_code=response.status_code,
+            )
+        return response.status_code
+
     def _send(self, month: str, filename: str, content: bytes | Path) -> httpx.Response:
         """One attempt, in the configured shape (:mod:`target_pelanor.upload_request`); the
         Authorization header is built here and never stored or logged."""
@@ -285,6 +304,16 @@ def _rejection_text(month: str, status: int, message: str) -> str:
     elif status == 404:
         text += "; check integration_id and upload_path"
     return text
+
+
+def _check_rejection(url: str, status: int, message: str) -> str:
+    """One line for a refused check request, with the setting to fix."""
+    text = f"Pelanor refused the check request GET {url} (HTTP {status}): {message}"
+    if status in (401, 403):
+        return f"{text}; check api_token (or api_token_id and api_token_secret)"
+    if status == 404:
+        return f"{text}; check integration_id and check_path"
+    return f"{text}; check check_path, api_url and region"
 
 
 def _response_id(response: httpx.Response) -> str | None:

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
 from decimal import Decimal
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,8 +33,10 @@ from openai_costs.batches import BatchReaders
 from openai_costs.contract import STREAMS, CostRow, MonthOpened, Seal, state_key
 from openai_costs.export import format_decimal, today_utc
 from openai_costs.os_errors import advice, reason
+from openai_costs.user_errors import meltano_name
 from openai_costs.work_folder import WorkFolder, open_work_folder
 from target_pelanor.client import PelanorClient, PelanorError, resolve_base_url
+from target_pelanor.integration_binding import BindingProblem, IntegrationBindings
 from target_pelanor.month_ledger import MonthLedger, ReadyMonth, Withheld
 from target_pelanor.progress import WriteProgress
 from target_pelanor.report import MonthResult, publish
@@ -62,6 +64,20 @@ class Delivery:
     def __init__(self, config: Mapping[str, Any], logger: logging.Logger) -> None:
         self.config = config
         self.logger = logger
+        #: The Pelanor this run uploads to; None only in a dry run without a usable one.
+        self.endpoint: str | None = None
+        with contextlib.suppress(ValueError):
+            base_url = resolve_base_url(config.get("region", "us"), config.get("api_url"))
+            self.endpoint = normalised_endpoint(base_url)
+        self.records: MachineRecords | None = None
+        self.bindings: IntegrationBindings | None = None
+        if self.endpoint is not None and config.get("integration_id"):
+            with contextlib.suppress(RuntimeError):  # no home folder: refused at start
+                folder = records_dir(config.get("upload_records_dir"))
+                self.records = MachineRecords(folder, self.endpoint)
+                self.bindings = IntegrationBindings(folder)
+        #: Raises BindingProblem before anything is opened or read.
+        self.check_integration()
         #: Raises WorkFolderError when work_dir cannot be used.
         self.work: WorkFolder = open_work_folder(config.get("work_dir"), PLUGIN)
         logger.info("Working files in %s", self.work.path)
@@ -75,16 +91,6 @@ class Delivery:
         self.locks = UploadLocks(
             self.work.root / "locks", float(config.get("max_retry_seconds", 600))
         )
-        #: The Pelanor this run uploads to; None only in a dry run without a usable one.
-        self.endpoint: str | None = None
-        with contextlib.suppress(ValueError):
-            base_url = resolve_base_url(config.get("region", "us"), config.get("api_url"))
-            self.endpoint = normalised_endpoint(base_url)
-        self.records: MachineRecords | None = None
-        if self.endpoint is not None and config.get("integration_id"):
-            with contextlib.suppress(RuntimeError):  # no home folder: refused at start
-                folder = records_dir(config.get("upload_records_dir"))
-                self.records = MachineRecords(folder, self.endpoint)
         self.allowed_to_shrink = set(allowed_to_shrink(config))
         self.results: list[MonthResult] = []
         self.progress = WriteProgress(logger)
@@ -96,6 +102,16 @@ class Delivery:
     @property
     def failed(self) -> bool:
         return any(result.failed for result in self.results)
+
+    def check_integration(self) -> None:
+        """Raise :class:`BindingProblem` when the integration serves another organization
+        (:mod:`target_pelanor.integration_binding`)."""
+        if self.bindings is not None:
+            self.bindings.check(
+                self.config["integration_id"],
+                self.config["organization_id"],
+                meltano_name("loader", PLUGIN),
+            )
 
     def missing_streams(self) -> list[str]:
         """The tap's streams that were not announced (deselected), in the tap's order."""
@@ -171,6 +187,12 @@ class Delivery:
     def finish(self, no_month: str = "no month arrived from the tap: nothing to upload") -> None:
         """Clean up (working files included), and show the results table (``no_month``
         instead when there is no month to show)."""
+        self.close()
+        publish(self.results, self.logger, no_month)
+
+    def close(self) -> None:
+        """Clean up: the open month files, the connection, unread batch files and the
+        working folder."""
         try:
             self.ledger.close()
             if "client" in self.__dict__:
@@ -179,7 +201,6 @@ class Delivery:
                 self.logger.info("Removed batch files never read: %s", ", ".join(removed))
         finally:
             self.work.cleanup()
-        publish(self.results, self.logger, no_month)
 
     @cached_property
     def client(self) -> PelanorClient:
@@ -214,7 +235,12 @@ class Delivery:
     def _upload(
         self, ready: ReadyMonth, key: str, now: Uploaded, result: MonthResult
     ) -> MonthResult:
-        """Under the month's upload lock: the shrink check, output_dir, the upload."""
+        """Under the month's upload lock: the integration's organization, the shrink check,
+        output_dir, the upload."""
+        try:
+            self.check_integration()
+        except BindingProblem as taken:
+            return replace(result, action=f"withheld: {taken}", failed=True)
         if problem := self._shrinks(ready.month, key, now, ready.from_api):
             return replace(result, action=f"withheld: {problem}", failed=True)
         written = self._write_out(ready)
@@ -229,18 +255,43 @@ class Delivery:
             return replace(result, action=action, failed=True)
         at = self.now()
         self.memory.record(key, Remembered(now, "the state", self.endpoint, at))
-        if self.records is not None:
+        if self.records is not None and self.bindings is not None:
+            self._note_upload(self.records, self.bindings, ready, now, at)
+        action = ", ".join(filter(None, ["uploaded", written.action]))
+        return replace(result, action=action, response_id=receipt.response_id)
+
+    def _note_upload(
+        self,
+        records: MachineRecords,
+        bindings: IntegrationBindings,
+        ready: ReadyMonth,
+        now: Uploaded,
+        at: datetime,
+    ) -> None:
+        """This machine's notes of an accepted upload: the integration's organization and
+        the month's record. The upload stands when one cannot be written; the log says
+        which."""
+        integration = self.config["integration_id"]
+        notes = (
+            (
+                bindings.path(integration),
+                partial(bindings.bind, integration, ready.organization, at),
+            ),
+            (
+                records.path(integration, ready.month),
+                partial(records.record, integration, ready.month, now, at),
+            ),
+        )
+        for path, write in notes:
             try:
-                self.records.record(self.config["integration_id"], ready.month, now, at)
-            except OSError as error:  # the upload stands; only this machine's record is missing
+                write()
+            except OSError as error:
                 self.logger.warning(
                     "Could not record the upload of %s on this machine (%s): %s",
                     ready.month,
-                    self.records.path(self.config["integration_id"], ready.month),
+                    path,
                     reason(error),
                 )
-        action = ", ".join(filter(None, ["uploaded", written.action]))
-        return replace(result, action=action, response_id=receipt.response_id)
 
     def now(self) -> datetime:
         """When an upload is recorded as accepted (UTC)."""

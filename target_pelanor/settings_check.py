@@ -14,7 +14,9 @@ from typing import Any
 
 from openai_costs.contract import MONTH_PATTERN
 from openai_costs.safe_http import check_durations, check_secret
+from openai_costs.user_errors import organization_required
 from target_pelanor.client import resolve_base_url
+from target_pelanor.connection_check import check_path_problems
 from target_pelanor.upload_records import records_dir
 from target_pelanor.upload_request import shape_problems
 
@@ -75,14 +77,17 @@ def output_dir(config: Mapping[str, Any]) -> Path | None:
 
 def setting_errors(config: Mapping[str, Any]) -> list[str]:
     """Every problem with the settings, one message each."""
-    errors = _token_errors(config)
+    errors = []
+    if not str(config.get("organization_id") or "").strip():
+        errors.append(organization_required("loader", "target-pelanor", "loader uploads"))
+    errors += _token_errors(config)
     try:
         check_durations(
             float(config.get("request_timeout", 60)), float(config.get("max_retry_seconds", 600))
         )
     except ValueError as problem:
         errors.append(str(problem))
-    errors += shape_problems(config)
+    errors += shape_problems(config) + check_path_problems(config)
     if folder := output_dir(config):
         errors += _folder_errors(folder, "output_dir")
     errors += _shrinking_errors(config.get("allow_shrinking_months"))

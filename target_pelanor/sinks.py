@@ -142,3 +142,11 @@ class MonthSealSink(_PelanorSink):
         if not self.streams_checked:
             self._check_streams()
         self.delivery.deliver(self._convert(record, Seal))
+
+
+class MeltanoTestSink(RecordSink):
+    """Meltano's ``config test`` stream: taken, and nothing done with it (the target then
+    checks what it can without uploading)."""
+
+    def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
+        """Nothing to write: the record is Meltano's sample."""

@@ -13,6 +13,7 @@ from decimal import Decimal
 from types import FrameType
 from typing import Any, ClassVar, NoReturn
 
+import click
 from singer_sdk import Target
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
@@ -25,14 +26,21 @@ from singer_sdk.sinks import Sink
 
 from openai_costs import contract
 from openai_costs.log_levels import quiet_library_lines
-from openai_costs.user_errors import stop
+from openai_costs.user_errors import settings_not_usable, stop
 from openai_costs.work_folder import WorkFolderError
-from target_pelanor.client import DEFAULT_UPLOAD_PATH
+from target_pelanor.client import DEFAULT_UPLOAD_PATH, PelanorError, resolve_base_url
+from target_pelanor.connection_check import (
+    MELTANO_TEST_STREAM,
+    CheckFailed,
+    reachability,
+    render_check_path,
+)
 from target_pelanor.delivery import Delivery
 from target_pelanor.fast_records import FastRecords
 from target_pelanor.input_reader import NumberedReader
-from target_pelanor.settings_check import ALLOW_SHRINKING_IS_A_LIST, setting_errors
-from target_pelanor.sinks import CostRowsSink, MonthLayoutSink, MonthSealSink
+from target_pelanor.integration_binding import BindingProblem
+from target_pelanor.settings_check import ALLOW_SHRINKING_IS_A_LIST, api_token, setting_errors
+from target_pelanor.sinks import CostRowsSink, MeltanoTestSink, MonthLayoutSink, MonthSealSink
 from target_pelanor.stopping import Interrupted, RunStopped
 
 SINKS: dict[str, type[Sink]] = {
@@ -60,9 +68,8 @@ class TargetPelanor(Target):
         th.Property(
             "organization_id",
             th.StringType,
-            required=True,
             title="OpenAI organization ID",
-            description="The organization this Pelanor integration belongs to (org-...).",
+            description="The organization this Pelanor integration belongs to (org-...). Required.",
         ),
         th.Property(
             "integration_id",
@@ -188,6 +195,15 @@ class TargetPelanor(Target):
             "body (raw).",
         ),
         th.Property(
+            "check_path",
+            th.StringType,
+            title="Check path",
+            description="For the checks (meltano invoke target-pelanor:check, meltano config "
+            "test): a path to send one authenticated GET to (a 2xx passes), checking the token "
+            "and integration without uploading; Pelanor publishes none, so unset sends none. A "
+            "template: {integration_id}, {organization_id}.",
+        ),
+        th.Property(
             "output_dir",
             th.StringType,
             title="Output directory",
@@ -265,6 +281,8 @@ class TargetPelanor(Target):
     _signal: int | None = None
     _writing_state = False
     _finishing = False
+    #: Meltano's ``config test`` sent its own stream: check, upload nothing.
+    _meltano_test = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         quiet_library_lines(self.name)
@@ -274,7 +292,7 @@ class TargetPelanor(Target):
             raise ConfigValidationError("Config validation failed", errors=errors)
         try:
             self.delivery = Delivery(self.config, self.logger)
-        except WorkFolderError as problem:
+        except (WorkFolderError, BindingProblem) as problem:
             raise ConfigValidationError("Config validation failed", errors=[str(problem)]) from None
         #: The last state the tap passed on while every month so far had reached Pelanor.
         self._good_state: dict[str, Any] | None = None
@@ -313,10 +331,13 @@ class TargetPelanor(Target):
 
     @classmethod
     def invoke(cls, **kwargs: Any) -> None:
-        """The SDK's invoke; a run that stops early (a signal, a problem no month can get
-        past) is finished here: report, state, working files, exit status 1."""
+        """The SDK's invoke; settings that cannot be used end in one line naming them all
+        (:func:`settings_not_usable`); a run that stops early (a signal, a problem no month
+        can get past) is finished here: report, state, working files, exit status 1."""
         try:
             super().invoke(**kwargs)
+        except ConfigValidationError as invalid:
+            settings_not_usable(cls.name, invalid.errors)
         except (Interrupted, RunStopped) as stopped:
             target = cls._running
             if target is None:  # while starting: nothing was read, nothing uploaded
@@ -331,7 +352,17 @@ class TargetPelanor(Target):
 
     def get_sink_class(self, stream_name: str) -> type[Sink]:
         """The stream's sink (there is no default one); another stream stops the run, which
-        then ends as any stop does: the table, state of the months uploaded so far."""
+        then ends as any stop does: the table, state of the months uploaded so far.
+        Meltano's test stream, alone, makes the run a check (:meth:`_finish_meltano_test`)."""
+        if (stream_name == MELTANO_TEST_STREAM) != self._meltano_test:
+            if self._meltano_test or self.delivery.streams - {MELTANO_TEST_STREAM}:
+                raise RunStopped(
+                    f"{MELTANO_TEST_STREAM} (Meltano's config test) comes alone: a run that "
+                    "tests target-pelanor loads no other stream"
+                )
+            self._meltano_test = True
+        if self._meltano_test:
+            return MeltanoTestSink
         if stream_name not in SINKS:
             raise RunStopped(
                 f"stream {stream_name!r} is not one target-pelanor loads; pair it with "
@@ -345,6 +376,9 @@ class TargetPelanor(Target):
 
     def process_endofpipe(self) -> None:
         """Finish: months without a seal are withheld, then the report, then the verdict."""
+        if self._meltano_test:
+            self._finish_meltano_test()
+            return
         self.delivery.withhold_unsealed()
         super().process_endofpipe()
         self._finishing = True
@@ -353,6 +387,78 @@ class TargetPelanor(Target):
         if failed:
             saved = self._confirm_good_state()
             self.abort(f"{failed} month(s) not uploaded (see the table); {saved}")
+
+    def _finish_meltano_test(self) -> None:
+        """Meltano's ``config test`` sent its stream: check, upload nothing."""
+        self._finishing = True
+        self.check_connection()
+
+    def check_connection(self) -> None:
+        """The checks of ``meltano config test`` and ``--check``: the settings passed at
+        start; now whether Pelanor answers and, with check_path, whether it takes the token
+        and the integration (:mod:`target_pelanor.connection_check`). One line each;
+        nothing is uploaded; a check that fails stops the run with its one line."""
+        config = self.config
+        try:
+            self.logger.info("Checking target-pelanor without uploading: the settings are usable")
+            base_url = resolve_base_url(config.get("region", "us"), config.get("api_url"))
+            self.logger.info(reachability(base_url, float(config.get("request_timeout", 60))))
+            template = config.get("check_path")
+            if not template:
+                self.logger.info(
+                    "check_path is not set, so no authenticated request was sent: the token "
+                    "and integration_id are first tried by an upload (see docs/settings.md)"
+                )
+            elif not (api_token(config) and config.get("integration_id")):
+                self.logger.info("check_path is set, but a dry run without a token sends none")
+            else:
+                path = render_check_path(template, config)
+                status = self.delivery.client.check(path)
+                self.logger.info(
+                    "Pelanor answered GET %s%s with HTTP %d: it takes the token for integration %s",
+                    base_url,
+                    path,
+                    status,
+                    config["integration_id"],
+                )
+        except (CheckFailed, PelanorError, ValueError) as failed:
+            self.delivery.close()
+            self.abort(str(failed))
+        self.delivery.close()
+
+    @classmethod
+    def get_singer_command(cls) -> click.Command:
+        """The SDK's command, with ``--check``."""
+        command = super().get_singer_command()
+        command.params.append(
+            click.Option(
+                ["--check"],
+                is_flag=True,
+                expose_value=False,
+                callback=cls.cb_check,
+                help="Check the settings, that Pelanor answers, and with check_path that it "
+                "takes the token; read no input, upload nothing.",
+            )
+        )
+        return command
+
+    @classmethod
+    def cb_check(cls, ctx: click.Context, param: click.Option, value: bool) -> None:
+        """``--check``: what ``meltano config test`` checks, without input (Meltano runs
+        it as ``meltano invoke target-pelanor:check``)."""
+        if not value:
+            return
+        given = ctx.params.get("config")
+        try:
+            target = cls(
+                config=getattr(given, "config", None),
+                parse_env_config=getattr(given, "parse_env", False),
+                validate_config=True,
+            )
+        except ConfigValidationError as invalid:
+            settings_not_usable(cls.name, invalid.errors)
+        target.check_connection()
+        ctx.exit()
 
     def stop_early(self, stopped: Interrupted | RunStopped) -> NoReturn:
         """The run stops before its input ended: every month not done says why."""
@@ -380,6 +486,8 @@ class TargetPelanor(Target):
         remember the state as good while every month so far reached Pelanor. A state of
         the wrong shape stops the run: nothing in it can be trusted, the upload records
         least of all."""
+        if self._meltano_test:
+            return  # Meltano's test state: nothing of it is ever confirmed
         state = message_dict["value"]
         if problem := contract.state_problem(state):
             raise RunStopped(
@@ -400,7 +508,7 @@ class TargetPelanor(Target):
         (see :meth:`_confirm_good_state`). A dry run uploads nothing, so it confirms
         nothing either.
         """
-        if self.delivery.failed or self.config.get("dry_run"):
+        if self.delivery.failed or self.config.get("dry_run") or self._meltano_test:
             return
         self._emit_state(self.delivery.memory.merged_into(state))
 

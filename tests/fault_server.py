@@ -34,6 +34,8 @@ class FaultServer:
     def __init__(self, *answers: Answer, tls: bool = False) -> None:
         self.answers = list(answers) or [Answer()]
         self.requests: list[tuple[str, str]] = []
+        #: The Authorization header of each request (None where it had none).
+        self.authorizations: list[str | None] = []
         #: Bytes of an endless body written before the client went away.
         self.sent = 0
         server = self
@@ -51,6 +53,7 @@ class FaultServer:
                 self._read_body()
                 answer = server.answers[min(len(server.requests), len(server.answers) - 1)]
                 server.requests.append((self.command, self.path))
+                server.authorizations.append(self.headers.get("Authorization"))
                 self.send_response(answer.status)
                 for name, value in answer.headers.items():
                     self.send_header(name, value)

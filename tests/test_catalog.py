@@ -69,9 +69,17 @@ def test_discovery_needs_no_settings(tmp_path) -> None:
 
 
 def test_a_sync_still_needs_valid_settings(tmp_path) -> None:
+    """Every problem on a line of its own, then the line naming them all, last: the one
+    `meltano config test` shows."""
     result = run_tap(tmp_path, {})
     assert result.returncode == 1
-    assert "'organization_id' is a required property" in result.stderr
+    messages = [line.rsplit(" | ", 1)[-1] for line in result.stderr.splitlines()[-3:]]
+    assert messages == [
+        "organization_id is required: the OpenAI organization (org-...) this tap reads",
+        "paths is required when source is files",
+        "Config validation failed, 2 problems: (1) organization_id is required: the OpenAI "
+        "organization (org-...) this tap reads (2) paths is required when source is files",
+    ]
     assert result.stdout == ""
 
 

@@ -48,7 +48,7 @@ def config_errors(config: dict) -> list[str]:
         ),
         (
             {"paths": ["x.csv"], "organization_id": "  "},
-            ["organization_id is required: the organization (org-...) this tap serves"],
+            ["organization_id is required: the OpenAI organization (org-...) this tap reads"],
         ),
         (
             {"paths": ["x.csv"], "organization_id": ORG, "batch_config": {"encoding": {}}},
@@ -75,7 +75,7 @@ def test_every_bad_setting_is_said_at_once_in_a_fixed_order() -> None:
         "flattening_enabled": True,
     }
     assert setting_errors(config) == [
-        "organization_id is required: the organization (org-...) this tap serves",
+        "organization_id is required: the OpenAI organization (org-...) this tap reads",
         "request_timeout must be a positive number of seconds (got 0)",
         "check_against_api compares export files with the Costs API, but source is api (the "
         "months come from the API already): unset check_against_api",
@@ -166,3 +166,32 @@ def test_a_work_folder_that_cannot_hold_the_api_months_is_one_line(
         ": cannot hold the months read from the Costs API (No space left on device); free "
         "space there or set work_dir to a writable folder"
     )
+
+
+@pytest.mark.parametrize(
+    ("meltano_name", "advice"),
+    [
+        (None, ""),
+        (
+            "tap-openai-costs--globex--pelanor",
+            "; set it (meltano config set tap-openai-costs--globex--pelanor organization_id "
+            "org-...)",
+        ),
+        (
+            "tap-openai-costs",
+            "; set it (meltano config set tap-openai-costs organization_id org-...), or, where "
+            "each organization has plugins of its own, test or run those instead (meltano "
+            "config test tap-openai-costs--<org>, meltano run openai-costs-<org>)",
+        ),
+    ],
+    ids=["run by hand", "an organization's plugin in Meltano", "the parent plugin in Meltano"],
+)
+def test_a_missing_organization_says_how_to_set_it_where_the_tap_runs(
+    monkeypatch: pytest.MonkeyPatch, meltano_name: str | None, advice: str
+) -> None:
+    monkeypatch.delenv("MELTANO_EXTRACTOR_NAME", raising=False)
+    if meltano_name is not None:
+        monkeypatch.setenv("MELTANO_EXTRACTOR_NAME", meltano_name)
+    assert setting_errors({"paths": ["x.csv"]}) == [
+        "organization_id is required: the OpenAI organization (org-...) this tap reads" + advice
+    ]

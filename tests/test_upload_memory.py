@@ -298,8 +298,9 @@ def test_upload_records_dir_says_where_this_machines_records_live(tmp_path, pela
     result = run_target(tmp_path, config, tap_run(tmp_path, october_export(tmp_path, "new")).stdout)
     assert result.returncode == 0, result.stderr
     endpoint = pelanor.url.replace(":", "%3A").replace("/", "%2F")
-    assert [p.relative_to(folder) for p in folder.rglob("*.json")] == [
-        Path(endpoint) / "int-acme" / "2025-10.json"
+    assert sorted(p.relative_to(folder) for p in folder.rglob("*.json")) == [
+        Path(endpoint) / "int-acme" / "2025-10.json",
+        Path("integration-bindings") / "int-acme.json",
     ]
     assert list(Path(os.environ["XDG_STATE_HOME"]).rglob("*.json")) == []
 

@@ -16,6 +16,7 @@ from target_pelanor.upload_request import upload_shape
 from tests.exports import SAMPLES
 from tests.pelanor_sandbox import TOKEN, running_sandbox, sandbox_config
 from tests.singer import Run, report, run_target, stored, tap_output, target_config
+from tests.upload_guard import config_errors
 
 ACME_SEPT = SAMPLES / "acme" / "cost_2025-09-01_2025-09-30.csv"
 ACME_OCT = SAMPLES / "acme" / "cost_2025-10-01_2025-10-31.csv"
@@ -56,15 +57,6 @@ def logged(result: Run) -> list[str]:
     """The messages of the SDK's plain log lines (``time | LEVEL | logger | message``)."""
     return [
         line.split(" | ", 3)[3] for line in result.stderr.splitlines() if line.count(" | ") >= 3
-    ]
-
-
-def config_errors(result: Run) -> list[str]:
-    """The messages of the SDK's config validation (one log line each)."""
-    return [
-        line.rsplit(" | ", 1)[-1]
-        for line in result.stderr.splitlines()
-        if "| ERROR" in line and not line.endswith("Config validation failed")
     ]
 
 

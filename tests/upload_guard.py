@@ -25,11 +25,13 @@ def tap_run(tmp: Path, *paths: Path, state: dict | None = None) -> Run:
 
 
 def config_errors(result: Run) -> list[str]:
-    """The messages of the SDK's config validation (one log line each)."""
+    """The messages of the SDK's config validation (one log line each), without the last
+    line that names them all."""
     return [
-        line.rsplit(" | ", 1)[-1]
+        message
         for line in result.stderr.splitlines()
-        if "| ERROR" in line and not line.endswith("Config validation failed")
+        if "| ERROR" in line
+        and not (message := line.rsplit(" | ", 1)[-1]).startswith("Config validation failed")
     ]
 
 

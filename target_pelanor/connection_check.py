@@ -1,0 +1,102 @@
+"""What ``meltano config test target-pelanor`` checks, without uploading anything.
+
+Meltano tests a loader by sending it a stream of its own, ``meltano_test_stream`` (one
+SCHEMA, one RECORD, one STATE), and passes it when the loader exits 0 and no line it
+writes contains "error" or "exception". target-pelanor takes that stream, alone, as a
+request to check what it can without touching a month: its settings (checked at start, as
+for every run), that Pelanor's address resolves and answers (over TLS for https), and,
+where the user configures ``check_path`` (Pelanor publishes no such endpoint, so there is
+no default), one authenticated GET request there. Each check says what it found in one
+line; a failed one stops the run with one line saying what to fix. No state is confirmed.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping
+from typing import Any, Final
+from urllib.parse import quote
+
+import httpx
+
+from openai_costs.safe_http import final_connection_problem, is_loopback
+
+__all__ = [
+    "CHECK_PLACEHOLDERS",
+    "MELTANO_TEST_STREAM",
+    "CheckFailed",
+    "check_path_problems",
+    "reachability",
+    "render_check_path",
+]
+
+#: The stream Meltano's ``config test`` sends a loader.
+MELTANO_TEST_STREAM: Final = "meltano_test_stream"
+#: What check_path may name: a check is about the integration, not a month.
+CHECK_PLACEHOLDERS: Final = ("organization_id", "integration_id")
+
+
+class CheckFailed(Exception):
+    """A check did not pass; ``str()`` is the one line for the user."""
+
+
+def check_path_problems(config: Mapping[str, Any]) -> list[str]:
+    """What is wrong with ``check_path`` (unset is fine: no authenticated check)."""
+    path = config.get("check_path")
+    if path is None or path == "":
+        return []
+    example = "such as /v1/integrations/openai/{integration_id}"
+    if not isinstance(path, str) or not path.startswith("/"):
+        return [f"check_path must be a path starting with '/', {example} (got {path!r})"]
+    if not path.isprintable() or any(c in path for c in "?#\\ "):
+        return [
+            "check_path must be a plain path without spaces, control characters, '?', '#' "
+            f"or backslashes, {example} (got {path!r})"
+        ]
+    if ".." in path.split("/"):
+        return [f"check_path must not contain '..' segments (got {path!r})"]
+    try:
+        used = {field for _, field, spec, _ in string.Formatter().parse(path) if field is not None}
+    except ValueError:
+        return [f"check_path has an unmatched brace (got {path!r}); {example}"]
+    unknown = sorted(used - set(CHECK_PLACEHOLDERS))
+    if unknown:
+        allowed = ", ".join("{" + name + "}" for name in CHECK_PLACEHOLDERS)
+        return [f"check_path may use only {allowed} (got {', '.join(repr(u) for u in unknown)})"]
+    return []
+
+
+def render_check_path(template: str, config: Mapping[str, Any]) -> str:
+    """The path, each placeholder's value URL-encoded as one path segment."""
+    return template.format(
+        **{name: quote(str(config.get(name) or ""), safe="") for name in CHECK_PLACEHOLDERS}
+    )
+
+
+def reachability(
+    base_url: str, timeout: float, transport: httpx.BaseTransport | None = None
+) -> str:
+    """One unauthenticated GET of the base URL (no token is sent): any HTTP answer shows
+    the name resolves and the server answers, over verified TLS for https. Returns the
+    line to show; raises :class:`CheckFailed`."""
+    url = httpx.URL(base_url)
+    with httpx.Client(timeout=timeout, follow_redirects=False, transport=transport) as client:
+        try:
+            with client.stream("GET", url.copy_with(path=url.path or "/")) as response:
+                status = response.status_code
+        except httpx.TimeoutException:
+            raise CheckFailed(
+                f"Pelanor at {base_url} did not answer within request_timeout ({timeout:g}s); "
+                "check api_url or region, and this machine's network"
+            ) from None
+        except httpx.TransportError as failure:
+            problem = final_connection_problem(failure) or (
+                f"could not connect to {url.host} ({type(failure).__name__})"
+            )
+            raise CheckFailed(
+                f"Pelanor at {base_url} cannot be reached: {problem}; check api_url or region"
+            ) from None
+    how = "over TLS" if url.scheme == "https" else "over plain http"
+    if url.scheme == "http" and is_loopback(url.host):
+        how += " (a local sandbox)"
+    return f"Pelanor at {base_url} answered {how} (HTTP {status} to a request without the token)"
