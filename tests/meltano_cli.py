@@ -7,8 +7,10 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from tests.docs import REPO, commands
 from tests.singer import BIN
@@ -66,3 +68,16 @@ def run_meltano_commands(
         assert result.returncode == 0, f"{shlex.join(words)} failed:\n{result.stderr[-5000:]}"
         done.append(result)
     return done
+
+
+def project_config() -> dict[str, Any]:
+    """meltano.yml with the files its include_paths name, merged as Meltano merges them."""
+    config: dict[str, Any] = yaml.safe_load((REPO / "meltano.yml").read_text("utf-8"))
+    assert config["include_paths"] == ["./orgs/*.meltano.yml"]
+    for path in sorted((REPO / "orgs").glob("*.meltano.yml")):
+        included = yaml.safe_load(path.read_text("utf-8"))
+        for kind, plugins in included.get("plugins", {}).items():
+            config["plugins"][kind] += plugins
+        for key in ("jobs", "schedules"):
+            config[key] += included.get(key, [])
+    return config
