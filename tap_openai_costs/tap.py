@@ -31,6 +31,7 @@ from tap_openai_costs.costs_api import (
     DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_SETTLE_DAYS,
 )
+from tap_openai_costs.focus import FocusCostsStream
 from tap_openai_costs.message_writer import BufferedMsgSpecWriter
 from tap_openai_costs.settings_check import setting_errors
 from tap_openai_costs.streams import CostsStream, MonthLayoutsStream, MonthSealsStream, TapStopped
@@ -162,6 +163,14 @@ class TapOpenAICosts(Tap):
             "removed when the run ends; those of killed runs are removed at the next start. "
             "Default: <system temp>/tap-openai-costs-<uid>.",
         ),
+        th.Property(
+            "focus_user_email",
+            th.BooleanType,
+            default=False,
+            title="FOCUS: user e-mail",
+            description="Fill x_UserEmail in focus_costs records with the row's user_email "
+            "(personal data). Off: x_UserEmail is null. The costs stream is not affected.",
+        ),
     ).to_dict()
 
     @classmethod
@@ -243,7 +252,12 @@ class TapOpenAICosts(Tap):
         super().load_state(state)
 
     def discover_streams(self) -> list[Stream]:
-        return [CostsStream(self), MonthLayoutsStream(self), MonthSealsStream(self)]
+        return [
+            CostsStream(self),
+            MonthLayoutsStream(self),
+            MonthSealsStream(self),
+            FocusCostsStream(self),
+        ]
 
 
 #: The largest state file read. A state records each export file in a few KiB (its days),

@@ -55,6 +55,7 @@ UMBRELLA = ("tap-openai-costs--umbrella--pelanor", "target-pelanor--umbrella")
 #: The page whose commands set an organization up and add one.
 ORGANIZATIONS = "docs/organizations.md"
 WAREHOUSE = "docs/warehouse.md"
+FOCUS = "docs/focus.md"
 PELANOR_ENDPOINT = "docs/pelanor-endpoint.md"
 ACME_STATE_ID = "dev:tap-openai-costs-to-target-pelanor"
 #: The daily schedule of every organization: 06:30 UTC, once OpenAI's day has closed.
@@ -499,6 +500,12 @@ def test_selecting_on_the_warehouse_extractor_never_changes_the_pelanor_job(
         project.root,
         project.env,
     )
+    # docs/focus.md: one more select adds the FOCUS rows, on the warehouse extractor only.
+    run_meltano_commands(
+        block("sh", "meltano select tap-openai-costs--umbrella focus_costs", page=FOCUS),
+        project.root,
+        project.env,
+    )
 
     config = project.organization_file("umbrella")
     assert _extractor(config, "tap-openai-costs--umbrella") == {
@@ -508,15 +515,17 @@ def test_selecting_on_the_warehouse_extractor_never_changes_the_pelanor_job(
             "organization_id": "org-umbrella",
             "paths": ["$MELTANO_PROJECT_ROOT/exports/umbrella"],
         },
-        "select": ["costs.*", "cost_months.*"],
+        "select": ["costs.*", "cost_months.*", "focus_costs.*"],
     }
     assert "select" not in _extractor(config, UMBRELLA[0])
     warehouse = ok(project.meltano("invoke", "tap-openai-costs--umbrella"))
-    assert _streams_sent(warehouse) == {"costs", "cost_months"}
+    assert _streams_sent(warehouse) == {"costs", "cost_months", "focus_costs"}
     assert "deselected: cost_month_layouts" in warehouse.stderr
+    # The parent's select (the three streams) reaches the Pelanor extractor: no focus_costs.
     pelanor = ok(project.meltano("invoke", UMBRELLA[0]))
     assert _streams_sent(pelanor) == {"cost_month_layouts", "cost_months"}  # rows: BATCH
-    assert "deselected" not in pelanor.stderr
+    assert "deselected:" not in pelanor.stderr
+    assert "Skipping deselected stream 'focus_costs'." in pelanor.stderr
 
     done = ok(
         project.meltano(
@@ -554,7 +563,7 @@ def test_selecting_on_the_warehouse_extractor_never_changes_the_pelanor_job(
 
     project.edit(add_child_of_the_warehouse_extractor)
     child = ok(project.meltano("invoke", "tap-openai-costs--umbrella--child"))
-    assert _streams_sent(child) == {"costs", "cost_months"}
+    assert _streams_sent(child) == {"costs", "cost_months", "focus_costs"}
 
 
 def _extractor(config: dict[str, Any], name: str) -> dict[str, Any]:
