@@ -2,6 +2,9 @@
 
 The fast path for backfills. Both sides use this module, so the tap and the target agree
 on the file format without either guessing: the tap writes, the target reads and removes.
+The target reads and removes only files the tap wrote (:class:`BatchFile`): a BATCH
+message naming anything else (a user's export, a notes file, a FIFO) is refused, and the
+file left alone.
 
 The files hold every row, e-mail addresses included, so (in a local storage root):
 
@@ -26,16 +29,26 @@ import gzip
 import itertools
 import os
 import re
+import stat
 import time
 import uuid
+import zlib
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, NoReturn, TypeVar, cast
 
 import msgspec
 from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig, BatchFileFormat
 from upath import UPath
+
+from openai_costs.safe_files import (
+    LineTooLong,
+    UnsafeFile,
+    bounded_lines,
+    file_kind,
+    open_regular,
+)
 
 _ENCODER = msgspec.json.Encoder(decimal_format="number")
 _WRITE_SIZE = 1 << 20
@@ -46,7 +59,7 @@ _T = TypeVar("_T")
 #: How long a run's lock must have been left alone before its files count as leftovers.
 STALE_SECONDS = 600
 #: A complete batch file: ``<run>-<n>.jsonl[.gz]``, where the run ends in its 32-hex id.
-_COMPLETE = re.compile(r"(?P<run>.+-[0-9a-f]{32})-[0-9]+\.jsonl(?:\.gz)?")
+_COMPLETE = re.compile(r"(?P<run>(?P<named>.+)-[0-9a-f]{32})-[0-9]+\.jsonl(?:\.gz)?")
 _RUN_LOCK = re.compile(r"\.(?P<run>.+-[0-9a-f]{32})\.lock")
 _PARTIAL_OF_RUN = re.compile(r"(?P<run>.+-[0-9a-f]{32})-[0-9]+\.jsonl(?:\.gz)?\..+\.partial")
 
@@ -330,36 +343,150 @@ def process_alive(pid: int) -> bool:
 
 
 class BatchFileError(Exception):
-    """A batch file whose lines are not the records expected."""
+    """A batch file of the tap's whose lines are not the records expected (a bad line, a
+    line past :data:`MAX_LINE_BYTES`, a cut gzip stream); the file is deleted."""
 
 
-def read_batch(encoding: BaseBatchFileEncoding, url: str, record_type: type[_T]) -> Iterator[_T]:
-    """Yield the records of one batch file as ``record_type``, one at a time, then delete
-    the file: it exists only to carry records from the tap to the target. A file whose
-    reading failed or stopped (a bad line, the run stopping) is deleted too: a month is
-    only ever sent again as a new version, in new files.
+class BatchFileRefused(Exception):
+    """A file a BATCH message names that is not one the tap wrote: not read, not deleted.
+    The message is the whole line for the user."""
 
-    A ``msgspec.Struct`` type reads and type-checks only the fields it names and skips the
-    rest unparsed, which is most of the cost of a line.
+
+#: The longest line a batch file may hold. A costs record is its CSV row (an export row
+#: is at most :data:`openai_costs.export.MAX_LINE_BYTES`) and its values, JSON-escaped.
+MAX_LINE_BYTES = 16 << 20
+#: What a refusal says the target reads.
+_WHAT_IS_READ = (
+    "target-pelanor reads and deletes only the batch files tap-openai-costs writes (named "
+    "<prefix><stream>-<run id>-<n>.jsonl[.gz], a regular file of this user readable by its "
+    "owner only, beside its run's lock .<prefix><stream>-<run id>.lock)"
+)
+
+
+class BatchFile:
+    """One file a BATCH message names, checked to be one the tap wrote before it is opened:
+
+    - its name has the shape the tap gives its files, for the message's stream and the
+      encoding's compression: ``<prefix><stream>-<run id>-<n>.jsonl[.gz]``;
+    - in a local storage root: it is a regular file (not a link, a FIFO, a folder) owned
+      by this user and readable by its owner only, as the tap writes them, and its run's
+      lock, which only the tap creates, is beside it: the folder holding the lock is the
+      storage root the tap wrote into (the target has no setting of its own for it).
+
+    Anything else is refused (:class:`BatchFileRefused`) and left alone. Files elsewhere
+    (``s3://``…) cannot be checked beyond their name: they are read, never deleted.
     """
-    check_encoding(encoding)
-    decoder = msgspec.json.Decoder(record_type, float_hook=Decimal)
-    path = UPath(url)
-    opened = False
+
+    def __init__(self, encoding: BaseBatchFileEncoding, url: str, stream: str) -> None:
+        check_encoding(encoding)
+        self.encoding = encoding
+        self.url = url
+        self.path = UPath(url)
+        self.local = self.path.protocol in ("", "file", "local")
+        suffix = ".jsonl.gz" if encoding.compression == "gzip" else ".jsonl"
+        match = _COMPLETE.fullmatch(self.path.name)
+        if match is None or not self.path.name.endswith(suffix):
+            self._refuse(f"is not named as tap-openai-costs names a {suffix} batch file")
+        if not match["named"].endswith(stream):  # <prefix><stream>
+            self._refuse(f"is not a batch file of the stream {stream!r}")
+        self._identity: tuple[int, int] | None = None
+        if self.local:
+            self._check_local(Path(self.path.path), match["run"])
+
+    def _check_local(self, path: Path, run: str) -> None:
+        info = path.lstat()  # FileNotFoundError: the caller says the file is gone
+        if kind := file_kind(info.st_mode):
+            self._refuse(f"is {kind}, not a regular file")
+        if info.st_uid != os.geteuid():
+            self._refuse("belongs to another user")
+        if stat.S_IMODE(info.st_mode) & 0o077:
+            self._refuse("is readable by other users than its owner")
+        try:
+            lock = (path.parent / f".{run}{_LOCK}").lstat()
+        except OSError:
+            lock = None
+        if lock is None or not stat.S_ISREG(lock.st_mode) or lock.st_uid != os.geteuid():
+            self._refuse(f"has no lock of its run beside it (.{run}{_LOCK})")
+        self._identity = (info.st_dev, info.st_ino)
+
+    def _refuse(self, problem: str) -> NoReturn:
+        raise BatchFileRefused(
+            f"batch file {self.url} {problem}; it was left alone: {_WHAT_IS_READ}"
+        )
+
+    def records(self, record_type: type[_T]) -> Iterator[_T]:
+        """Yield the file's records as ``record_type``, one at a time, then delete the
+        file: it exists only to carry records from the tap to the target. A file whose
+        reading failed or stopped (a bad line, the run stopping) is deleted too: a month is
+        only ever sent again as a new version, in new files.
+
+        A ``msgspec.Struct`` type reads and type-checks only the fields it names and skips
+        the rest unparsed, which is most of the cost of a line. No line is held past
+        :data:`MAX_LINE_BYTES`, however far a compressed file inflates.
+        """
+        decoder = msgspec.json.Decoder(record_type, float_hook=Decimal)
+        opened = False
+        try:
+            with self._open() as raw:
+                opened = True
+                lines: gzip.GzipFile | IO[bytes] = (
+                    gzip.GzipFile(fileobj=raw, mode="rb")
+                    if self.encoding.compression == "gzip"
+                    else raw
+                )
+                with _unreadable_gzip(self.url):
+                    for number, line in enumerate(bounded_lines(lines, MAX_LINE_BYTES), 1):
+                        try:
+                            record = decoder.decode(line)
+                        except msgspec.MsgspecError as error:
+                            if len(line) > MAX_LINE_BYTES:  # cut at the bound
+                                too_long = LineTooLong(number, MAX_LINE_BYTES)
+                                raise BatchFileError(f"batch file {self.url}, {too_long}") from None
+                            raise BatchFileError(
+                                f"batch file {self.url}, line {number}: {error}"
+                            ) from None
+                        yield record
+        finally:
+            if opened:
+                self._delete()
+
+    def _open(self) -> IO[bytes]:
+        if not self.local:
+            return cast("IO[bytes]", self.path.open("rb"))
+        try:
+            raw = open_regular(self.path.path, follow_links=False)
+        except UnsafeFile as problem:
+            self._refuse(str(problem))
+        opened = os.fstat(raw.fileno())
+        if (opened.st_dev, opened.st_ino) != self._identity:
+            raw.close()
+            self._refuse("was replaced while it was being opened")
+        return raw
+
+    def _delete(self) -> None:
+        """Delete the file read, if it is still the one checked; files elsewhere stay."""
+        if not self.local:
+            return
+        path = Path(self.path.path)
+        with contextlib.suppress(OSError):
+            info = path.lstat()
+            if (info.st_dev, info.st_ino) == self._identity:
+                path.unlink()
+
+
+@contextlib.contextmanager
+def _unreadable_gzip(url: str) -> Iterator[None]:
+    """A cut or corrupt gzip stream as one BatchFileError."""
     try:
-        with path.open("rb") as raw:
-            opened = True
-            lines: gzip.GzipFile | IO[bytes] = (
-                gzip.GzipFile(fileobj=raw, mode="rb") if encoding.compression == "gzip" else raw
-            )
-            for number, line in enumerate(lines, start=1):
-                try:
-                    record = decoder.decode(line)
-                except msgspec.MsgspecError as error:
-                    raise BatchFileError(f"batch file {url}, line {number}: {error}") from None
-                yield record
-        path.unlink()
-    finally:
-        if opened:
-            with contextlib.suppress(OSError):
-                path.unlink(missing_ok=True)
+        yield
+    except (EOFError, zlib.error, gzip.BadGzipFile) as error:
+        problem = str(error) or type(error).__name__
+        raise BatchFileError(f"batch file {url} is not a whole gzip file ({problem})") from None
+
+
+def read_batch(
+    encoding: BaseBatchFileEncoding, url: str, record_type: type[_T], stream: str
+) -> Iterator[_T]:
+    """The records of the batch file at ``url`` of ``stream`` (:class:`BatchFile`): raises
+    :class:`BatchFileRefused` at once for a file the tap did not write."""
+    return BatchFile(encoding, url, stream).records(record_type)

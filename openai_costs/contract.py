@@ -115,7 +115,8 @@ class MonthOpened(msgspec.Struct, frozen=True):
 
 
 class CostRow(msgspec.Struct, frozen=True):
-    """What the target uses of a ``costs`` record; read straight from batch files."""
+    """What the target uses of a ``costs`` record; read straight from batch files. Every
+    field but ``month`` and ``csv_row`` must agree with the row's text (the target checks)."""
 
     organization: str
     month: str
@@ -123,6 +124,7 @@ class CostRow(msgspec.Struct, frozen=True):
     csv_row: str
     amount_value: Decimal | None = None
     organization_id: str | None = None
+    amount_currency: str | None = None
 
 
 class Seal(msgspec.Struct, frozen=True):

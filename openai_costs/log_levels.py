@@ -1,7 +1,8 @@
 """Lines other libraries log at info level that tell an operator nothing, moved to debug.
 
 httpx logs every request it makes ("HTTP Request: POST …") and the Singer SDK says how it
-read the settings ("Skipping parse of env var settings...") and how it wired the tap's
+read the settings ("Skipping parse of env var settings...", and one "Parsing '…' config
+from env variable" line per setting with ``--config ENV``) and how it wired the tap's
 streams ("Added 'cost_month_layouts' as child stream to 'costs'"): at info level they
 crowd the lines a team reads, and nobody can act on them. A filter relabels them as debug
 lines and lets them through only when the plugin logs at debug level.
@@ -45,6 +46,7 @@ def quiet_library_lines(plugin: str) -> None:
     it again changes nothing."""
     for name, matches in (
         ("httpx", _every_line),
+        ("singer_sdk.configuration._dict_config", _every_line),
         (plugin, _sdk_startup_line),
     ):
         logger = logging.getLogger(name)

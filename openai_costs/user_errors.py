@@ -19,11 +19,14 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import NoReturn
 
+from openai_costs.printable import printable
+
 
 def report(plugin: str, problems: Iterable[object]) -> None:
-    """Show ``<plugin>: error: <problem>`` for each problem, as an error."""
+    """Show ``<plugin>: error: <problem>`` for each problem, as an error, each one line
+    (control characters in a problem, from a name it quotes, are shown escaped)."""
     problems = list(problems)
-    lines = [f"{plugin}: error: {problem}" for problem in problems]
+    lines = [f"{plugin}: error: {printable(problem)}" for problem in problems]
     if "SINGER_SDK_LOG_CONFIG" in os.environ:
         logger = logging.getLogger(plugin)
         for line, problem in zip(lines, problems, strict=True):
@@ -37,8 +40,9 @@ def settings_not_usable(plugin: str, problems: Sequence[str]) -> NoReturn:
     """The SDK's lines for settings that cannot be used (one error line each, through the
     plugin's logger), then the line naming them all, last; exit status 1."""
     logger = logging.getLogger(plugin)
+    problems = [printable(problem) for problem in problems]  # settings' values quoted
     for problem in problems:
-        logger.error(problem)
+        logger.error("%s", problem)
     if len(problems) == 1:
         logger.error("Config validation failed: %s", problems[0])
     else:

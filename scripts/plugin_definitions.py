@@ -174,6 +174,25 @@ def about(name: str) -> dict[str, Any]:
     return info
 
 
+def selected_by_default(name: str) -> list[str]:
+    """The streams an extractor selects by default (``--discover``), as Meltano ``select``
+    rules: without any, Meltano selects every stream (``*.*``), even one the plugin leaves
+    out by default (focus_costs, which target-pelanor does not take)."""
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / name), "--discover"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return [
+        f"{entry['tap_stream_id']}.*"
+        for entry in json.loads(done.stdout)["streams"]
+        for metadata in entry["metadata"]
+        if metadata["breadcrumb"] == [] and metadata["metadata"].get("selected-by-default", True)
+    ]
+
+
 def wheel_name() -> str:
     return f"{PACKAGE.replace('-', '_')}-{version(PACKAGE)}-py3-none-any.whl"
 
@@ -194,6 +213,10 @@ def definition(name: str, info: dict[str, Any], pip_url: str, keywords: bool) ->
         "pip_url": pip_url,
         "executable": name,
         "capabilities": info["capabilities"],
+    }
+    if hand.plugin_type == "extractor":
+        result["select"] = selected_by_default(name)
+    result |= {
         "settings_group_validation": [list(group) for group in hand.settings_group_validation],
         "settings": [_setting(hand, key, schema) for key, schema in _offered(info).items()],
     }

@@ -107,7 +107,7 @@ def changed_months(
         raise InputProblems(list(errors.problems)) from None
     changed = reading.changed(plans)
     for line in which_copy_wins(lost for plan in changed for lost in plan.overruled):
-        logger.warning(line)
+        logger.warning("%s", line)  # an argument, so that the names in it are escaped
     withheld = {plan.month: problem for plan in changed if (problem := unfinished(plan))}
     logger.info(
         "%d month(s) found, %d changed since the last run: %s",

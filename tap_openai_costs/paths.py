@@ -18,6 +18,7 @@ from pathlib import Path
 
 from openai_costs.export import ExportError
 from openai_costs.os_errors import advice
+from openai_costs.safe_files import file_kind
 
 __all__ = ["ExportErrors", "cannot_read", "expand_paths"]
 
@@ -57,12 +58,23 @@ def expand_paths(patterns: list[str]) -> list[Path]:
             if regular:
                 found[match] = None
                 files += 1
+            elif match == path and (kind := _not_a_file(match)):  # named, not found by a glob
+                problems.append(ExportError(pattern, kind))
         folders = [match for match in matches if match.is_dir()]
         if matches and files == 0 and len(folders) == len(matches):
             problems.append(_only_folders(pattern, folders))
     if problems:
         raise ExportErrors(problems)
     return list(found)
+
+
+def _not_a_file(path: Path) -> str | None:
+    """Why a path named in ``paths`` that is neither a file nor a folder is not read (a
+    FIFO would hang the run); None for a folder."""
+    kind = file_kind(path.stat().st_mode)
+    if kind in (None, "a folder"):
+        return None
+    return f"is {kind}, not a regular file; list export files, or the folders that hold them"
 
 
 def _nothing_in(pattern: str, path: Path, folder: bool) -> ExportError:

@@ -254,8 +254,8 @@ class CostsStream(_IncrementalByMonth):
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         self._announce_month_streams()
-        for month, rows, tally in self._months():
-            yield from self._records_of(month, rows, tally)
+        for records in self._month_records():
+            yield from records
 
     def _sync_records(
         self, context: Context | None = None, *, write_messages: bool = True
@@ -283,8 +283,7 @@ class CostsStream(_IncrementalByMonth):
         self._announce_month_streams()
         try:
             with BatchRun(batch_config, self.name) as run:
-                for month, rows, tally in self._months():
-                    records = self._records_of(month, rows, tally)
+                for records in self._month_records():
                     for manifest in write_batches(records, batch_config, run, owner):
                         yield batch_config.encoding, manifest
         except BatchWriteError as reason:  # the partial file is gone already
@@ -315,11 +314,19 @@ class CostsStream(_IncrementalByMonth):
         without all three, and a team should learn it from the tap's first lines, not from
         the target's refusal at the first month. A warning, unless only the layouts are
         left out of a run without BATCH files (a warehouse load, which does not need them;
-        BATCH files are read by target-pelanor alone)."""
-        deselected = [stream.name for stream in (self, *self.child_streams) if not stream.selected]
+        BATCH files are read by target-pelanor alone), or focus_costs is selected (which
+        target-pelanor does not take: a warehouse load too)."""
+        deselected = [
+            stream.name
+            for stream in (self, *self.child_streams)
+            if not stream.selected and stream.name in contract.STREAMS
+        ]
         if deselected:
-            for_a_warehouse = deselected == [contract.MONTH_LAYOUTS] and (
-                self.get_batch_config(self.config) is None
+            # A stream that follows the rows (focus_costs) is selected for a warehouse only.
+            follows = any(c.selected for c in self.child_streams if isinstance(c, RowFollower))
+            without_batches = self.get_batch_config(self.config) is None
+            for_a_warehouse = follows or (
+                deselected == [contract.MONTH_LAYOUTS] and without_batches
             )
             self.logger.log(
                 logging.INFO if for_a_warehouse else logging.WARNING,
@@ -332,6 +339,20 @@ class CostsStream(_IncrementalByMonth):
         for child in self.child_streams:
             if child.selected:
                 child._write_schema_message()  # the SDK's own writer
+
+    def _month_records(self) -> Iterator[Iterator[dict[str, Any]]]:
+        """Each month's records, passed through the selected streams that follow them
+        (:class:`RowFollower`: focus_costs); as they are when none is selected."""
+        followers = [c for c in self.child_streams if c.selected and isinstance(c, RowFollower)]
+        try:
+            for month, rows, tally in self._months():
+                records = self._records_of(month, rows, tally)
+                for follower in followers:
+                    records = follower.follow(records)
+                yield records
+        finally:
+            for follower in followers:
+                follower.finish()
 
     def _months(self) -> Iterator[tuple[Draft | MonthPlan, Iterator[Row], MonthTally]]:
         """Each month's rows to write, after its layout record; seals go out in between.
@@ -659,6 +680,18 @@ class _MonthEventStream(_IncrementalByMonth):
     def get_batch_config(self, config: Mapping[str, Any]) -> BatchConfig | None:
         """Always RECORD messages, in place between the month's rows."""
         return None
+
+
+class RowFollower(_MonthEventStream):
+    """A stream written from the ``costs`` records as they go out, before their month's
+    seal (focus_costs): when selected, :meth:`follow` wraps each month's records."""
+
+    def follow(self, records: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """The same records, in order; writes this stream's own records on the way."""
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """The run's records are all out (however it ends)."""
 
 
 class MonthLayoutsStream(_MonthEventStream):

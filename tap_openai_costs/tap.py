@@ -19,6 +19,9 @@ from singer_sdk.helpers.capabilities import (
 
 from openai_costs.contract import MONTH_PATTERN, STATE_FIX, state_problem
 from openai_costs.log_levels import quiet_library_lines
+from openai_costs.os_errors import reason
+from openai_costs.printable import escape_log_arguments
+from openai_costs.safe_files import UnsafeFile, read_regular
 from openai_costs.user_errors import settings_not_usable, stop
 from tap_openai_costs.costs_api import (
     API_LAYOUTS,
@@ -28,6 +31,7 @@ from tap_openai_costs.costs_api import (
     DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_SETTLE_DAYS,
 )
+from tap_openai_costs.focus import FocusCostsStream
 from tap_openai_costs.message_writer import BufferedMsgSpecWriter
 from tap_openai_costs.settings_check import setting_errors
 from tap_openai_costs.streams import CostsStream, MonthLayoutsStream, MonthSealsStream, TapStopped
@@ -159,6 +163,14 @@ class TapOpenAICosts(Tap):
             "removed when the run ends; those of killed runs are removed at the next start. "
             "Default: <system temp>/tap-openai-costs-<uid>.",
         ),
+        th.Property(
+            "focus_user_email",
+            th.BooleanType,
+            default=False,
+            title="FOCUS: user e-mail",
+            description="Fill x_UserEmail in focus_costs records with the row's user_email "
+            "(personal data). Off: x_UserEmail is null. The costs stream is not affected.",
+        ),
     ).to_dict()
 
     @classmethod
@@ -171,6 +183,7 @@ class TapOpenAICosts(Tap):
 
     def __init__(self, *args: Any, validate_config: bool = True, **kwargs: Any) -> None:
         quiet_library_lines(self.name)
+        escape_log_arguments()
         super().__init__(*args, validate_config=validate_config, **kwargs)
         if not validate_config:
             return  # discovery: the schemas are static, so no setting is needed
@@ -187,15 +200,27 @@ class TapOpenAICosts(Tap):
         return []
 
     @classmethod
-    def invoke(cls, *, state: IO[str] | None = None, **kwargs: Any) -> None:
-        """The SDK's invoke. A state that cannot be read (cut short, edited) is stopped in
-        one line before the SDK reads it (it would print a traceback); settings that cannot
-        be used end in one line naming them all (:func:`settings_not_usable`); a run stopped
-        by problems the user must fix reports them after everything else the tap writes
-        (the SDK's metric lines), and exits 1."""
+    def get_singer_command(cls) -> click.Command:
+        """The SDK's command, with ``--state`` taken as a path that :meth:`invoke` opens
+        (:func:`read_state`): the SDK's option opens it first, where a FIFO hangs the tap
+        before it starts."""
+        command = super().get_singer_command()
+        for param in command.params:
+            if param.name == "state":
+                param.type = click.STRING
+        return command
+
+    @classmethod
+    def invoke(cls, *, state: IO[str] | str | None = None, **kwargs: Any) -> None:
+        """The SDK's invoke. A state that cannot be read (cut short, edited, not a regular
+        file, too large) is stopped in one line before the SDK reads it (it would print a
+        traceback, or wait on a FIFO); settings that cannot be used end in one line naming
+        them all (:func:`settings_not_usable`); a run stopped by problems the user must fix
+        reports them after everything else the tap writes (the SDK's metric lines), and
+        exits 1."""
         if state is not None:
-            text = state.read()
-            where = f"the state ({getattr(state, 'name', '--state')})"
+            text = read_state(state)
+            where = f"the state ({getattr(state, 'name', state)})"
             try:
                 value = json.loads(text)
             except json.JSONDecodeError as error:
@@ -227,7 +252,35 @@ class TapOpenAICosts(Tap):
         super().load_state(state)
 
     def discover_streams(self) -> list[Stream]:
-        return [CostsStream(self), MonthLayoutsStream(self), MonthSealsStream(self)]
+        return [
+            CostsStream(self),
+            MonthLayoutsStream(self),
+            MonthSealsStream(self),
+            FocusCostsStream(self),
+        ]
+
+
+#: The largest state file read. A state records each export file in a few KiB (its days),
+#: so this holds thousands of them; a larger file is not a state, and is not read whole.
+MAX_STATE_BYTES = 64 << 20
+
+
+def read_state(state: IO[str] | str) -> str:
+    """The text of ``--state``: a path, read as a regular file of at most
+    :data:`MAX_STATE_BYTES` (:mod:`openai_costs.safe_files`), or an open file. A state
+    that cannot be read stops the tap with one line."""
+    if not isinstance(state, str):
+        return state.read()
+    where = f"the state ({state})"
+    fix = "give --state the state file (meltano passes one), or run without it"
+    try:
+        return read_regular(state, MAX_STATE_BYTES).decode("utf-8")
+    except UnsafeFile as problem:
+        stop(TapOpenAICosts.name, [f"{where} cannot be read: it {problem}; {fix}"])
+    except OSError as error:
+        stop(TapOpenAICosts.name, [f"{where} cannot be read ({reason(error)}); {fix}"])
+    except UnicodeDecodeError:
+        stop(TapOpenAICosts.name, [f"{where} is not UTF-8 text; {STATE_FIX}"])
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ from openai_costs.os_errors import advice, reason
 from openai_costs.user_errors import meltano_name
 from openai_costs.work_folder import WorkFolder, open_work_folder
 from target_pelanor.client import PelanorClient, PelanorError, resolve_base_url
+from target_pelanor.destination import Destination, pelanor_host
 from target_pelanor.integration_binding import BindingProblem, IntegrationBindings
 from target_pelanor.month_ledger import MonthLedger, ReadyMonth, Withheld
 from target_pelanor.progress import WriteProgress
@@ -60,6 +61,14 @@ from target_pelanor.upload_request import upload_shape
 __all__ = ["PLUGIN", "Delivering", "Delivery"]
 
 PLUGIN = "target-pelanor"
+#: A month whose rows came without a seal: the tap refused it on purpose (a day that
+#: disagrees with check_against_api, an export saved before its day ended) or stopped
+#: before finishing it; its rows cannot tell which, its log does.
+NOT_SEALED = (
+    "was not sealed by the tap: the tap refused it (its log says why, such as "
+    "check_against_api) or stopped before finishing it; nothing uploaded, the next run "
+    "sends it again"
+)
 
 
 class Delivery:
@@ -68,11 +77,15 @@ class Delivery:
     def __init__(self, config: Mapping[str, Any], logger: logging.Logger) -> None:
         self.config = config
         self.logger = logger
-        #: The Pelanor this run uploads to; None only in a dry run without a usable one.
+        #: The Pelanor this run uploads to, and the integration there (the shrink guard's
+        #: key); None only in a dry run without a usable one.
         self.endpoint: str | None = None
+        self.destination: Destination | None = None
         with contextlib.suppress(ValueError):
             base_url = resolve_base_url(config.get("region", "us"), config.get("api_url"))
             self.endpoint = normalised_endpoint(base_url)
+            if host := pelanor_host(base_url):
+                self.destination = Destination(host, config.get("integration_id"))
         self.records: MachineRecords | None = None
         self.bindings: IntegrationBindings | None = None
         if self.endpoint is not None and config.get("integration_id"):
@@ -187,9 +200,7 @@ class Delivery:
                 month.month,
                 month.rows,
                 month.total,
-                reason
-                or "was not sealed by the tap (it stopped before finishing the month); "
-                "nothing uploaded, the next run sends it again",
+                reason or NOT_SEALED,
             )
 
     def finish(self, no_month: str = "no month arrived from the tap: nothing to upload") -> None:
@@ -261,7 +272,8 @@ class Delivery:
             return replace(written, status=FAILED, reason=str(error))
         at = self.now()
         self.sent.add(key)
-        self.memory.record(key, Remembered(now, "the state", self.endpoint, at))
+        noted = None if self.destination is None else self.destination.text
+        self.memory.record(key, Remembered(now, "the state", self.endpoint, at, noted))
         if self.records is not None and self.bindings is not None:
             self._note_upload(self.records, self.bindings, ready, now, at)
         return replace(written, status=UPLOADED, response_id=receipt.response_id)
@@ -309,12 +321,11 @@ class Delivery:
         if self.records is None or key in self.sent:
             return None
         try:
-            other = self.records.recall(self.config["integration_id"], month)
+            remembered = self.records.recall(self.config["integration_id"], month)
         except UnreadableRecord:  # refused by the shrink check, or listed to go anyway
             return None
-        if other is None or other.at is None or other.at < self.started:
-            return None
-        return other
+        since = [other for other in remembered if other.at is not None and other.at >= self.started]
+        return since[0] if since else None
 
     def _already_there(
         self, ready: ReadyMonth, key: str, now: Uploaded, other: Remembered, result: MonthResult
@@ -333,7 +344,8 @@ class Delivery:
         written = self._write_out(ready, result)
         if written.failed:
             return written
-        self.memory.record(key, Remembered(now, "the state", self.endpoint, other.at))
+        noted = None if self.destination is None else self.destination.text
+        self.memory.record(key, Remembered(now, "the state", self.endpoint, other.at, noted))
         return replace(
             written,
             status=UNCHANGED,
@@ -348,9 +360,9 @@ class Delivery:
         ``from_api``: the month was read from OpenAI's Costs API (see :func:`refusal`)."""
         problem = None
         try:
-            remembered = [self.memory.recall(key, month, self.endpoint)]
+            remembered = [self.memory.recall(key, month, self.destination)]
             if self.records is not None:
-                remembered.append(self.records.recall(self.config["integration_id"], month))
+                remembered += self.records.recall(self.config["integration_id"], month)
         except UnreadableRecord as unreadable:
             problem = str(unreadable)
         else:

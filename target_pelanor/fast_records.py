@@ -106,6 +106,7 @@ class FastRecords:
                 csv_row=record.csv_row,
                 amount_value=None if amount is None else Decimal(amount),
                 organization_id=record.organization_id,
+                amount_currency=record.amount_currency,
             )
         except (msgspec.MsgspecError, InvalidOperation):
             return False  # the SDK's path refuses it with its own message

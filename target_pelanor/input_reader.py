@@ -3,7 +3,7 @@
 The SDK's reader logs a line it cannot use in full (cost rows, e-mail addresses) with a
 traceback: a line that is not JSON, a message without a key its type needs, a type it does
 not know. This one stops the run with one line that names the line number only, never the
-line's content.
+line's content. No line is read past :data:`MAX_LINE_CHARACTERS`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,15 @@ from typing import IO, Any, NoReturn, Protocol
 import msgspec
 from singer_sdk.contrib.msgspec import MsgSpecReader, decoder
 
+from openai_costs.safe_files import bounded_lines
 from target_pelanor.stopping import RunStopped
 
-__all__ = ["REQUIRED_KEYS", "NumberedReader"]
+__all__ = ["MAX_LINE_CHARACTERS", "REQUIRED_KEYS", "NumberedReader"]
+
+#: The longest input line read: a line is read up to this many characters, so a line
+#: without end never fills memory. A STATE message carries the tap's state (a state file
+#: is at most 64 MiB) and a costs RECORD one row: far less.
+MAX_LINE_CHARACTERS = 128 << 20
 
 #: The keys each Singer message type needs before the SDK may look at it.
 REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
@@ -60,8 +66,11 @@ class NumberedReader(MsgSpecReader):
         take, settle = fast.take, fast.settle
         stats: dict[str, int] = defaultdict(int)
         taken = 0  # lines taken since the last one the SDK processed
+        stream = file_input or self.default_input
         try:
-            for line in file_input or self.default_input:
+            # Each line read up to the bound: a longer one arrives cut, and is refused
+            # (deserialize_json) as it cannot be a whole message.
+            for line in bounded_lines(stream, MAX_LINE_CHARACTERS):
                 if take(line):
                     taken += 1
                     continue
@@ -92,17 +101,20 @@ class NumberedReader(MsgSpecReader):
         try:
             message = decoder.decode(line)
         except msgspec.DecodeError:
-            raise RunStopped(self._problem("is not JSON")) from None
+            if len(line) > MAX_LINE_CHARACTERS:  # cut at the bound (bounded_lines)
+                limit = f"{MAX_LINE_CHARACTERS:,} characters"
+                raise RunStopped(self.problem(f"is longer than {limit}")) from None
+            raise RunStopped(self.problem("is not JSON")) from None
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-            raise RunStopped(self._problem("is not a Singer message (a JSON object with a type)"))
+            raise RunStopped(self.problem("is not a Singer message (a JSON object with a type)"))
         kind = message["type"]
         if kind not in REQUIRED_KEYS:
             self._process_unknown_message(message)
         if missing := [key for key in REQUIRED_KEYS[kind] if key not in message]:
-            raise RunStopped(self._problem(f"is a {kind} message without {', '.join(missing)}"))
+            raise RunStopped(self.problem(f"is a {kind} message without {', '.join(missing)}"))
         schema = message.get("schema")
         if kind == "SCHEMA" and not (isinstance(schema, dict) and "properties" in schema):
-            raise RunStopped(self._problem("is a SCHEMA message whose schema has no properties"))
+            raise RunStopped(self.problem("is a SCHEMA message whose schema has no properties"))
         return message
 
     def assert_line_requires(  # type: ignore[override]  # the SDK's is static: no line number
@@ -112,15 +124,16 @@ class NumberedReader(MsgSpecReader):
         SDK's own prints the whole message). The SDK calls it on its reader object."""
         if not isinstance(line_dict, dict) or not requires.issubset(line_dict):
             keys = ", ".join(sorted(requires))
-            raise RunStopped(self._problem(f"is a Singer message without {keys}"))
+            raise RunStopped(self.problem(f"is a Singer message without {keys}"))
 
     def _process_unknown_message(self, message_dict: dict[str, Any]) -> NoReturn:
         """A type that is none of Singer's: named by line number only (the type is input
         too)."""
         kinds = ", ".join(REQUIRED_KEYS)
-        raise RunStopped(self._problem(f"has a message type that is not one of {kinds}"))
+        raise RunStopped(self.problem(f"has a message type that is not one of {kinds}"))
 
-    def _problem(self, what: str) -> str:
+    def problem(self, what: str) -> str:
+        """The line for a problem with the current input line (named by its number)."""
         return (
             f"input line {self.line_number} {what}; target-pelanor reads the messages of "
             "tap-openai-costs: check what feeds its input"

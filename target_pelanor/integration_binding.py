@@ -25,11 +25,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import stat
 import tempfile
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
+
+from openai_costs.safe_files import UnsafeFile, read_regular
 
 __all__ = ["BINDINGS_FOLDER", "BindingProblem", "IntegrationBindings"]
 
@@ -58,20 +59,14 @@ class IntegrationBindings:
         Raises :class:`BindingProblem` when the binding cannot be read."""
         path = self.path(integration_id)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+            data = read_regular(path, _MAX_SIZE, follow_links=False)
         except FileNotFoundError:
             return None
+        except UnsafeFile as problem:  # a FIFO, a folder, a link, too large
+            raise self._unreadable(path, f"it {problem}") from None
         except OSError as error:
             raise self._unreadable(path, error.strerror or type(error).__name__) from None
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise self._unreadable(path, "it is not a regular file")
-            data = os.read(fd, _MAX_SIZE + 1)
-        finally:
-            os.close(fd)
-        try:
-            if len(data) > _MAX_SIZE:
-                raise ValueError
             content = json.loads(data)
             organization = content["organization_id"]
             if content["integration_id"] != integration_id or not isinstance(organization, str):

@@ -45,6 +45,24 @@ from openai_costs.export import (
 _MAX_NAME = 200
 
 
+def _addable(amount: Decimal) -> bool:
+    """Whether a typed amount is one a cost row can have (any other is refused apart, as
+    :attr:`MonthFile.bad_amount`, and never compared or shown whole)."""
+    return amount.is_finite() and amount.copy_abs() <= AMOUNT_LIMIT
+
+
+def _differs(field: str, typed: str | None, what: str, text: str) -> str:
+    """How a record's typed field differs from its row's text (after ``row N's``)."""
+    return f"{field} {_shown(typed)} is not {what} in its csv_row ({_shown(text)})"
+
+
+def _shown(value: str | None) -> str:
+    """A value for a message: quoted, cut short (a record's field can be anything)."""
+    if value is None:
+        return "null"
+    return repr(value if len(value) <= 40 else value[:37] + "...")
+
+
 def work_file_name(organization: str, month: str) -> str:
     """The month's file name in the working folder, from the record's fields: quoted, so
     that no value makes a path outside the folder ("/", "..") or two months one name
@@ -70,7 +88,8 @@ class Withheld(Exception):
 
 
 class _CheckedWriter:
-    """Writes rows to the upload file, each one checked first as the tap checks exports."""
+    """Writes rows to the upload file, each one checked first as the tap checks exports,
+    and the record's typed fields compared with the row's text (:meth:`disagreement`)."""
 
     def __init__(
         self, out: BinaryIO, layout: Layout, label: str, organization_id: str, today: date
@@ -79,12 +98,75 @@ class _CheckedWriter:
         self.writer = ExportWriter(out, layout, gather=64 * 1024)
         self.parser = RowParser()
         self.terminator = layout.line_terminator
+        checker = self.checker
+        self.amount_at = checker.amount_at
+        self.currency_at = checker.currency_at
+        self.organization_at = checker.organization_at
+        #: The last day's date and its text: a row's day is compared as text, once a day
+        #: worked out (rows come grouped by day).
+        self._day = date.min
+        self._day_text = ""
 
-    def write(self, number: int, text: str) -> date:
-        """Check and write one row; return its day. Raises ExportError or csv.Error."""
-        day = self.checker.check(number, self.parser.parse(text), self.terminator, is_last=False)
+    def write(self, number: int, row: CostRow) -> tuple[date, str | None]:
+        """Check and write one row; return its day and how the record's typed fields
+        differ from its text (None: they agree). Raises ExportError or csv.Error."""
+        text = row.csv_row
+        fields = self.parser.parse(text)
+        day = self.checker.check(number, fields, self.terminator, is_last=False)
         self.writer.write_row(text)
-        return day
+        if day is not self._day:
+            self._day, self._day_text = day, day.isoformat()
+        # Every row's check, in one expression: it runs for every row of a backfill.
+        amount, amount_text = row.amount_value, fields[self.amount_at]
+        organization = fields[self.organization_at]
+        if (
+            row.day == self._day_text
+            and (
+                not amount_text
+                if amount is None
+                # The same text (most rows: the tap sends an export's digits as they are),
+                # else the same number.
+                else str(amount) == amount_text
+                or (bool(amount_text) and amount.is_finite() and Decimal(amount_text) == amount)
+            )
+            and (row.organization == organization or not organization)
+            and (row.organization_id is None or row.organization_id == organization)
+            and (row.amount_currency is None or row.amount_currency == fields[self.currency_at])
+        ):
+            return day, None
+        return day, self.disagreement(row, fields)
+
+    def disagreement(self, row: CostRow, fields: list[str]) -> str | None:
+        """What the target vouches for comes from the record's typed fields (the total,
+        the days, the organization), what it uploads from the row's text: each typed value
+        must be the text's. An amount is compared as a number (the tap sends an export's
+        ``5.5e-05`` as ``0.000055``), the rest as text; a field the record leaves null
+        must be empty in the text, except ``organization_id`` and ``amount_currency``,
+        which the target reads from the text alone. None when they agree, or when only an
+        amount no cost row can have differs (refused apart: :attr:`MonthFile.bad_amount`)."""
+        if row.day != self._day_text:
+            return _differs("day", row.day, "the day of start_time", self._day_text)
+        amount_text = fields[self.amount_at]
+        amount = row.amount_value
+        if amount is None:
+            if amount_text:
+                return _differs("amount_value", None, "the amount_value", amount_text)
+        elif _addable(amount) and (not amount_text or Decimal(amount_text) != amount):
+            shown = format_decimal(amount)
+            return _differs("amount_value", shown, "the amount_value", amount_text)
+        organization = fields[self.organization_at]
+        if organization and row.organization != organization:
+            return _differs("organization", row.organization, "the organization_id", organization)
+        if row.organization_id is not None and row.organization_id != organization:
+            return _differs(
+                "organization_id", row.organization_id, "the organization_id", organization
+            )
+        currency = row.amount_currency
+        if currency is not None and currency != fields[self.currency_at]:
+            return _differs(
+                "amount_currency", currency, "the amount_currency", fields[self.currency_at]
+            )
+        return None
 
     def finish(self) -> None:
         self.checker.finish_day()
@@ -116,6 +198,9 @@ class MonthFile:
         self.days: set[date] = set()
         self.foreign: str | None = None
         self.problem: str | None = None
+        #: The first row whose typed fields differ from its text: what the target would
+        #: vouch for is not what it would upload.
+        self.disagrees: str | None = None
         #: A typed amount no cost row can have: never added up (it could not be, exactly).
         self.bad_amount: str | None = None
         self.handle = path.open("wb")
@@ -136,7 +221,7 @@ class MonthFile:
         self.rows += 1
         amount = row.amount_value
         if amount is not None:
-            if amount.is_finite() and abs(amount) <= AMOUNT_LIMIT:
+            if _addable(amount):
                 self.total = EXACT.add(self.total, amount)
             elif self.bad_amount is None:
                 self.bad_amount = (
@@ -150,12 +235,14 @@ class MonthFile:
             return
         number = self.rows + 1  # the header is row 1
         try:
-            day = self.output.write(number, text)
+            day, disagrees = self.output.write(number, row)
         except csv.Error as exc:
             self.problem = f"row {number} is not valid CSV ({exc})"
         except ExportError as problem:
             self.problem = f"row {number}: {problem.message}"
         else:
+            if disagrees is not None and self.disagrees is None:
+                self.disagrees = f"row {number}'s {disagrees}"
             if day not in self.days:  # once a day: rows come grouped by day
                 if month_of(day) != self.month:
                     self.problem = f"row {number} is of {day}, outside the month"
@@ -252,7 +339,8 @@ class MonthLedger:
         )
 
     def unsealed(self) -> list[MonthFile]:
-        """Months whose rows arrived without a seal: the tap stopped before finishing them."""
+        """Months whose rows arrived without a seal: the tap refused them or stopped before
+        finishing them."""
         months = list(self.open.values())
         for month in months:
             month.discard()
@@ -273,6 +361,12 @@ class MonthLedger:
             raise Withheld(
                 f"comes from the tap for organization {month.organization}, but this target "
                 f"uploads for {self.organization_id}; pair each tap with its own target"
+            )
+        if month.disagrees:
+            raise Withheld(
+                f"{month.disagrees}: what the target reports must be what it uploads; pair "
+                "target-pelanor with tap-openai-costs, without stream maps that change a "
+                "costs record, and run the pipeline again"
             )
         if month.foreign:
             raise Withheld(

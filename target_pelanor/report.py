@@ -20,6 +20,7 @@ from typing import Any
 
 from openai_costs.export import format_decimal
 from openai_costs.month_status import FAILED, UNCHANGED, UPLOADED, WITHHELD, WRITTEN
+from openai_costs.printable import printable
 
 HEADINGS = ("organization", "month", "rows", "total USD", "action", "Pelanor response id")
 
@@ -68,13 +69,15 @@ class MonthResult:
         }
 
     def cells(self) -> tuple[str, ...]:
+        """The table's cells, each one printable line (names and Pelanor's answers are
+        text from outside)."""
         return (
-            self.organization,
-            self.month,
+            printable(self.organization),
+            printable(self.month),
             "" if self.rows is None else str(self.rows),
             "" if self.total is None else format_decimal(self.total),
-            self.action,
-            self.response_id or "",
+            printable(self.action),
+            printable(self.response_id or ""),
         )
 
 

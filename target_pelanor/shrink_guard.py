@@ -35,7 +35,8 @@ from decimal import Decimal
 from typing import Any
 
 from openai_costs.contract import TARGET_BOOKMARK, describe_kind
-from openai_costs.export import AMOUNT_LIMIT, format_decimal
+from openai_costs.export import AMOUNT_LIMIT, EXACT, format_decimal, format_limit
+from target_pelanor.destination import Destination, same_destination
 
 __all__ = [
     "TOLERANCE_MINIMUM",
@@ -93,21 +94,29 @@ class Uploaded:
 
 @dataclass(frozen=True)
 class Remembered:
-    """A record of an upload: what it held, which Pelanor it went to and when (unknown in
+    """A record of an upload: what it held, which Pelanor it went to (its base URL, for
+    people, and its destination, :mod:`target_pelanor.destination`) and when (unknown in
     records of earlier versions), and where the record was kept (for messages)."""
 
     uploaded: Uploaded
     where: str
     endpoint: str | None = None
     at: datetime | None = None
+    destination: str | None = None
 
     def to_state(self) -> dict[str, int | str]:
         record = self.uploaded.to_state()
         if self.endpoint is not None:
             record["endpoint"] = self.endpoint
+        if self.destination is not None:
+            record["destination"] = self.destination
         if self.at is not None:
             record["uploaded_at"] = self.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return record
+
+    def speaks_of(self, destination: Destination | None) -> bool:
+        """Whether this is a record of ``destination`` (when unsure, it is)."""
+        return same_destination(self.destination, self.endpoint, destination)
 
     def origin(self) -> str:
         """``uploaded to https://api.pelanor.io at 2025-11-03 06:30:00 UTC, remembered in
@@ -132,18 +141,23 @@ def read_record(value: object, where: str) -> Remembered:
     if len(total_text) > _MAX_TOTAL_TEXT or not _PLAIN_DECIMAL.fullmatch(total_text):
         raise UnreadableRecord(f"total_usd {_shown(total_text)} is not plain decimal text")
     total = Decimal(total_text)
-    if abs(total) > AMOUNT_LIMIT * max(rows, 1):
+    if total.copy_abs() > AMOUNT_LIMIT * max(rows, 1):
         raise UnreadableRecord(
             f"total_usd {_shown(total_text)} is more than {rows} row(s) can add up to"
         )
     digest = value.get("rows_digest")
     if not isinstance(digest, str):
         raise UnreadableRecord(f"rows_digest is {_shown(digest)}, not text")
-    endpoint = value.get("endpoint")
-    if endpoint is not None and not isinstance(endpoint, str):
-        raise UnreadableRecord(f"endpoint is {_shown(endpoint)}, not text")
+    endpoint, destination = value.get("endpoint"), value.get("destination")
+    for name, text in (("endpoint", endpoint), ("destination", destination)):
+        if text is not None and not isinstance(text, str):
+            raise UnreadableRecord(f"{name} is {_shown(text)}, not text")
     return Remembered(
-        Uploaded(rows, days, total, digest), where, endpoint, _instant(value.get("uploaded_at"))
+        Uploaded(rows, days, total, digest),
+        where,
+        endpoint,
+        _instant(value.get("uploaded_at")),
+        destination,
     )
 
 
@@ -180,8 +194,8 @@ def _shown(value: object) -> str:
 
 
 def tolerance(before: Uploaded) -> Decimal:
-    """How much lower a total may be than the one uploaded before."""
-    return max(abs(before.total) * TOLERANCE_SHARE, TOLERANCE_MINIMUM)
+    """How much lower a total may be than the one uploaded before (exactly)."""
+    return max(EXACT.multiply(before.total.copy_abs(), TOLERANCE_SHARE), TOLERANCE_MINIMUM)
 
 
 def refusal(before: Remembered, now: Uploaded, month: str, *, from_api: bool = False) -> str | None:
@@ -198,11 +212,11 @@ def refusal(before: Remembered, now: Uploaded, month: str, *, from_api: bool = F
     if now.rows < was.rows:
         reasons.append(f"{was.rows - now.rows} fewer row(s)")
     allowed = tolerance(was)
-    lower = was.total - now.total > allowed
+    less = EXACT.subtract(was.total, now.total)
+    lower = less > allowed
     if lower:
         reasons.append(
-            f"{format_decimal(was.total - now.total)} USD less, more than the "
-            f"{format_decimal(allowed.quantize(Decimal('0.01')))} USD tolerance"
+            f"{format_decimal(less)} USD less, more than the {format_limit(allowed)} USD tolerance"
         )
     if not reasons:
         return None
@@ -266,10 +280,10 @@ class UploadMemory:
             else:
                 self.unreadable.pop(key, None)
 
-    def recall(self, key: str, month: str, endpoint: str | None) -> Remembered | None:
-        """The state's record of ``key`` for this Pelanor (a record of another endpoint
-        says nothing about this one); raises :class:`UnreadableRecord` (the month's
-        one line) when it cannot be read."""
+    def recall(self, key: str, month: str, destination: Destination | None) -> Remembered | None:
+        """The state's record of ``key`` for this destination (a record of another
+        Pelanor or integration says nothing about this one); raises
+        :class:`UnreadableRecord` (the month's one line) when it cannot be read."""
         fix = (
             "repair or remove it (meltano state get, then meltano state set), or list "
             f"{month} in allow_shrinking_months to upload it anyway"
@@ -284,7 +298,7 @@ class UploadMemory:
                 f"{self.unreadable[key][0]}; {fix}"
             )
         remembered = self.entries.get(key)
-        if remembered is None or remembered.endpoint not in (None, endpoint):
+        if remembered is None or not remembered.speaks_of(destination):
             return None
         return remembered
 

@@ -12,7 +12,7 @@ import msgspec
 from singer_sdk.sinks import RecordSink
 
 from openai_costs import contract
-from openai_costs.batches import BatchFileError, read_batch
+from openai_costs.batches import BatchFile, BatchFileError, BatchFileRefused
 from openai_costs.contract import CostRow, MonthOpened, Seal
 from openai_costs.os_errors import advice, reason
 from target_pelanor.delivery import Delivering
@@ -113,9 +113,10 @@ class CostRowsSink(_PelanorSink):
             self._check_streams()
         for url in files:
             rows = 0
-            self.delivery.batches.reading(url)
             try:
-                for row in read_batch(encoding, url, CostRow):
+                batch = BatchFile(encoding, url, self.stream_name)  # the tap's, or refused
+                self.delivery.batches.reading(url)
+                for row in batch.records(CostRow):
                     self.delivery.add_row(row)
                     rows += 1
             except FileNotFoundError:
@@ -123,6 +124,8 @@ class CostRowsSink(_PelanorSink):
                     f"batch file {url} is gone (loaded and removed by an earlier run?); "
                     "run the tap again"
                 )
+            except BatchFileRefused as refused:
+                self._stop(str(refused))
             except BatchFileError as error:
                 self._stop(f"{error}; pair target-pelanor with tap-openai-costs")
             except OSError as error:

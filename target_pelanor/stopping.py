@@ -10,10 +10,18 @@ from __future__ import annotations
 
 import signal
 
+from singer_sdk.exceptions import RecordsWithoutSchemaException
+
 
 class RunStopped(Exception):
     """A problem no month can get past (a full disk, unreadable input); ``str()`` is the
     one line for the user."""
+
+
+class BeforeSchema(RunStopped, RecordsWithoutSchemaException):
+    """A RECORD or BATCH message before its stream's SCHEMA message: the run stops as on
+    any RunStopped (one line), and is still the SDK's own exception for it, which its
+    target test suite expects."""
 
 
 class Interrupted(BaseException):

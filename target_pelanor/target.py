@@ -26,6 +26,7 @@ from singer_sdk.sinks import Sink
 
 from openai_costs import contract
 from openai_costs.log_levels import quiet_library_lines
+from openai_costs.printable import escape_log_arguments
 from openai_costs.user_errors import settings_not_usable, stop
 from openai_costs.work_folder import WorkFolderError
 from target_pelanor.client import DEFAULT_UPLOAD_PATH, PelanorError, resolve_base_url
@@ -41,7 +42,7 @@ from target_pelanor.input_reader import NumberedReader
 from target_pelanor.integration_binding import BindingProblem
 from target_pelanor.settings_check import ALLOW_SHRINKING_IS_A_LIST, api_token, setting_errors
 from target_pelanor.sinks import CostRowsSink, MeltanoTestSink, MonthLayoutSink, MonthSealSink
-from target_pelanor.stopping import Interrupted, RunStopped
+from target_pelanor.stopping import BeforeSchema, Interrupted, RunStopped
 
 SINKS: dict[str, type[Sink]] = {
     contract.MONTH_LAYOUTS: MonthLayoutSink,
@@ -286,6 +287,7 @@ class TargetPelanor(Target):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         quiet_library_lines(self.name)
+        escape_log_arguments()
         super().__init__(*args, **kwargs)
         errors = setting_errors(self.config)
         if errors:
@@ -349,6 +351,25 @@ class TargetPelanor(Target):
         """Note each stream the tap announces, for the sinks' check of deselected streams."""
         super()._process_schema_message(message_dict)
         self.delivery.streams.add(message_dict["stream"])
+
+    def _assert_sink_exists(self, stream_name: str) -> None:
+        """A record of a stream before its SCHEMA message: one line, on every record path
+        (the fast path leaves such a line to the SDK's, which asks here first)."""
+        if not self.sink_exists(stream_name):
+            self._before_schema("RECORD", stream_name)
+
+    def _process_batch_message(self, message_dict: dict[str, Any]) -> None:
+        """The SDK's, after the check it lacks: the stream's SCHEMA message came first."""
+        stream_name = message_dict["stream"]
+        if stream_name not in self.mapper.stream_maps:
+            self._before_schema("BATCH", stream_name)
+        super()._process_batch_message(message_dict)
+
+    def _before_schema(self, kind: str, stream_name: str) -> NoReturn:
+        what = f"is a {kind} message of stream {stream_name!r} before that stream's SCHEMA message"
+        reader = self.message_reader
+        line = reader.problem(what) if isinstance(reader, NumberedReader) else what
+        raise BeforeSchema(line)
 
     def get_sink_class(self, stream_name: str) -> type[Sink]:
         """The stream's sink (there is no default one); another stream stops the run, which

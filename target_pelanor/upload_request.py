@@ -11,6 +11,11 @@ Rules:
   placeholders in :data:`PLACEHOLDERS` only; anything else, a format spec or an unmatched
   brace is refused at start, one line per setting, as is a combination that cannot work
   (form fields or a part name with a raw body).
+- The path stays the path it says: a ``.`` or ``..`` segment (which would lead elsewhere on
+  the server), a ``#`` (which ends a URL's path), a control character or an absurd length
+  is refused at start, as is an ID placed in it (``integration_id``, ``organization_id``)
+  that no path segment can carry: ``.``, ``..``, a control character, or longer than
+  :data:`MAX_ID_LENGTH` once encoded. Every value is encoded as one path segment.
 - The CSV is never held in memory: it is streamed from its file, which the caller opens
   anew for every attempt (a retry sends it again from its start).
 - This module builds the request; it knows nothing of the token (the caller passes the
@@ -24,7 +29,7 @@ import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import IO, Any, Final
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import httpx
 
@@ -40,6 +45,7 @@ __all__ = [
     "UploadShape",
     "check_upload_path",
     "describe",
+    "id_problem",
     "render_path",
     "shape_problems",
     "upload_shape",
@@ -62,6 +68,11 @@ PLACEHOLDERS: Final = (
     "file_name",
 )
 _LISTED: Final = ", ".join("{" + name + "}" for name in PLACEHOLDERS)
+#: Longest ID (URL-encoded) placed in a path or a file name; Pelanor's and OpenAI's are far
+#: shorter, and file systems take 255 bytes a name.
+MAX_ID_LENGTH: Final = 200
+#: Longest upload_path template; URLs much longer are refused by servers anyway.
+MAX_PATH_LENGTH: Final = 1000
 #: A media type, optionally with parameters: ``text/csv``, ``text/csv; charset=utf-8``.
 _MEDIA_TYPE: Final = re.compile(r"[\w!#$&^.+-]+/[\w!#$&^.+-]+(\s*;\s*[\w.+-]+=[\w.+\"/-]+)*")
 
@@ -171,14 +182,68 @@ def describe(request: httpx.Request, shape: UploadShape, values: MonthValues) ->
 
 
 def check_upload_path(upload_path: str) -> str:
-    """Refuse an upload_path that is not an absolute path with known placeholders only."""
+    """Refuse an upload_path that is not an absolute path with known placeholders only, or
+    that would not stay the path it says (see the module docstring)."""
+    if len(upload_path) > MAX_PATH_LENGTH:
+        raise ValueError(
+            f"upload_path is {len(upload_path):,} characters long, more than an upload path "
+            f"needs (at most {MAX_PATH_LENGTH:,}); the default is {DEFAULT_UPLOAD_PATH}"
+        )
     if not upload_path.startswith("/"):
         raise ValueError(
             f"upload_path must start with '/' (got {upload_path!r}); "
             f"the default is {DEFAULT_UPLOAD_PATH}"
         )
+    if not upload_path.isprintable():
+        raise ValueError(
+            f"upload_path has a control character, such as a line break (got {upload_path!r}); "
+            "write it on one line"
+        )
+    if "#" in upload_path:
+        raise ValueError(
+            f"upload_path has '#', which ends a URL's path, so what follows it would never be "
+            f"sent (got {upload_path!r}); remove it, or write %23 for a '#' in the path"
+        )
+    if any(unquote(segment) in (".", "..") for segment in upload_path.split("/")):
+        raise ValueError(
+            f"upload_path has a '.' or '..' segment, which would send the upload elsewhere on "
+            f"the server (got {upload_path!r}); write the path without it"
+        )
     _check_template("upload_path", upload_path)
     return upload_path
+
+
+def id_problem(setting: str, value: str) -> str | None:
+    """Why an ID (``integration_id``, ``organization_id``) cannot be placed in a path as one
+    segment, or None."""
+    source = _ID_SOURCES.get(setting, "where it was issued")
+    if value in (".", ".."):
+        return (
+            f"{setting} {value!r} is not an ID: it names a folder, and would move the upload "
+            f"path; copy the ID from {source}"
+        )
+    if not value.isprintable():
+        return (
+            f"{setting} has a control character, such as a line break (got {_cut(value)}); "
+            f"copy the ID again from {source}, without it"
+        )
+    if len(quote(value, safe="")) > MAX_ID_LENGTH:
+        return (
+            f"{setting} is {len(value):,} characters long ({_cut(value)}), more than an ID "
+            f"has (at most {MAX_ID_LENGTH} once URL-encoded); copy the ID from {source}"
+        )
+    return None
+
+
+#: Where each ID placed in a path is copied from, for the messages.
+_ID_SOURCES: Final = {
+    "integration_id": "the integration's page in Pelanor",
+    "organization_id": "OpenAI's organization settings (org-...)",
+}
+
+
+def _cut(value: str) -> str:
+    return repr(value if len(value) <= 40 else value[:37] + "...")
 
 
 def upload_shape(config: Mapping[str, Any]) -> UploadShape:
@@ -190,8 +255,18 @@ def upload_shape(config: Mapping[str, Any]) -> UploadShape:
 
 
 def shape_problems(config: Mapping[str, Any]) -> list[str]:
-    """Every problem with the upload_* settings, one line each."""
-    return _read(config)[1]
+    """Every problem with the upload_* settings, one line each, and with the IDs placed in
+    the upload path: ``integration_id`` always (it also names this machine's upload
+    records and locks), ``organization_id`` when the path uses it."""
+    shape, problems = _read(config)
+    placed = ["integration_id"]
+    if "{organization_id}" in shape.path:
+        placed.append("organization_id")
+    for setting in placed:
+        value = config.get(setting)
+        if isinstance(value, str) and (problem := id_problem(setting, value)):
+            problems.append(problem)
+    return problems
 
 
 def _read(config: Mapping[str, Any]) -> tuple[UploadShape, list[str]]:

@@ -34,10 +34,14 @@ def api_costs() -> dict[int, list[dict]]:
     return costs
 
 
-def api_tap(monkeypatch, openai, today: date, state: dict | None, **config) -> TapOpenAICosts:
-    """The tap in process on the fake OpenAI, with ``today`` as its current UTC date."""
+def api_tap(
+    monkeypatch, openai, today: date, state: dict | None, catalog: dict | None = None, **config
+) -> TapOpenAICosts:
+    """The tap in process on the fake OpenAI, with ``today`` as its current UTC date (and
+    the streams a catalog selects, if one is given)."""
     monkeypatch.setattr(CostsStream, "today", lambda self: today)
     return TapOpenAICosts(
+        catalog=catalog,
         config={
             "source": "api",
             "admin_api_key": KEY,

@@ -82,3 +82,16 @@ def copy_project(root: Path) -> None:
             if plugin.pop("pip_url", None):
                 plugin["executable"] = str(BIN / plugin["executable"])
     (root / "meltano.yml").write_text(yaml.safe_dump(config, sort_keys=False), "utf-8")
+
+
+def project_config() -> dict[str, Any]:
+    """meltano.yml with the files its include_paths name, merged as Meltano merges them."""
+    config: dict[str, Any] = yaml.safe_load((REPO / "meltano.yml").read_text("utf-8"))
+    assert config["include_paths"] == ["./orgs/*.meltano.yml"]
+    for path in sorted((REPO / "orgs").glob("*.meltano.yml")):
+        included = yaml.safe_load(path.read_text("utf-8"))
+        for kind, plugins in included.get("plugins", {}).items():
+            config["plugins"][kind] += plugins
+        for key in ("jobs", "schedules"):
+            config[key] += included.get(key, [])
+    return config

@@ -79,13 +79,19 @@ def run(
 
 
 def run_tap(
-    tmp: Path, config: dict, state: dict | None = None, env: dict[str, str] | None = None
+    tmp: Path,
+    config: dict,
+    state: dict | None = None,
+    env: dict[str, str] | None = None,
+    catalog: Path | None = None,
 ) -> Run:
     args: list[str] = []
     if state is not None:
         state_path = tmp / "state.json"
         state_path.write_text(json.dumps(state))
         args = ["--state", str(state_path)]
+    if catalog is not None:
+        args += ["--catalog", str(catalog)]
     return run("tap-openai-costs", *args, config=config, tmp=tmp, env=env)
 
 
@@ -125,3 +131,18 @@ def report(result: Run) -> list[list[str]]:
             break
         table.append(re.split(r" {2,}", line))
     return table
+
+
+def every_stream_selected(tmp: Path) -> Path:
+    """The tap's discovered catalog with every stream selected (focus_costs too, which is
+    not selected by default), written to a file for ``--catalog``."""
+    discovered = run("tap-openai-costs", "--discover")
+    assert discovered.returncode == 0, discovered.stderr
+    catalog = json.loads(discovered.stdout)
+    for entry in catalog["streams"]:
+        for metadata in entry["metadata"]:
+            if metadata["breadcrumb"] == []:
+                metadata["metadata"]["selected"] = True
+    path = tmp / "every-stream.catalog.json"
+    path.write_text(json.dumps(catalog))
+    return path

@@ -11,6 +11,7 @@ import io
 import os
 import re
 import stat
+import tracemalloc
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -18,11 +19,13 @@ from typing import Any
 
 import pytest
 from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig
+from upath import UPath
 
 from openai_costs import batches
 from openai_costs.batches import (
     STALE_SECONDS,
     BatchFileError,
+    BatchFileRefused,
     BatchReaders,
     BatchRun,
     BatchWriteError,
@@ -240,7 +243,7 @@ def test_the_lock_of_a_run_that_left_no_file_is_removed_when_the_run_ends(tmp_pa
     config = batch_config(tmp_path)
     with BatchRun(config, "costs") as run:
         [[url]] = write_batches([record(1)], config, run, OWNER)
-        rows = read_batch(config.encoding, url, CostRow)
+        rows = read_batch(config.encoding, url, CostRow, "costs")
         assert [row.day for row in rows] == ["2025-10-01"]  # read while the run goes on
         assert names_in(tmp_path) == [f".{run.name}.lock"]
     assert list(tmp_path.iterdir()) == []
@@ -269,7 +272,7 @@ def test_the_target_reads_back_exact_decimals_and_the_file_is_then_deleted(tmp_p
     config = batch_config(tmp_path, compression=compression, batch_size=3)
     records = [record(1), record(2, "-1E-7"), record(3, None)]
     [[url]] = written(records, config)
-    rows = read_batch(config.encoding, url, CostRow)
+    rows = read_batch(config.encoding, url, CostRow, "costs")
     assert next(rows) == CostRow("org-acme", "2025-10", "2025-10-01", ROW, Decimal("0.895874"))
     assert local(url).exists()  # read one record at a time
     assert list(rows) == [
@@ -282,25 +285,151 @@ def test_the_target_reads_back_exact_decimals_and_the_file_is_then_deleted(tmp_p
 def test_the_decimal_read_back_keeps_its_digits(tmp_path):
     config = batch_config(tmp_path)
     [[url]] = written([record(1)], config)
-    [row] = read_batch(config.encoding, url, CostRow)
+    [row] = read_batch(config.encoding, url, CostRow, "costs")
     assert str(row.amount_value) == "0.8958740000000000"
 
 
 def test_a_line_that_is_not_the_record_expected_names_the_file_and_line(tmp_path):
-    path = tmp_path / "costs-1.jsonl"
+    config = batch_config(tmp_path)
+    [[url]] = written([record(1)], config)
+    path = local(url)
     path.write_bytes(line(1) + line(2).replace(b'"month":"2025-10"', b'"month":202510'))
-    url = path.as_uri()
-    rows = read_batch(batch_config(tmp_path).encoding, url, CostRow)
+    rows = read_batch(config.encoding, url, CostRow, "costs")
     with pytest.raises(BatchFileError) as bad:
         list(rows)
     assert str(bad.value) == (f"batch file {url}, line 2: Expected `str`, got `int` - at `$.month`")
     assert not path.exists()  # deleted too: the month is only sent again in new files
 
 
+def gzip_of_zeros(path: Path, size: int) -> None:
+    """A gzip file of ``size`` zero bytes (no line break), written a piece at a time."""
+    piece = bytes(1 << 24)
+    with path.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1) as out:
+        for _ in range(size // len(piece)):
+            out.write(piece)
+
+
+def test_a_compressed_file_that_inflates_to_one_huge_line_stops_at_the_bound(tmp_path):
+    """64 MiB inflated in one line: refused at the bound, never held whole."""
+    config = batch_config(tmp_path, compression="gzip")
+    [[url]] = written([record(1)], config)
+    gzip_of_zeros(local(url), 64 << 20)
+    tracemalloc.start()
+    try:
+        with pytest.raises(BatchFileError) as bad:
+            list(read_batch(config.encoding, url, CostRow, "costs"))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert str(bad.value) == f"batch file {url}, line 1 is longer than 16 MiB"
+    assert peak < 48 << 20, f"{peak / 1024 / 1024:.1f} MiB held"
+    assert not local(url).exists()  # the tap's file: deleted as any file whose reading failed
+
+
+def test_a_cut_gzip_file_is_one_error(tmp_path):
+    config = batch_config(tmp_path, compression="gzip")
+    [[url]] = written(map(record, [1, 2]), config)
+    path = local(url)
+    path.write_bytes(path.read_bytes()[:-12])
+    with pytest.raises(BatchFileError) as bad:
+        list(read_batch(config.encoding, url, CostRow, "costs"))
+    assert str(bad.value) == (
+        f"batch file {url} is not a whole gzip file (Compressed file ended before the "
+        "end-of-stream marker was reached)"
+    )
+
+
+REFUSED_BY = (
+    "; it was left alone: target-pelanor reads and deletes only the batch files "
+    "tap-openai-costs writes (named <prefix><stream>-<run id>-<n>.jsonl[.gz], a regular file "
+    "of this user readable by its owner only, beside its run's lock "
+    ".<prefix><stream>-<run id>.lock)"
+)
+
+
+def _a_users_export(folder: Path, name: str) -> Path:
+    path = folder / name
+    path.write_bytes(ROW.encode() + b"\n")
+    path.chmod(0o600)
+    return path
+
+
+def _in_place_of_the_batch_file(kind: str, batch: Path, tmp: Path) -> Path:
+    """What a BATCH message names instead of a file the tap wrote."""
+    run = batch.name.rsplit("-", 1)[0]
+    if kind == "a user's export":
+        return _a_users_export(batch.parent, "cost_2025-10-01_2025-10-31.csv")
+    if kind == "notes":
+        return _a_users_export(tmp, "notes.txt")
+    if kind == "gzip name, plain encoding":
+        return _a_users_export(batch.parent, batch.name + ".gz")
+    if kind == "another stream's name":
+        other = batch.parent / batch.name.replace("costs-", "cost_months-")
+        (other.parent / f".{run.replace('costs-', 'cost_months-')}.lock").write_bytes(b"")
+        return _a_users_export(other.parent, other.name)
+    if kind == "no lock beside it":
+        (batch.parent / f".{run}.lock").unlink()
+        return batch
+    if kind == "readable by others":
+        batch.chmod(0o644)
+        return batch
+    if kind == "a link to a user's file":
+        target = _a_users_export(tmp, "export.csv")
+        batch.unlink()
+        batch.symlink_to(target)
+        return batch
+    assert kind == "a FIFO"
+    batch.unlink()
+    os.mkfifo(batch, 0o600)
+    return batch
+
+
+REFUSALS = {
+    "a user's export": "is not named as tap-openai-costs names a .jsonl batch file",
+    "notes": "is not named as tap-openai-costs names a .jsonl batch file",
+    "gzip name, plain encoding": "is not named as tap-openai-costs names a .jsonl batch file",
+    "another stream's name": "is not a batch file of the stream 'costs'",
+    "no lock beside it": "has no lock of its run beside it (.costs-{run}.lock)",
+    "readable by others": "is readable by other users than its owner",
+    "a link to a user's file": "is a symbolic link, not a regular file",
+    "a FIFO": "is a named pipe (FIFO), not a regular file",
+}
+
+
+@pytest.mark.parametrize(("kind", "problem"), REFUSALS.items(), ids=REFUSALS.keys())
+def test_a_file_the_tap_did_not_write_is_refused_and_left_alone(tmp_path, kind, problem):
+    root = tmp_path / "batches"
+    config = batch_config(root)
+    [[url]] = written([record(1)], config)
+    named = _in_place_of_the_batch_file(kind, local(url), tmp_path)
+    before = {p: (p.lstat().st_ino, p.read_bytes() if p.is_file() else None) for p in [named]}
+    with pytest.raises(BatchFileRefused) as refused:
+        read_batch(config.encoding, named.as_uri(), CostRow, "costs")
+    run = re.search(r"costs-([0-9a-f]{32})", local(url).name)[1]  # type: ignore[index]
+    assert (
+        str(refused.value) == f"batch file {named.as_uri()} {problem.format(run=run)}{REFUSED_BY}"
+    )
+    after = {p: (p.lstat().st_ino, p.read_bytes() if p.is_file() else None) for p in [named]}
+    assert after == before
+
+
+def test_a_batch_file_elsewhere_is_read_by_its_name_and_left_for_its_owner():
+    """Storage that is not a local folder (here fsspec's memory://) cannot be checked but
+    for the name, so it is never deleted."""
+    url = f"memory://batches/costs-{'b' * 32}-1.jsonl"
+    UPath(url).write_bytes(line(1))
+    encoding = BaseBatchFileEncoding.from_dict({"format": "jsonl"})
+    assert [row.day for row in read_batch(encoding, url, CostRow, "costs")] == ["2025-10-01"]
+    assert UPath(url).exists()
+    UPath(url).unlink()
+    with pytest.raises(BatchFileRefused):
+        read_batch(encoding, "memory://batches/notes.txt", CostRow, "costs")
+
+
 def test_a_batch_file_whose_reading_stopped_is_deleted(tmp_path):
     config = batch_config(tmp_path)
     [[url]] = written(map(record, [1, 2]), config)
-    rows = read_batch(config.encoding, url, CostRow)
+    rows = read_batch(config.encoding, url, CostRow, "costs")
     assert next(rows).day == "2025-10-01"
     rows.close()  # the target stopped before the file's end
     assert not local(url).exists()
@@ -380,7 +509,9 @@ def test_a_target_that_finishes_before_the_tap_leaves_the_runs_files_alone(tmp_p
     with BatchRun(config, "costs") as run:
         [[first], [second]] = write_batches(map(record, [1, 2]), config, run, OWNER)
         readers.reading(first)
-        assert [row.day for row in read_batch(config.encoding, first, CostRow)] == ["2025-10-01"]
+        assert [row.day for row in read_batch(config.encoding, first, CostRow, "costs")] == [
+            "2025-10-01"
+        ]
         assert readers.finish() == []  # the tap still runs: its files are still coming
         assert names_in(tmp_path) == [lock_of(second).name, local(second).name]
 

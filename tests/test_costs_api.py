@@ -223,6 +223,9 @@ def test_decimal_text_rules():
     # API numbers are written as the shortest exact decimal text of their value.
     assert decimal_text("0.0600") == "0.06"
     assert decimal_text("1e-05") == "0.00001"
+    assert decimal_text("1e-07") == "0.0000001"  # never 1E-7, as str() would write it
+    assert decimal_text(Decimal("1E-7")) == "0.0000001"
+    assert decimal_text("-2.5e-08") == "-0.000000025"
     assert decimal_text("5.5E-05") == "0.000055"
     assert decimal_text("-0.5") == "-0.5"
     assert decimal_text("0.000004500000000000000000000000000000000") == "0.0000045"

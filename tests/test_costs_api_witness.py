@@ -17,11 +17,12 @@ from tap_openai_costs.streams import CostsStream, TapStopped
 from tap_openai_costs.tap import TapOpenAICosts
 from tests.exports import ORG, export, month_rows, write
 from tests.fake_openai import FakeOpenAI, result
-from tests.singer import run_tap
+from tests.singer import report, run_tap, run_target
 
 KEY = "sk-admin-witness-Z9y8"
 TODAY = date(2025, 11, 5)
 OCT14 = unix_of(date(2025, 10, 14))
+OCT14_DAY = date(2025, 10, 14)
 COSTS = "/v1/organization/costs"
 
 
@@ -121,6 +122,45 @@ def test_a_day_further_apart_than_the_tolerance_leaves_its_month_unsealed(
         "likely the download was cut short, the export was saved before that day ended, or "
         "OpenAI restated the day since: export the month again"
     ]
+
+
+def test_the_target_reports_a_month_the_tap_refused_without_calling_it_a_crash(
+    tmp_path, witness, exports
+):
+    witness.costs[OCT14] = [result("1.40")]
+    tap = run_tap(tmp_path, config(witness, exports))
+    assert tap.returncode == 1
+    assert "2025-10 not sealed (check_against_api): on 2025-10-14" in tap.stderr
+    target = run_target(tmp_path, {"organization_id": ORG, "dry_run": True}, tap.stdout)
+    assert target.returncode == 1
+    assert [row[4] for row in report(target)[1:]] == [
+        "checked (dry run)",
+        "withheld: was not sealed by the tap: the tap refused it (its log says why, such as "
+        "check_against_api) or stopped before finishing it; nothing uploaded, the next run "
+        "sends it again",
+    ]
+    assert "stopped before finishing the month" not in target.stderr
+
+
+def test_a_disagreement_names_the_limit_it_applied_exactly() -> None:
+    exported, reported = {OCT14_DAY: Decimal("27.018")}, {OCT14_DAY: Decimal("26.8828")}
+    assert disagreement("2025-10", exported, reported, {OCT14_DAY: "oct.csv"}) == (
+        "2025-10 not sealed (check_against_api): on 2025-10-14 the export (oct.csv) totals "
+        "27.018 USD but OpenAI's Costs API 26.8828 USD, 0.1352 USD apart, more than the "
+        "0.13509 USD allowed (0.5%, at least 0.01); likely the download was cut short, the "
+        "export was saved before that day ended, or OpenAI restated the day since: export "
+        "the month again"
+    )
+    at_the_limit = {OCT14_DAY: Decimal("26.88291")}  # 0.13509 apart: allowed
+    assert disagreement("2025-10", exported, at_the_limit, {}) is None
+
+
+def test_totals_are_compared_to_the_last_digit() -> None:
+    """A day's totals keep every digit (a 28-digit context would round this one to 0.01)."""
+    exported = {OCT14_DAY: Decimal("0.010000000000000000000000000001")}
+    problem = disagreement("2025-10", exported, {OCT14_DAY: Decimal(0)}, {})
+    assert problem is not None
+    assert "0.010000000000000000000000000001 USD apart, more than the 0.01 USD allowed" in problem
 
 
 def test_the_api_refusing_the_key_leaves_every_month_unsealed(

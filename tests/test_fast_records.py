@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import fastjsonschema
@@ -26,6 +27,7 @@ import pytest
 import singer_sdk.streams.core
 
 from openai_costs.contract import CostRow
+from openai_costs.export import RowsDigest
 from target_pelanor.sandbox import PelanorSandbox
 from target_pelanor.stopping import RunStopped
 from target_pelanor.target import TargetPelanor
@@ -116,6 +118,54 @@ def test_the_tap_writes_the_same_bytes_on_the_fast_and_the_sdk_path(monkeypatch,
         )
 
 
+#: When the tap starts (ms): the SDK's stream version with emit_activate_version_messages.
+STARTED_MS = 1762324200000
+
+
+def _versioned_tap_messages(monkeypatch: pytest.MonkeyPatch, *, fast: bool) -> bytes:
+    """The tap's messages with emit_activate_version_messages on, started at STARTED_MS."""
+    import singer_sdk.plugin_base
+
+    clock = SimpleNamespace(time=lambda: STARTED_MS / 1000)
+    monkeypatch.setattr(singer_sdk.plugin_base, "time", clock)
+    config = {"emit_activate_version_messages": True}
+    messages, fast_syncs = _tap_messages(monkeypatch, fast=fast, config=config)
+    assert fast_syncs == (1 if fast else 0)
+    return messages
+
+
+def test_the_tap_writes_the_stream_version_as_the_sdk_does_on_both_paths(monkeypatch) -> None:
+    fast = _versioned_tap_messages(monkeypatch, fast=True)
+    sdk = _versioned_tap_messages(monkeypatch, fast=False)
+    assert fast == sdk
+    lines = [json.loads(line) for line in fast.splitlines()]
+    costs = [m for m in lines if m["type"] == "RECORD" and m["stream"] == "costs"]
+    assert len(costs) == 791
+    version = STARTED_MS // 1000  # the SDK's: the tap's start in seconds
+    assert {m.get("version") for m in costs} == {version}
+    assert {"type": "ACTIVATE_VERSION", "stream": "costs", "version": version} in lines
+
+
+def test_the_target_takes_versioned_records_alike_on_both_paths(
+    monkeypatch, tmp_path, capsys, caplog
+) -> None:
+    messages = _versioned_tap_messages(monkeypatch, fast=True).decode()
+    config = {"organization_id": ORG, "dry_run": True}
+    fast, sdk = (
+        _run_target(
+            config, messages, fast=f, capsys=capsys, caplog=caplog, output=tmp_path / f"out-{f}"
+        )
+        for f in (True, False)
+    )
+    assert (fast.fast_lines, sdk.fast_lines) == (791, 0)
+    assert fast.stopped is sdk.stopped is None
+    assert fast.files == sdk.files
+    assert fast.files == {
+        "cost_2025-09-01_2025-09-30.csv": ACME_SEPT.read_bytes(),
+        "cost_2025-10-01_2025-10-31.csv": ACME_OCT.read_bytes(),
+    }
+
+
 def test_a_stream_map_on_the_tap_takes_the_sdk_path(monkeypatch) -> None:
     config = {"stream_maps": {"costs": {"user_email": None, "project_name": "'hidden'"}}}
     messages, fast_syncs = _tap_messages(monkeypatch, fast=True, config=config)
@@ -158,6 +208,8 @@ class TargetRun(msgspec.Struct):
     #: Each stream's sink at the end: records read and written, as the SDK tallies them.
     tallies: dict[str, tuple[int, int]]
     fast_lines: int
+    #: What became of each month (the end-of-run table's actions).
+    actions: list[str]
 
 
 def _run_target(
@@ -196,6 +248,8 @@ def _run_target(
             target.listen(io.StringIO(messages))
         except RunStopped as stop:
             stopped = str(stop)
+        except SystemExit as exit:  # a month not uploaded: reported, exit status 1
+            stopped = None if exit.code == 1 else f"exit status {exit.code}"
     metrics = [
         json.loads(r.getMessage().removeprefix("METRIC: "))
         for r in caplog.records
@@ -216,6 +270,7 @@ def _run_target(
             for name, sink in target._sinks_active.items()
         },
         fast_lines=next(counted),
+        actions=[result.action for result in target.delivery.results],
     )
 
 
@@ -269,8 +324,9 @@ def test_the_target_uploads_the_same_files_and_confirms_the_same_state_on_both_p
 
 
 def _without_where_and_when(stdout: str) -> str:
-    """The target's output with each upload record's endpoint and time blanked."""
-    return re.sub(r'"(endpoint|uploaded_at)": "[^"]*"', r'"\1": "…"', stdout)
+    """The target's output with each upload record's endpoint, destination and time
+    blanked."""
+    return re.sub(r'"(endpoint|destination|uploaded_at)": "[^"]*"', r'"\1": "…"', stdout)
 
 
 def _edit_row(number: int, edit: Callable[[str], str]) -> Callable[[str], str]:
@@ -347,6 +403,167 @@ def test_a_costs_record_is_judged_alike_on_both_paths(
         assert fast.stopped is not None
         assert outcome in fast.stopped
         assert fast.stopped.startswith("a costs record")
+
+
+def _resealed(messages: str, edit: Callable[[dict[str, Any]], None]) -> str:
+    """The messages with ``edit`` applied to every costs record and each month's seal made
+    to match the rows as edited (count, total and digest), as a tap would seal them if it
+    had sent them so: only the target's comparison of fields and text stands in the way."""
+    digests: dict[str, RowsDigest] = {}
+    lines = []
+    for line in messages.splitlines(keepends=True):
+        if line.startswith(
+            ('{"type":"RECORD","stream":"costs"', '{"type":"RECORD","stream":"cost_months"')
+        ):
+            message = json.loads(line)
+            record = message["record"]
+            if message["stream"] == "costs":
+                edit(record)
+                digests.setdefault(record["month"], RowsDigest()).add_row(
+                    record["day"], record["csv_row"]
+                )
+            else:
+                record["rows_digest"] = digests.pop(record["month"]).hexdigest()
+            line = json.dumps(message, separators=(",", ":")) + "\n"
+        lines.append(line)
+    return "".join(lines)
+
+
+def _in_row_5(edit: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    def apply(record: dict[str, Any]) -> None:
+        if record["month"] == "2025-09" and record["row"] == 5:
+            edit(record)
+
+    return apply
+
+
+def _field(name: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    return _in_row_5(lambda record: record.__setitem__(name, value))
+
+
+def _cut_amount_text(record: dict[str, Any]) -> None:
+    record["csv_row"] = record["csv_row"].replace(",0.00000001,", ",0.0001,")
+
+
+#: Row 5 of September (line 6 of its file): 0.00000001 USD of 2025-09-01, org-acme, usd.
+_FIELDS_AND_TEXT = {
+    "the amount cut in the text only": (
+        _in_row_5(_cut_amount_text),
+        "row 6's amount_value '0.00000001' is not the amount_value in its csv_row ('0.0001')",
+    ),
+    "another typed amount": (
+        _field("amount_value", "0.0001"),
+        "row 6's amount_value '0.0001' is not the amount_value in its csv_row ('0.00000001')",
+    ),
+    "a null typed amount": (
+        _field("amount_value", None),
+        "row 6's amount_value null is not the amount_value in its csv_row ('0.00000001')",
+    ),
+    "another typed day": (
+        _field("day", "2025-09-02"),
+        "row 6's day '2025-09-02' is not the day of start_time in its csv_row ('2025-09-01')",
+    ),
+    "another typed organization_id": (
+        _field("organization_id", "org-globex"),
+        "row 6's organization_id 'org-globex' is not the organization_id in its csv_row "
+        "('org-acme')",
+    ),
+    "another typed currency": (
+        _field("amount_currency", "eur"),
+        "row 6's amount_currency 'eur' is not the amount_currency in its csv_row ('usd')",
+    ),
+}
+
+
+@pytest.mark.parametrize(("edit", "reason"), _FIELDS_AND_TEXT.values(), ids=_FIELDS_AND_TEXT)
+def test_a_row_whose_fields_differ_from_its_text_withholds_its_month_on_both_paths(
+    tmp_path, acme_messages, capsys, caplog, edit, reason
+) -> None:
+    messages = _resealed(acme_messages, edit)
+    config = {"organization_id": ORG, "dry_run": True}
+    fast, sdk = (
+        _run_target(
+            config, messages, fast=f, capsys=capsys, caplog=caplog, output=tmp_path / f"out-{f}"
+        )
+        for f in (True, False)
+    )
+    assert fast.fast_lines == 791
+    for run in (fast, sdk):
+        assert run.stopped is None
+        assert run.actions[0] == (
+            f"withheld: {reason}: what the target reports must be what it uploads; pair "
+            "target-pelanor with tap-openai-costs, without stream maps that change a costs "
+            "record, and run the pipeline again"
+        )
+        assert run.actions[1].startswith("written to ")  # October, untouched
+        assert list(run.files) == ["cost_2025-10-01_2025-10-31.csv"]
+
+
+def test_an_amount_spelt_otherwise_in_the_text_is_the_same_amount(
+    tmp_path, acme_messages, capsys, caplog
+) -> None:
+    """Amounts are compared as numbers: the tap sends an export's 1e-08 as 0.00000001."""
+    spelt = _in_row_5(
+        lambda r: r.__setitem__("csv_row", r["csv_row"].replace(",0.00000001,", ",1e-08,"))
+    )
+    messages = _resealed(acme_messages, spelt)
+    config = {"organization_id": ORG, "dry_run": True}
+    for fast in (True, False):
+        run = _run_target(
+            config, messages, fast=fast, capsys=capsys, caplog=caplog, output=tmp_path / f"{fast}"
+        )
+        assert [action.split(" ")[0] for action in run.actions] == ["written", "written"]
+        assert b",1e-08,usd," in run.files["cost_2025-09-01_2025-09-30.csv"]
+
+
+def _nullable_in_schema(messages: str, field: str) -> str:
+    """The messages with the costs SCHEMA saying ``field`` (still required) may be null."""
+    lines = messages.splitlines(keepends=True)
+    at = next(i for i, line in enumerate(lines) if '"SCHEMA","stream":"costs"' in line)
+    schema = json.loads(lines[at])
+    assert field in schema["schema"]["required"]
+    schema["schema"]["properties"][field]["type"] = ["string", "null"]
+    lines[at] = json.dumps(schema, separators=(",", ":")) + "\n"
+    return "".join(lines)
+
+
+@pytest.mark.parametrize("field", ["csv_row", "organization", "day"])
+def test_a_required_text_field_the_schema_lets_be_null_is_refused_alike_on_both_paths(
+    tmp_path, acme_messages, capsys, caplog, field
+) -> None:
+    messages = _nullable_in_schema(acme_messages, field)
+    config = {"organization_id": ORG, "dry_run": True}
+    runs = {
+        edited: [
+            _run_target(
+                config,
+                text,
+                fast=fast,
+                capsys=capsys,
+                caplog=caplog,
+                output=tmp_path / f"{edited}-{fast}",
+            )
+            for fast in (True, False)
+        ]
+        for edited, text in [
+            ("as sent", messages),
+            ("null", _edit_row(5, _set(field, None))(messages)),
+        ]
+    }
+    (fast, sdk) = runs["as sent"]
+    assert fast.stopped is sdk.stopped is None
+    assert fast.files == sdk.files
+    assert fast.files["cost_2025-09-01_2025-09-30.csv"] == ACME_SEPT.read_bytes()
+    (fast, sdk) = runs["null"]
+    assert (
+        fast.stopped
+        == sdk.stopped
+        == (
+            f"a costs record: Expected `str`, got `null` - at `$.{field}`; pair target-pelanor "
+            "with tap-openai-costs"
+        )
+    )
+    assert fast.files == sdk.files == {}
 
 
 def test_a_new_schema_midway_is_applied_on_both_paths(
@@ -486,4 +703,5 @@ def test_the_fast_path_builds_every_field_of_a_cost_row() -> None:
         "csv_row",
         "amount_value",
         "organization_id",
+        "amount_currency",
     )

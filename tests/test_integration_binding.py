@@ -135,9 +135,9 @@ def test_an_integration_id_never_makes_a_path_outside_the_folder(tmp_path: Path)
             lambda path: path.write_text('{"integration_id": "int-other", "organization_id": "x"}'),
             "it is not a binding this target wrote",
         ),
-        (lambda path: path.write_bytes(b" " * 70_000), "it is not a binding this target wrote"),
-        (os.mkfifo, "it is not a regular file"),
-        (Path.mkdir, "it is not a regular file"),
+        (lambda path: path.write_bytes(b" " * 70_000), "it is larger than 64 KiB"),
+        (os.mkfifo, "it is a named pipe (FIFO), not a regular file"),
+        (Path.mkdir, "it is a folder, not a regular file"),
     ],
     ids=["not JSON", "another integration's", "too large", "a FIFO", "a folder"],
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import subprocess
 from datetime import date, datetime, timezone
 
@@ -12,6 +13,7 @@ import pytest
 
 from openai_costs.export import run_to_end, scan_rows
 from openai_costs.month_status import STATUSES
+from openai_costs.printable import printable
 from tap_openai_costs.progress import ReadProgress
 from target_pelanor.progress import WriteProgress
 from tests.exports import ORG, SAMPLES, TODAY, cost, days, export, month_rows, write
@@ -86,6 +88,45 @@ def test_the_tap_logs_each_file_and_each_sealed_month(tmp_path) -> None:
     assert f"reading {SEPTEMBER}" in logged
     assert [m for m in logged if m.startswith(f"read {SEPTEMBER}: 409 rows in ")]
     assert "sealed org-acme 2025-09: 409 rows, 566.15973238589393446 USD, complete" in logged
+
+
+#: A name that would print a forged log line and clear the terminal, shown as it is kept.
+FORGING = "acme\n2026-01-01 00:00:00,000 | INFO | target-pelanor | uploaded 2025-09\x1b[2J"
+FORGING_SHOWN = "acme\\n2026-01-01 00:00:00,000 | INFO | target-pelanor | uploaded 2025-09\\x1b[2J"
+LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \| [A-Z]+ +\| ")
+
+
+def test_names_in_the_tap_log_cannot_forge_lines_or_move_the_terminal(tmp_path) -> None:
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    export_file = write(folder / f"{FORGING}.csv", SEPTEMBER.read_bytes())
+    result = run_tap(tmp_path, {"paths": [str(folder)], "organization_id": ORG})
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stderr
+    assert [line for line in result.stderr.splitlines() if not LOG_LINE.match(line)] == []
+    assert f"reading {folder}/{FORGING_SHOWN}.csv" in messages(result.stderr)
+    assert export_file.exists()
+
+
+def test_names_in_the_tap_errors_cannot_forge_lines_or_move_the_terminal(tmp_path) -> None:
+    write(tmp_path / f"{FORGING}.csv", b"")
+    result = run_tap(tmp_path, {"paths": [str(tmp_path)], "organization_id": ORG})
+    assert result.returncode == 1
+    assert "\x1b" not in result.stderr
+    assert result.errors == [
+        f"tap-openai-costs: error: {tmp_path}/{FORGING_SHOWN}.csv: is empty; export the Cost "
+        "data again from the OpenAI dashboard",
+    ]
+    assert [line for line in result.stderr.splitlines() if not LOG_LINE.match(line)] == [
+        result.errors[0]
+    ]
+
+
+def test_control_characters_are_shown_as_python_writes_them_and_the_rest_unchanged() -> None:
+    assert printable("a\nb\r\tc\x1b[2J\x7f\x85\u2028\u202e") == (
+        "a\\nb\\r\\tc\\x1b[2J\\x7f\\x85\\u2028\\u202e"
+    )
+    assert printable("Acmé App, gpt-4o \\ input ✓") == "Acmé App, gpt-4o \\ input ✓"
 
 
 def test_the_target_logs_each_month_written_and_uploaded(tmp_path, pelanor) -> None:

@@ -1,8 +1,8 @@
 """End to end through the real meltano CLI, with the project's meltano.yml (127.0.0.1 only).
 
-Each test copies meltano.yml and samples/ into a temporary project and points the plugins'
-`executable` at the console scripts of the running venv instead of `pip_url: -e .`, so no
-plugin venv is built (`meltano install` of both plugins costs a few seconds and needs the
+Each test copies meltano.yml, orgs/ and samples/ into a temporary project and points the
+plugins' `executable` at the console scripts of the running venv instead of `pip_url: -e .`,
+so no plugin venv is built (`meltano install` of both plugins costs a few seconds and needs the
 network; `make demo` does it). Only the local sandbox (in process) is ever contacted.
 """
 
@@ -30,6 +30,7 @@ from tests.meltano_cli import (
     OCTOBER,
     SEPTEMBER,
     hermetic_env,
+    project_config,
     require_meltano,
     run_meltano_commands,
     write_umbrella_exports,
@@ -47,22 +48,19 @@ SANDBOX_CONFIG = {
         "int-umbrella": "org-umbrella",  # the documented example of adding an organization
     },
 }
-ACME = ("tap-openai-costs--acme--pelanor", "target-pelanor--acme")
+#: The first organization lives on the two plugins themselves; the others in orgs/.
+ACME = ("tap-openai-costs", "target-pelanor")
 GLOBEX = ("tap-openai-costs--globex--pelanor", "target-pelanor--globex")
 UMBRELLA = ("tap-openai-costs--umbrella--pelanor", "target-pelanor--umbrella")
 #: The page whose commands set an organization up and add one.
 ORGANIZATIONS = "docs/organizations.md"
 WAREHOUSE = "docs/warehouse.md"
+FOCUS = "docs/focus.md"
 PELANOR_ENDPOINT = "docs/pelanor-endpoint.md"
-ACME_STATE_ID = "dev:tap-openai-costs--acme--pelanor-to-target-pelanor--acme"
+ACME_STATE_ID = "dev:tap-openai-costs-to-target-pelanor"
+#: The daily schedule of every organization: 06:30 UTC, once OpenAI's day has closed.
+DAILY = "30 6 * * *"
 TARGET_JSONL = ("target-jsonl", "0.1.4", "target-jsonl")
-TOKEN_REQUIRED = "api_token is required unless dry_run is true"
-TOKEN_PARTS_AND_VARIABLES = (
-    "api_token_id",
-    "api_token_id_env",
-    "api_token_secret",
-    "api_token_secret_env",
-)
 
 
 class Project:
@@ -71,11 +69,12 @@ class Project:
     def __init__(self, root: Path, api_url: str) -> None:
         self.root = root
         shutil.copy2(REPO / "meltano.yml", root / "meltano.yml")
+        shutil.copytree(REPO / "orgs", root / "orgs")
         shutil.copytree(REPO / "samples", root / "samples")
         self.edit(_use_installed_executables)
         self.env = hermetic_env() | {
-            # Not a guarded setting: children inherit the parent's value, which is how the
-            # sandbox's free port replaces the dev environment's fixed one.
+            # Every organization's loader inherits it (none sets its own), which is how
+            # the sandbox's free port replaces the dev environment's fixed one.
             "TARGET_PELANOR_API_URL": api_url,
         }
 
@@ -106,6 +105,12 @@ class Project:
         )
         assert done.returncode == 0, done.stderr
         config: dict[str, Any] = json.loads(done.stdout)
+        return config
+
+    def organization_file(self, org: str) -> dict[str, Any]:
+        """orgs/<org>.meltano.yml, parsed."""
+        path = self.root / "orgs" / f"{org}.meltano.yml"
+        config: dict[str, Any] = yaml.safe_load(path.read_text("utf-8"))
         return config
 
     def state(self, state_id: str) -> dict[str, Any]:
@@ -196,32 +201,54 @@ def test_each_organization_uploads_exact_months_once_then_only_what_changed(
     assert after["org-acme/2025-09"] != months["org-acme/2025-09"]
 
 
-def test_loader_without_its_own_token_fails_instead_of_borrowing_the_parents(
+def test_an_organization_that_inherits_another_ones_integration_uploads_nothing(
     project: Project, sandbox: PelanorSandbox
 ) -> None:
-    """The inheritance trap: a valid token on the parent, in meltano.yml and in the shell,
-    must not reach an organization's loader that has no token of its own."""
+    """The inheritance trap: an organization added with `--inherit-from` that sets its own
+    organization_id but forgets its integration (and token) falls back to the first
+    organization's; target-pelanor refuses at start, naming what the organization lacks."""
 
     def add_forgetful_organization(config: dict[str, Any]) -> None:
-        _loader(config, "target-pelanor").setdefault("config", {})["api_token"] = DEV_TOKEN
+        config["plugins"]["extractors"].append(
+            {
+                "name": "tap-openai-costs--forgetful",
+                "inherit_from": "tap-openai-costs",
+                "config": {
+                    "organization_id": "org-globex",
+                    "paths": ["$MELTANO_PROJECT_ROOT/samples/globex"],
+                },
+            }
+        )
         config["plugins"]["loaders"].append(
             {
                 "name": "target-pelanor--forgetful",
                 "inherit_from": "target-pelanor",
-                "config": {"organization_id": "org-acme", "integration_id": "int-acme"},
+                "config": {"organization_id": "org-globex"},
             }
         )
 
     project.edit(add_forgetful_organization)
-    done = project.run(
-        "tap-openai-costs--acme", "target-pelanor--forgetful", TARGET_PELANOR_API_TOKEN=DEV_TOKEN
-    )
+    ok(project.run(*ACME))  # Pelanor accepted acme's months into int-acme: bound
+    uploads = sandbox.uploads()
+    assert project.config("target-pelanor--forgetful")["integration_id"] == "int-acme"
 
+    done = project.run("tap-openai-costs--forgetful", "target-pelanor--forgetful")
+
+    binding = (
+        Path(project.env["XDG_STATE_HOME"])
+        / "target-pelanor/uploads/integration-bindings/int-acme.json"
+    )
     assert done.returncode != 0
-    assert TOKEN_REQUIRED in done.stderr
-    assert sandbox.requests == []
-    assert sandbox.uploads() == []
-    assert "dev:tap-openai-costs--acme-to-target-pelanor--forgetful" not in (
+    assert (
+        "integration_id int-acme is the Pelanor integration of org-acme (its months were "
+        "uploaded there from this machine), and Pelanor keeps one integration per OpenAI "
+        "organization: org-globex needs an integration of its own. Set it on this "
+        "organization's loader (meltano config set target-pelanor--forgetful integration_id "
+        "<its integration ID>), with the token for it; nothing was uploaded. If int-acme now "
+        f"really serves org-globex, delete {binding}"
+    ) in done.stderr
+    assert sandbox.uploads() == uploads
+    assert "dev:tap-openai-costs--forgetful-to-target-pelanor--forgetful" not in (
         project.meltano("state", "list").stdout
     )
 
@@ -234,10 +261,10 @@ def test_durations_and_months_to_let_shrink_are_set_by_environment_variables(
     serializable"), so the durations are integers; `allow_shrinking_months` is a JSON list,
     as the README's override command sets it."""
     overrides = {
-        "TARGET_PELANOR__ACME_MAX_RETRY_SECONDS": "120",
-        "TARGET_PELANOR__ACME_REQUEST_TIMEOUT": "30",
+        "TARGET_PELANOR_MAX_RETRY_SECONDS": "120",
+        "TARGET_PELANOR_REQUEST_TIMEOUT": "30",
     }
-    config = project.config("target-pelanor--acme", **overrides)
+    config = project.config("target-pelanor", **overrides)
     assert (config["max_retry_seconds"], config["request_timeout"]) == (120, 30)
     ok(project.run(*ACME, **overrides))
     assert sorted(u["month"] for u in sandbox.uploads()) == ["2025-09", "2025-10"]
@@ -250,133 +277,175 @@ def test_durations_and_months_to_let_shrink_are_set_by_environment_variables(
     refused = project.run(*ACME, **overrides)
     assert refused.returncode != 0
     assert "withheld: is smaller than the copy uploaded to" in refused.stderr
-    allowed = {"TARGET_PELANOR__ACME_ALLOW_SHRINKING_MONTHS": '["2025-10"]'}
-    assert project.config("target-pelanor--acme", **allowed)["allow_shrinking_months"] == [
-        "2025-10"
-    ]
+    allowed = {"TARGET_PELANOR_ALLOW_SHRINKING_MONTHS": '["2025-10"]'}
+    assert project.config("target-pelanor", **allowed)["allow_shrinking_months"] == ["2025-10"]
     ok(project.run(*ACME, **overrides, **allowed))
     assert (sandbox.data_dir / "files" / "int-acme" / "2025-10.csv").read_bytes() == (
         october.read_bytes()
     )
 
 
-def test_meltano_precedence_the_guard_relies_on(project: Project) -> None:
+def test_meltano_precedence_the_organizations_rely_on(project: Project) -> None:
     """What Meltano 4.4.1 does with inherited settings; fails loudly if an upgrade changes it.
 
-    - A child's own env var (TARGET_PELANOR__ACME_API_TOKEN) beats its meltano.yml config.
-    - A key set in the child's config, even to an unset $VAR, is never inherited.
-    - A key the child does not set comes from the parent, and the parent reads the shell's
-      TARGET_PELANOR_API_TOKEN: the trap. A plugin's `env:` in meltano.yml beats the shell,
-      which is how the parent is pinned to "".
+    - A key an organization's plugin sets itself beats the shell's TARGET_PELANOR_<SETTING>
+      (which is the parent's variable, and the child's too).
+    - A key it does not set comes from the parent: the first organization's value, or the
+      shell's variable through it. That is the trap the integration binding closes.
     """
-    leak = {"TARGET_PELANOR_API_TOKEN": "parent-token"}
-    assert project.config("target-pelanor", **leak)["api_token"] == ""
-    assert project.config("target-pelanor--acme", **leak)["api_token"] == DEV_TOKEN
-    own = project.config("target-pelanor--acme", TARGET_PELANOR__ACME_API_TOKEN="own", **leak)
-    assert own["api_token"] == "own"
+    shell = {"TARGET_PELANOR_INTEGRATION_ID": "int-shell", "TARGET_PELANOR_API_TOKEN": "shell"}
+    globex = project.config("target-pelanor--globex", **shell)
+    assert (globex["integration_id"], globex["api_token"]) == ("int-globex", DEV_TOKEN)
+    prod = project.config("target-pelanor--globex", "prod", PELANOR_API_TOKEN_GLOBEX="globex")
+    assert prod["api_token"] == "globex"
+    assert "api_token" not in project.config("target-pelanor", "prod")  # no variable set
 
-    prod = project.config("target-pelanor--acme", "prod", PELANOR_API_TOKEN_ACME="acme", **leak)
-    assert prod["api_token"] == "acme"
-    assert "api_token" not in project.config("target-pelanor--globex", "prod", **leak)
-
-    def add_child_and_drop_guard(config: dict[str, Any]) -> None:
-        del _loader(config, "target-pelanor")["env"]
+    def add_bare_child(config: dict[str, Any]) -> None:
         config["plugins"]["loaders"].append(
             {"name": "target-pelanor--bare", "inherit_from": "target-pelanor"}
         )
 
-    project.edit(add_child_and_drop_guard)
-    assert project.config("target-pelanor--bare", **leak)["api_token"] == "parent-token"
-
-
-def test_the_shells_token_id_and_secret_reach_no_organizations_loader(project: Project) -> None:
-    """The same guard for a token given as an ID and a secret (and their variables)."""
-    leak = {
-        f"TARGET_PELANOR_API_TOKEN_{part}": "parent-value"
-        for part in ("ID", "ID_ENV", "SECRET", "SECRET_ENV")
-    }
-    for plugin in ("target-pelanor", "target-pelanor--acme"):
-        config = project.config(plugin, **leak)
-        assert [config[name] for name in TOKEN_PARTS_AND_VARIABLES] == ["", "", "", ""]
+    project.edit(add_bare_child)
+    assert project.config("target-pelanor--bare")["integration_id"] == "int-acme"
+    assert project.config("target-pelanor--bare", **shell)["integration_id"] == "int-shell"
 
 
 def test_one_job_and_daily_schedule_per_organization() -> None:
-    config = yaml.safe_load((REPO / "meltano.yml").read_text("utf-8"))
+    config = project_config()
     jobs = {job["name"]: job["tasks"] for job in config["jobs"]}
     assert jobs == {
-        "openai-costs-acme": [" ".join(ACME)],
+        "openai-costs-acme": ["tap-openai-costs target-pelanor"],
         "openai-costs-globex": [" ".join(GLOBEX)],
         "openai-costs-initech": ["tap-openai-costs--initech--pelanor target-pelanor--initech"],
     }
     assert {(s["job"], s["interval"]) for s in config["schedules"]} == {
-        ("openai-costs-acme", "@daily"),
-        ("openai-costs-globex", "@daily"),
-        ("openai-costs-initech", "@daily"),
+        ("openai-costs-acme", DAILY),
+        ("openai-costs-globex", DAILY),
+        ("openai-costs-initech", DAILY),
     }
     assert config["default_environment"] == "dev"
+    for template in ("template.meltano.yml.txt", "template-api.meltano.yml.txt"):
+        assert f"  interval: {DAILY}\n" in (REPO / "orgs" / template).read_text("utf-8")
+    organizations = (REPO / ORGANIZATIONS).read_text("utf-8")
+    assert f"**06:30 UTC**\n   (`{DAILY}`)" in organizations
+    assert f"   {DAILY} cd /srv/openai-costs" in organizations
 
 
-def test_adding_an_organization_is_the_documented_commands(
-    project: Project, sandbox: PelanorSandbox
-) -> None:
-    """docs/organizations.md, "Adding an organization": its commands alone (no hand editing) add the
-    plugins, the token bindings (own and dev), the job and the schedule; the job runs."""
-    exports = project.root / "exports" / "umbrella"
-    write_umbrella_exports(exports)
+def test_each_organization_file_is_its_template_filled_in() -> None:
+    """orgs/globex and orgs/initech are what the documented command makes (globex on the
+    bundled samples), so the template is exercised by the example organizations."""
+    fill = {"{org}": "globex", "{ORG}": "GLOBEX", "{organization_id}": "org-globex"}
+    text = (REPO / "orgs" / "template.meltano.yml.txt").read_text("utf-8")
+    for placeholder, value in (fill | {"{integration_id}": "int-globex"}).items():
+        text = text.replace(placeholder, value)
+    text = text.replace("exports/globex", "samples/globex")
+    assert (REPO / "orgs" / "globex.meltano.yml").read_text("utf-8") == text
 
-    commands = block("sh", "umbrella--pelanor --inherit-from", page=ORGANIZATIONS)
-    run_meltano_commands(commands, project.root, project.env)
+    text = (REPO / "orgs" / "template-api.meltano.yml.txt").read_text("utf-8")
+    values = {
+        "{org}": "initech",
+        "{ORG}": "INITECH",
+        "{organization_id}": "org-initech",
+        "{integration_id}": "int-initech",
+        "{organization_name}": "Initech",
+        "{start_month}": "2026-01",
+    }
+    for placeholder, value in values.items():
+        text = text.replace(placeholder, value)
+    assert (REPO / "orgs" / "initech.meltano.yml").read_text("utf-8") == text
 
-    config = yaml.safe_load((project.root / "meltano.yml").read_text("utf-8"))
-    assert _extractor(config, "tap-openai-costs--umbrella--pelanor") == {
-        "name": "tap-openai-costs--umbrella--pelanor",
-        "inherit_from": "tap-openai-costs",
-        "config": {
-            "organization_id": "org-umbrella",
-            "paths": ["$MELTANO_PROJECT_ROOT/exports/umbrella"],
-            "batch_config": {
-                "encoding": {"format": "jsonl", "compression": "none"},
-                "storage": {"root": "file://$MELTANO_PROJECT_ROOT/.meltano/run/batches"},
+
+def run_shell_block(block_text: str, cwd: Path) -> None:
+    """A documented shell block that is not `meltano` (the `sed` that makes a file)."""
+    subprocess.run(["bash", "-euo", "pipefail", "-c", block_text], cwd=cwd, check=True)
+
+
+def add_umbrella(project: Project, page_block: str = "orgs/template.meltano.yml.txt >") -> None:
+    """docs/organizations.md's one command for a new organization, and its exports."""
+    write_umbrella_exports(project.root / "exports" / "umbrella")
+    run_shell_block(block("sh", page_block, page=ORGANIZATIONS), project.root)
+
+
+def test_adding_an_organization_is_one_file(project: Project, sandbox: PelanorSandbox) -> None:
+    """docs/organizations.md, "Adding an organization": one command makes the
+    organization's file (plugins, job, schedule), its token comes from its own variable, and
+    its job runs; `meltano config set` on its plugins changes that file only; deleting the
+    file removes the organization and leaves its state."""
+    before = yaml.safe_load((project.root / "meltano.yml").read_text("utf-8"))
+    add_umbrella(project)
+
+    umbrella = project.organization_file("umbrella")
+    assert umbrella["plugins"]["loaders"] == [
+        {
+            "name": "target-pelanor--umbrella",
+            "inherit_from": "target-pelanor",
+            "config": {
+                "organization_id": "org-umbrella",
+                "integration_id": "int-umbrella",
+                "api_token": "$PELANOR_API_TOKEN_UMBRELLA",
             },
+        }
+    ]
+    assert _extractor(umbrella, UMBRELLA[0])["config"] == {
+        "organization_id": "org-umbrella",
+        "paths": ["$MELTANO_PROJECT_ROOT/exports/umbrella"],
+        "batch_config": {
+            "encoding": {"format": "jsonl", "compression": "none"},
+            "storage": {"root": "file://$MELTANO_PROJECT_ROOT/.meltano/run/batches"},
         },
     }
-    assert _loader(config, "target-pelanor--umbrella")["config"] == {
-        "organization_id": "org-umbrella",
-        "integration_id": "int-umbrella",
-        "api_token": "$PELANOR_API_TOKEN_UMBRELLA",
-    }
-    dev = next(e for e in config["environments"] if e["name"] == "dev")
-    assert {"name": "target-pelanor--umbrella", "config": {"api_token": "$PELANOR_DEV_TOKEN"}} in (
-        dev["config"]["plugins"]["loaders"]
+    assert umbrella["jobs"] == [{"name": "openai-costs-umbrella", "tasks": [" ".join(UMBRELLA)]}]
+    assert umbrella["schedules"] == [
+        {"name": "openai-costs-umbrella-daily", "job": "openai-costs-umbrella", "interval": DAILY}
+    ]
+
+    token = {"PELANOR_API_TOKEN_UMBRELLA": DEV_TOKEN}
+    run_meltano_commands(
+        block("sh", "run openai-costs-umbrella", page=ORGANIZATIONS),
+        project.root,
+        project.env | token,
     )
-    assert {"name": "openai-costs-umbrella", "tasks": [" ".join(UMBRELLA)]} in config["jobs"]
-    assert {
-        "name": "openai-costs-umbrella-daily",
-        "interval": "@daily",
-        "job": "openai-costs-umbrella",
-    } in config["schedules"]
-    assert not (project.root / ".env").exists(), "a secret went to .env"
-
-    ok(project.meltano("--environment=dev", "run", "openai-costs-umbrella"))
-
     assert [(u["integration_id"], u["month"]) for u in sandbox.uploads()] == [
         ("int-umbrella", "2025-09"),
         ("int-umbrella", "2025-10"),
     ]
+    exports = project.root / "exports" / "umbrella"
     for month, name in (("2025-09", SEPTEMBER), ("2025-10", OCTOBER)):
         stored = sandbox.data_dir / "files" / "int-umbrella" / f"{month}.csv"
         assert stored.read_bytes() == (exports / name).read_bytes()
 
-    # The Costs API variant of the same commands.
-    commands = block("sh", "umbrella--pelanor source api", page=ORGANIZATIONS)
-    run_meltano_commands(commands, project.root, project.env)
-    api = project.config(UMBRELLA[0], OPENAI_ADMIN_KEY_UMBRELLA="sk-admin-x")
-    assert {k: api[k] for k in ("source", "organization_name", "admin_api_key", "start_month")} == {
-        "source": "api",
-        "organization_name": "Umbrella Corp",
-        "admin_api_key": "sk-admin-x",
-        "start_month": "2026-01",
-    }
+    # Checked against the Costs API: the commands write the organization's own file.
+    run_meltano_commands(
+        block("sh", "check_against_api true", page=ORGANIZATIONS), project.root, project.env
+    )
+    assert _extractor(project.organization_file("umbrella"), UMBRELLA[0])["config"] == (
+        _extractor(umbrella, UMBRELLA[0])["config"]
+        | {"check_against_api": True, "admin_api_key": "$OPENAI_ADMIN_KEY_UMBRELLA"}
+    )
+    assert yaml.safe_load((project.root / "meltano.yml").read_text("utf-8")) == before
+    assert not (project.root / ".env").exists(), "a secret went to .env"
+
+    # Removing it: the file goes, the state stays.
+    (project.root / "orgs" / "umbrella.meltano.yml").unlink()
+    assert "openai-costs-umbrella" not in ok(project.meltano("job", "list")).stdout
+    state_id = "prod:tap-openai-costs--umbrella--pelanor-to-target-pelanor--umbrella"
+    assert state_id in ok(project.meltano("state", "list")).stdout
+
+
+def test_an_organization_read_from_the_costs_api_is_one_file(project: Project) -> None:
+    run_shell_block(
+        block("sh", "orgs/template-api.meltano.yml.txt >", page=ORGANIZATIONS), project.root
+    )
+    for extractor in UMBRELLA[0], "tap-openai-costs--umbrella":
+        api = project.config(extractor, OPENAI_ADMIN_KEY_UMBRELLA="sk-admin-x")
+        settings = ("source", "organization_id", "organization_name", "admin_api_key")
+        assert {k: api[k] for k in (*settings, "start_month")} == {
+            "source": "api",
+            "organization_id": "org-umbrella",
+            "organization_name": "Umbrella Corp",
+            "admin_api_key": "sk-admin-x",
+            "start_month": "2026-01",
+        }
 
 
 def test_trying_prod_without_uploading_changes_nothing(
@@ -386,7 +455,7 @@ def test_trying_prod_without_uploading_changes_nothing(
     one command, leaving no dry_run behind."""
     before = (project.root / "meltano.yml").read_bytes()
 
-    commands = block("sh", "TARGET_PELANOR__ACME_DRY_RUN=true", page=ORGANIZATIONS)
+    commands = block("sh", "TARGET_PELANOR_DRY_RUN=true", page=ORGANIZATIONS)
     run_meltano_commands(commands, project.root, project.env)
 
     acme = project.root / "samples" / "acme"
@@ -397,14 +466,13 @@ def test_trying_prod_without_uploading_changes_nothing(
     assert sandbox.requests == []
     assert (project.root / "meltano.yml").read_bytes() == before
     assert project.meltano("state", "list").stdout.strip() == ""
-    assert project.config("target-pelanor--acme", "prod")["dry_run"] is False
+    assert project.config("target-pelanor", "prod")["dry_run"] is False
 
 
 def test_discovery_and_select_list_work_on_the_parent_plugin_without_settings(
     project: Project,
 ) -> None:
-    """The parent has no organization (its env pins organization_id to ""): discovery still
-    lists every stream, since the schemas are static."""
+    """Discovery lists every stream whatever the settings (the schemas are static)."""
     done = ok(project.meltano("select", "tap-openai-costs", "--list", "--all"))
     for attribute in ("costs.csv_row", "costs.quantity", "cost_months.total_usd"):
         assert f"] {attribute}\n" in done.stdout, attribute
@@ -426,17 +494,20 @@ def test_selecting_on_the_warehouse_extractor_never_changes_the_pelanor_job(
     siblings, so the README's `meltano select` for the warehouse leaves the Pelanor job
     whole (all three streams, every month uploaded). Structured logs carry the months'
     fields through Meltano."""
-    exports = project.root / "exports" / "umbrella"
-    write_umbrella_exports(exports)
-    commands = block("sh", "umbrella--pelanor --inherit-from", page=ORGANIZATIONS)
-    run_meltano_commands(commands, project.root, project.env)
+    add_umbrella(project)
     run_meltano_commands(
         block("sh", "meltano select tap-openai-costs--umbrella costs", page=WAREHOUSE),
         project.root,
         project.env,
     )
+    # docs/focus.md: one more select adds the FOCUS rows, on the warehouse extractor only.
+    run_meltano_commands(
+        block("sh", "meltano select tap-openai-costs--umbrella focus_costs", page=FOCUS),
+        project.root,
+        project.env,
+    )
 
-    config = yaml.safe_load((project.root / "meltano.yml").read_text("utf-8"))
+    config = project.organization_file("umbrella")
     assert _extractor(config, "tap-openai-costs--umbrella") == {
         "name": "tap-openai-costs--umbrella",
         "inherit_from": "tap-openai-costs",
@@ -444,18 +515,26 @@ def test_selecting_on_the_warehouse_extractor_never_changes_the_pelanor_job(
             "organization_id": "org-umbrella",
             "paths": ["$MELTANO_PROJECT_ROOT/exports/umbrella"],
         },
-        "select": ["costs.*", "cost_months.*"],
+        "select": ["costs.*", "cost_months.*", "focus_costs.*"],
     }
     assert "select" not in _extractor(config, UMBRELLA[0])
     warehouse = ok(project.meltano("invoke", "tap-openai-costs--umbrella"))
-    assert _streams_sent(warehouse) == {"costs", "cost_months"}
+    assert _streams_sent(warehouse) == {"costs", "cost_months", "focus_costs"}
     assert "deselected: cost_month_layouts" in warehouse.stderr
+    # The parent's select (the three streams) reaches the Pelanor extractor: no focus_costs.
     pelanor = ok(project.meltano("invoke", UMBRELLA[0]))
     assert _streams_sent(pelanor) == {"cost_month_layouts", "cost_months"}  # rows: BATCH
-    assert "deselected" not in pelanor.stderr
+    assert "deselected:" not in pelanor.stderr
+    assert "Skipping deselected stream 'focus_costs'." in pelanor.stderr
 
     done = ok(
-        project.meltano("--log-format=json", "--environment=dev", "run", "openai-costs-umbrella")
+        project.meltano(
+            "--log-format=json",
+            "--environment=dev",
+            "run",
+            "openai-costs-umbrella",
+            PELANOR_API_TOKEN_UMBRELLA=DEV_TOKEN,
+        )
     )
     assert [(u["integration_id"], u["month"]) for u in sandbox.uploads()] == [
         ("int-umbrella", "2025-09"),
@@ -484,7 +563,7 @@ def test_selecting_on_the_warehouse_extractor_never_changes_the_pelanor_job(
 
     project.edit(add_child_of_the_warehouse_extractor)
     child = ok(project.meltano("invoke", "tap-openai-costs--umbrella--child"))
-    assert _streams_sent(child) == {"costs", "cost_months"}
+    assert _streams_sent(child) == {"costs", "cost_months", "focus_costs"}
 
 
 def _extractor(config: dict[str, Any], name: str) -> dict[str, Any]:
@@ -498,14 +577,18 @@ def test_batch_files_only_where_the_loader_is_target_pelanor(project: Project) -
     """BATCH is set on the `--<org>--pelanor` extractors, never on the parent, because a
     child cannot unset an object setting it inherits (`null` and `{}` both fall back)."""
     batches = f"file://{project.root}/.meltano/run/batches"
-    assert "batch_config" not in project.config("tap-openai-costs--acme")
-    pelanor = project.config("tap-openai-costs--acme--pelanor")
+    assert "batch_config" not in project.config("tap-openai-costs")
+    assert "batch_config" not in project.config("tap-openai-costs--globex")
+    pelanor = project.config(GLOBEX[0])
     assert pelanor["batch_config"]["storage"]["root"] == batches
-    assert pelanor["organization_id"] == "org-acme"  # the organization's settings, inherited
+    assert pelanor["organization_id"] == "org-globex"
 
     def set_on_parent_and_try_to_unset(config: dict[str, Any]) -> None:
         parent = _extractor(config, "tap-openai-costs")
-        parent["config"] = {"batch_config": _extractor(config, ACME[0])["config"]["batch_config"]}
+        parent["config"]["batch_config"] = {
+            "encoding": {"format": "jsonl", "compression": "none"},
+            "storage": {"root": "file://$MELTANO_PROJECT_ROOT/.meltano/run/batches"},
+        }
         for name, value in (("null", None), ("empty", {})):
             config["plugins"]["extractors"].append(
                 {

@@ -3,10 +3,11 @@
 
 Builds the wheel, runs `meltano init` in a temporary folder, copies the two plugin
 definitions shipped in plugins/ there unchanged and adds them with the commands of
-docs/meltano-project.md: Meltano installs the
-wheel into each plugin's own virtualenv (with uv, taking the dependencies from the package
-index). Then the commands of docs/organizations.md add one organization, and its job runs
-into the local sandbox. Slow: one wheel build and one install for the module.
+docs/meltano-project.md: Meltano installs the wheel into each plugin's own virtualenv (with
+uv, taking the dependencies from the package index). Then, as that page says, `meltano
+config set` configures the organization on the plugins themselves, Meltano's checks pass,
+and `meltano run tap-openai-costs target-pelanor` uploads into the local sandbox. Slow: one
+wheel build and one install for the module.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def sandbox(tmp_path: Path) -> Iterator[PelanorSandbox]:
         yield running
 
 
-def test_plugins_from_the_wheel_run_one_organization_into_the_sandbox(
+def test_a_new_project_runs_the_literal_command_into_the_sandbox(
     your_project: Path, environ: dict[str, str], sandbox: PelanorSandbox, wheel: Path
 ) -> None:
     for kind, name in (("extractors", "tap-openai-costs"), ("loaders", "target-pelanor")):
@@ -120,22 +121,21 @@ def test_plugins_from_the_wheel_run_one_organization_into_the_sandbox(
         assert PurePosixPath(url).name == wheel.name, f"{name} was not installed from the wheel"
     exports = your_project / "exports" / "umbrella"
     write_umbrella_exports(exports)
-    env = environ | {"PELANOR_DEV_TOKEN": DEV_TOKEN, "TARGET_PELANOR_API_URL": sandbox.url}
+    env = environ | {"TARGET_PELANOR_API_URL": sandbox.url}
 
-    commands = block("sh", "umbrella--pelanor --inherit-from", page="docs/organizations.md")
-    run_meltano_commands(commands, your_project, env)
-    done = subprocess.run(
-        [str(MELTANO), "--environment=dev", "run", "openai-costs-umbrella"],
-        cwd=your_project,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    configure = block("sh", "meltano config set tap-openai-costs organization_id", DEFINITIONS_PAGE)
+    assert "<token_id>:<token_secret>" in configure
+    run_meltano_commands(
+        configure.replace("<token_id>:<token_secret>", DEV_TOKEN), your_project, env
+    )
+    assert DEV_TOKEN not in (your_project / "meltano.yml").read_text("utf-8")
+    assert sandbox.uploads() == []  # the checks upload nothing
+    run_meltano_commands(
+        block("sh", "meltano run tap-openai-costs target-pelanor", DEFINITIONS_PAGE),
+        your_project,
+        env,
     )
 
-    assert done.returncode == 0, done.stderr[-5000:]
     assert [(u["integration_id"], u["month"]) for u in sandbox.uploads()] == [
         ("int-umbrella", "2025-09"),
         ("int-umbrella", "2025-10"),
@@ -143,3 +143,57 @@ def test_plugins_from_the_wheel_run_one_organization_into_the_sandbox(
     for month, name in (("2025-09", SEPTEMBER), ("2025-10", OCTOBER)):
         stored = sandbox.data_dir / "files" / "int-umbrella" / f"{month}.csv"
         assert stored.read_bytes() == (exports / name).read_bytes()
+
+    # A second organization added by inheritance that forgets its integration and token:
+    # it would upload into the first one's integration; it stops before reading anything.
+    second = [
+        "add --plugin-type extractor tap-openai-costs--second --inherit-from tap-openai-costs",
+        "config set tap-openai-costs--second organization_id org-second",
+        "add --plugin-type loader target-pelanor--second --inherit-from target-pelanor",
+        "config set target-pelanor--second organization_id org-second",
+    ]
+    run_meltano_commands("\n".join(f"meltano {line}" for line in second), your_project, env)
+    done = meltano(your_project, env, "run", "tap-openai-costs--second", "target-pelanor--second")
+    assert done.returncode != 0
+    assert (
+        "integration_id int-umbrella is the Pelanor integration of org-umbrella (its months "
+        "were uploaded there from this machine), and Pelanor keeps one integration per OpenAI "
+        "organization: org-second needs an integration of its own. Set it on this "
+        "organization's loader (meltano config set target-pelanor--second integration_id"
+    ) in done.stderr
+    assert len(sandbox.uploads()) == 2
+
+
+def test_meltanos_loader_test_runs_the_checks_then_fails_on_its_own_bug(
+    your_project: Path, environ: dict[str, str], sandbox: PelanorSandbox
+) -> None:
+    """`meltano config test target-pelanor`: target-pelanor takes Meltano's test stream,
+    checks, uploads nothing and exits 0; Meltano 4.4.1 then stops the finished process and
+    ends in ProcessLookupError, for every loader (docs/meltano-project.md says so). When
+    this fails, Meltano fixed it: update that page."""
+    env = environ | {
+        "TARGET_PELANOR_API_URL": sandbox.url,
+        "TARGET_PELANOR_ORGANIZATION_ID": "org-umbrella",
+        "TARGET_PELANOR_INTEGRATION_ID": "int-umbrella",
+        "TARGET_PELANOR_API_TOKEN": DEV_TOKEN,
+    }
+    done = meltano(your_project, env, "--log-level=debug", "config", "test", "target-pelanor")
+
+    assert f"Pelanor at {sandbox.url} answered over plain http" in done.stderr
+    assert "Process return code: 0" in done.stderr
+    assert done.returncode != 0
+    assert "ProcessLookupError" in done.stderr
+    assert sandbox.uploads() == []
+
+
+def meltano(project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(MELTANO), *args],
+        cwd=project,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )

@@ -99,6 +99,14 @@ NOT_ACCEPTED = {
         Answer(200, b'{"error": {"message": "integration int-acme is disabled"}}'),
         "HTTP 200 with an error: integration int-acme is disabled",
     ),
+    "an error text": (
+        Answer(201, b'{"id": "upl_1", "error": "month 2025-10 is locked"}'),
+        "HTTP 201 with an error: month 2025-10 is locked",
+    ),
+    "an error flag": (
+        Answer(202, b'{"id": "upl_1", "error": true}'),
+        "HTTP 202 with an error: true",
+    ),
     "a sign-in page": (
         html("Sign in &middot; Pelanor"),
         "HTTP 200 with an HTML page titled 'Sign in · Pelanor' instead of Pelanor's JSON "

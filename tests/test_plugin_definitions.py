@@ -18,6 +18,7 @@ import yaml
 
 from scripts import plugin_definitions
 from tests.docs import REPO
+from tests.meltano_cli import project_config
 from tests.plugin_settings import (
     about,
     declared_settings,
@@ -27,8 +28,10 @@ from tests.plugin_settings import (
 
 PLUGINS = {"tap-openai-costs": "extractors", "target-pelanor": "loaders"}
 #: What a shipped definition has that this project's meltano.yml does not: where to get
-#: the package (the wheel), and the Hub's keywords.
+#: the package (the wheel), and the Hub's keywords; and what only this project's has: the
+#: first organization's settings.
 SHIPPED_ONLY = {"pip_url", "keywords"}
+PROJECT_ONLY = {"config"}
 #: What only a made-up address contains.
 PLACEHOLDERS = ("example.com", "example.org", "example.net", "git.example", "your-org")
 
@@ -73,7 +76,7 @@ def test_shipped_definition_is_the_one_meltano_yml_runs(
     definition = shipped_definitions()[name]
     assert_matches_about(definition, abouts[name])
     assert {k: v for k, v in definition.items() if k not in SHIPPED_ONLY} == {
-        k: v for k, v in parent(name).items() if k not in SHIPPED_ONLY
+        k: v for k, v in parent(name).items() if k not in SHIPPED_ONLY | PROJECT_ONLY
     }
     hub_metadata = ("name", "namespace", "variant", "label", "description", "keywords")
     assert all(definition[key] for key in hub_metadata)
@@ -110,9 +113,10 @@ def test_no_placeholder_address_anywhere_a_user_reads() -> None:
 
 
 def test_every_setting_configured_in_meltano_yml_is_declared() -> None:
-    """A misspelt setting in an organization's plugin or an environment fails here, not as
-    a setting Meltano passes on and the plugin silently ignores."""
-    config = meltano_yml()
+    """A misspelt setting in an organization's plugin (in meltano.yml or its file in orgs/)
+    or an environment fails here, not as a setting Meltano passes on and the plugin
+    silently ignores."""
+    config = project_config()
     inherits = {
         plugin["name"]: plugin.get("inherit_from")
         for kind in PLUGINS.values()

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 from datetime import date
-from decimal import Decimal
+from decimal import Context, Decimal, localcontext
 
 import pytest
 
 from openai_costs.export import REQUIRED_COLUMNS, month_days
 from tests.exports import ORG, cost, export, times, write
 from tests.singer import (
+    Run,
     report,
     run_tap,
     run_target,
@@ -80,6 +81,59 @@ def test_float_repr_amounts_arrive_byte_for_byte_with_exact_totals(tmp_path, pel
     total = 30 * sum(map(Decimal, FLOAT_REPRS))
     assert total == Decimal("7624.462147349999999970")  # exact: no float on the way
     assert report(result)[1][2:5] == ["330", "7624.462147349999999970", "uploaded"]
+
+
+def _month_run(tmp_path, pelanor, rows: list[dict[str, str]]) -> tuple[dict, Run, bytes]:
+    """November 2025 of these rows through tap | target: the seal, the target's run, and
+    the file as exported."""
+    content = export(rows)
+    tap = run_tap(
+        tmp_path, {"paths": [str(write(tmp_path / "nov.csv", content))], "organization_id": ORG}
+    )
+    assert tap.returncode == 0, tap.stderr
+    (seal,) = tap.records("cost_months")
+    result = run_target(tmp_path, target_config(pelanor), tap.stdout)
+    assert result.returncode == 0, result.stderr
+    assert stored(pelanor) == {"int-acme/2025-11": content}
+    return seal, result, content
+
+
+def test_a_month_of_thirty_digit_amounts_adds_up_to_the_last_digit(tmp_path, pelanor) -> None:
+    amounts = (
+        "0.123456789012345678901234567891",
+        "98765.4321098765432109876543210",
+        "-1.23456789012345678901234567899",
+    )
+    rows = [
+        cost(day, f"{amount[:-1]}{day.day % 10}", item=f"line {n}")
+        for day in month_days("2025-11")
+        for n, amount in enumerate(amounts)
+    ]
+    with localcontext(Context(prec=200)):  # far more digits than any sum here needs
+        total = f"{sum(Decimal(row['amount_value']) for row in rows):f}"
+    assert total == "2962929.629963262962996326296310168485"  # 37 digits: 28 would round it
+    seal, result, _ = _month_run(tmp_path, pelanor, rows)
+    assert seal["total_usd"] == total
+    assert report(result)[1][2:5] == ["90", total, "uploaded"]
+    assert (
+        result.last_state["bookmarks"]["target-pelanor"]["uploaded"][f"{ORG}/2025-11"]["total_usd"]
+        == total
+    )
+
+
+def test_a_total_of_a_tenth_of_a_microdollar_is_written_in_plain_digits(tmp_path, pelanor) -> None:
+    """Totals are plain decimal text wherever they go: str() would write 1E-7, which no
+    reader of the state or the table expects (the shrink guard would refuse it)."""
+    days = month_days("2025-11")
+    rows = [cost(days[0], "1e-07"), *(times(day) for day in days[1:])]
+    seal, result, content = _month_run(tmp_path, pelanor, rows)
+    assert b",1e-07,usd," in content  # the file keeps its own text
+    assert seal["total_usd"] == "0.0000001"
+    assert report(result)[1][2:5] == ["30", "0.0000001", "uploaded"]
+    assert (
+        result.last_state["bookmarks"]["target-pelanor"]["uploaded"][f"{ORG}/2025-11"]["total_usd"]
+        == "0.0000001"
+    )
 
 
 def test_amounts_in_records_are_the_exact_decimals_of_the_text(tmp_path) -> None:

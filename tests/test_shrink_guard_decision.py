@@ -66,7 +66,7 @@ def test_fewer_days_rows_and_dollars_are_all_named_in_one_line():
     assert refusal(BEFORE, now(rows=46, days=23, total="30.1"), MONTH) == (
         f"is smaller than the copy {ORIGIN}: 46 rows, 23 days, 30.1 USD against 62 "
         "rows, 31 days, 42.6 USD (8 fewer day(s), 16 fewer row(s), 12.5 USD less, more than "
-        "the 0.21 USD tolerance)" + ADVICE
+        "the 0.213 USD tolerance)" + ADVICE
     )
 
 
@@ -80,7 +80,7 @@ def test_one_row_fewer_is_refused_even_with_the_same_total():
 def test_a_total_lower_by_more_than_the_tolerance_is_refused():
     assert refusal(BEFORE, now(total="42.386"), MONTH) == (
         f"is smaller than the copy {ORIGIN}: 62 rows, 31 days, 42.386 USD against 62 "
-        "rows, 31 days, 42.6 USD (0.214 USD less, more than the 0.21 USD tolerance)" + ADVICE
+        "rows, 31 days, 42.6 USD (0.214 USD less, more than the 0.213 USD tolerance)" + ADVICE
     )
 
 
@@ -91,6 +91,22 @@ def test_a_tiny_month_is_allowed_a_cent_less_and_no_more():
         f"is smaller than the copy {ORIGIN}: 2 rows, 1 days, 0.489 USD against 2 rows, "
         "1 days, 0.50 USD (0.011 USD less, more than the 0.01 USD tolerance)" + ADVICE
     )
+
+
+def test_totals_are_compared_to_the_last_digit():
+    """0.01 USD and one 10^-30 less is more than the cent allowed (a 28-digit context
+    would round the difference to the cent and let it through)."""
+    tiny = remembered(rows=2, days=1, total="2")
+    assert refusal(tiny, Uploaded(2, 1, Decimal("1.99"), "now"), MONTH) is None
+    assert refusal(
+        tiny, Uploaded(2, 1, Decimal("1.989999999999999999999999999999"), "now"), MONTH
+    ) == (
+        f"is smaller than the copy {ORIGIN}: 2 rows, 1 days, 1.989999999999999999999999999999 "
+        "USD against 2 rows, 1 days, 2 USD (0.010000000000000000000000000001 USD less, more "
+        "than the 0.01 USD tolerance)" + ADVICE
+    )
+    large = remembered(rows=2, days=1, total="1000000000000000000000000000.000000001")
+    assert tolerance(large.uploaded) == Decimal("5000000000000000000000000.000000000005")
 
 
 def test_a_month_of_credits_may_not_fall_further_than_its_tolerance():
@@ -198,7 +214,7 @@ def test_a_record_this_target_did_not_write_is_unreadable_with_the_reason(value,
 def test_a_costs_api_month_reported_lower_is_called_openais_restatement():
     assert refusal(BEFORE, now(total="40"), MONTH, from_api=True) == (
         f"is smaller than the copy {ORIGIN}: 62 rows, 31 days, 40 USD against 62 rows, 31 "
-        "days, 42.6 USD (2.6 USD less, more than the 0.21 USD tolerance); OpenAI's Costs API "
+        "days, 42.6 USD (2.6 USD less, more than the 0.213 USD tolerance); OpenAI's Costs API "
         "now reports this month lower than when it was uploaded (OpenAI restated it). If the "
         "lower figures are right, list 2025-10 in allow_shrinking_months to upload it"
     )
@@ -207,7 +223,7 @@ def test_a_costs_api_month_reported_lower_is_called_openais_restatement():
 def test_more_rows_with_a_lower_total_is_called_a_credit():
     assert refusal(BEFORE, now(rows=63, total="40"), MONTH) == (
         f"is smaller than the copy {ORIGIN}: 63 rows, 31 days, 40 USD against 62 rows, 31 "
-        "days, 42.6 USD (2.6 USD less, more than the 0.21 USD tolerance), although it has 1 "
+        "days, 42.6 USD (2.6 USD less, more than the 0.213 USD tolerance), although it has 1 "
         "more row(s): a credit or refund (a negative amount) lowers the total; if OpenAI "
         "booked one, list 2025-10 in allow_shrinking_months to upload it, otherwise export "
         "the whole month again"

@@ -274,7 +274,13 @@ def test_about_and_discover(tmp_path) -> None:
     assert "| organization_id " in about.stdout
     discover = run("tap-openai-costs", "--discover", config=ACME, tmp=tmp_path)
     streams = {s["tap_stream_id"]: s for s in json.loads(discover.stdout)["streams"]}
-    assert sorted(streams) == ["cost_month_layouts", "cost_months", "costs"]
+    assert sorted(streams) == ["cost_month_layouts", "cost_months", "costs", "focus_costs"]
+    assert streams["focus_costs"]["key_properties"] == [
+        "BillingAccountId",
+        "x_Month",
+        "x_MonthVersion",
+        "x_CostsRow",
+    ]
     assert streams["costs"]["key_properties"] == ["organization", "month", "month_version", "row"]
     assert streams["cost_month_layouts"]["key_properties"] == [
         "organization",

@@ -442,7 +442,7 @@ def test_a_month_openai_restated_lower_is_refused_as_a_restatement(
         "withheld: is smaller than the copy "
         + remembered_in_state(pelanor, first.last_state, "org-acme/2025-10")
         + ": 61 rows, 31 days, 27.880346 USD against 61 rows, 31 days, 28.676220 USD "
-        "(0.795874 USD less, more than the 0.14 USD tolerance); OpenAI's Costs API now "
+        "(0.795874 USD less, more than the 0.1433811 USD tolerance); OpenAI's Costs API now "
         "reports this month lower than when it was uploaded (OpenAI restated it). If the "
         "lower figures are right, list 2025-10 in allow_shrinking_months to upload it",
     ]

@@ -22,6 +22,7 @@ from openai_costs.export import (
     RowChecker,
     missing_days,
     month_days,
+    reading,
     scan_export,
 )
 from tap_openai_costs.streams import CostsStream, TapStopped
@@ -214,14 +215,14 @@ def test_an_unreadable_file_is_one_line(tmp_path, monkeypatch, capsys) -> None:
     # Simulated: the tests may run as root, who can read any file.
     good = write(tmp_path / "sep.csv", export(month_rows("2025-09")))
     locked = write(tmp_path / "oct.csv", export(month_rows("2025-10")))
-    real_open = Path.open
+    real_open = reading.open_regular
 
     def open_(path: Path, *args, **kwargs):
-        if path == locked:
+        if Path(path) == locked:
             raise PermissionError(13, "Permission denied", str(path))
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "open", open_)
+    monkeypatch.setattr(reading, "open_regular", open_)
     config = {"paths": [str(good), str(locked)], "organization_id": ORG}
     status, out, errors = run_in_process(monkeypatch, capsys, config, TODAY)
     assert status == 1
@@ -230,6 +231,29 @@ def test_an_unreadable_file_is_one_line(tmp_path, monkeypatch, capsys) -> None:
         "or take it out of paths"
     ]
     assert '"type":"RECORD","stream":"cost_months"' not in out
+
+
+def test_a_fifo_named_in_paths_is_one_line_without_waiting(tmp_path) -> None:
+    fifo = tmp_path / "cost.csv"
+    os.mkfifo(fifo, 0o600)
+    result = run_tap(tmp_path, {"paths": [str(fifo)], "organization_id": ORG})
+    assert result.returncode == 1
+    assert result.errors == [
+        f"{ERROR}{fifo}: is a named pipe (FIFO), not a regular file; list export files, or "
+        "the folders that hold them"
+    ]
+
+
+def test_an_export_with_an_enormous_line_is_one_line_and_never_held_whole(tmp_path) -> None:
+    lines = export(month_rows("2025-10")).split(b"\n")
+    lines[2] += b"," * (2 << 20)  # row 3, as a spreadsheet numbers it
+    huge = write(tmp_path / "oct.csv", b"\n".join(lines))
+    result = run_tap(tmp_path, {"paths": [str(huge)], "organization_id": ORG})
+    assert result.returncode == 1
+    assert result.errors == [
+        f"{ERROR}{huge}: row 3: has a line longer than 1 MiB; it is not the CSV OpenAI "
+        "exports: download the Cost data export again as CSV"
+    ]
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")

@@ -185,8 +185,9 @@ def _total(path: Path, rows: int) -> str:
 
 
 NOT_SEALED = (
-    "withheld: was not sealed by the tap (it stopped before finishing the month); "
-    "nothing uploaded, the next run sends it again"
+    "withheld: was not sealed by the tap: the tap refused it (its log says why, such as "
+    "check_against_api) or stopped before finishing it; nothing uploaded, the next run "
+    "sends it again"
 )
 
 
@@ -295,6 +296,7 @@ def _retext_row(row: int):
 def _foreign_row(stream, record):
     if stream == "costs" and record["row"] == 5:
         record["organization_id"] = "org-globex"
+        record["csv_row"] = record["csv_row"].replace(",org-acme,", ",org-globex,")
     return record
 
 
@@ -415,6 +417,19 @@ def test_an_incomplete_month_is_withheld_unless_allowed(tmp_path, pelanor) -> No
     allowed = run_target(tmp_path, target_config(pelanor, allow_partial_month=True), messages)
     assert allowed.returncode == 0
     assert stored(pelanor) == {"int-acme/2025-10": export(half)}
+
+
+@pytest.mark.parametrize("missing", ["2025-10-01", "2025-10-17", "2025-10-31"])
+def test_a_month_missing_exactly_one_day_is_withheld(tmp_path, pelanor, missing) -> None:
+    rows = [r for r in month_rows("2025-10") if not r["start_time_iso"].startswith(missing)]
+    messages = tap_output(tmp_path, write(tmp_path / "oct.csv", export(rows)))
+    result = run_target(tmp_path, target_config(pelanor), messages)
+    assert result.returncode == 1
+    assert report(result)[1][4] == (
+        f"withheld: is incomplete: 1 day(s) missing ({missing}); export the whole month, or "
+        "set allow_partial_month to upload it anyway"
+    )
+    assert pelanor.uploads() == []
 
 
 def test_safe_months_are_still_uploaded_when_another_is_withheld(tmp_path, pelanor) -> None:
@@ -588,6 +603,48 @@ def test_a_batch_file_of_other_records_is_a_clear_error(tmp_path, pelanor) -> No
     ]
     assert "Traceback" not in result.stderr
     assert pelanor.uploads() == []
+
+
+@pytest.mark.parametrize("field", ["csv_row", "organization", "day"])
+def test_a_batch_row_with_a_required_text_field_null_is_a_clear_error(
+    tmp_path, pelanor, field
+) -> None:
+    """As on the RECORD paths (whatever the SCHEMA lets be null), the row is refused."""
+    messages, url = _october_in_one_batch_file(tmp_path)
+    batch = Path(url.removeprefix("file://"))
+    lines = batch.read_text().splitlines(keepends=True)
+    record = json.loads(lines[2])
+    record[field] = None
+    lines[2] = json.dumps(record) + "\n"
+    batch.write_text("".join(lines))
+    result = run_target(tmp_path, target_config(pelanor), messages)
+    assert result.returncode == 1
+    assert result.errors == [
+        f"target-pelanor: error: batch file {url}, line 3: Expected `str`, got `null` - at "
+        f"`$.{field}`; pair target-pelanor with tap-openai-costs"
+    ]
+    assert pelanor.uploads() == []
+
+
+def test_a_batch_row_whose_fields_differ_from_its_text_withholds_its_month(
+    tmp_path, pelanor
+) -> None:
+    messages, url = _october_in_one_batch_file(tmp_path)
+    batch = Path(url.removeprefix("file://"))
+    lines = batch.read_text().splitlines(keepends=True)
+    assert '"amount_value":"0.75474989278489701"' in lines[1]
+    lines[1] = lines[1].replace('"amount_value":"0.75474989278489701"', '"amount_value":"75.4"')
+    batch.write_text("".join(lines))
+    result = run_target(tmp_path, target_config(pelanor), messages)
+    assert result.returncode == 1
+    assert report(result)[1][4:] == [
+        "withheld: row 3's amount_value '75.4' is not the amount_value in its csv_row "
+        "('0.75474989278489701'): what the target reports must be what it uploads; pair "
+        "target-pelanor with tap-openai-costs, without stream maps that change a costs "
+        "record, and run the pipeline again"
+    ]
+    assert pelanor.uploads() == []
+    assert result.last_state is None
 
 
 def test_a_record_without_csv_row_is_a_clear_error_even_unvalidated(tmp_path, pelanor) -> None:

@@ -8,7 +8,9 @@ the sandbox never gives.
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
 import resource
 import signal
 import subprocess
@@ -21,6 +23,7 @@ import pytest
 
 from openai_costs.export import format_decimal
 from openai_costs.work_folder import open_work_folder
+from target_pelanor import input_reader
 from target_pelanor.client import PelanorClient, PelanorError, PelanorRejected
 from target_pelanor.input_reader import NumberedReader
 from target_pelanor.stopping import RunStopped
@@ -97,6 +100,7 @@ def test_shrink_guard_refuses_a_download_cut_at_a_line_ending(tmp_path, pelanor)
         "total_usd": SEPT_TOTAL,
         "rows_digest": seal["rows_digest"],
         "endpoint": pelanor.url,
+        "destination": f"localhost:{pelanor.url.rsplit(':', 1)[1]}/int-acme",
         "uploaded_at": record["uploaded_at"],
     }
 
@@ -121,7 +125,7 @@ def test_shrink_guard_refuses_a_download_cut_at_a_line_ending(tmp_path, pelanor)
         + remembered_in_state(pelanor, first.last_state, "org-acme/2025-09")
         + f": 402 rows, 30 days, {cut_total} "
         f"USD against 409 rows, 30 days, {SEPT_TOTAL} USD (7 fewer row(s), "
-        "8.64708212465447084 USD less, more than the 2.83 USD tolerance); "
+        "8.64708212465447084 USD less, more than the 2.8307986619294696723 USD tolerance); "
         + SMALLER.format(month="2025-09"),
     ]
     assert refused.last_state is None
@@ -270,6 +274,33 @@ BAD_SETTINGS = {
         "upload_path has unknown placeholder(s) {integration}; the placeholders are {month}, "
         "{first_day}, {last_day}, {organization_id}, {integration_id}, {file_name}",
     ),
+    "upload_path leading back up": (
+        {"upload_path": "/v1/../admin/{integration_id}"},
+        "upload_path has a '.' or '..' segment, which would send the upload elsewhere on the "
+        "server (got '/v1/../admin/{integration_id}'); write the path without it",
+    ),
+    "upload_path with '#'": (
+        {"upload_path": "/v1/integrations/openai/{integration_id}#/upload"},
+        "upload_path has '#', which ends a URL's path, so what follows it would never be sent "
+        "(got '/v1/integrations/openai/{integration_id}#/upload'); remove it, or write %23 "
+        "for a '#' in the path",
+    ),
+    "integration_id '..'": (
+        {"integration_id": ".."},
+        "integration_id '..' is not an ID: it names a folder, and would move the upload path; "
+        "copy the ID from the integration's page in Pelanor",
+    ),
+    "integration_id with a line break": (
+        {"integration_id": "int-acme\r\n"},
+        "integration_id has a control character, such as a line break (got 'int-acme\\r\\n'); "
+        "copy the ID again from the integration's page in Pelanor, without it",
+    ),
+    "integration_id of 5,000 characters": (
+        {"integration_id": "int-" + "a" * 4996},
+        "integration_id is 5,000 characters long ('int-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...'), "
+        "more than an ID has (at most 200 once URL-encoded); copy the ID from the "
+        "integration's page in Pelanor",
+    ),
     "a token with a space": (
         {"api_token": "tok_8f3Kx2 s3cr3t"},
         "api_token contains whitespace or a line break; set it without spaces or newlines "
@@ -386,6 +417,31 @@ def test_the_sdks_own_key_checks_name_the_line_number_only() -> None:
     )
 
 
+class _TakesNothing:
+    def take(self, line: str) -> bool:
+        return False
+
+    def settle(self, *, drain: bool = True) -> None:
+        pass
+
+
+def test_an_input_line_without_end_is_refused_at_the_bound(monkeypatch) -> None:
+    """Read up to the bound, never whole (here 1,000 characters for 128 Mi)."""
+    monkeypatch.setattr(input_reader, "MAX_LINE_CHARACTERS", 1000)
+    reader = NumberedReader()
+    reader.fast_lines = _TakesNothing()
+    lines = io.StringIO('{"type":"STATE","value":{}}\n{"type":"STATE","value":"' + "x" * 5000)
+    seen: list[Any] = []
+    with pytest.raises(RunStopped) as stopped:
+        reader.process_lines(lines, {"STATE": seen.append})
+    assert str(stopped.value) == (
+        "input line 2 is longer than 1,000 characters; target-pelanor reads the messages of "
+        "tap-openai-costs: check what feeds its input"
+    )
+    assert seen == [{"type": "STATE", "value": {}}]
+    assert lines.tell() == len('{"type":"STATE","value":{}}\n') + 1001
+
+
 def test_a_work_dir_that_is_a_file_is_one_line_at_start(tmp_path, pelanor) -> None:
     in_the_way = write(tmp_path / "work", b"")
     result = run_target(tmp_path, target_config(pelanor, work_dir=str(in_the_way)), "")
@@ -482,25 +538,114 @@ def test_an_output_dir_under_home_that_is_a_file_is_one_line_at_start(tmp_path) 
     ]
 
 
-def test_a_batch_file_that_cannot_be_read_is_one_line(tmp_path, pelanor) -> None:
+def _october_in_batch_files(tmp: Path) -> tuple[Run, str]:
     config = {
         "paths": [str(ACME_OCT)],
         "organization_id": ORG,
         "batch_config": {
             "encoding": {"format": "jsonl", "compression": "none"},
-            "storage": {"root": (tmp_path / "batches").as_uri()},
+            "storage": {"root": (tmp / "batches").as_uri()},
         },
     }
-    tap = run_tap(tmp_path, config)
+    tap = run_tap(tmp, config)
     (url,) = [m["manifest"][0] for m in tap.messages if m["type"] == "BATCH"]
+    return tap, url
+
+
+BATCH_FILES_READ = (
+    "; it was left alone: target-pelanor reads and deletes only the batch files "
+    "tap-openai-costs writes (named <prefix><stream>-<run id>-<n>.jsonl[.gz], a regular file "
+    "of this user readable by its owner only, beside its run's lock "
+    ".<prefix><stream>-<run id>.lock)"
+)
+
+
+def test_a_folder_in_place_of_a_batch_file_is_one_line(tmp_path, pelanor) -> None:
+    tap, url = _october_in_batch_files(tmp_path)
     batch = Path(url.removeprefix("file://"))
     batch.unlink()
-    batch.mkdir()  # what the target finds where the file should be
+    batch.mkdir(mode=0o700)  # what the target finds where the file should be
     result = run_target(tmp_path, target_config(pelanor), tap.stdout)
     assert result.returncode == 1
     assert result.errors == [
-        f"target-pelanor: error: batch file {url}: Is a directory; target-pelanor reads each "
-        "batch file and then deletes it: check the batch folder's permissions and free space"
+        f"target-pelanor: error: batch file {url} is a folder, not a regular file{BATCH_FILES_READ}"
+    ]
+    assert "Traceback" not in result.stderr
+    assert batch.is_dir()
+    assert pelanor.uploads() == []
+
+
+def test_a_batch_message_naming_a_users_file_leaves_it_alone(tmp_path, pelanor) -> None:
+    """A BATCH message is input: the file it names is read and deleted only if the tap
+    wrote it."""
+    tap, url = _october_in_batch_files(tmp_path)
+    copy = write(tmp_path / "cost_2025-10-01_2025-10-31.csv", ACME_OCT.read_bytes())
+    copy.chmod(0o600)
+    messages = tap.stdout.replace(url, copy.as_uri())
+    result = run_target(tmp_path, target_config(pelanor), messages)
+    assert result.returncode == 1
+    assert result.errors == [
+        f"target-pelanor: error: batch file {copy.as_uri()} is not named as tap-openai-costs "
+        f"names a .jsonl batch file{BATCH_FILES_READ}"
+    ]
+    assert copy.read_bytes() == ACME_OCT.read_bytes()
+    assert pelanor.uploads() == []
+
+
+def test_a_fifo_in_place_of_a_batch_file_is_one_line_without_waiting(tmp_path, pelanor) -> None:
+    tap, url = _october_in_batch_files(tmp_path)
+    batch = Path(url.removeprefix("file://"))
+    batch.unlink()
+    os.mkfifo(batch, 0o600)
+    result = run_target(tmp_path, target_config(pelanor), tap.stdout)
+    assert result.returncode == 1
+    assert result.errors == [
+        f"target-pelanor: error: batch file {url} is a named pipe (FIFO), not a regular file"
+        f"{BATCH_FILES_READ}"
+    ]
+    assert batch.exists()
+    assert pelanor.uploads() == []
+
+
+def _records_before_their_schema(messages: str, kind: str, stream: str) -> tuple[str, int]:
+    """The tap's messages with the first ``kind`` message of ``stream`` moved to the top;
+    and that line's number there."""
+    lines = messages.splitlines(keepends=True)
+    first = next(
+        i
+        for i, line in enumerate(lines)
+        if line.startswith(f'{{"type":"{kind}","stream":"{stream}"')
+    )
+    return "".join([lines[first], *lines[:first], *lines[first + 1 :]]), 1
+
+
+BEFORE_SCHEMA = {
+    "costs RECORD (the fast path)": ("RECORD", "costs", {}),
+    "costs RECORD (the SDK's path)": (
+        "RECORD",
+        "costs",
+        {"stream_maps": {"costs": {"__else__": "__NULL__", "csv_row": "csv_row"}}},
+    ),
+    "seal RECORD": ("RECORD", "cost_months", {}),
+    "costs BATCH": ("BATCH", "costs", {}),
+}
+
+
+@pytest.mark.parametrize(("kind", "stream", "extra"), BEFORE_SCHEMA.values(), ids=BEFORE_SCHEMA)
+def test_a_message_before_its_streams_schema_is_one_line(
+    tmp_path, pelanor, kind, stream, extra
+) -> None:
+    if kind == "BATCH":
+        messages = _october_in_batch_files(tmp_path)[0].stdout
+    else:
+        messages = tap_output(tmp_path, ACME_OCT)
+    moved, number = _records_before_their_schema(messages, kind, stream)
+    result = run_target(tmp_path, target_config(pelanor, **extra), moved)
+    assert result.returncode == 1
+    assert result.errors == [
+        f"target-pelanor: error: input line {number} is a {kind} message of stream {stream!r} "
+        "before that stream's SCHEMA message; target-pelanor reads the messages of "
+        "tap-openai-costs: check what feeds its input"
     ]
     assert "Traceback" not in result.stderr
     assert pelanor.uploads() == []

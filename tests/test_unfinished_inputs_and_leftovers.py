@@ -144,6 +144,35 @@ def test_a_state_that_cannot_be_read_is_one_line_in_the_tap(tmp_path, text, prob
     assert result.stdout == ""
 
 
+def sparse_file(path: Path, size: int) -> None:
+    """A file of ``size`` bytes that takes no room on the disk."""
+    path.touch(mode=0o600)
+    os.truncate(path, size)
+
+
+@pytest.mark.parametrize(
+    ("make", "problem"),
+    [
+        (lambda path: os.mkfifo(path, 0o600), "it is a named pipe (FIFO), not a regular file"),
+        (lambda path: sparse_file(path, 1 << 30), "it is larger than 64 MiB"),
+    ],
+    ids=["a FIFO", "1 GiB"],
+)
+def test_a_state_file_that_is_no_state_is_one_line_without_waiting_or_filling_memory(
+    tmp_path, make, problem
+) -> None:
+    path = tmp_path / "state.json"
+    make(path)
+    config = {"paths": [str(ACME_OCT)], "organization_id": ORG}
+    result = run("tap-openai-costs", "--state", str(path), config=config, tmp=tmp_path)
+    assert result.returncode == 1
+    assert result.errors == [
+        f"{ERROR}the state ({path}) cannot be read: {problem}; give --state the state file "
+        "(meltano passes one), or run without it"
+    ]
+    assert result.stdout == ""
+
+
 def state_line(value: Any) -> str:
     return json.dumps({"type": "STATE", "value": value}) + "\n"
 

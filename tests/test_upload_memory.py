@@ -14,9 +14,11 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
+from target_pelanor.destination import Destination, pelanor_host
 from target_pelanor.sandbox import PelanorSandbox
 from target_pelanor.shrink_guard import (
     Remembered,
@@ -28,13 +30,14 @@ from target_pelanor.shrink_guard import (
 )
 from target_pelanor.upload_records import MachineRecords, normalised_endpoint
 from tests.exports import SAMPLES
-from tests.pelanor_sandbox import sandbox_config
+from tests.pelanor_sandbox import running_sandbox, sandbox_config
 from tests.singer import Run, report, run_target, stored, target_config
 from tests.upload_guard import (
     OLDER_COPIES,
     config_errors,
     machine_record,
     october_export,
+    remembered_in_state,
     remembered_on_this_machine,
     tap_run,
     uploaded_record,
@@ -202,7 +205,7 @@ def test_a_refusal_where_rows_grew_but_the_total_fell_names_a_credit() -> None:
     assert refusal(before, credited, "2025-10") == (
         "is smaller than the copy remembered in the state, by an earlier version that did not "
         "note where or when: 63 rows, 31 days, 21.85 USD against 62 rows, 31 days, 41.85 USD "
-        "(20.00 USD less, more than the 0.21 USD tolerance), although it has 1 more row(s): "
+        "(20.00 USD less, more than the 0.20925 USD tolerance), although it has 1 more row(s): "
         "a credit or refund (a negative amount) lowers the total; if OpenAI booked one, list "
         "2025-10 in allow_shrinking_months to upload it, otherwise export the whole month "
         "again"
@@ -212,12 +215,58 @@ def test_a_refusal_where_rows_grew_but_the_total_fell_names_a_credit() -> None:
 def test_endpoints_are_normalised_so_one_pelanor_has_one_record_folder(tmp_path) -> None:
     assert normalised_endpoint("HTTPS://API.Pelanor.io:443/") == "https://api.pelanor.io"
     assert normalised_endpoint("http://127.0.0.1:8765/api/") == "http://127.0.0.1:8765/api"
-    records = MachineRecords(tmp_path, "https://api-eu.pelanor.io")
+    records = MachineRecords(tmp_path, "https://api-eu.pelanor.io/v1")
     assert records.path("int/acme", "2025-10") == (
         tmp_path / "api-eu.pelanor.io" / "int%2Facme" / "2025-10.json"
     )
-    sandbox = MachineRecords(tmp_path, "http://[::1]:8765")
-    assert sandbox.folder == tmp_path / "http%3A%2F%2F%5B%3A%3A1%5D%3A8765"
+    for spelling in ("http://[::1]:8765", "http://127.0.0.1:8765/v1", "http://LOCALHOST.:8765/"):
+        assert MachineRecords(tmp_path, spelling).folder == tmp_path / "localhost%3A8765"
+
+
+SAME_PELANOR = {
+    "api.pelanor.io": [
+        "https://api.pelanor.io",
+        "HTTPS://API.Pelanor.io:443/",
+        "https://api.pelanor.io/v1",
+        "https://api.pelanor.io./v1/",
+    ],
+    "localhost:8765": [
+        "http://127.0.0.1:8765",
+        "http://localhost:8765/v1",
+        "http://[::1]:8765/",
+        "http://127.0.0.2:8765",
+        "http://[::ffff:127.0.0.1]:8765",
+        "http://app.localhost:8765",
+    ],
+    "api-eu.pelanor.io": ["https://api-eu.pelanor.io"],
+    "localhost:8766": ["http://127.0.0.1:8766"],
+    "localhost:80": ["http://localhost"],
+    "[2001:db8::1]:8443": ["https://[2001:0db8:0:0::1]:8443/v1"],
+}
+
+
+@pytest.mark.parametrize(("host", "spellings"), SAME_PELANOR.items(), ids=SAME_PELANOR)
+def test_every_spelling_of_a_pelanors_url_is_one_host(host, spellings) -> None:
+    assert {pelanor_host(url) for url in spellings} == {host}
+
+
+def test_a_record_speaks_of_its_own_destination_and_when_unsure_of_every_one() -> None:
+    here = Destination("localhost:8765", "int-acme")
+    uploaded = Uploaded(62, 31, Decimal("41.85"), "")
+
+    def noting(destination: str | None = None, endpoint: str | None = None) -> bool:
+        return Remembered(uploaded, "the state", endpoint, None, destination).speaks_of(here)
+
+    assert noting("localhost:8765/int-acme")
+    assert not noting("localhost:8765/int-other")
+    assert not noting("localhost:8766/int-acme")
+    assert not noting("api.pelanor.io/int-acme", "http://127.0.0.1:8765")
+    # Records of earlier versions name a base URL only: any integration at its host.
+    assert noting(endpoint="http://127.0.0.1:8765/v1")
+    assert not noting(endpoint="https://api.pelanor.io")
+    assert noting(endpoint="not a URL")  # unsure: it guards
+    assert noting()  # the earliest records name nothing
+    assert Remembered(uploaded, "", None, None, "localhost:8765/int-other").speaks_of(None)
 
 
 def test_this_machines_record_is_kept_per_pelanor_endpoint(tmp_path, pelanor) -> None:
@@ -235,6 +284,7 @@ def test_this_machines_record_is_kept_per_pelanor_endpoint(tmp_path, pelanor) ->
         "total_usd": "41.85",
         "rows_digest": saved["rows_digest"],
         "endpoint": pelanor.url,
+        "destination": f"localhost:{pelanor.url.rsplit(':', 1)[1]}/int-acme",
         "uploaded_at": saved["uploaded_at"],
     }
     assert oct(record.stat().st_mode & 0o777) == "0o600"
@@ -250,6 +300,90 @@ def test_this_machines_record_is_kept_per_pelanor_endpoint(tmp_path, pelanor) ->
     assert report(again)[1][4] == OLDER_COPIES["the last day not final yet"][2].format(
         origin=remembered_on_this_machine(pelanor, "2025-10")
     )
+
+
+#: Other spellings of the sandbox's URL, as settings: the same Pelanor, the same memory.
+RESPELT = {
+    "/v1 moved from upload_path into api_url": lambda url: {
+        "api_url": f"{url}/v1/",
+        "upload_path": "/integrations/openai/{integration_id}/upload",
+    },
+    "localhost for 127.0.0.1": lambda url: {"api_url": url.replace("127.0.0.1", "localhost")},
+}
+
+
+@pytest.mark.parametrize("respell", RESPELT.values(), ids=RESPELT)
+@pytest.mark.parametrize("memory", ["the state", "this machine"])
+def test_the_same_pelanor_spelt_otherwise_keeps_its_memory(
+    tmp_path, pelanor, respell, memory
+) -> None:
+    full = tap_run(tmp_path, october_export(tmp_path, "new")).stdout
+    first = run_target(tmp_path, target_config(pelanor), full)
+    assert first.returncode == 0, first.stderr
+    if memory == "the state":
+        state = first.last_state
+        origin = remembered_in_state(pelanor, state, OCTOBER)
+        machine_record(pelanor, "2025-10").unlink()  # the state alone remembers
+    else:
+        state, origin = None, remembered_on_this_machine(pelanor, "2025-10")
+    older = tap_run(tmp_path, october_export(tmp_path, "old", "0.50"), state=state).stdout
+    again = run_target(tmp_path, target_config(pelanor, **respell(pelanor.url)), older)
+    assert again.returncode == 1
+    assert report(again)[1][4] == OLDER_COPIES["the last day not final yet"][2].format(
+        origin=origin
+    )
+    assert len(pelanor.uploads()) == 1
+
+
+def test_another_integration_at_the_same_pelanor_has_a_memory_of_its_own(tmp_path) -> None:
+    integrations = {"int-acme": "org-acme", "int-acme-new": "org-acme"}
+    with running_sandbox(tmp_path / "pelanor", integrations=integrations) as pelanor:
+        full = tap_run(tmp_path, october_export(tmp_path, "new")).stdout
+        first = run_target(tmp_path, target_config(pelanor), full)
+        assert first.returncode == 0, first.stderr
+        older = tap_run(
+            tmp_path, october_export(tmp_path, "old", "0.50"), state=first.last_state
+        ).stdout
+        elsewhere = run_target(
+            tmp_path, target_config(pelanor, integration_id="int-acme-new"), older
+        )
+        assert elsewhere.returncode == 0, elsewhere.stderr
+        assert sorted(stored(pelanor)) == ["int-acme-new/2025-10", "int-acme/2025-10"]
+
+
+def test_records_of_earlier_versions_kept_per_base_url_still_guard(tmp_path, pelanor) -> None:
+    """Earlier versions noted only the base URL: in the state's record, and as the name of
+    this machine's folder. Spelt otherwise, such records still guard their Pelanor."""
+    full = tap_run(tmp_path, october_export(tmp_path, "new")).stdout
+    first = run_target(tmp_path, target_config(pelanor), full)
+    assert first.returncode == 0, first.stderr
+    state = first.last_state
+    del uploaded_record(state)[OCTOBER]["destination"]
+    earlier_url = pelanor.url.replace("127.0.0.1", "localhost") + "/v1"
+    uploaded_record(state)[OCTOBER]["endpoint"] = earlier_url
+    record = machine_record(pelanor, "2025-10")
+    content = json.loads(record.read_text())
+    del content["destination"]
+    content["endpoint"] = earlier_url
+    earlier = record.parents[2] / quote(earlier_url, safe="") / "int-acme" / "2025-10.json"
+    earlier.parent.mkdir(parents=True)
+    earlier.write_text(json.dumps(content))
+    record.unlink()
+    at = content["uploaded_at"]
+    when = f"{at[:10]} {at[11:19]} UTC"
+
+    older = october_export(tmp_path, "old", "0.50")
+    for state_passed, where in [
+        (state, "the state"),
+        (None, f"this machine's file {earlier}"),
+    ]:
+        tap = tap_run(tmp_path, older, state=state_passed)
+        again = run_target(tmp_path, target_config(pelanor), tap.stdout)
+        assert again.returncode == 1
+        assert report(again)[1][4] == OLDER_COPIES["the last day not final yet"][2].format(
+            origin=f"uploaded to {earlier_url} at {when}, remembered in {where}"
+        )
+    assert len(pelanor.uploads()) == 1
 
 
 def test_this_machines_record_outlives_a_cleared_state_and_temp_folder(tmp_path, pelanor) -> None:
@@ -292,16 +426,46 @@ def test_an_unreadable_machine_record_stops_its_month(tmp_path, pelanor) -> None
     assert pelanor.uploads() == []
 
 
+def sparse_file(path: Path, size: int) -> None:
+    """A file of ``size`` bytes that takes no room on the disk."""
+    path.touch(mode=0o600)
+    os.truncate(path, size)
+
+
+@pytest.mark.parametrize(
+    ("make", "problem"),
+    [
+        (lambda path: os.mkfifo(path, 0o600), "it is a named pipe (FIFO), not a regular file"),
+        (lambda path: sparse_file(path, 1 << 30), "it is larger than 1 MiB"),
+    ],
+    ids=["a FIFO", "1 GiB"],
+)
+def test_a_machine_record_that_is_no_record_stops_its_month_without_waiting_or_filling_memory(
+    tmp_path, pelanor, make, problem
+) -> None:
+    record = machine_record(pelanor, "2025-10")
+    record.parent.mkdir(parents=True)
+    make(record)
+    tap = tap_run(tmp_path, october_export(tmp_path, "new"))
+    result = run_target(tmp_path, target_config(pelanor), tap.stdout)
+    assert result.returncode == 1
+    assert report(result)[1][4] == (
+        f"withheld: this machine's file {record} cannot be read ({problem}); delete that "
+        "file to forget it, or list 2025-10 in allow_shrinking_months to upload it anyway"
+    )
+    assert pelanor.uploads() == []
+
+
 def test_upload_records_dir_says_where_this_machines_records_live(tmp_path, pelanor) -> None:
     folder = tmp_path / "kept-volume" / "records"
     folder.mkdir(parents=True)
     config = target_config(pelanor, upload_records_dir=str(folder))
     result = run_target(tmp_path, config, tap_run(tmp_path, october_export(tmp_path, "new")).stdout)
     assert result.returncode == 0, result.stderr
-    endpoint = pelanor.url.replace(":", "%3A").replace("/", "%2F")
+    host = f"localhost%3A{pelanor.url.rsplit(':', 1)[1]}"
     assert sorted(p.relative_to(folder) for p in folder.rglob("*.json")) == [
-        Path(endpoint) / "int-acme" / "2025-10.json",
         Path("integration-bindings") / "int-acme.json",
+        Path(host) / "int-acme" / "2025-10.json",
     ]
     assert list(Path(os.environ["XDG_STATE_HOME"]).rglob("*.json")) == []
 

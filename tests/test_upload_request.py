@@ -217,15 +217,73 @@ BAD_SHAPES = {
         {"upload_method": "PATCH"},
         "upload_method must be one of POST, PUT (got 'PATCH')",
     ),
+    "a path leading back up": (
+        {"upload_path": "/v1/integrations/../../admin/{integration_id}"},
+        "upload_path has a '.' or '..' segment, which would send the upload elsewhere on the "
+        "server (got '/v1/integrations/../../admin/{integration_id}'); write the path without it",
+    ),
+    "a path leading back up, encoded": (
+        {"upload_path": "/v1/%2E%2e/{integration_id}"},
+        "upload_path has a '.' or '..' segment, which would send the upload elsewhere on the "
+        "server (got '/v1/%2E%2e/{integration_id}'); write the path without it",
+    ),
+    "a path with '#'": (
+        {"upload_path": "/v1/integrations/openai#/{integration_id}/upload"},
+        "upload_path has '#', which ends a URL's path, so what follows it would never be sent "
+        "(got '/v1/integrations/openai#/{integration_id}/upload'); remove it, or write %23 for "
+        "a '#' in the path",
+    ),
+    "a path with a line break": (
+        {"upload_path": "/v1/{integration_id}/upload\r\n"},
+        "upload_path has a control character, such as a line break (got "
+        "'/v1/{integration_id}/upload\\r\\n'); write it on one line",
+    ),
+    "a path of 5,000 characters": (
+        {"upload_path": "/" + "v" * 4999},
+        "upload_path is 5,000 characters long, more than an upload path needs (at most 1,000); "
+        "the default is /v1/integrations/openai/{integration_id}/upload",
+    ),
+    "an integration_id of '..'": (
+        {"integration_id": ".."},
+        "integration_id '..' is not an ID: it names a folder, and would move the upload path; "
+        "copy the ID from the integration's page in Pelanor",
+    ),
+    "an integration_id of '.'": (
+        {"integration_id": "."},
+        "integration_id '.' is not an ID: it names a folder, and would move the upload path; "
+        "copy the ID from the integration's page in Pelanor",
+    ),
+    "an integration_id with a line break": (
+        {"integration_id": "int-acme\r\n"},
+        "integration_id has a control character, such as a line break (got 'int-acme\\r\\n'); "
+        "copy the ID again from the integration's page in Pelanor, without it",
+    ),
+    "an integration_id of 5,000 characters": (
+        {"integration_id": "i" * 5000},
+        "integration_id is 5,000 characters long ('iiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiii...'), "
+        "more than an ID has (at most 200 once URL-encoded); copy the ID from the "
+        "integration's page in Pelanor",
+    ),
+    "an organization_id of '..' placed in the path": (
+        {"organization_id": "..", "upload_path": "/v1/{organization_id}/{integration_id}"},
+        "organization_id '..' is not an ID: it names a folder, and would move the upload path; "
+        "copy the ID from OpenAI's organization settings (org-...)",
+    ),
 }
 
 
 @pytest.mark.parametrize(("settings", "message"), BAD_SHAPES.values(), ids=BAD_SHAPES.keys())
 def test_a_shape_that_cannot_work_is_one_line(settings: dict[str, Any], message: str) -> None:
     assert shape_problems(settings) == [message]
+    if "integration_id" in settings or "organization_id" in settings:
+        return  # IDs are not part of the shape: only checked with it at start
     with pytest.raises(ValueError, match=r".") as raised:
         upload_shape(settings)
     assert str(raised.value) == message
+
+
+def test_an_organization_id_not_placed_in_the_path_is_not_checked_as_a_segment() -> None:
+    assert shape_problems({"organization_id": ".."}) == []
 
 
 def test_a_raw_body_with_no_fields_set_sends_none() -> None:

@@ -30,7 +30,7 @@ from tests.docs import REPO, block, commands
 from tests.exports import ORG, cost, export, times, write
 from tests.loaders import loader_executable, require
 from tests.postgres import INSTALL_HINT, PostgresCluster, find_bin_dir
-from tests.singer import run, run_tap
+from tests.singer import every_stream_selected, run, run_tap
 
 TARGET_POSTGRES = ("meltanolabs-target-postgres", "0.8.1", "target-postgres")
 #: target-duckdb 0.8.0 with the DuckDB the README pins (README "DuckDB").
@@ -175,12 +175,15 @@ def test_month_totals_are_exact_after_overlaps_and_restatements(
     reconcile_sql = block(
         "sql", "Months whose current rows differ from their seal", page="docs/warehouse.md"
     )
+    focus_totals_sql = block("sql", "FOCUS month totals", page="docs/focus.md")
+    focus_rows_sql = block("sql", "Current FOCUS rows", page="docs/focus.md")
     warehouses = [Warehouse(postgres, target_postgres, mode, tmp_path) for mode in (UPSERT, APPEND)]
     exports = tmp_path / "exports"
     config = {"paths": [str(exports)], "organization_id": ORG}
+    catalog = every_stream_selected(tmp_path)  # focus_costs too
 
     def load(state: dict | None) -> dict:
-        tap = run_tap(tmp_path, config, state)
+        tap = run_tap(tmp_path, config, state, catalog=catalog)
         assert tap.returncode == 0, tap.stderr
         for warehouse in warehouses:
             warehouse.load(tap.stdout)
@@ -197,6 +200,13 @@ def test_month_totals_are_exact_after_overlaps_and_restatements(
             assert warehouse.query(
                 "SELECT sum(amount_value) FROM current_costs"
             ) == warehouse.query(LATEST_SEALS_TOTAL), warehouse.mode
+            # docs/focus.md: the current FOCUS rows add up to the same, row for row.
+            focus = [[org, month, total] for org, month, _, total in want]
+            assert warehouse.query(focus_totals_sql) == focus, warehouse.mode
+            costed = sum(1 for rows in expected.values() for r in rows if r.get("amount_value"))
+            count_sql = f"SELECT count(*) FROM ({focus_rows_sql.strip().rstrip(';')}) AS f"  # noqa: S608
+            current = warehouse.query(count_sql)
+            assert current == [[str(costed)]], warehouse.mode
 
     # 1. First load from overlapping exports: October's early export goes out as a draft
     # while read; the later one wins days 10 to 31, so October is sent again, merged.

@@ -56,10 +56,15 @@ def remembered_on_this_machine(sandbox: PelanorSandbox, month: str) -> str:
 
 
 def machine_record(sandbox: PelanorSandbox, month: str, integration: str = "int-acme") -> Path:
-    endpoint = sandbox.url.replace(":", "%3A").replace("/", "%2F")
-    return (
-        Path(os.environ["XDG_STATE_HOME"]) / "target-pelanor" / "uploads" / endpoint / integration
-    ) / f"{month}.json"
+    """Where this machine keeps the record of a month uploaded to the sandbox: in the folder
+    of its host, ``localhost%3A<port>`` (every loopback name is localhost)."""
+    return records_folder(sandbox) / integration / f"{month}.json"
+
+
+def records_folder(sandbox: PelanorSandbox) -> Path:
+    """This machine's folder of the sandbox's records (per-test XDG_STATE_HOME)."""
+    host = f"localhost%3A{sandbox.url.rsplit(':', 1)[1]}"
+    return Path(os.environ["XDG_STATE_HOME"]) / "target-pelanor" / "uploads" / host
 
 
 def october_export(tmp: Path, name: str, last_day_amount: str = "1.25", days: int = 31) -> Path:
@@ -78,7 +83,7 @@ OLDER_COPIES = {
         {"last_day_amount": "0.50"},
         {},
         "withheld: is smaller than the copy {origin}: 62 rows, 31 days, 41.10 USD "
-        "against 62 rows, 31 days, 41.85 USD (0.75 USD less, more than the 0.21 USD "
+        "against 62 rows, 31 days, 41.85 USD (0.75 USD less, more than the 0.20925 USD "
         "tolerance); " + SMALLER.format(month="2025-10"),
     ),
     "half the month, partial months allowed": (
@@ -86,7 +91,7 @@ OLDER_COPIES = {
         {"allow_partial_month": True},
         "withheld: is smaller than the copy {origin}: 30 rows, 15 days, 20.25 USD "
         "against 62 rows, 31 days, 41.85 USD (16 fewer day(s), 32 fewer row(s), 21.60 USD "
-        "less, more than the 0.21 USD tolerance); " + SMALLER.format(month="2025-10"),
+        "less, more than the 0.20925 USD tolerance); " + SMALLER.format(month="2025-10"),
     ),
     "restated 0.15 USD lower, within the tolerance": ({"last_day_amount": "1.10"}, {}, None),
 }

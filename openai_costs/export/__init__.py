@@ -38,6 +38,7 @@ from openai_costs.export.layout import (
     render_fields,
 )
 from openai_costs.export.reading import (
+    MAX_LINE_BYTES,
     ROWS_BETWEEN_REPORTS,
     DaySlice,
     ExportScan,
@@ -59,7 +60,13 @@ from openai_costs.export.rules import (
     RowChecker,
     amount_too_large,
 )
-from openai_costs.export.writing import EXACT, ExportWriter, format_decimal, write_export
+from openai_costs.export.writing import (
+    EXACT,
+    ExportWriter,
+    format_decimal,
+    format_limit,
+    write_export,
+)
 
 __all__ = [
     "AMOUNT_LIMIT",
@@ -71,6 +78,7 @@ __all__ = [
     "DAY_SECONDS",
     "EXACT",
     "ISO_COLUMNS",
+    "MAX_LINE_BYTES",
     "MEASURE_COLUMNS",
     "REQUIRED_COLUMNS",
     "ROWS_BETWEEN_REPORTS",
@@ -90,6 +98,7 @@ __all__ = [
     "describe_days",
     "file_sha256",
     "format_decimal",
+    "format_limit",
     "full_days",
     "iso_of",
     "missing_days",

@@ -20,9 +20,13 @@ from openai_costs.export.digest import rows_digest_update
 from openai_costs.export.errors import ExportError
 from openai_costs.export.layout import BOM, Layout, check_columns
 from openai_costs.export.rules import RowChecker
+from openai_costs.safe_files import open_regular, size_text
 
 _T = TypeVar("_T")
 
+#: The longest line an export may have: a real row is a few hundred bytes; a longer line is
+#: not an export's, and is never held whole.
+MAX_LINE_BYTES = 1 << 20
 #: How often :func:`scan_rows` reports progress: every 4,096 rows (a power of two).
 ROWS_BETWEEN_REPORTS = 1 << 12
 _REPORT_MASK = ROWS_BETWEEN_REPORTS - 1
@@ -136,7 +140,7 @@ def file_sha256(path: Path) -> str:
     """The digest of a file's bytes, as a scan records it: tells an unchanged file from a
     changed one without parsing it."""
     digest = hashlib.sha256()
-    with path.open("rb") as stream:
+    with open_regular(path) as stream:
         while chunk := stream.read(1 << 20):  # hashlib.file_digest needs Python 3.11
             digest.update(chunk)
     return digest.hexdigest()
@@ -165,10 +169,17 @@ class _LineReader:
     def __next__(self) -> str:
         if self.end is not None and self.offset >= self.end:
             raise StopIteration
-        raw = self.stream.readline()
+        raw = self.stream.readline(MAX_LINE_BYTES + 1)
         if not raw:
             raise StopIteration
         self.line += 1
+        if len(raw) > MAX_LINE_BYTES:
+            raise ExportError(
+                self.path,
+                f"has a line longer than {size_text(MAX_LINE_BYTES)}; it is not the CSV OpenAI "
+                "exports: download the Cost data export again as CSV",
+                row=self.line,
+            )
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -242,7 +253,7 @@ def peek_layout(path: Path) -> Layout:
     Lets a month's rows be passed on while the file is still being scanned; only a scan
     that finishes confirms it.
     """
-    with path.open("rb") as stream:
+    with cast("io.BufferedReader[Any]", open_regular(path)) as stream:
         layout, _ = read_layout(str(path), stream)
         stream.seek(-1, os.SEEK_END)
         return msgspec.structs.replace(layout, final_newline=stream.read(1) == b"\n")
@@ -269,7 +280,7 @@ def scan_rows(
     (seal a month) before that.
     """
     name = str(path)
-    hashed = _HashedFile(path.open("rb", buffering=0))
+    hashed = _HashedFile(cast("io.FileIO", open_regular(path, buffering=0)))
     with io.BufferedReader(hashed, buffer_size=1 << 16) as stream:
         opened = os.fstat(stream.fileno())
         layout, lines = read_layout(name, stream)
@@ -321,7 +332,7 @@ def read_rows(scan: ExportScan, day: DaySlice) -> Iterator[Row]:
     validated (the file changed in between): the month then never gets its seal.
     """
     digest = hashlib.sha256()
-    with Path(scan.path).open("rb") as stream:
+    with cast("io.BufferedReader[Any]", open_regular(scan.path)) as stream:
         stream.seek(day.start)
         for fields, text, _, _ in _records(_LineReader(scan.path, stream, day.start, day.end)):
             rows_digest_update(digest, text)

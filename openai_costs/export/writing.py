@@ -19,6 +19,13 @@ def format_decimal(value: Decimal) -> str:
     return format(value, "f")
 
 
+def format_limit(value: Decimal) -> str:
+    """A limit worked out from a total (a share of it), exactly as applied but without
+    the trailing zeros the multiplication leaves: ``0.13509``, ``0.01``, ``3``."""
+    text = format_decimal(value)
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 class ExportWriter:
     """Writes a month in the export's exact layout, one row at a time.
 

@@ -24,7 +24,14 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Final
 
-from openai_costs.export import DAY_SECONDS, EXACT, describe_days, format_decimal, unix_of
+from openai_costs.export import (
+    DAY_SECONDS,
+    EXACT,
+    describe_days,
+    format_decimal,
+    format_limit,
+    unix_of,
+)
 from tap_openai_costs.costs_api.client import RETRY_ADVICE, OpenAIAPIError, OpenAICostsClient
 from tap_openai_costs.costs_api.rendering import FieldNotes, checked_days, cost_amount
 
@@ -39,7 +46,6 @@ __all__ = [
 
 TOLERANCE_SHARE: Final = Decimal("0.005")
 TOLERANCE_MINIMUM: Final = Decimal("0.01")
-_CENT: Final = Decimal("0.01")
 
 
 class ApiWitness:
@@ -71,8 +77,14 @@ class ApiWitness:
 
 
 def tolerance(ours: Decimal, theirs: Decimal) -> Decimal:
-    """How far apart two totals of a day may be: 0.5% of the larger, at least $0.01."""
-    return max(max(abs(ours), abs(theirs)) * TOLERANCE_SHARE, TOLERANCE_MINIMUM)
+    """How far apart two totals of a day may be: 0.5% of the larger, at least $0.01
+    (worked out exactly, whatever the totals' digits)."""
+    larger = max(ours.copy_abs(), theirs.copy_abs())
+    return max(EXACT.multiply(larger, TOLERANCE_SHARE), TOLERANCE_MINIMUM)
+
+
+def _apart(ours: Decimal, theirs: Decimal) -> Decimal:
+    return EXACT.subtract(ours, theirs).copy_abs()
 
 
 def disagreement(
@@ -86,19 +98,19 @@ def disagreement(
     apart = [
         day
         for day in sorted(exported)
-        if abs(exported[day] - reported[day]) > tolerance(exported[day], reported[day])
+        if _apart(exported[day], reported[day]) > tolerance(exported[day], reported[day])
     ]
     if not apart:
         return None
     day = apart[0]
     ours, theirs = exported[day], reported[day]
     more = f"; {describe_days(apart[1:])} differ too" if len(apart) > 1 else ""
-    allowed = tolerance(ours, theirs).quantize(_CENT)
+    allowed = format_limit(tolerance(ours, theirs))
     return (
         f"{month} not sealed (check_against_api): on {day} the export "
         f"({sources.get(day, '?')}) totals {format_decimal(ours)} USD but OpenAI's Costs "
-        f"API {format_decimal(theirs)} USD, {format_decimal(abs(ours - theirs))} USD apart, "
-        f"more than the {format_decimal(allowed)} USD allowed (0.5%, at least 0.01){more}; "
+        f"API {format_decimal(theirs)} USD, {format_decimal(_apart(ours, theirs))} USD apart, "
+        f"more than the {allowed} USD allowed (0.5%, at least 0.01){more}; "
         "likely the download was cut short, the export was saved before that day ended, or "
         "OpenAI restated the day since: export the month again"
     )

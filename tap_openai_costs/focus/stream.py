@@ -1,0 +1,81 @@
+"""The ``focus_costs`` stream: each ``costs`` row that carries an amount, as a FOCUS 1.2
+CostAndUsage row, written as the ``costs`` rows go out (before their month's seal).
+
+Not selected by default: the Pelanor jobs never pay for it. When it is not selected the
+``costs`` stream does not even look at it (``CostsStream._month_records``), so its fast
+paths stay as they are. When it is, rows are written in chunks, each a sync of this
+child stream (the SDK's own record path: stream maps, property selection), and every
+chunk is out before the ``costs`` stream moves on to the month's seal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from tap_openai_costs import fast_records
+from tap_openai_costs.focus.rows import SCHEMA, STREAM, FocusRows
+from tap_openai_costs.streams import RowFollower
+
+if TYPE_CHECKING:
+    from singer_sdk.helpers.types import Context
+
+#: FOCUS rows written per sync of the stream: few SCHEMA and STATE messages, little memory.
+CHUNK = 5000
+
+
+class FocusCostsStream(RowFollower):
+    """One FOCUS row per ``costs`` row with an amount, versioned as that row."""
+
+    name = STREAM
+    selected_by_default = False
+    primary_keys = ("BillingAccountId", "x_Month", "x_MonthVersion", "x_CostsRow")
+    schema = SCHEMA
+
+    _chunk: list[dict[str, Any]] | None = None
+    _focus_rows: FocusRows | None = None
+
+    def follow(self, records: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """Pass the ``costs`` records on unchanged, writing the FOCUS row of each on the
+        way; the month's last chunk goes out once its records are exhausted."""
+        rows = self._rows()
+        chunk: list[dict[str, Any]] = []
+        for record in records:
+            row = rows.row(record)
+            if row is not None:
+                chunk.append(row)
+                if len(chunk) >= CHUNK:
+                    self._write(chunk)
+                    chunk = []
+            yield record
+        if chunk:
+            self._write(chunk)
+
+    def finish(self) -> None:
+        """Line items whose spelling is not known: one warning for the run."""
+        if self._focus_rows is not None:
+            self._focus_rows.unknown.say(self.logger, self.name)
+
+    def _rows(self) -> FocusRows:
+        if self._focus_rows is None:
+            self._focus_rows = FocusRows(user_email=bool(self.config.get("focus_user_email")))
+        return self._focus_rows
+
+    def _write(self, chunk: list[dict[str, Any]]) -> None:
+        self._chunk = chunk
+        try:
+            self.sync()
+        finally:
+            self._chunk = None
+
+    def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        return self._chunk or ()
+
+    def _sync_records(
+        self, context: Context | None = None, *, write_messages: bool = True
+    ) -> Generator[dict[str, Any], Any, Any]:
+        """The SDK's record loop, or the same without its per-record machinery when
+        nothing would change a record (see fast_records), as for ``costs``."""
+        if write_messages and fast_records.fallback_reason(self, context) is None:
+            return fast_records.sync_records(self, children=False)
+        return super()._sync_records(context, write_messages=write_messages)
