@@ -405,6 +405,7 @@ def test_the_sdk_lines_about_wiring_streams_are_debug_level(tmp_path) -> None:
     ] == [
         ("DEBUG", "Added 'cost_month_layouts' as child stream to 'costs'"),
         ("DEBUG", "Added 'cost_months' as child stream to 'costs'"),
+        ("DEBUG", "Added 'focus_costs' as child stream to 'costs'"),
     ]
 
 
