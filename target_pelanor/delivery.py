@@ -24,6 +24,7 @@ import contextlib
 import logging
 import os
 import shutil
+import time
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -109,8 +110,8 @@ class Delivery:
             self.work.root / "locks", float(config.get("max_retry_seconds", 600))
         )
         self.allowed_to_shrink = set(allowed_to_shrink(config))
-        #: When this run started, to the second (as upload records keep times).
-        self.started = self.now().replace(microsecond=0)
+        #: When this run started, on the clock upload records' files are written by.
+        self.started_ns = time.time_ns()
         #: The state keys of the months this run uploaded.
         self.sent: set[str] = set()
         self.results: list[MonthResult] = []
@@ -316,16 +317,19 @@ class Delivery:
         return datetime.now(timezone.utc)
 
     def _uploaded_meanwhile(self, month: str, key: str) -> Remembered | None:
-        """This machine's record of the month when another run uploaded it after this run
-        started (read under the month's lock), else None."""
+        """This machine's record of the month when another run wrote it after this run
+        started (read under the month's lock), else None. The record file's time says
+        when, to the nanosecond on most file systems (its ``uploaded_at`` keeps seconds)."""
         if self.records is None or key in self.sent:
             return None
         try:
+            written = self.records.path(self.config["integration_id"], month).stat()
             remembered = self.records.recall(self.config["integration_id"], month)
-        except UnreadableRecord:  # refused by the shrink check, or listed to go anyway
+        except (OSError, UnreadableRecord):  # none, or refused by the shrink check already
             return None
-        since = [other for other in remembered if other.at is not None and other.at >= self.started]
-        return since[0] if since else None
+        if written.st_mtime_ns < self.started_ns or not remembered:
+            return None
+        return remembered[0]
 
     def _already_there(
         self, ready: ReadyMonth, key: str, now: Uploaded, other: Remembered, result: MonthResult
