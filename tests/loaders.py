@@ -34,10 +34,16 @@ def loader_executable(
     marker = venv / ".installed"
     if marker.exists() and script.exists():
         return script
-    commands = [
-        [sys.executable, "-m", "venv", "--clear", str(venv)],
-        [str(venv / "bin" / "pip"), "install", "--quiet", f"{package}=={version}", *pins],
-    ]
+    install_venv(venv, sys.executable, [f"{package}=={version}", *pins])
+    return script
+
+
+def install_venv(venv: Path, python: str, *installs: list[str]) -> None:
+    """A fresh venv of ``python`` with each list of requirements installed in turn, then
+    marked installed (``.installed``); a failure skips the test (fails it in CI)."""
+    pip = str(venv / "bin" / "pip")
+    commands = [[python, "-m", "venv", "--clear", str(venv)]]
+    commands += [[pip, "install", "--quiet", *requirements] for requirements in installs]
     for command in commands:
         done = subprocess.run(
             command,
@@ -49,6 +55,5 @@ def loader_executable(
         )
         if done.returncode != 0:
             errors = [line for line in done.stderr.splitlines() if "is ignored" not in line]
-            require(f"cannot install {package}=={version}: {' '.join(errors[-3:])}")
-    marker.touch()
-    return script
+            require(f"cannot install {' '.join(installs[0])}: {' '.join(errors[-3:])}")
+    (venv / ".installed").touch()
