@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,41 @@ from tests.api_tap import KEY, PROJECTS, api_costs
 from tests.fake_clock import FakeClock
 from tests.fake_openai import FakeOpenAI
 from tests.pelanor_sandbox import running_sandbox
+from tests.stopping_tests import (
+    end_marked_processes,
+    interrupt_on_sigterm,
+    mark_children,
+    signal_handlers_kept,
+)
+
+#: The mark of the processes this pytest process starts (tests/stopping_tests.py).
+CHILDREN_MARK = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Mark the processes the tests start, and take SIGTERM as Ctrl-C."""
+    config.stash[CHILDREN_MARK] = mark_children()
+    if threading.current_thread() is threading.main_thread():
+        interrupt_on_sigterm(config.stash[CHILDREN_MARK])
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """However the session ended, no process a test started outlives it."""
+    if CHILDREN_MARK in config.stash and (
+        left := end_marked_processes(config.stash[CHILDREN_MARK])
+    ):
+        print(f"conftest: ended {len(left)} process(es) the tests left running", file=sys.stderr)
+
+
+@pytest.fixture(autouse=True)
+def signal_handlers_restored() -> Iterator[None]:
+    """A plugin built in process installs its SIGINT and SIGTERM handlers here; they are
+    put back after each test, or Ctrl-C would stop working for the rest of the session."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    with signal_handlers_kept():
+        yield
 
 
 @pytest.fixture
