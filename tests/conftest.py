@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
 import sys
 import tempfile
 import threading
@@ -26,6 +27,32 @@ from tests.stopping_tests import (
 
 #: The mark of the processes this pytest process starts (tests/stopping_tests.py).
 CHILDREN_MARK = pytest.StashKey[str]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--in-process-only",
+        action="store_true",
+        help="skip each test when it starts its first process (make check)",
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def in_process_only(request: pytest.FixtureRequest) -> Iterator[None]:
+    """With --in-process-only (``make check``), a test is skipped when it (or a fixture it
+    uses) starts a process: what is left is the in-process tests, none of them forgotten.
+    (Session-wide, in the processes that run tests: xdist's controller starts its
+    workers.)"""
+    if not request.config.getoption("in_process_only"):
+        yield
+        return
+
+    def skip(*args: Any, **kwargs: Any) -> None:
+        pytest.skip("starts a process (make test runs it)")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(subprocess.Popen, "_execute_child", skip)
+        yield
 
 
 def pytest_configure(config: pytest.Config) -> None:
