@@ -20,7 +20,7 @@ from tests.fake_openai import FakeOpenAI
 from tests.pelanor_sandbox import running_sandbox
 from tests.stopping_tests import (
     end_marked_processes,
-    interrupt_on_sigterm,
+    interrupt_on_signals,
     mark_children,
     signal_handlers_kept,
 )
@@ -56,10 +56,10 @@ def in_process_only(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Mark the processes the tests start, and take SIGTERM as Ctrl-C."""
+    """Mark the processes the tests start; SIGINT and SIGTERM stop them and the session."""
     config.stash[CHILDREN_MARK] = mark_children()
     if threading.current_thread() is threading.main_thread():
-        interrupt_on_sigterm(config.stash[CHILDREN_MARK])
+        interrupt_on_signals(config.stash[CHILDREN_MARK])
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -5,9 +5,9 @@ behind (tests/conftest.py wires it).
   installs the SDK's SIGINT and SIGTERM handlers in the test process, and the target's
   ignores a signal once its run has finished, so a handler left there would swallow Ctrl-C
   for the rest of the session. :func:`signal_handlers_kept` puts them back after each test.
-- SIGTERM to a pytest process (the controller or an xdist worker) is taken as Ctrl-C: it is
-  passed on to the processes this one started, then ``KeyboardInterrupt`` unwinds the test
-  and the fixtures' teardown runs.
+- SIGINT or SIGTERM to a pytest process (the controller or an xdist worker) is taken as
+  Ctrl-C in a terminal: SIGTERM is passed on to the processes this one started, then
+  ``KeyboardInterrupt`` unwinds the test and the fixtures' teardown runs.
 - Processes the tests start carry a mark in their environment (:data:`MARK`, inherited by
   their own children, orphans included: a target started by ``meltano run``, a Postgres
   server started by ``pg_ctl``); when the session ends, however it ends, the marked
@@ -84,16 +84,18 @@ def end_marked_processes(mark: str, grace: float = GRACE_SECONDS) -> list[int]:
     return running
 
 
-def interrupt_on_sigterm(mark: str) -> None:
-    """From now on, SIGTERM to this process is Ctrl-C: passed on to the processes it
-    started (as a terminal's Ctrl-C reaches the whole process group), then raised here as
-    ``KeyboardInterrupt``."""
+def interrupt_on_signals(mark: str) -> None:
+    """From now on, SIGINT and SIGTERM to this process are Ctrl-C in a terminal: SIGTERM is
+    passed on to the processes it started (as a terminal's Ctrl-C reaches the whole process
+    group; an xdist worker would otherwise carry on with its test while the controller
+    waits for it), then ``KeyboardInterrupt`` is raised here."""
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
         _signal_all(marked_processes(mark), signal.SIGTERM)
         raise KeyboardInterrupt(f"{signal.Signals(signum).name} received")
 
-    signal.signal(signal.SIGTERM, interrupt)
+    for signum in STOPPING_SIGNALS:
+        signal.signal(signum, interrupt)
 
 
 @contextlib.contextmanager
