@@ -55,6 +55,13 @@ def in_process_only(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest tests first (those driving Meltano, and the groups one worker runs: a
+    build, a database), so parallel workers do not end waiting on one of them."""
+    long = ("meltano", "xdist_group")
+    items.sort(key=lambda item: not any(m.name in long for m in item.iter_markers()))
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Mark the processes the tests start; SIGINT and SIGTERM stop them and the session."""
     config.stash[CHILDREN_MARK] = mark_children()
