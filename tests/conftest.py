@@ -1,4 +1,7 @@
-"""Fixtures that start local fakes of the remote services (never the network)."""
+"""Fixtures that start local fakes of the remote services (never the network), and what keeps
+the suite safe to run in parallel workers and to stop: each test's own temp and state
+folders, signal handlers put back, processes ended when the session ends
+(tests/stopping_tests.py), ``--in-process-only`` for ``make check``."""
 
 from __future__ import annotations
 
