@@ -1,7 +1,10 @@
-"""Run the plugins as a user does, through their console scripts."""
+"""Run the plugins as a user does, through their console scripts (the tap's output as a
+target's input comes from the tap in process: :func:`tap_output`)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -12,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tests.pelanor_sandbox import TOKEN
+from tests.stopping_tests import signal_handlers_kept
 
 if TYPE_CHECKING:
     from target_pelanor.sandbox import PelanorSandbox
@@ -96,10 +100,20 @@ def run_tap(
 
 
 def tap_output(tmp: Path, *paths: Path, organization_id: str = "org-acme") -> str:
-    """The tap's messages for these exports; the run must succeed."""
-    result = run_tap(tmp, {"paths": [str(p) for p in paths], "organization_id": organization_id})
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+    """The tap's messages for these exports, as the input of a target under test; the run
+    must succeed. The tap runs in this process: the bytes are those its console script
+    writes (the tap's own tests run it as a process), without a process's start-up. The
+    signal handlers it installs are put back, also when a module fixture calls this."""
+    from tap_openai_costs.tap import TapOpenAICosts
+
+    config = {"paths": [str(p) for p in paths], "organization_id": organization_id}
+    (tmp / "tap-openai-costs.config.json").write_text(json.dumps(config))  # as run_tap would
+    written = io.BytesIO()
+    out = io.TextIOWrapper(written, encoding="utf-8")
+    with signal_handlers_kept(), contextlib.redirect_stdout(out):
+        TapOpenAICosts(config=config, parse_env_config=False).sync_all()
+        out.flush()
+    return written.getvalue().decode("utf-8")
 
 
 def target_config(sandbox: PelanorSandbox, **extra: Any) -> dict[str, Any]:
