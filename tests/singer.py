@@ -99,21 +99,27 @@ def run_tap(
     return run("tap-openai-costs", *args, config=config, tmp=tmp, env=env)
 
 
-def tap_output(tmp: Path, *paths: Path, organization_id: str = "org-acme") -> str:
-    """The tap's messages for these exports, as the input of a target under test; the run
-    must succeed. The tap runs in this process: the bytes are those its console script
-    writes (the tap's own tests run it as a process), without a process's start-up. The
-    signal handlers it installs are put back, also when a module fixture calls this."""
+def tap_in_process(tmp: Path, config: dict, state: dict | None = None) -> Run:
+    """The tap run in this process, as the input of a target under test: the bytes its
+    console script writes (but for the run's month_version and time), without a process's
+    start-up (the tap's own tests run it as a process). Its config is left in ``tmp`` as
+    :func:`run_tap` leaves it; the signal handlers it installs are put back, also when a
+    module fixture calls this. A run that fails raises."""
     from tap_openai_costs.tap import TapOpenAICosts
 
-    config = {"paths": [str(p) for p in paths], "organization_id": organization_id}
-    (tmp / "tap-openai-costs.config.json").write_text(json.dumps(config))  # as run_tap would
+    (tmp / "tap-openai-costs.config.json").write_text(json.dumps(config))
     written = io.BytesIO()
     out = io.TextIOWrapper(written, encoding="utf-8")
     with signal_handlers_kept(), contextlib.redirect_stdout(out):
-        TapOpenAICosts(config=config, parse_env_config=False).sync_all()
+        TapOpenAICosts(config=config, state=state, parse_env_config=False).sync_all()
         out.flush()
-    return written.getvalue().decode("utf-8")
+    return Run(0, written.getvalue().decode("utf-8"), "")
+
+
+def tap_output(tmp: Path, *paths: Path, organization_id: str = "org-acme") -> str:
+    """The tap's messages for these exports (run in process, :func:`tap_in_process`)."""
+    config = {"paths": [str(p) for p in paths], "organization_id": organization_id}
+    return tap_in_process(tmp, config).stdout
 
 
 def target_config(sandbox: PelanorSandbox, **extra: Any) -> dict[str, Any]:
