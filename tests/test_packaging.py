@@ -25,6 +25,8 @@ from tests.exports import SAMPLES
 from tests.loaders import require
 from tests.plugin_settings import REPO
 
+#: One xdist worker runs this module's tests: the build (a module fixture) happens once.
+pytestmark = pytest.mark.xdist_group("packaging")
 PACKAGES = ("openai_costs", "tap_openai_costs", "target_pelanor")
 SUMMARY = (
     "Singer tap for OpenAI cost data and Singer target that uploads it to Pelanor, month by "
