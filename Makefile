@@ -1,10 +1,13 @@
 # Needs only Python 3.10+ (python3.11 when present, else python3), pip, git and make;
 # every target installs what it uses.
 #   make demo     both organizations' jobs (environment dev) into a local Pelanor sandbox
-#   make test     lint, type check and all tests (what .ci/run runs)
+#   make test     lint, type check and all tests, in parallel workers (what .ci/run runs)
+#   make check    the inner loop: lint, type check and the tests that start no process
 #   make lint     ruff and mypy only
-#   make test-pythons  the end-to-end subset (PYTHONS_SUBSET) on Python 3.10 and 3.13, each
-#                 in its own venv (.venv-3.10, .venv-3.13); CI runs it after make test
+#   make test-pythons  the end-to-end subset (PYTHONS_SUBSET) on Python 3.10, 3.12 and 3.13,
+#                 each in its own venv (.venv-3.10, ...); CI runs it after make test
+#   Tests run in PYTEST_WORKERS parallel processes (pytest-xdist; `auto`: one per CPU);
+#   PYTEST_WORKERS=0 runs them in this process, one after another.
 #   make definitions  rewrite plugins/*.yml, meltano.yml's parent plugins and the README's
 #                 settings tables from the plugins' --about (after changing a setting)
 #   make sandbox  the sandbox alone, in the foreground, for runs of the dev environment by
@@ -32,15 +35,19 @@ ORGS := acme globex
 DEV_API_URL = $(BIN)/meltano --environment=dev config print target-pelanor \
   | $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin)["api_url"])'
 
+# pytest-xdist workers; tests of one xdist_group (a module's costly shared fixture) share one.
+PYTEST_WORKERS ?= auto
+PYTEST := -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
+
 # The other Python versions `make test-pythons` runs (the suite runs on $(PYTHON), 3.11),
 # found by .ci/find-python (pyenv's versions, else pythonX.Y on PATH), and the tests they
 # run: both plugins end to end (exports and Costs API, tap | target into the sandbox),
 # discovery and logs; not the Meltano or PyPI-installing tests.
-OTHER_PYTHONS ?= 3.10 3.13
+OTHER_PYTHONS ?= 3.10 3.12 3.13
 PYTHONS_SUBSET := tests/test_tap.py tests/test_target.py tests/test_cost_export.py \
   tests/test_costs_api.py tests/test_catalog.py tests/test_logs.py
 
-.PHONY: demo sandbox sandbox-config test lint bench docs-settings definitions test-pythons clean \
+.PHONY: demo sandbox sandbox-config test check lint bench docs-settings definitions test-pythons clean \
   install
 
 install: $(VENV)/.installed
@@ -56,7 +63,12 @@ lint: install
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python $(PYTEST)
+
+# Each test that starts a process (a plugin, meltano, pip, Postgres) is skipped when it
+# starts the first one (tests/conftest.py: --in-process-only); `make test` runs them.
+check: lint
+	$(BIN)/python $(PYTEST) --in-process-only -q -rfE
 
 definitions: install
 	$(BIN)/python scripts/plugin_definitions.py
@@ -72,7 +84,7 @@ test-pythons:
 	    touch "$$venv/.installed"
 	  fi
 	  echo "== Python $$("$$venv/bin/python" -c 'import platform; print(platform.python_version())'): $(PYTHONS_SUBSET)"
-	  "$$venv/bin/python" -m pytest -q -p no:cacheprovider -m 'not meltano' $(PYTHONS_SUBSET) \
+	  "$$venv/bin/python" $(PYTEST) -q -p no:cacheprovider -m 'not meltano' $(PYTHONS_SUBSET) \
 	    || failed="$$failed $$version"
 	done
 	if [ -n "$$failed" ]; then echo "test-pythons: tests failed on Python$$failed" >&2; exit 1; fi

@@ -29,6 +29,9 @@ MONTH_LAYOUTS = "cost_month_layouts"
 #: Written right after a month's last row: the target uploads sealed months only.
 MONTH_SEALS = "cost_months"
 STREAMS = (MONTH_LAYOUTS, COSTS, MONTH_SEALS)
+#: The same costs as FOCUS rows, for warehouses and other FinOps tools (not selected by
+#: default): target-pelanor takes it, uploads nothing of it, and says so once.
+FOCUS_COSTS = "focus_costs"
 #: ``YYYY-MM``: the ``month`` field of every record.
 MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
 

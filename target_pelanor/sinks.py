@@ -147,9 +147,14 @@ class MonthSealSink(_PelanorSink):
         self.delivery.deliver(self._convert(record, Seal))
 
 
-class MeltanoTestSink(RecordSink):
-    """Meltano's ``config test`` stream: taken, and nothing done with it (the target then
-    checks what it can without uploading)."""
+class IgnoredSink(RecordSink):
+    """A stream whose records target-pelanor takes and drops: Meltano's ``config test``
+    stream (the target then checks what it can without uploading), and ``focus_costs``
+    (the same costs as FOCUS rows; Pelanor takes the export's own rows)."""
+
+    def get_validator(self) -> BaseJSONSchemaValidator | None:
+        """No record of it is kept, so none is validated."""
+        return None
 
     def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
-        """Nothing to write: the record is Meltano's sample."""
+        """Nothing to write."""

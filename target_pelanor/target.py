@@ -41,7 +41,7 @@ from target_pelanor.fast_records import FastRecords
 from target_pelanor.input_reader import NumberedReader
 from target_pelanor.integration_binding import BindingProblem
 from target_pelanor.settings_check import ALLOW_SHRINKING_IS_A_LIST, api_token, setting_errors
-from target_pelanor.sinks import CostRowsSink, MeltanoTestSink, MonthLayoutSink, MonthSealSink
+from target_pelanor.sinks import CostRowsSink, IgnoredSink, MonthLayoutSink, MonthSealSink
 from target_pelanor.stopping import BeforeSchema, Interrupted, RunStopped
 
 SINKS: dict[str, type[Sink]] = {
@@ -374,7 +374,8 @@ class TargetPelanor(Target):
     def get_sink_class(self, stream_name: str) -> type[Sink]:
         """The stream's sink (there is no default one); another stream stops the run, which
         then ends as any stop does: the table, state of the months uploaded so far.
-        Meltano's test stream, alone, makes the run a check (:meth:`_finish_meltano_test`)."""
+        Meltano's test stream, alone, makes the run a check (:meth:`_finish_meltano_test`);
+        ``focus_costs`` (the tap's FOCUS rows) is taken and dropped."""
         if (stream_name == MELTANO_TEST_STREAM) != self._meltano_test:
             if self._meltano_test or self.delivery.streams - {MELTANO_TEST_STREAM}:
                 raise RunStopped(
@@ -383,7 +384,14 @@ class TargetPelanor(Target):
                 )
             self._meltano_test = True
         if self._meltano_test:
-            return MeltanoTestSink
+            return IgnoredSink
+        if stream_name == contract.FOCUS_COSTS:
+            self.logger.info(
+                "%s: not uploaded (Pelanor takes the export's own rows); deselect it for this "
+                "job to spare the tap the work (meltano select)",
+                stream_name,
+            )
+            return IgnoredSink
         if stream_name not in SINKS:
             raise RunStopped(
                 f"stream {stream_name!r} is not one target-pelanor loads; pair it with "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -108,3 +109,10 @@ def write(path: Path, content: bytes, mtime: float | None = None) -> Path:
 def seal_day(day: int) -> date:
     """A day of October 2025, the month most tests seal."""
     return date(2025, 10, day)
+
+
+def sparse_file(path: Path, size: int) -> None:
+    """A file of ``size`` bytes that takes no room on the disk (a huge state file or upload
+    record, for the bounds on reading them)."""
+    path.touch(mode=0o600)
+    os.truncate(path, size)

@@ -12,13 +12,12 @@ whatever it finds, so its summary line and ``❌ <RuleId>: FAIL`` lines are read
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.loaders import LOADERS_DIR, require
+from tests.loaders import LOADERS_DIR, install_venv, require
 
 VERSION = "2.2.1"
 REPO = Path(__file__).resolve().parent.parent
@@ -63,26 +62,13 @@ def _installed() -> tuple[Path, Path]:
     script = venv / "bin" / "focus-validator"
     marker = venv / ".installed"
     if not (marker.exists() and script.exists()):
-        pip = str(venv / "bin" / "pip")
-        commands = [
-            [_python(), "-m", "venv", "--clear", str(venv)],
-            [pip, "install", "--quiet", f"focus-validator=={VERSION}"],
+        install_venv(
+            venv,
+            _python(),
+            [f"focus-validator=={VERSION}"],
             # Its numpy<2 pin breaks the pyarrow it pulls in (pip warns about the pin).
-            [pip, "install", "--quiet", "numpy>=2", "pyarrow>=20"],
-        ]
-        for command in commands:
-            done = subprocess.run(
-                command,
-                capture_output=True,
-                text=True,
-                timeout=900,
-                check=False,
-                env=os.environ | {"PIP_NO_INPUT": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
-            )
-            if done.returncode != 0:
-                errors = [line for line in done.stderr.splitlines() if "is ignored" not in line]
-                require(f"cannot install focus-validator=={VERSION}: {' '.join(errors[-3:])}")
-        marker.touch()
+            ["numpy>=2", "pyarrow>=20"],
+        )
     (site_packages,) = venv.glob("lib/python3.*/site-packages")
     return script, site_packages
 

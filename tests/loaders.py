@@ -1,12 +1,16 @@
 """Generic Singer loaders from PyPI, each in its own venv (as Meltano installs plugins),
 installed once and kept in tests/.loaders/ (gitignored) for later runs.
 
+Parallel workers (pytest-xdist) install each loader once: the first takes a lock on it, the
+others wait for it and use the venv it built.
+
 A loader that cannot be installed (no package index reachable) skips its tests with the
 reason, except in CI (``CI`` set), where those tests must run: there it is a failure.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -34,10 +38,25 @@ def loader_executable(
     marker = venv / ".installed"
     if marker.exists() and script.exists():
         return script
-    commands = [
-        [sys.executable, "-m", "venv", "--clear", str(venv)],
-        [str(venv / "bin" / "pip"), "install", "--quiet", f"{package}=={version}", *pins],
-    ]
+    install_venv(venv, sys.executable, [f"{package}=={version}", *pins])
+    return script
+
+
+def install_venv(venv: Path, python: str, *installs: list[str]) -> None:
+    """A fresh venv of ``python`` with each list of requirements installed in turn, then
+    marked installed (``.installed``); a failure skips the test (fails it in CI). Under a
+    lock: a parallel worker that asks meanwhile waits, then uses the venv built."""
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with (venv.parent / f"{venv.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another worker may be installing it
+        if not (venv / ".installed").exists():
+            _install(venv, python, installs)
+
+
+def _install(venv: Path, python: str, installs: tuple[list[str], ...]) -> None:
+    pip = str(venv / "bin" / "pip")
+    commands = [[python, "-m", "venv", "--clear", str(venv)]]
+    commands += [[pip, "install", "--quiet", *requirements] for requirements in installs]
     for command in commands:
         done = subprocess.run(
             command,
@@ -49,6 +68,5 @@ def loader_executable(
         )
         if done.returncode != 0:
             errors = [line for line in done.stderr.splitlines() if "is ignored" not in line]
-            require(f"cannot install {package}=={version}: {' '.join(errors[-3:])}")
-    marker.touch()
-    return script
+            require(f"cannot install {' '.join(installs[0])}: {' '.join(errors[-3:])}")
+    (venv / ".installed").touch()

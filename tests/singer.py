@@ -1,7 +1,10 @@
-"""Run the plugins as a user does, through their console scripts."""
+"""Run the plugins as a user does, through their console scripts (the tap's output as a
+target's input comes from the tap in process: :func:`tap_output`)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -12,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tests.pelanor_sandbox import TOKEN
+from tests.stopping_tests import signal_handlers_kept
 
 if TYPE_CHECKING:
     from target_pelanor.sandbox import PelanorSandbox
@@ -95,11 +99,27 @@ def run_tap(
     return run("tap-openai-costs", *args, config=config, tmp=tmp, env=env)
 
 
+def tap_in_process(tmp: Path, config: dict, state: dict | None = None) -> Run:
+    """The tap run in this process, as the input of a target under test: the bytes its
+    console script writes (but for the run's month_version and time), without a process's
+    start-up (the tap's own tests run it as a process). Its config is left in ``tmp`` as
+    :func:`run_tap` leaves it; the signal handlers it installs are put back, also when a
+    module fixture calls this. A run that fails raises."""
+    from tap_openai_costs.tap import TapOpenAICosts
+
+    (tmp / "tap-openai-costs.config.json").write_text(json.dumps(config))
+    written = io.BytesIO()
+    out = io.TextIOWrapper(written, encoding="utf-8")
+    with signal_handlers_kept(), contextlib.redirect_stdout(out):
+        TapOpenAICosts(config=config, state=state, parse_env_config=False).sync_all()
+        out.flush()
+    return Run(0, written.getvalue().decode("utf-8"), "")
+
+
 def tap_output(tmp: Path, *paths: Path, organization_id: str = "org-acme") -> str:
-    """The tap's messages for these exports; the run must succeed."""
-    result = run_tap(tmp, {"paths": [str(p) for p in paths], "organization_id": organization_id})
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+    """The tap's messages for these exports (run in process, :func:`tap_in_process`)."""
+    config = {"paths": [str(p) for p in paths], "organization_id": organization_id}
+    return tap_in_process(tmp, config).stdout
 
 
 def target_config(sandbox: PelanorSandbox, **extra: Any) -> dict[str, Any]:

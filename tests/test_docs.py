@@ -91,3 +91,11 @@ def test_settings_tables_are_what_the_plugins_report() -> None:
     assert rendered(page, {name: about(name) for name in PLUGINS}) == page, (
         "docs/settings.md differs from the plugins' --about: run make docs-settings"
     )
+
+
+def test_the_changelog_starts_with_the_version_the_package_declares() -> None:
+    """A behaviour change bumps the version and says so in CHANGELOG.md, together."""
+    pyproject = (REPO / "pyproject.toml").read_text("utf-8")
+    (declared,) = re.findall(r'^version = "([^"]+)"$', pyproject, re.M)
+    headings = re.findall(r"^## (\S+)$", (REPO / "CHANGELOG.md").read_text("utf-8"), re.M)
+    assert headings[0] == declared

@@ -81,7 +81,7 @@ def test_shipped_definition_is_the_one_meltano_yml_runs(
     hub_metadata = ("name", "namespace", "variant", "label", "description", "keywords")
     assert all(definition[key] for key in hub_metadata)
     assert definition["pip_url"] == (
-        "$MELTANO_PROJECT_ROOT/wheels/openai_costs_to_pelanor-0.1.0-py3-none-any.whl"
+        "$MELTANO_PROJECT_ROOT/wheels/openai_costs_to_pelanor-0.2.0-py3-none-any.whl"
     )
     # No home yet: no repository or documentation address rather than a made-up one.
     assert "repo" not in definition

@@ -9,6 +9,7 @@ runs, plus a file test fed with the tap's real output.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -29,7 +30,8 @@ from tests.exports import SAMPLES
 from tests.singer import BIN
 
 TAP_CONFIG = {"paths": [str(SAMPLES / "acme")], "organization_id": "org-acme"}
-DATA = Path(__file__).parent / "data"
+#: One folder per xdist worker (the suites' config names it when this module is imported).
+DATA = Path(__file__).parent / "data" / os.environ.get("PYTEST_XDIST_WORKER", "main")
 ACME_SINGER = DATA / "acme.singer"
 OUTPUT = DATA / "target-output"
 
@@ -73,7 +75,7 @@ class TargetLoadsTapOutput(TargetFileTestTemplate):
 def acme_singer_file() -> None:
     """Produce the target's input with the tap itself, so the two cannot drift apart."""
     shutil.rmtree(DATA, ignore_errors=True)
-    DATA.mkdir()
+    DATA.mkdir(parents=True)
     config = DATA / "acme.tap.json"
     config.write_text(json.dumps(TAP_CONFIG))
     with ACME_SINGER.open("w") as out:

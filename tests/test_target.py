@@ -21,6 +21,7 @@ from tests.exports import NEW, OLD, ORG, SAMPLES, export, month_rows, write
 from tests.pelanor_sandbox import TOKEN, running_sandbox
 from tests.singer import (
     BIN,
+    every_stream_selected,
     report,
     run,
     run_tap,
@@ -65,6 +66,26 @@ def test_tap_to_target_to_sandbox_uploads_exact_files(tmp_path, pelanor) -> None
         "org-acme/2025-09",
         "org-acme/2025-10",
     }
+
+
+def test_focus_rows_selected_with_the_rest_are_taken_and_not_uploaded(tmp_path, pelanor) -> None:
+    """A project that selects every stream (Meltano's default where no `select` is set)
+    still uploads exact months: target-pelanor drops the FOCUS rows and says so once."""
+    config = {"paths": [str(SAMPLES / "acme")], "organization_id": ORG}
+    tap = run_tap(tmp_path, config, catalog=every_stream_selected(tmp_path))
+    assert tap.records("focus_costs")
+    result = run_target(tmp_path, target_config(pelanor), tap.stdout)
+
+    assert result.returncode == 0, result.stderr
+    assert stored(pelanor) == {
+        "int-acme/2025-09": ACME_SEPT.read_bytes(),
+        "int-acme/2025-10": ACME_OCT.read_bytes(),
+    }
+    said = [line for line in result.stderr.splitlines() if "focus_costs:" in line]
+    assert [line.rsplit(" | ", 1)[-1] for line in said] == [
+        "focus_costs: not uploaded (Pelanor takes the export's own rows); deselect it for this "
+        "job to spare the tap the work (meltano select)"
+    ]
 
 
 def test_crlf_bom_export_of_another_organization(tmp_path, pelanor) -> None:

@@ -91,13 +91,7 @@ def test_meltanos_test_stream_checks_pelanor_and_uploads_nothing(
 
 def test_check_path_sends_one_authenticated_request(tmp_path: Path) -> None:
     with FaultServer(Answer(404), Answer(200, b'{"id": "int-acme"}')) as server:
-        config = {
-            "organization_id": "org-acme",
-            "integration_id": "int-acme",
-            "api_token": TOKEN,
-            "api_url": server.url,
-            "check_path": CHECK_PATH,
-        }
+        config = target_config_for(server.url) | {"check_path": CHECK_PATH}
         result = run_target(tmp_path, config, MELTANO_TEST_MESSAGES)
 
     assert passes_meltanos_test(result), result.stderr
@@ -120,13 +114,7 @@ def test_check_path_sends_one_authenticated_request(tmp_path: Path) -> None:
 def test_a_refused_check_request_says_what_to_fix(tmp_path: Path, status: int, fix: str) -> None:
     body = json.dumps({"error": {"message": "nope"}}).encode()
     with FaultServer(Answer(404), Answer(status, body)) as server:
-        config = {
-            "organization_id": "org-acme",
-            "integration_id": "int-acme",
-            "api_token": TOKEN,
-            "api_url": server.url,
-            "check_path": CHECK_PATH,
-        }
+        config = target_config_for(server.url) | {"check_path": CHECK_PATH}
         result = run_target(tmp_path, config, MELTANO_TEST_MESSAGES)
 
     assert result.returncode == 1

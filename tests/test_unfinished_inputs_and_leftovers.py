@@ -23,7 +23,7 @@ from tap_openai_costs.costs_api.rendering import AmountTooLarge, decimal_text
 from tap_openai_costs.paths import ExportErrors, expand_paths
 from target_pelanor.delivery import Delivery
 from target_pelanor.stopping import RunStopped
-from tests.exports import ORG, SAMPLES, TODAY, cost, export, month_rows, write
+from tests.exports import ORG, SAMPLES, TODAY, cost, export, month_rows, sparse_file, write
 from tests.ledger_check import LAYOUT, ledger_verdict
 from tests.singer import report, run, run_tap, run_target, target_config
 
@@ -142,12 +142,6 @@ def test_a_state_that_cannot_be_read_is_one_line_in_the_tap(tmp_path, text, prob
     assert result.errors == [f"{ERROR}the state ({path}) {problem}; {STATE_FIX}"]
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
-
-
-def sparse_file(path: Path, size: int) -> None:
-    """A file of ``size`` bytes that takes no room on the disk."""
-    path.touch(mode=0o600)
-    os.truncate(path, size)
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ from target_pelanor.shrink_guard import (
     refusal,
 )
 from target_pelanor.upload_records import MachineRecords, normalised_endpoint
-from tests.exports import SAMPLES
+from tests.exports import SAMPLES, sparse_file
 from tests.pelanor_sandbox import running_sandbox, sandbox_config
 from tests.singer import Run, report, run_target, stored, target_config
 from tests.upload_guard import (
@@ -424,12 +424,6 @@ def test_an_unreadable_machine_record_stops_its_month(tmp_path, pelanor) -> None
         "file to forget it, or list 2025-10 in allow_shrinking_months to upload it anyway"
     )
     assert pelanor.uploads() == []
-
-
-def sparse_file(path: Path, size: int) -> None:
-    """A file of ``size`` bytes that takes no room on the disk."""
-    path.touch(mode=0o600)
-    os.truncate(path, size)
 
 
 @pytest.mark.parametrize(

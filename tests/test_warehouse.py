@@ -32,6 +32,8 @@ from tests.loaders import loader_executable, require
 from tests.postgres import INSTALL_HINT, PostgresCluster, find_bin_dir
 from tests.singer import every_stream_selected, run, run_tap
 
+#: One xdist worker runs this module's tests: one Postgres cluster (a module fixture).
+pytestmark = pytest.mark.xdist_group("warehouse")
 TARGET_POSTGRES = ("meltanolabs-target-postgres", "0.8.1", "target-postgres")
 #: target-duckdb 0.8.0 with the DuckDB the README pins (README "DuckDB").
 TARGET_DUCKDB = ("target-duckdb", "0.8.0", "target-duckdb", ("duckdb==1.2.2",))

@@ -17,10 +17,11 @@ from typing import Any
 
 from singer_sdk import typing as th
 
+from openai_costs.contract import FOCUS_COSTS
 from openai_costs.export import format_decimal
 from tap_openai_costs.focus.line_items import LineItem, UnknownSpellings, parse
 
-STREAM = "focus_costs"
+STREAM = FOCUS_COSTS
 PROVIDER = "OpenAI"
 SERVICE_NAME = "OpenAI API"
 SERVICE_CATEGORY = "AI and Machine Learning"
