@@ -2,9 +2,10 @@
 
 httpx logs every request it makes ("HTTP Request: POST …") and the Singer SDK says how it
 read the settings ("Skipping parse of env var settings...", and one "Parsing '…' config
-from env variable" line per setting with ``--config ENV``): at info level they crowd the
-lines a team reads. A filter relabels them as debug lines and lets them through only when
-the plugin logs at debug level.
+from env variable" line per setting with ``--config ENV``) and how it wired the tap's
+streams ("Added 'cost_month_layouts' as child stream to 'costs'"): at info level they
+crowd the lines a team reads, and nobody can act on them. A filter relabels them as debug
+lines and lets them through only when the plugin logs at debug level.
 """
 
 from __future__ import annotations
@@ -12,9 +13,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-#: The Singer SDK's lines about where the settings came from (singer_sdk PluginBase).
-_SDK_SETTINGS_LINES = frozenset(
-    {"Skipping parse of env var settings...", "Parsing env var for settings config..."}
+#: The Singer SDK's start-up lines: where the settings came from (singer_sdk PluginBase),
+#: each child stream wired to its parent (singer_sdk Tap), as their unformatted messages.
+_SDK_STARTUP_LINES = frozenset(
+    {
+        "Skipping parse of env var settings...",
+        "Parsing env var for settings config...",
+        "Added '%s' as child stream to '%s'",
+    }
 )
 
 
@@ -34,14 +40,14 @@ class _ToDebug(logging.Filter):
 
 
 def quiet_library_lines(plugin: str) -> None:
-    """Move httpx's per-request lines and the SDK's settings-source line to debug level.
+    """Move httpx's per-request lines and the SDK's start-up lines to debug level.
 
     Call before the plugin's ``__init__`` (the SDK logs the settings line in it); calling
     it again changes nothing."""
     for name, matches in (
         ("httpx", _every_line),
         ("singer_sdk.configuration._dict_config", _every_line),
-        (plugin, _sdk_settings_line),
+        (plugin, _sdk_startup_line),
     ):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _ToDebug) and f.plugin == plugin for f in logger.filters):
@@ -52,5 +58,5 @@ def _every_line(record: logging.LogRecord) -> bool:
     return True
 
 
-def _sdk_settings_line(record: logging.LogRecord) -> bool:
-    return record.msg in _SDK_SETTINGS_LINES
+def _sdk_startup_line(record: logging.LogRecord) -> bool:
+    return record.msg in _SDK_STARTUP_LINES

@@ -1,6 +1,7 @@
 """When a progress line is due: about every ten seconds while a long file is read or a
 long month written. Callers ask only every few thousand rows, since reading the clock for
-every row would cost more than the progress is worth."""
+every row would cost more than the progress is worth. Also how progress lines write an
+amount of data."""
 
 from __future__ import annotations
 
@@ -33,3 +34,11 @@ class Pace:
 
     def elapsed(self) -> float:
         return self.clock() - self.started
+
+
+def byte_count(size: int) -> str:
+    """``2.4 MB``, ``812 bytes``: an amount of data in a progress line."""
+    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size:,} byte{'' if size == 1 else 's'}"

@@ -4,7 +4,8 @@
 Run by hand, each line goes to stderr as ``<plugin>: error: <problem>``. Run by Meltano
 (which hands the plugin a logging configuration in ``SINGER_SDK_LOG_CONFIG``), the same
 line goes through the plugin's logger at error level, so Meltano's log shows it as an
-error rather than as plain output.
+error rather than as plain output, with the problem's ``log_fields`` if it has them (a
+month's problem: organization, month, status, reason).
 
 Settings that cannot be used are the SDK's error lines, one per problem, then one more
 line naming them all: ``meltano config test`` shows only a plugin's last line.
@@ -24,11 +25,12 @@ from openai_costs.printable import printable
 def report(plugin: str, problems: Iterable[object]) -> None:
     """Show ``<plugin>: error: <problem>`` for each problem, as an error, each one line
     (control characters in a problem, from a name it quotes, are shown escaped)."""
+    problems = list(problems)
     lines = [f"{plugin}: error: {printable(problem)}" for problem in problems]
     if "SINGER_SDK_LOG_CONFIG" in os.environ:
         logger = logging.getLogger(plugin)
-        for line in lines:
-            logger.error(line)
+        for line, problem in zip(lines, problems, strict=True):
+            logger.error(line, extra=getattr(problem, "log_fields", None))
     else:
         for line in lines:
             print(line, file=sys.stderr)

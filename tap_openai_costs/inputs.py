@@ -97,10 +97,10 @@ def _known_exports(
 
 def changed_months(
     reading: ExportReading, logger: logging.Logger
-) -> tuple[list[MonthPlan], list[ExportError]]:
+) -> tuple[list[MonthPlan], dict[str, ExportError]]:
     """The months to seal, once every input was validated (one bad file means no seal),
-    and why the changed months that must not be sealed are withheld: a day of theirs comes
-    from an export saved before that day ended (:func:`unfinished`)."""
+    and why the changed months that must not be sealed are withheld, by month: a day of
+    theirs comes from an export saved before that day ended (:func:`unfinished`)."""
     try:
         plans = reading.plans()
     except ExportErrors as errors:
@@ -115,7 +115,7 @@ def changed_months(
         len(changed),
         ", ".join(plan.month for plan in changed) or "none",
     )
-    return [plan for plan in changed if plan.month not in withheld], list(withheld.values())
+    return [plan for plan in changed if plan.month not in withheld], withheld
 
 
 def _api_exports(

@@ -1,6 +1,7 @@
 """Progress a person can follow while the tap reads: each file as it starts and ends, and a
-line about every ten seconds on a long one (rows so far, rows per second). Each line also
-carries fields for structured logs: file, rows, action."""
+line about every ten seconds on a long one (how far along: bytes read of the file's size;
+rows so far, rows per second). Each line also carries fields for structured logs: file,
+rows, action, and on a progress line bytes_read and bytes."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from openai_costs.pace import Pace
+from openai_costs.pace import Pace, byte_count
 
 
 class ReadProgress:
@@ -31,7 +32,7 @@ class ReadProgress:
 
 
 class FileProgress:
-    """One file's progress. The reader reports its row count every few thousand rows
+    """One file's progress. The reader reports how far along it is every few thousand rows
     (:meth:`rows`)."""
 
     def __init__(self, progress: ReadProgress, path: Path) -> None:
@@ -39,15 +40,26 @@ class FileProgress:
         self.pace = Pace(progress.every_seconds, progress.clock)
         self.pace.start()
 
-    def rows(self, count: int) -> None:
-        """``count`` rows read so far: a line if the last was long enough ago."""
+    def rows(self, count: int, read: int, size: int) -> None:
+        """``count`` rows, ``read`` bytes of the file's ``size`` read so far: a line if the
+        last was long enough ago."""
         elapsed = self.pace.due()
         if elapsed is not None:
+            share = f"{read * 100 // size}%" if size else "-"
             self.logger.info(
-                "reading %s: %s",
+                "reading %s: %s (%s of %s), %s",
                 self.path,
+                share,
+                byte_count(read),
+                byte_count(size),
                 _rate(count, elapsed, so_far=True),
-                extra={"file": str(self.path), "rows": count, "action": "reading"},
+                extra={
+                    "file": str(self.path),
+                    "rows": count,
+                    "bytes_read": read,
+                    "bytes": size,
+                    "action": "reading",
+                },
             )
 
     def done(self, count: int) -> None:

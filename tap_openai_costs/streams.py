@@ -42,6 +42,7 @@ from openai_costs.export import (
     missing_days,
     today_utc,
 )
+from openai_costs.month_status import SEALED, WITHHELD
 from openai_costs.os_errors import advice
 from openai_costs.work_folder import WorkFolderError, open_work_folder
 from tap_openai_costs import fast_records
@@ -391,7 +392,8 @@ class CostsStream(_IncrementalByMonth):
                         reported = witness.day_totals(plan.days)
                     except OpenAIAPIError as error:
                         later = [later.month for later in plans[number + 1 :]]
-                        unsealed.append(MonthNotSealed(cannot_check(plan.month, error, later)))
+                        line = cannot_check(plan.month, error, later)
+                        unsealed.append(MonthNotSealed(line, plan.organization_id, plan.month))
                         break
                 drafted = reading.drafts.get(plan.month)
                 if drafted is not None and drafted.matches(plan):
@@ -407,7 +409,7 @@ class CostsStream(_IncrementalByMonth):
                     sources = {piece.day.day: piece.scan.path for piece in plan.pieces}
                     problem = disagreement(plan.month, tally.days or {}, reported, sources)
                     if problem:
-                        unsealed.append(MonthNotSealed(problem))
+                        unsealed.append(MonthNotSealed(problem, plan.organization_id, plan.month))
                         continue
                     checked.append(plan.month)
                 self._seal(plan, tally, today, reading.api_source, checked=reported is not None)
@@ -420,8 +422,11 @@ class CostsStream(_IncrementalByMonth):
                         len(checked),
                         ", ".join(checked),
                     )
-            if unsealed or withheld:
-                self._stop_after_state([*unsealed, *withheld])
+            organization = self.config["organization_id"]
+            for month, why in withheld.items():
+                unsealed.append(MonthNotSealed(str(why), organization, month))
+            if unsealed:
+                self._stop_after_state(unsealed)
 
     def today(self) -> date:
         """The current UTC date, read once a run: months are complete up to the day before."""
@@ -599,7 +604,8 @@ class CostsStream(_IncrementalByMonth):
                 "month": plan.month,
                 "rows": seal.row_count,
                 "total_usd": seal.total_usd,
-                "action": "sealed",
+                "status": SEALED,
+                "action": SEALED,
                 "complete": seal.complete,
                 "checked_against_api": checked,
                 "files": list(seal.source_files),
@@ -608,7 +614,17 @@ class CostsStream(_IncrementalByMonth):
 
 
 class MonthNotSealed(Exception):
-    """A month check_against_api kept from its seal; the message is the whole line."""
+    """A month kept from its seal (by check_against_api, or an export saved before a day of
+    it ended); the message is the whole line, ``log_fields`` its structured log fields."""
+
+    def __init__(self, line: str, organization: str, month: str) -> None:
+        super().__init__(line)
+        self.log_fields = {
+            "organization": organization,
+            "month": month,
+            "status": WITHHELD,
+            "reason": line,
+        }
 
 
 class _SilentTimer(metrics.Timer):

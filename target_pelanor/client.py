@@ -18,6 +18,7 @@ import contextlib
 import html
 import json
 import logging
+import os
 import random as _random
 import re
 import time
@@ -25,10 +26,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
-from typing import Final
+from typing import IO, Final, cast
 
 import httpx
 
+from openai_costs.month_status import SENDING
+from openai_costs.pace import byte_count
 from openai_costs.safe_http import (
     ANSWER_LIMIT,
     BearerClient,
@@ -39,6 +42,7 @@ from openai_costs.safe_http import (
     error_message,
     one_line,
 )
+from target_pelanor.upload_progress import SendingFile
 from target_pelanor.upload_request import (
     DEFAULT_SHAPE,
     DEFAULT_UPLOAD_PATH,
@@ -139,6 +143,7 @@ class PelanorClient(BearerClient):
         random: Callable[[], float] = _random.random,
         clock: Callable[[], float] = time.monotonic,
         transport: httpx.BaseTransport | None = None,
+        progress_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not base_url or not base_url.strip():
             raise ValueError("base_url is required")
@@ -164,6 +169,8 @@ class PelanorClient(BearerClient):
         self._integration_id = integration_id
         self._shape = shape
         self._organization_id = organization_id
+        #: When a line on a large upload's progress is due (not the retry policy's clock).
+        self._progress_clock = progress_clock
 
     def __repr__(self) -> str:
         return (
@@ -179,7 +186,20 @@ class PelanorClient(BearerClient):
         if not _MONTH_RE.fullmatch(month):
             raise ValueError(f"month must be YYYY-MM, got {month!r}")
         size = content.stat().st_size if isinstance(content, Path) else len(content)
-        logger.info("Uploading %s to Pelanor (%d bytes)", month, size)
+        logger.info(
+            "%s %s: sending %s (%s bytes) to Pelanor",
+            self._organization_id,
+            month,
+            byte_count(size),
+            f"{size:,}",
+            extra={
+                "organization": self._organization_id,
+                "month": month,
+                "bytes": size,
+                "status": SENDING,
+                "action": SENDING,
+            },
+        )
         response, attempts = self.send_or_raise(
             f"Pelanor upload of {month}",
             lambda: self._send(month, filename, content),
@@ -234,7 +254,15 @@ class PelanorClient(BearerClient):
             file_name=filename,
         )
         with contextlib.ExitStack() as stack:
-            body = stack.enter_context(content.open("rb")) if isinstance(content, Path) else content
+            body: IO[bytes] | bytes
+            if isinstance(content, Path):
+                file = stack.enter_context(content.open("rb"))
+                size = os.fstat(file.fileno()).st_size
+                what = (self._organization_id, month)
+                # httpx reads it as the file it wraps (read, fileno, seek, tell).
+                body = cast(IO[bytes], SendingFile(file, size, what, logger, self._progress_clock))
+            else:
+                body = content
             request = self._shape.build(self._http, self._base_url, values, body, headers)
             logger.debug("%s", self._scrub(describe(request, self._shape, values)))
             return self._http.send(request)

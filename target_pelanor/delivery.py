@@ -5,7 +5,10 @@ the ledger passes it (sealed, matching, complete, every row checked) and it is n
 than the copy uploaded before, as the state and this machine remember it
 (:mod:`target_pelanor.shrink_guard`, :mod:`target_pelanor.upload_records`; unless the
 month is listed in ``allow_shrinking_months``). An upload holds the month's upload lock
-from that check to Pelanor's answer (:mod:`target_pelanor.upload_lock`). A month counts as
+from that check to Pelanor's answer (:mod:`target_pelanor.upload_lock`). A month another
+run uploaded while this one was going (two runs of one organization at once, as an
+orchestrator's ``meltano run --force`` allows) is not sent again when it is the same
+file, and is withheld when it differs: this run's copy may be the older. A month counts as
 delivered only when Pelanor accepted it (:mod:`target_pelanor.client`). Results are kept
 for the end-of-run table, and any failure means the target confirms no state beyond what
 Pelanor accepted.
@@ -21,6 +24,7 @@ import contextlib
 import logging
 import os
 import shutil
+import time
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -32,6 +36,7 @@ from typing import Any, Protocol
 from openai_costs.batches import BatchReaders
 from openai_costs.contract import STREAMS, CostRow, MonthOpened, Seal, state_key
 from openai_costs.export import format_decimal, today_utc
+from openai_costs.month_status import CHECKED, FAILED, UNCHANGED, UPLOADED, WITHHELD, WRITTEN
 from openai_costs.os_errors import advice, reason
 from openai_costs.user_errors import meltano_name
 from openai_costs.work_folder import WorkFolder, open_work_folder
@@ -105,6 +110,10 @@ class Delivery:
             self.work.root / "locks", float(config.get("max_retry_seconds", 600))
         )
         self.allowed_to_shrink = set(allowed_to_shrink(config))
+        #: When this run started, on the clock upload records' files are written by.
+        self.started_ns = time.time_ns()
+        #: The state keys of the months this run uploaded.
+        self.sent: set[str] = set()
         self.results: list[MonthResult] = []
         self.progress = WriteProgress(logger)
         #: The runs of batch files being read (their leftovers go at the end).
@@ -163,7 +172,7 @@ class Delivery:
             ready.rows,
             format_decimal(ready.total),
             "dry run, not sending" if dry_run else "sending",
-            extra=_fields(ready.organization, ready.month, ready.rows, ready.total, "checked"),
+            extra=_fields(ready.organization, ready.month, ready.rows, ready.total, CHECKED),
         )
         try:
             self._record(self._send(ready))
@@ -174,9 +183,9 @@ class Delivery:
                     ready.month,
                     ready.rows,
                     ready.total,
+                    FAILED,
                     f"interrupted ({interrupted.name}) during its upload: Pelanor may or may "
                     "not have it; the next run sends it again",
-                    failed=True,
                 )
             )
             raise
@@ -229,48 +238,46 @@ class Delivery:
     def _send(self, ready: ReadyMonth) -> MonthResult:
         key = state_key(ready.organization, ready.month)
         now = Uploaded(ready.rows, ready.days, ready.total, ready.rows_digest)
-        result = MonthResult(ready.organization, ready.month, ready.rows, ready.total, "")
+        result = MonthResult(ready.organization, ready.month, ready.rows, ready.total, WRITTEN)
         if self.config.get("dry_run"):
             if problem := self._shrinks(ready.month, key, now, ready.from_api):
-                return replace(result, action=f"withheld: {problem}", failed=True)
-            written = self._write_out(ready)
-            if written.failed:
-                return replace(result, action=written.action, failed=True)
-            return replace(result, action=written.action or "checked (dry run)")
+                return replace(result, status=WITHHELD, reason=problem)
+            return self._write_out(ready, result)
         try:
             with self.locks.hold(self.config["integration_id"], ready.month):
                 return self._upload(ready, key, now, result)
         except (LockTimeout, LockUnavailable) as problem:
-            return replace(result, action=f"failed: {problem}", failed=True)
+            return replace(result, status=FAILED, reason=str(problem))
 
     def _upload(
         self, ready: ReadyMonth, key: str, now: Uploaded, result: MonthResult
     ) -> MonthResult:
         """Under the month's upload lock: the integration's organization, the shrink check,
-        output_dir, the upload."""
+        another run's upload of the month meanwhile, output_dir, the upload."""
         try:
             self.check_integration()
         except BindingProblem as taken:
-            return replace(result, action=f"withheld: {taken}", failed=True)
+            return replace(result, status=WITHHELD, reason=str(taken))
         if problem := self._shrinks(ready.month, key, now, ready.from_api):
-            return replace(result, action=f"withheld: {problem}", failed=True)
-        written = self._write_out(ready)
+            return replace(result, status=WITHHELD, reason=problem)
+        if (other := self._uploaded_meanwhile(ready.month, key)) is not None:
+            return self._already_there(ready, key, now, other, result)
+        written = self._write_out(ready, result)
         if written.failed:
-            return replace(result, action=written.action, failed=True)
+            return written
         try:
             receipt = self.client.upload(
                 month=ready.month, filename=ready.filename, content=ready.path
             )
         except PelanorError as error:
-            action = "; ".join(filter(None, [f"failed: {error}", written.action]))
-            return replace(result, action=action, failed=True)
+            return replace(written, status=FAILED, reason=str(error))
         at = self.now()
+        self.sent.add(key)
         noted = None if self.destination is None else self.destination.text
         self.memory.record(key, Remembered(now, "the state", self.endpoint, at, noted))
         if self.records is not None and self.bindings is not None:
             self._note_upload(self.records, self.bindings, ready, now, at)
-        action = ", ".join(filter(None, ["uploaded", written.action]))
-        return replace(result, action=action, response_id=receipt.response_id)
+        return replace(written, status=UPLOADED, response_id=receipt.response_id)
 
     def _note_upload(
         self,
@@ -309,6 +316,47 @@ class Delivery:
         """When an upload is recorded as accepted (UTC)."""
         return datetime.now(timezone.utc)
 
+    def _uploaded_meanwhile(self, month: str, key: str) -> Remembered | None:
+        """This machine's record of the month when another run wrote it after this run
+        started (read under the month's lock), else None. The record file's time says
+        when, to the nanosecond on most file systems (its ``uploaded_at`` keeps seconds)."""
+        if self.records is None or key in self.sent:
+            return None
+        try:
+            written = self.records.path(self.config["integration_id"], month).stat()
+            remembered = self.records.recall(self.config["integration_id"], month)
+        except (OSError, UnreadableRecord):  # none, or refused by the shrink check already
+            return None
+        if written.st_mtime_ns < self.started_ns or not remembered:
+            return None
+        return remembered[0]
+
+    def _already_there(
+        self, ready: ReadyMonth, key: str, now: Uploaded, other: Remembered, result: MonthResult
+    ) -> MonthResult:
+        """Another run uploaded the month during this one: the same file is not sent twice
+        (the state takes that run's record); a different one is withheld."""
+        at = other.at.strftime("%H:%M:%SZ") if other.at else "?"
+        if other.uploaded != now:
+            return replace(
+                result,
+                status=WITHHELD,
+                reason=f"another target-pelanor run uploaded a different copy of {ready.month} "
+                f"at {at}, while this run was going; this run's copy may be the older, so it is "
+                "not sent: run again (one run per organization at a time)",
+            )
+        written = self._write_out(ready, result)
+        if written.failed:
+            return written
+        noted = None if self.destination is None else self.destination.text
+        self.memory.record(key, Remembered(now, "the state", self.endpoint, other.at, noted))
+        return replace(
+            written,
+            status=UNCHANGED,
+            reason=f"another target-pelanor run uploaded this very file at {at}, while this "
+            "run was going; not sent again",
+        )
+
     def _shrinks(self, month: str, key: str, now: Uploaded, from_api: bool) -> str | None:
         """Why the month must not replace the copy remembered (the state's, then this
         machine's), or None. A record that cannot be read refuses it too, unless the
@@ -337,9 +385,9 @@ class Delivery:
             return None
         return problem
 
-    def _write_out(self, ready: ReadyMonth) -> MonthResult:
-        """Copy the month to output_dir, if set; ``action`` says what was done."""
-        result = MonthResult(ready.organization, ready.month, ready.rows, ready.total, "")
+    def _write_out(self, ready: ReadyMonth, result: MonthResult) -> MonthResult:
+        """Copy the month to output_dir, if set: ``result`` with where it was written, or
+        failed."""
         folder = output_dir(self.config)
         if folder is None:
             return result
@@ -350,18 +398,15 @@ class Delivery:
             fix = advice(error, "free space in output_dir or fix its permissions")
             return replace(
                 result,
-                action=f"failed: could not write {destination}: {reason(error)}; nothing "
-                f"uploaded; {fix}",
-                failed=True,
+                status=FAILED,
+                reason=f"could not write {destination}: {reason(error)}; nothing uploaded; {fix}",
             )
-        return replace(result, action=f"written to {folder}")
+        return replace(result, written_to=str(folder))
 
     def _withhold(
         self, organization: str, month: str, rows: int, total: Decimal, reason: str
     ) -> None:
-        self._record(
-            MonthResult(organization, month, rows, total, f"withheld: {reason}", failed=True)
-        )
+        self._record(MonthResult(organization, month, rows, total, WITHHELD, reason))
 
     def _record(self, result: MonthResult) -> None:
         log = self.logger.error if result.failed else self.logger.info
@@ -382,10 +427,11 @@ class Delivering(Protocol):
 
 
 def _fields(
-    organization: str, month: str, rows: int, total: Decimal, action: str
+    organization: str, month: str, rows: int, total: Decimal, status: str
 ) -> dict[str, Any]:
-    """A month's structured log fields (see :meth:`MonthResult.fields`)."""
-    return MonthResult(organization, month, rows, total, action).fields()
+    """A month's structured log fields (see :meth:`MonthResult.fields`) for an event on
+    the way: its status, which is also its action, and no reason."""
+    return MonthResult(organization, month, rows, total, status).fields() | {"action": status}
 
 
 def _publish(source: Path, destination: Path) -> None:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 from openai_costs.export import ROWS_BETWEEN_REPORTS
+from openai_costs.month_status import WRITING
 from openai_costs.pace import Pace
 
 
@@ -45,6 +46,7 @@ class WriteProgress:
                     "organization": self.organization,
                     "month": self.month,
                     "rows": self.rows,
-                    "action": "writing",
+                    "status": WRITING,
+                    "action": WRITING,
                 },
             )

@@ -75,6 +75,14 @@ def output_dir(config: Mapping[str, Any]) -> Path | None:
     return Path(value).expanduser() if value else None
 
 
+#: A set upload_records_dir must exist: on a worker whose kept volume was not mounted, a
+#: new empty folder would forget every upload, and with it the shrink guard's memory.
+RECORDS_NOT_MOUNTED = (
+    "upload_records_dir {folder} does not exist: mount the volume that keeps this "
+    "machine's upload records there (on a new volume, create the folder once)"
+)
+
+
 def setting_errors(config: Mapping[str, Any]) -> list[str]:
     """Every problem with the settings, one message each."""
     errors = []
@@ -100,7 +108,10 @@ def setting_errors(config: Mapping[str, Any]) -> list[str]:
                 "record of uploads in; set it to a folder that outlives the run"
             )
         else:
-            errors += _folder_errors(records, "upload_records_dir")
+            if config.get("upload_records_dir") and not records.exists():
+                errors.append(RECORDS_NOT_MOUNTED.format(folder=records))
+            else:
+                errors += _folder_errors(records, "upload_records_dir")
         if not config.get("integration_id"):
             errors.append("integration_id is required unless dry_run is true")
         try:

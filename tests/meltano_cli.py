@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -68,6 +69,19 @@ def run_meltano_commands(
         assert result.returncode == 0, f"{shlex.join(words)} failed:\n{result.stderr[-5000:]}"
         done.append(result)
     return done
+
+
+def copy_project(root: Path) -> None:
+    """This Meltano project in ``root``: meltano.yml, the organizations' files (orgs/) and
+    samples/, the plugins being this venv's console scripts."""
+    shutil.copytree(REPO / "samples", root / "samples")
+    shutil.copytree(REPO / "orgs", root / "orgs")
+    config: dict[str, Any] = yaml.safe_load((REPO / "meltano.yml").read_text("utf-8"))
+    for kind in ("extractors", "loaders"):
+        for plugin in config["plugins"][kind]:
+            if plugin.pop("pip_url", None):
+                plugin["executable"] = str(BIN / plugin["executable"])
+    (root / "meltano.yml").write_text(yaml.safe_dump(config, sort_keys=False), "utf-8")
 
 
 def project_config() -> dict[str, Any]:

@@ -23,6 +23,7 @@ from target_pelanor.client import (
     resolve_base_url,
 )
 from target_pelanor.sandbox import PelanorSandbox
+from target_pelanor.upload_request import DEFAULT_SHAPE, UploadShape
 from tests.fake_clock import FakeClock
 from tests.pelanor_sandbox import TOKEN, running_sandbox
 
@@ -496,3 +497,45 @@ def test_invalid_constructor_arguments_do_not_echo_token() -> None:
         pytest.raises(ValueError, match="month must be YYYY-MM"),
     ):
         client.upload(month="2025-13", filename="f.csv", content=b"")
+
+
+@pytest.mark.parametrize("body", ["multipart", "raw"])
+def test_a_large_upload_says_how_much_is_sent_about_every_ten_seconds(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, body: str
+) -> None:
+    """1,000,000 bytes read by httpx 64 KiB at a time while the clock moves 4 s at each look:
+    a line once 10 s have passed since the last; the request is as for the plain file."""
+    path = tmp_path / FILENAME
+    path.write_bytes(bytes(range(250)) * 4000)
+    sent: list[httpx.Request] = []
+
+    def pelanor(request: httpx.Request) -> httpx.Response:
+        request.read()
+        sent.append(request)
+        return httpx.Response(200, json={"id": "upl_1"})
+
+    ticks = iter(range(0, 1000, 4))
+    client = make_client(
+        "https://api.pelanor.io",
+        organization_id="org-acme",
+        shape=UploadShape(body=body, fields=() if body == "raw" else DEFAULT_SHAPE.fields),
+        transport=httpx.MockTransport(pelanor),
+        progress_clock=lambda: next(ticks),
+    )
+    with client, caplog.at_level(logging.INFO, logger="target_pelanor.client"):
+        client.upload(month=MONTH, filename=FILENAME, content=path)
+    assert [r.getMessage() for r in caplog.records if ": sending" in r.getMessage()] == [
+        "org-acme 2025-10: sending 1.0 MB (1,000,000 bytes) to Pelanor",
+        "org-acme 2025-10: sending, 19% (196.6 kB of 1.0 MB) sent in 12.0 s",
+        "org-acme 2025-10: sending, 39% (393.2 kB of 1.0 MB) sent in 24.0 s",
+        "org-acme 2025-10: sending, 58% (589.8 kB of 1.0 MB) sent in 36.0 s",
+        "org-acme 2025-10: sending, 78% (786.4 kB of 1.0 MB) sent in 48.0 s",
+        "org-acme 2025-10: sending, 98% (983.0 kB of 1.0 MB) sent in 60.0 s",
+    ]
+    (request,) = sent
+    assert "Transfer-Encoding" not in request.headers
+    assert int(request.headers["Content-Length"]) == len(request.content)
+    if body == "raw":
+        assert request.content == path.read_bytes()
+    else:
+        assert path.read_bytes() in request.content

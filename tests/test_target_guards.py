@@ -36,6 +36,7 @@ from tests.upload_guard import (
     OLDER_COPIES,
     SMALLER,
     config_errors,
+    machine_record,
     october_export,
     remembered_in_state,
     remembered_on_this_machine,
@@ -234,8 +235,8 @@ def test_a_signal_during_an_upload_stops_with_the_table_and_only_accepted_state(
         [SEPT_TOTAL, "uploaded"],
         [
             OCT_TOTAL,
-            f"interrupted ({name}) during its upload: Pelanor may or may not have it; the "
-            "next run sends it again",
+            f"failed: interrupted ({name}) during its upload: Pelanor may or may not have "
+            "it; the next run sends it again",
         ],
     ]
     assert result.errors == [
@@ -770,6 +771,58 @@ def test_an_upload_lock_that_cannot_be_taken_fails_the_month_in_one_line(tmp_pat
     assert "Traceback" not in result.stderr
     assert pelanor.uploads() == []
     assert result.last_state is None
+
+
+def run_while_another_uploads(tmp_path: Path, pelanor, ours: Path, theirs: Path) -> tuple[Run, str]:
+    """Two runs of one organization at once (as ``meltano run --force`` allows): ours waits
+    for October's upload lock while the other run uploads ``theirs``; then ours goes on.
+    Returns our run and when the other's upload was accepted (this machine's record)."""
+    work = tmp_path / "work"
+    ours_in = tap_run(tmp_path, ours).stdout
+    theirs_in = tap_run(tmp_path, theirs).stdout
+    with UploadLocks(work / "locks", wait_seconds=5).hold("int-acme", "2025-10"):
+        target = start_target(
+            tmp_path, target_config(pelanor, work_dir=str(work)), ours_in, stderr=subprocess.PIPE
+        )
+        assert target.stderr is not None
+        for line in target.stderr:
+            if "Another target-pelanor process is uploading 2025-10" in line:
+                break
+        else:
+            pytest.fail("the target did not wait for the lock")
+        # The other run holds its lock elsewhere (its work_dir), so it uploads meanwhile.
+        other_config = target_config(pelanor, work_dir=str(tmp_path / "other-work"))
+        other = run_target(tmp_path, other_config, theirs_in)
+        assert other.returncode == 0, other.stderr
+    _, rest = target.communicate(timeout=120)
+    record = json.loads(machine_record(pelanor, "2025-10").read_text())
+    return Run(target.returncode, "", rest), record["uploaded_at"][11:]
+
+
+def test_a_month_another_run_uploaded_meanwhile_is_not_sent_twice(tmp_path, pelanor) -> None:
+    october = october_export(tmp_path, "same")
+    ours, at = run_while_another_uploads(tmp_path, pelanor, october, october)
+    assert ours.returncode == 0, ours.stderr
+    assert report(ours)[1][4] == (
+        f"unchanged: another target-pelanor run uploaded this very file at {at}, while this "
+        "run was going; not sent again"
+    )
+    assert len(pelanor.uploads()) == 1
+
+
+def test_a_different_copy_another_run_uploaded_meanwhile_is_not_replaced(tmp_path, pelanor) -> None:
+    """Not smaller, so the shrink guard lets it through; but which copy is newer is not
+    known, so it is withheld."""
+    ours = october_export(tmp_path, "ours")
+    theirs = october_export(tmp_path, "theirs", last_day_amount="1.30")
+    result, at = run_while_another_uploads(tmp_path, pelanor, ours, theirs)
+    assert result.returncode == 1
+    assert report(result)[1][4] == (
+        "withheld: another target-pelanor run uploaded a different copy of 2025-10 at "
+        f"{at}, while this run was going; this run's copy may be the older, so it is not "
+        "sent: run again (one run per organization at a time)"
+    )
+    assert stored(pelanor) == {"int-acme/2025-10": theirs.read_bytes()}
 
 
 def test_an_older_file_from_another_pipeline_does_not_land_last(tmp_path, pelanor) -> None:

@@ -452,6 +452,7 @@ def test_a_machine_record_that_is_no_record_stops_its_month_without_waiting_or_f
 
 def test_upload_records_dir_says_where_this_machines_records_live(tmp_path, pelanor) -> None:
     folder = tmp_path / "kept-volume" / "records"
+    folder.mkdir(parents=True)
     config = target_config(pelanor, upload_records_dir=str(folder))
     result = run_target(tmp_path, config, tap_run(tmp_path, october_export(tmp_path, "new")).stdout)
     assert result.returncode == 0, result.stderr
@@ -559,6 +560,23 @@ def test_settings_of_the_guard_and_the_token_are_one_line_each_at_start(
     assert result.returncode == 1
     assert config_errors(result) == messages
     assert "s3cr3t" not in result.stderr
+
+
+def test_an_upload_records_dir_that_is_not_there_fails_closed_saying_what_to_mount(
+    tmp_path, pelanor
+) -> None:
+    """A worker whose kept volume was not mounted: a new empty folder would forget every
+    upload, so the run stops at start, before any input is read."""
+    folder = tmp_path / "kept-volume" / "records"
+    config = target_config(pelanor, upload_records_dir=str(folder))
+    result = run_target(tmp_path, config, tap_run(tmp_path, october_export(tmp_path, "new")).stdout)
+    assert result.returncode == 1
+    assert config_errors(result) == [
+        f"upload_records_dir {folder} does not exist: mount the volume that keeps this "
+        "machine's upload records there (on a new volume, create the folder once)"
+    ]
+    assert not folder.parent.exists()
+    assert pelanor.uploads() == []
 
 
 def test_allow_shrinking_months_false_from_earlier_versions_lets_none_through(

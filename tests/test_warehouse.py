@@ -3,11 +3,12 @@ documented per-month totals query (docs/warehouse.md) gives the exact sum of the
 after a first load from overlapping exports, after a month restated with other amounts, and
 after one restated with fewer rows; with the loader upserting (its default) and appending.
 The documented reconciliation against the seals finds nothing, and names a month that lost
-a row.
+a row. The shipped view of the current rows (warehouse/), created by the documented command
+after the first load, gives a plain sum equal to the seals through every restatement.
 
 Into DuckDB through target-duckdb 0.8.0, with DuckDB pinned to 1.2.2 (1.3 and newer lose
-the first row of each load): the documented DuckDB casts keep every digit and the
-reconciliation finds nothing.
+the first row of each load): the documented DuckDB casts keep every digit, the
+reconciliation finds nothing, and a plain sum over the shipped view equals the seals.
 
 The cluster is a throwaway one (tests/postgres.py); the loader comes from PyPI into its own
 venv (tests/loaders.py). Nothing leaves 127.0.0.1 but that one install.
@@ -16,6 +17,7 @@ venv (tests/loaders.py). Nothing leaves 127.0.0.1 but that one install.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Iterator
 from decimal import Decimal
@@ -24,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from openai_costs.export import format_decimal, month_days
-from tests.docs import block
+from tests.docs import REPO, block, commands
 from tests.exports import ORG, cost, export, times, write
 from tests.loaders import loader_executable, require
 from tests.postgres import INSTALL_HINT, PostgresCluster, find_bin_dir
@@ -48,6 +50,17 @@ AMOUNTS = (
     "0.0036963",
 )
 UPSERT, APPEND = "upserting", "appending"
+#: Per-month rows and plain sums over the shipped view of the current rows (warehouse/).
+VIEW_TOTALS = (
+    "SELECT organization, month, count(*), sum(amount_value) FROM current_costs "
+    "GROUP BY organization, month ORDER BY organization, month"
+)
+#: The sum of every month's latest seal, with upserting and append-only loaders alike.
+LATEST_SEALS_TOTAL = (
+    "SELECT sum(CAST(total_usd AS NUMERIC)) FROM cost_months AS s WHERE month_version = "
+    "(SELECT max(month_version) FROM cost_months AS l "
+    "WHERE l.organization = s.organization AND l.month = s.month)"
+)
 
 
 def rows_of(
@@ -123,6 +136,29 @@ class Warehouse:
         return self.postgres.sql(sql, schema=self.schema)
 
 
+def create_current_costs_view(postgres: PostgresCluster, schema: str) -> None:
+    """docs/warehouse.md's command for the PostgreSQL view, on this cluster and schema."""
+    ((env, argv),) = commands(block("sh", "current_costs.postgresql.sql", page="docs/warehouse.md"))
+    env["PGOPTIONS"] = env["PGOPTIONS"].replace("=openai_costs", f"={schema}")
+    argv[0] = str(postgres.bin_dir / argv[0])
+    connection = {
+        "PGHOST": "127.0.0.1",
+        "PGPORT": str(postgres.port),
+        "PGUSER": postgres.user,
+        "PGDATABASE": "postgres",
+    }
+    done = subprocess.run(
+        argv,
+        cwd=REPO,
+        env=os.environ | connection | env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
 def _without_key_properties(messages: str) -> str:
     lines = []
     for line in messages.splitlines():
@@ -161,6 +197,11 @@ def test_month_totals_are_exact_after_overlaps_and_restatements(
             assert warehouse.query(totals_sql) == want, warehouse.mode
             # The README's reconciliation against the seals: nothing differs.
             assert warehouse.query(reconcile_sql) == [], warehouse.mode
+            # The view: plain sums, per month and in all, are the current seals'.
+            assert warehouse.query(VIEW_TOTALS) == want, warehouse.mode
+            assert warehouse.query(
+                "SELECT sum(amount_value) FROM current_costs"
+            ) == warehouse.query(LATEST_SEALS_TOTAL), warehouse.mode
             # docs/focus.md: the current FOCUS rows add up to the same, row for row.
             focus = [[org, month, total] for org, month, _, total in want]
             assert warehouse.query(focus_totals_sql) == focus, warehouse.mode
@@ -179,6 +220,8 @@ def test_month_totals_are_exact_after_overlaps_and_restatements(
     write(exports / "c-oct-late.csv", export(late), mtime=1_900_000_060)
     october = [r for r in early if int(r["start_time"]) < int(late[0]["start_time"])] + late
     state = load(None)
+    for warehouse in warehouses:
+        create_current_costs_view(postgres, warehouse.schema)
     assert_totals({"2025-09": september, "2025-10": october})
     # The draft's rows are in the table too: only the seal tells them apart.
     for warehouse in warehouses:
@@ -319,6 +362,24 @@ def test_duckdb_casts_keep_every_digit_and_the_seals_reconcile(tmp_path, target_
     assert [(month, count, Decimal(total)) for month, count, total in current] == [
         (month, count, Decimal(total)) for month, (count, total) in sorted(expected.items())
     ]
+    # The shipped view, created by the documented command: plain sums, exact, equal the seals.
+    ((_, argv),) = commands(block("sh", "current_costs.duckdb.sql", page="docs/warehouse.md"))
+    argv = [str(target_duckdb.parent / argv[0]), *argv[1:]]
+    argv[argv.index("warehouse.duckdb")] = str(database)
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    view = duckdb_query(target_duckdb, database, VIEW_TOTALS.replace("organization, ", ""))
+    assert [(month, count, Decimal(total)) for month, count, total in view] == [
+        (month, count, Decimal(total)) for month, (count, total) in sorted(expected.items())
+    ]
+    ((plain, kinds),) = duckdb_query(
+        target_duckdb,
+        database,
+        "SELECT sum(amount_value), typeof(amount_value) || ' ' || typeof(quantity) "
+        "FROM current_costs GROUP BY ALL",
+    )
+    seals = sum((Decimal(total) for _, total in expected.values()), Decimal(0))
+    assert (Decimal(plain), kinds) == (seals, "DECIMAL(38,20) DECIMAL(38,20)")
     # Why not NUMERIC: DuckDB's NUMERIC is DECIMAL(18,3), three places.
     assert duckdb_query(
         target_duckdb,

@@ -268,11 +268,12 @@ def scan_rows(
     path: Path,
     organization_id: str | None,
     today: date,
-    on_rows: Callable[[int], None] | None = None,
+    on_rows: Callable[[int, int, int], None] | None = None,
 ) -> Generator[Row, None, ExportScan]:
     """Validate a file row by row, yielding each row as it passes; return the file's index.
     ``today`` is the run's current UTC date (:class:`RowChecker`); ``on_rows``, if given,
-    is told the number of rows read every :data:`ROWS_BETWEEN_REPORTS` rows.
+    is told every :data:`ROWS_BETWEEN_REPORTS` rows how far along the scan is: rows read,
+    bytes read, and the size of the file it opened.
 
     A day's repeat check runs when the next day starts, so a row is only known good once
     the generator has returned: a consumer may pass rows on, but must not vouch for them
@@ -305,7 +306,7 @@ def scan_rows(
             rows_digest_update(digest, text)
             current.end = offset = end
             if number & _REPORT_MASK == 1 and on_rows is not None:
-                on_rows(number - 1)
+                on_rows(number - 1, end, opened.st_size)
             yield _row((day, text, fields, columns, None))
         current.hexdigest = digest.hexdigest()
         checker.finish_day()
