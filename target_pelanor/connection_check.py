@@ -12,14 +12,16 @@ line; a failed one stops the run with one line saying what to fix. No state is c
 
 from __future__ import annotations
 
+import logging
 import string
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 from urllib.parse import quote
 
 import httpx
 
 from openai_costs.safe_http import final_connection_problem, is_loopback
+from target_pelanor.client import PelanorClient, PelanorError, resolve_base_url
 
 __all__ = [
     "CHECK_PLACEHOLDERS",
@@ -28,6 +30,7 @@ __all__ = [
     "check_path_problems",
     "reachability",
     "render_check_path",
+    "run_checks",
 ]
 
 #: The stream Meltano's ``config test`` sends a loader.
@@ -100,3 +103,44 @@ def reachability(
     if url.scheme == "http" and is_loopback(url.host):
         how += " (a local sandbox)"
     return f"Pelanor at {base_url} answered {how} (HTTP {status} to a request without the token)"
+
+
+def run_checks(
+    config: Mapping[str, Any],
+    logger: logging.Logger,
+    client: Callable[[], PelanorClient],
+    *,
+    has_token: bool,
+) -> None:
+    """The checks, once the settings have passed at start: whether Pelanor answers and,
+    with check_path, whether it takes the token and the integration; one line each.
+    ``client`` builds the upload client (only for check_path). Raises
+    :class:`CheckFailed`."""
+    logger.info("Checking target-pelanor without uploading: the settings are usable")
+    try:
+        base_url = resolve_base_url(config.get("region", "us"), config.get("api_url"))
+    except ValueError as problem:  # a dry run's settings let an unusable URL through
+        raise CheckFailed(str(problem)) from None
+    logger.info(reachability(base_url, float(config.get("request_timeout", 60))))
+    template = config.get("check_path")
+    if not template:
+        logger.info(
+            "check_path is not set, so no authenticated request was sent: the token and "
+            "integration_id are first tried by an upload (see docs/settings.md)"
+        )
+        return
+    if not (has_token and config.get("integration_id")):
+        logger.info("check_path is set, but a dry run without a token sends none")
+        return
+    path = render_check_path(template, config)
+    try:
+        status = client().check(path)
+    except PelanorError as refused:
+        raise CheckFailed(str(refused)) from None
+    logger.info(
+        "Pelanor answered GET %s%s with HTTP %d: it takes the token for integration %s",
+        base_url,
+        path,
+        status,
+        config["integration_id"],
+    )

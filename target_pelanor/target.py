@@ -29,13 +29,8 @@ from openai_costs.log_levels import quiet_library_lines
 from openai_costs.printable import escape_log_arguments
 from openai_costs.user_errors import settings_not_usable, stop
 from openai_costs.work_folder import WorkFolderError
-from target_pelanor.client import DEFAULT_UPLOAD_PATH, PelanorError, resolve_base_url
-from target_pelanor.connection_check import (
-    MELTANO_TEST_STREAM,
-    CheckFailed,
-    reachability,
-    render_check_path,
-)
+from target_pelanor.client import DEFAULT_UPLOAD_PATH
+from target_pelanor.connection_check import MELTANO_TEST_STREAM, CheckFailed, run_checks
 from target_pelanor.delivery import Delivery
 from target_pelanor.fast_records import FastRecords
 from target_pelanor.input_reader import NumberedReader
@@ -423,34 +418,17 @@ class TargetPelanor(Target):
         self.check_connection()
 
     def check_connection(self) -> None:
-        """The checks of ``meltano config test`` and ``--check``: the settings passed at
-        start; now whether Pelanor answers and, with check_path, whether it takes the token
-        and the integration (:mod:`target_pelanor.connection_check`). One line each;
-        nothing is uploaded; a check that fails stops the run with its one line."""
-        config = self.config
+        """The checks of ``meltano config test`` and ``--check``
+        (:mod:`target_pelanor.connection_check`); a check that fails stops the run with its
+        one line. Nothing is uploaded."""
         try:
-            self.logger.info("Checking target-pelanor without uploading: the settings are usable")
-            base_url = resolve_base_url(config.get("region", "us"), config.get("api_url"))
-            self.logger.info(reachability(base_url, float(config.get("request_timeout", 60))))
-            template = config.get("check_path")
-            if not template:
-                self.logger.info(
-                    "check_path is not set, so no authenticated request was sent: the token "
-                    "and integration_id are first tried by an upload (see docs/settings.md)"
-                )
-            elif not (api_token(config) and config.get("integration_id")):
-                self.logger.info("check_path is set, but a dry run without a token sends none")
-            else:
-                path = render_check_path(template, config)
-                status = self.delivery.client.check(path)
-                self.logger.info(
-                    "Pelanor answered GET %s%s with HTTP %d: it takes the token for integration %s",
-                    base_url,
-                    path,
-                    status,
-                    config["integration_id"],
-                )
-        except (CheckFailed, PelanorError, ValueError) as failed:
+            run_checks(
+                self.config,
+                self.logger,
+                lambda: self.delivery.client,
+                has_token=api_token(self.config) is not None,
+            )
+        except CheckFailed as failed:
             self.delivery.close()
             self.abort(str(failed))
         self.delivery.close()
