@@ -49,6 +49,20 @@ def write_umbrella_exports(folder: Path) -> None:
         (folder / name).write_bytes(acme.replace(b",org-acme,", b",org-umbrella,"))
 
 
+def meltano(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """One `meltano` command in the project at ``cwd``, with no input, its output kept."""
+    return subprocess.run(
+        [str(MELTANO), *args],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
 def run_meltano_commands(
     block: str, cwd: Path, env: dict[str, str]
 ) -> list[subprocess.CompletedProcess[str]]:
@@ -56,16 +70,7 @@ def run_meltano_commands(
     done = []
     for assignments, words in commands(block):
         assert words[0] == "meltano", words
-        result = subprocess.run(
-            [str(MELTANO), *words[1:]],
-            cwd=cwd,
-            env=env | assignments,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        result = meltano(cwd, env | assignments, *words[1:])
         assert result.returncode == 0, f"{shlex.join(words)} failed:\n{result.stderr[-5000:]}"
         done.append(result)
     return done

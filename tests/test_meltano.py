@@ -26,10 +26,10 @@ from tests.loaders import loader_executable
 from tests.meltano_cli import (
     BIN,
     DEV_TOKEN,
-    MELTANO,
     OCTOBER,
     SEPTEMBER,
     hermetic_env,
+    meltano,
     project_config,
     require_meltano,
     run_meltano_commands,
@@ -85,16 +85,7 @@ class Project:
         path.write_text(yaml.safe_dump(config, sort_keys=False), "utf-8")
 
     def meltano(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(MELTANO), *args],
-            cwd=self.root,
-            env=self.env | env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
+        return meltano(self.root, self.env | env, *args)
 
     def run(self, tap: str, target: str, **env: str) -> subprocess.CompletedProcess[str]:
         return self.meltano("--environment=dev", "run", tap, target, **env)

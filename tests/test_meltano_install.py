@@ -29,6 +29,7 @@ from tests.meltano_cli import (
     OCTOBER,
     SEPTEMBER,
     hermetic_env,
+    meltano,
     require_meltano,
     run_meltano_commands,
     write_umbrella_exports,
@@ -184,16 +185,3 @@ def test_meltanos_loader_test_runs_the_checks_then_fails_on_its_own_bug(
     assert done.returncode != 0
     assert "ProcessLookupError" in done.stderr
     assert sandbox.uploads() == []
-
-
-def meltano(project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(MELTANO), *args],
-        cwd=project,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
