@@ -197,8 +197,14 @@ def wheel_name() -> str:
     return f"{PACKAGE.replace('-', '_')}-{version(PACKAGE)}-py3-none-any.whl"
 
 
-def definition(name: str, info: dict[str, Any], pip_url: str, keywords: bool) -> dict[str, Any]:
-    """The plugin's Meltano definition, in the order Meltano and the Hub show it."""
+#: The Hub's metadata that is true today: maintained, and not rated by the Hub (its quality
+#: levels are the Hub's to give). Meltano does not copy these into a project's meltano.yml.
+HUB_METADATA = {"maintenance_status": "active", "quality": "unknown"}
+
+
+def definition(name: str, info: dict[str, Any], pip_url: str, hub: bool) -> dict[str, Any]:
+    """The plugin's Meltano definition, in the order Meltano and the Hub show it; ``hub``:
+    with the Hub's metadata (the shipped definitions, not meltano.yml's)."""
     hand = PLUGINS[name]
     result: dict[str, Any] = {
         "name": name,
@@ -207,8 +213,8 @@ def definition(name: str, info: dict[str, Any], pip_url: str, keywords: bool) ->
         "label": hand.label,
         "description": info["description"],
     }
-    if keywords:
-        result["keywords"] = list(hand.keywords)
+    if hub:
+        result |= HUB_METADATA | {"keywords": list(hand.keywords)}
     result |= {
         "pip_url": pip_url,
         "executable": name,
@@ -349,14 +355,14 @@ def generated() -> dict[Path, str]:
     wheel = f"$MELTANO_PROJECT_ROOT/wheels/{wheel_name()}"
     for name in PLUGINS:
         info = about(name)
-        shipped = definition(name, info, wheel, keywords=True)
+        shipped = definition(name, info, wheel, hub=True)
         lines = [
             f"# {name}.yml: written by `make definitions`; see docs/meltano-project.md",
             *render(shipped, WIDTH),
         ]
         files[REPO / "plugins" / f"{name}.yml"] = _parsed(lines, shipped)
 
-        parent = definition(name, info, "-e .", keywords=False)
+        parent = definition(name, info, "-e .", hub=False)
         body = render(parent, WIDTH - 4)
         indented = [f"  - {body[0]}", *(f"    {line}" for line in body[1:])]
         parsed = yaml.safe_load("\n".join(indented))

@@ -28,9 +28,9 @@ from tests.plugin_settings import (
 
 PLUGINS = {"tap-openai-costs": "extractors", "target-pelanor": "loaders"}
 #: What a shipped definition has that this project's meltano.yml does not: where to get
-#: the package (the wheel), and the Hub's keywords; and what only this project's has: the
-#: first organization's settings.
-SHIPPED_ONLY = {"pip_url", "keywords"}
+#: the package (the wheel), and the Hub's metadata (keywords, maintenance status, quality);
+#: and what only this project's has: the first organization's settings.
+SHIPPED_ONLY = {"pip_url", "keywords", "maintenance_status", "quality"}
 PROJECT_ONLY = {"config"}
 #: What only a made-up address contains.
 PLACEHOLDERS = ("example.com", "example.org", "example.net", "git.example", "your-org")
@@ -80,6 +80,8 @@ def test_shipped_definition_is_the_one_meltano_yml_runs(
     }
     hub_metadata = ("name", "namespace", "variant", "label", "description", "keywords")
     assert all(definition[key] for key in hub_metadata)
+    # What the Hub's schema allows, and true today: maintained, not rated by the Hub yet.
+    assert (definition["maintenance_status"], definition["quality"]) == ("active", "unknown")
     assert definition["pip_url"] == (
         "$MELTANO_PROJECT_ROOT/wheels/openai_costs_to_pelanor-0.2.0-py3-none-any.whl"
     )
