@@ -10,9 +10,12 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import pytest
 
 from tests.pelanor_sandbox import TOKEN
 from tests.stopping_tests import signal_handlers_kept
@@ -166,3 +169,12 @@ def every_stream_selected(tmp: Path) -> Path:
     path = tmp / "every-stream.catalog.json"
     path.write_text(json.dumps(catalog))
     return path
+
+
+def wait_for_line(lines: Iterable[str], text: str, what: str) -> None:
+    """Read a running process's output until a line holds ``text``; fail with ``what`` if
+    it ends first (the process's own end bounds the wait: no sleep)."""
+    for line in lines:
+        if text in line:
+            return
+    pytest.fail(what)

@@ -15,7 +15,7 @@ import pytest
 from target_pelanor.integration_binding import BindingProblem, IntegrationBindings
 from target_pelanor.sandbox import PelanorSandbox
 from tests.exports import SAMPLES
-from tests.singer import BIN, run_target, tap_output, target_config
+from tests.singer import BIN, run_target, tap_output, target_config, wait_for_line
 
 AT = datetime(2025, 11, 3, 6, 30, tzinfo=timezone.utc)
 OCTOBER = "cost_2025-10-01_2025-10-31.csv"
@@ -91,9 +91,8 @@ def test_an_integration_bound_while_the_run_waits_for_input_is_still_refused(
         text=True,
     ) as target:
         assert target.stderr is not None
-        for line in target.stderr:  # started: the check at start has passed
-            if "Working files in" in line:
-                break
+        # Started: the check at start has passed.
+        wait_for_line(target.stderr, "Working files in", "the target did not start")
         IntegrationBindings(bindings_folder()).bind("int-acme", "org-acme", AT)
         stdout, stderr = target.communicate(globex, timeout=120)
 

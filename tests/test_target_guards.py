@@ -31,7 +31,17 @@ from target_pelanor.upload_lock import UploadLocks
 from tests.exports import ORG, SAMPLES, export, month_rows, write
 from tests.fake_clock import elapsed_blanked
 from tests.pelanor_sandbox import TOKEN, running_sandbox
-from tests.singer import BIN, Run, report, run_tap, run_target, stored, tap_output, target_config
+from tests.singer import (
+    BIN,
+    Run,
+    report,
+    run_tap,
+    run_target,
+    stored,
+    tap_output,
+    target_config,
+    wait_for_line,
+)
 from tests.upload_guard import (
     OLDER_COPIES,
     SMALLER,
@@ -727,11 +737,11 @@ def test_a_second_upload_of_the_same_month_waits_for_the_first(tmp_path, pelanor
             tmp_path, config, tap_output(tmp_path, ACME_OCT), stderr=subprocess.PIPE
         )
         assert target.stderr is not None
-        for line in target.stderr:
-            if "Another target-pelanor process is uploading 2025-10" in line:
-                break
-        else:
-            pytest.fail("the target did not wait for the lock")
+        wait_for_line(
+            target.stderr,
+            "Another target-pelanor process is uploading 2025-10",
+            "the target did not wait for the lock",
+        )
         assert pelanor.uploads() == []
     target.communicate(timeout=120)
     assert target.returncode == 0
@@ -785,11 +795,11 @@ def run_while_another_uploads(tmp_path: Path, pelanor, ours: Path, theirs: Path)
             tmp_path, target_config(pelanor, work_dir=str(work)), ours_in, stderr=subprocess.PIPE
         )
         assert target.stderr is not None
-        for line in target.stderr:
-            if "Another target-pelanor process is uploading 2025-10" in line:
-                break
-        else:
-            pytest.fail("the target did not wait for the lock")
+        wait_for_line(
+            target.stderr,
+            "Another target-pelanor process is uploading 2025-10",
+            "the target did not wait for the lock",
+        )
         # The other run holds its lock elsewhere (its work_dir), so it uploads meanwhile.
         other_config = target_config(pelanor, work_dir=str(tmp_path / "other-work"))
         other = run_target(tmp_path, other_config, theirs_in)
