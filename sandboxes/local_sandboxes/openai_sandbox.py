@@ -45,19 +45,21 @@ class ExportProblem(ValueError):
 
 
 def export_files(paths: Sequence[Path]) -> list[Path]:
-    """The CSV files ``paths`` name: files as given, folders' ``*.csv`` sorted."""
-    files: list[Path] = []
+    """The CSV files ``paths`` name: files as given, folders' ``*.csv`` sorted; a file
+    named twice is read once."""
+    files: dict[Path, Path] = {}
     for path in paths:
         if path.is_dir():
             found = sorted(path.glob("*.csv"))
             if not found:
                 raise ExportProblem(f"{path}: no *.csv file in this folder")
-            files.extend(found)
         elif path.is_file():
-            files.append(path)
+            found = [path]
         else:
             raise ExportProblem(f"{path}: no such file or folder")
-    return files
+        for file in found:
+            files.setdefault(file.resolve(), file)
+    return list(files.values())
 
 
 def _optional(text: str | None) -> str | None:
