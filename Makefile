@@ -52,9 +52,11 @@ PYTHONS_SUBSET := tests/test_tap.py tests/test_target.py tests/test_cost_export.
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# The plugins and the local sandboxes (sandboxes/: pelanor-sandbox, openai-sandbox), both
+# editable: the demo, the tests and the benchmark use the sandboxes; the wheel holds neither.
+$(VENV)/.installed: pyproject.toml sandboxes/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[dev]' 'meltano==$(MELTANO_VERSION)'
+	$(BIN)/pip install -q -e '.[dev]' -e ./sandboxes 'meltano==$(MELTANO_VERSION)'
 	touch $@
 
 lint: install
@@ -78,9 +80,10 @@ test-pythons:
 	for version in $(OTHER_PYTHONS); do
 	  python=$$(.ci/find-python "$$version")
 	  venv=.venv-$$version
-	  if [ ! -f "$$venv/.installed" ] || [ pyproject.toml -nt "$$venv/.installed" ]; then
+	  if [ ! -f "$$venv/.installed" ] || [ pyproject.toml -nt "$$venv/.installed" ] \
+	    || [ sandboxes/pyproject.toml -nt "$$venv/.installed" ]; then
 	    test -x "$$venv/bin/python" || "$$python" -m venv "$$venv"
-	    "$$venv/bin/pip" install -q -e '.[dev]'
+	    "$$venv/bin/pip" install -q -e '.[dev]' -e ./sandboxes
 	    touch "$$venv/.installed"
 	  fi
 	  echo "== Python $$("$$venv/bin/python" -c 'import platform; print(platform.python_version())'): $(PYTHONS_SUBSET)"
@@ -93,7 +96,7 @@ demo: install sandbox-config
 	@export MELTANO_SEND_ANONYMOUS_USAGE_STATS=false
 	$(BIN)/meltano install
 	url=$$($(DEV_API_URL))
-	$(BIN)/python -m target_pelanor.sandbox --config .sandbox/config.json \
+	$(BIN)/pelanor-sandbox --config .sandbox/config.json \
 	  --data-dir .sandbox/data --url "$$url" > .sandbox/sandbox.log 2>&1 &
 	sandbox=$$!
 	trap 'kill $$sandbox 2>/dev/null || true' EXIT
@@ -127,7 +130,7 @@ demo: install sandbox-config
 sandbox: install sandbox-config
 	@export MELTANO_SEND_ANONYMOUS_USAGE_STATS=false
 	url=$$($(DEV_API_URL))
-	exec $(BIN)/python -m target_pelanor.sandbox --config .sandbox/config.json \
+	exec $(BIN)/pelanor-sandbox --config .sandbox/config.json \
 	  --data-dir .sandbox/data --url "$$url"
 
 # The sandbox accepts the upload request's shape target-pelanor has in the dev environment

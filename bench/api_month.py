@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/api_month.py [--rows 1000000] [--month YYYY-MM]
 
-Starts the test fake of OpenAI (tests/fake_openai.py) on 127.0.0.1, serving ``--rows``
+Starts the fake of OpenAI's Costs API (local_sandboxes.openai_costs_api, installed by
+`make install`) on 127.0.0.1, serving ``--rows``
 cost results spread over the days of ``--month`` (default: the previous UTC month, so the
 tap reads it and the current month, whose full days are idle). The results are generated
 a day at a time when a page is asked for: neither the fake nor this script ever holds the
@@ -33,12 +34,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from local_sandboxes.openai_costs_api import FakeOpenAI, number, project, result
+from openai_costs.export import month_days, unix_of
+from tap_openai_costs.costs_api import previous_month
 
-from openai_costs.export import month_days, unix_of  # noqa: E402
-from tap_openai_costs.costs_api import previous_month  # noqa: E402
-from tests.fake_openai import FakeOpenAI, number, project, result  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 UTC = timezone.utc  # datetime.UTC needs Python 3.11
 

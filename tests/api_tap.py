@@ -10,10 +10,10 @@ import json
 from datetime import date
 from decimal import Decimal
 
+from local_sandboxes.openai_costs_api import number, project, result
 from openai_costs.export import month_days, unix_of
 from tap_openai_costs.streams import CostsStream
 from tap_openai_costs.tap import TapOpenAICosts
-from tests.fake_openai import number, project, result
 
 KEY = "sk-admin-fake-Q7x2v9"
 ORG = "org-acme"

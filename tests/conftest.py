@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from target_pelanor.sandbox import PelanorSandbox
+from local_sandboxes.openai_costs_api import FakeOpenAI
+from local_sandboxes.pelanor import PelanorSandbox
 from tests.api_tap import KEY, PROJECTS, api_costs
 from tests.fake_clock import FakeClock
-from tests.fake_openai import FakeOpenAI
 from tests.pelanor_sandbox import running_sandbox
 from tests.stopping_tests import (
     end_marked_processes,

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from target_pelanor.sandbox import PelanorSandbox
+from local_sandboxes.pelanor import PelanorSandbox
 
 #: The Pelanor token the sandbox accepts in tests.
 TOKEN = "tok_8f3Kx2_s3cr3t_value"

@@ -21,7 +21,7 @@ from tests.pelanor_sandbox import TOKEN
 from tests.stopping_tests import signal_handlers_kept
 
 if TYPE_CHECKING:
-    from target_pelanor.sandbox import PelanorSandbox
+    from local_sandboxes.pelanor import PelanorSandbox
 
 BIN = Path(sys.executable).parent
 

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from local_sandboxes.pelanor import PelanorSandbox
 from target_pelanor.client import (
     DEFAULT_UPLOAD_PATH,
     REGION_URLS,
@@ -22,7 +23,6 @@ from target_pelanor.client import (
     UploadReceipt,
     resolve_base_url,
 )
-from target_pelanor.sandbox import PelanorSandbox
 from target_pelanor.upload_request import DEFAULT_SHAPE, UploadShape
 from tests.fake_clock import FakeClock
 from tests.pelanor_sandbox import TOKEN, running_sandbox

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from local_sandboxes.openai_costs_api import DAY, FakeOpenAI, number, project, result
 from openai_costs.export import (
     CURRENT_COLUMNS,
     ExportError,
@@ -33,7 +34,6 @@ from tap_openai_costs.costs_api.rendering import (
 )
 from tests.exports import TODAY
 from tests.fake_clock import FakeClock
-from tests.fake_openai import DAY, FakeOpenAI, number, project, result
 
 KEY = "sk-admin-Test0123456789abcdefSECRET"
 ORG = "org-acme"

@@ -16,10 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from openai_costs.export import CURRENT_COLUMNS, month_days, unix_of
-from tap_openai_costs.costs_api.client import OpenAIAPIError, OpenAICostsClient
-from tap_openai_costs.costs_api.rendering import fetch_exports, render_export
-from tests.fake_openai import (
+from local_sandboxes.openai_costs_api import (
     DAY,
     INVALID_PAGE_TOKEN,
     FakeOpenAI,
@@ -28,6 +25,9 @@ from tests.fake_openai import (
     result,
     without,
 )
+from openai_costs.export import CURRENT_COLUMNS, month_days, unix_of
+from tap_openai_costs.costs_api.client import OpenAIAPIError, OpenAICostsClient
+from tap_openai_costs.costs_api.rendering import fetch_exports, render_export
 
 KEY = "sk-admin-Faults0123456789abcdefSECRET"
 ORG = "org-acme"

@@ -10,11 +10,11 @@ from datetime import date
 
 import pytest
 
+from local_sandboxes.openai_costs_api import FakeOpenAI, live_result, number, project, result
 from openai_costs.export import CURRENT_COLUMNS
 from tap_openai_costs.costs_api.client import OpenAICostsClient
 from tap_openai_costs.costs_api.rendering import FieldNotes, export_month
 from tests.api_tap import KEY, ORG, run_api_tap
-from tests.fake_openai import FakeOpenAI, live_result, number, project, result
 from tests.tap_output import built_months
 
 JUNE14 = date(2026, 6, 14)

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from singer_sdk.exceptions import ConfigValidationError
 
+from local_sandboxes.openai_costs_api import FakeOpenAI, result
 from openai_costs.export import month_days, unix_of
 from tap_openai_costs.costs_api.witness import disagreement, tolerance
 from tap_openai_costs.streams import CostsStream, TapStopped
 from tap_openai_costs.tap import TapOpenAICosts
 from tests.exports import ORG, export, month_rows, write
-from tests.fake_openai import FakeOpenAI, result
 from tests.singer import report, run_tap, run_target
 
 KEY = "sk-admin-witness-Z9y8"

@@ -26,9 +26,9 @@ import msgspec
 import pytest
 import singer_sdk.streams.core
 
+from local_sandboxes.pelanor import PelanorSandbox
 from openai_costs.contract import CostRow
 from openai_costs.export import RowsDigest
-from target_pelanor.sandbox import PelanorSandbox
 from target_pelanor.stopping import RunStopped
 from target_pelanor.target import TargetPelanor
 from tests.exports import ORG, SAMPLES, TODAY

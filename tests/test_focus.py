@@ -21,13 +21,13 @@ from typing import Any
 
 import pytest
 
+from local_sandboxes.openai_costs_api import live_result, number, project
 from openai_costs.export import REQUIRED_COLUMNS, month_days
 from tap_openai_costs.focus.line_items import LineItem, parse
 from tap_openai_costs.focus.rows import COLUMNS, FocusRows, billing_period, decimal_text
 from tests.api_tap import KEY, api_tap
 from tests.docs import block
 from tests.exports import NEW, OLD, cost, export, times, write
-from tests.fake_openai import live_result, number, project
 from tests.focus_validator import duckdb, validate
 from tests.loaders import loader_executable
 from tests.singer import Run, every_stream_selected, run

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from local_sandboxes.pelanor import PelanorSandbox
 from target_pelanor.integration_binding import BindingProblem, IntegrationBindings
-from target_pelanor.sandbox import PelanorSandbox
 from tests.exports import SAMPLES
 from tests.singer import BIN, run_target, tap_output, target_config, wait_for_line
 

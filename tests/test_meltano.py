@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from target_pelanor.sandbox import PelanorSandbox
+from local_sandboxes.pelanor import PelanorSandbox
 from tests.docs import block
 from tests.loaders import loader_executable
 from tests.meltano_cli import (

@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from target_pelanor.sandbox import PelanorSandbox
+from local_sandboxes.pelanor import PelanorSandbox
 from tests.docs import REPO, block
 from tests.meltano_cli import (
     DEV_TOKEN,

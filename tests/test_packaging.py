@@ -1,5 +1,6 @@
 """The package as PyPI, pip and Meltano take it: a wheel and an sdist built with
-`python -m build` from a copy of the sources, their metadata, and both installed with pip
+`python -m build` from a copy of the checkout, their metadata and contents (the plugins
+only: not the local sandboxes, the tests or the benchmark), and both installed with pip
 alone into a fresh virtualenv, where the two console scripts run a pipeline.
 
 Needs the package index once (the build backend, the dependencies); slow: one build and
@@ -28,6 +29,12 @@ from tests.plugin_settings import REPO
 #: One xdist worker runs this module's tests: the build (a module fixture) happens once.
 pytestmark = pytest.mark.xdist_group("packaging")
 PACKAGES = ("openai_costs", "tap_openai_costs", "target_pelanor")
+#: The wheel's entry points: the two plugins' commands, nothing else (no sandbox).
+ENTRY_POINTS = (
+    "[console_scripts]\n"
+    "tap-openai-costs = tap_openai_costs.tap:TapOpenAICosts.cli\n"
+    "target-pelanor = target_pelanor.target:TargetPelanor.cli\n"
+)
 SUMMARY = (
     "Singer tap for OpenAI cost data and Singer target that uploads it to Pelanor, month by "
     "month, byte for byte."
@@ -37,14 +44,22 @@ PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 
 @pytest.fixture(scope="module")
 def dists(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The sdist, and the wheel `build` makes from it, from a copy of the sources."""
+    """The sdist, and the wheel `build` makes from it, from a copy of the checkout: every
+    file git would commit (setuptools leaves build/ behind)."""
     source = tmp_path_factory.mktemp("source")
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        shutil.copy2(REPO / name, source / name)
-    for package in PACKAGES:
-        shutil.copytree(
-            REPO / package, source / package, ignore=shutil.ignore_patterns("__pycache__")
-        )
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        path = REPO / name
+        if path.is_file() and not path.is_symlink():  # not tests/.loaders; not deleted files
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, source / name)
+    assert (source / "sandboxes" / "local_sandboxes" / "pelanor.py").is_file()
     out = tmp_path_factory.mktemp("dist")
     done = subprocess.run(
         [sys.executable, "-m", "build", "--outdir", str(out), str(source)],
@@ -103,7 +118,17 @@ def test_wheel_and_sdist_carry_the_metadata_pypi_and_the_hub_read(dists) -> None
         assert metadata["Home-page"] is None
     assert {"LICENSE", "README.md", "pyproject.toml"} <= set(files)
     assert {f"{package}/__init__.py" for package in PACKAGES} <= set(files)
-    assert not [f for f in files if f.startswith(("tests/", ".venv", "bench/"))]
+    assert not [f for f in files if f.startswith(("tests/", ".venv", "bench/", "sandboxes/"))]
+
+
+def test_the_wheel_holds_only_the_plugins_and_their_two_commands(dists) -> None:
+    with zipfile.ZipFile(dists["wheel"]) as archive:
+        names = archive.namelist()
+        (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+        assert archive.read(entry_points).decode("utf-8") == ENTRY_POINTS
+    top = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+    assert top == set(PACKAGES)
+    assert not [n for n in names if "sandbox" in n]
 
 
 def test_the_wheel_and_the_sdist_install_with_pip_alone_and_run_a_pipeline(dists, tmp_path) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from target_pelanor.sandbox import PelanorSandbox, main, parse_multipart
+from local_sandboxes.pelanor import PelanorSandbox, main, parse_multipart
 from tests.pelanor_sandbox import TOKEN, running_sandbox, sandbox_config
 
 HEADER = (
@@ -29,6 +29,8 @@ ROW = (
 )
 CSV = (HEADER + ROW).encode()
 CONFIG: dict[str, Any] = sandbox_config(faults=[])
+#: The sandbox's command, as `make install` puts it in the venv running the tests.
+PELANOR_SANDBOX = Path(sys.executable).parent / "pelanor-sandbox"
 PATH = "/v1/integrations/openai/{}/upload"
 
 
@@ -291,7 +293,7 @@ def test_slow_reply_still_stores_once(tmp_path: Path) -> None:
 def test_authorization_never_logged_or_recorded(
     sandbox: PelanorSandbox, http: httpx.Client, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="target_pelanor.sandbox")
+    caplog.set_level(logging.DEBUG, logger="local_sandboxes.pelanor")
     post(http)
     post(http, token="tok_wrong")
     assert "POST /v1/integrations/openai/int-acme/upload" in caplog.text
@@ -339,12 +341,9 @@ def test_cli_prints_url_and_serves(tmp_path: Path) -> None:
     config_path = tmp_path / "config.json"
     config_path.write_text(json.dumps(CONFIG))
     data_dir = tmp_path / "data"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     process = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "target_pelanor.sandbox",
+            str(PELANOR_SANDBOX),
             "--config",
             str(config_path),
             "--data-dir",
@@ -355,7 +354,7 @@ def test_cli_prints_url_and_serves(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=env,
+        env=os.environ,
     )
     try:
         assert process.stdout is not None
@@ -381,9 +380,7 @@ def test_cli_refuses_public_bind(tmp_path: Path) -> None:
     config_path.write_text(json.dumps(CONFIG))
     result = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "target_pelanor.sandbox",
+            str(PELANOR_SANDBOX),
             "--config",
             str(config_path),
             "--data-dir",
@@ -393,7 +390,7 @@ def test_cli_refuses_public_bind(tmp_path: Path) -> None:
         ],
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        env=os.environ,
         timeout=30,
         check=False,
     )
@@ -402,21 +399,35 @@ def test_cli_refuses_public_bind(tmp_path: Path) -> None:
     assert "refusing to bind the Pelanor sandbox to non-loopback host '0.0.0.0'" in result.stderr
 
 
-def test_the_sandbox_states_pelanors_columns_itself() -> None:
-    """The sandbox imports no product code, so a wrong column list cannot hide in both."""
+def test_the_sandboxes_import_only_the_standard_library_and_each_other() -> None:
+    """No product code (nor anything installed with it) in the sandboxes, so a wrong
+    column list or spec reading cannot hide in both."""
     import ast
 
-    from openai_costs.export import REQUIRED_COLUMNS
-    from target_pelanor import sandbox
+    import local_sandboxes
 
-    tree = ast.parse(Path(sandbox.__file__).read_text())
-    imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            imported.add(node.module.split(".")[0])
-        elif isinstance(node, ast.Import):
-            imported.update(alias.name.split(".")[0] for alias in node.names)
-    assert imported.isdisjoint({"openai_costs", "tap_openai_costs", "target_pelanor"})
+    modules = sorted(Path(local_sandboxes.__file__).parent.glob("*.py"))
+    assert [m.name for m in modules] == [
+        "__init__.py",
+        "openai_costs_api.py",
+        "openai_sandbox.py",
+        "pelanor.py",
+    ]
+    for module in modules:
+        imported = set()
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module.split(".")[0])
+            elif isinstance(node, ast.Import):
+                imported.update(alias.name.split(".")[0] for alias in node.names)
+        outside = imported - set(sys.stdlib_module_names) - {"__future__", "local_sandboxes"}
+        assert not outside, f"{module.name} imports {sorted(outside)}"
+
+
+def test_the_sandbox_states_pelanors_columns_itself() -> None:
+    from local_sandboxes import pelanor as sandbox
+    from openai_costs.export import REQUIRED_COLUMNS
+
     documented = (
         "start_time",
         "end_time",

@@ -7,6 +7,7 @@ from datetime import date
 
 import pytest
 
+from local_sandboxes.openai_costs_api import number, result
 from openai_costs import export as cost_export
 from openai_costs.export import month_days, unix_of
 from tap_openai_costs.streams import TapStopped
@@ -14,7 +15,6 @@ from tap_openai_costs.tap import TapOpenAICosts
 from tests.api_tap import KEY, ORG, api_tap, run_api_tap
 from tests.exports import NEW, NINE, cost, export, times
 from tests.fake_clock import elapsed_blanked
-from tests.fake_openai import number, result
 from tests.tap_output import built_months
 
 

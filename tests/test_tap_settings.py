@@ -133,8 +133,8 @@ def test_an_iso_time_ending_in_z_is_utc_on_every_python(tmp_path) -> None:
 def test_a_work_folder_that_cannot_hold_the_api_months_is_one_line(
     tmp_path, monkeypatch, capsys, start_openai
 ) -> None:
+    from local_sandboxes.openai_costs_api import project, result
     from tap_openai_costs.streams import CostsStream
-    from tests.fake_openai import project, result
 
     day = 1_759_276_800  # 2025-10-01
     fake = start_openai(

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from local_sandboxes.pelanor import PelanorSandbox
 from target_pelanor.connection_check import check_path_problems, render_check_path
-from target_pelanor.sandbox import PelanorSandbox
 from tests.exports import SAMPLES
 from tests.fault_server import Answer, FaultServer
 from tests.pelanor_sandbox import TOKEN

@@ -18,8 +18,8 @@ from urllib.parse import quote
 
 import pytest
 
+from local_sandboxes.pelanor import PelanorSandbox
 from target_pelanor.destination import Destination, pelanor_host
-from target_pelanor.sandbox import PelanorSandbox
 from target_pelanor.shrink_guard import (
     Remembered,
     UnreadableRecord,

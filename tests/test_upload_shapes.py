@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from local_sandboxes.pelanor import PelanorSandbox
 from target_pelanor.client import PelanorClient
-from target_pelanor.sandbox import PelanorSandbox
 from target_pelanor.upload_request import upload_shape
 from tests.exports import SAMPLES
 from tests.pelanor_sandbox import TOKEN, running_sandbox, sandbox_config

@@ -8,7 +8,7 @@ import json
 import os
 from pathlib import Path
 
-from target_pelanor.sandbox import PelanorSandbox
+from local_sandboxes.pelanor import PelanorSandbox
 from tests.exports import ORG, export, month_rows, write
 from tests.singer import Run, tap_in_process
 

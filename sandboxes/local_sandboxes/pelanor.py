@@ -12,7 +12,8 @@ multipart, part ``file``, field ``month``), else the shape its config gives with
 ``upload_*`` settings as target-pelanor's (method, body, path, part and field names, query,
 content type), so a non-default shape is tried end to end. Anything else is refused.
 
-Run: ``python -m target_pelanor.sandbox --config CONFIG.json --data-dir DIR``.
+Run: ``pelanor-sandbox --config CONFIG.json --data-dir DIR [--port N | --url URL]`` (or
+``python -m local_sandboxes.pelanor ...``).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 __all__ = ["Fault", "PelanorSandbox", "SeenRequest", "main"]
 
 UTC = timezone.utc  # datetime.UTC needs Python 3.11
-logger = logging.getLogger("target_pelanor.sandbox")
+logger = logging.getLogger("local_sandboxes.pelanor")
 
 FAULT_KINDS: Final = frozenset({"429", "500", "503", "slow", "trickle", "drop"})
 MAX_BODY_BYTES: Final = 256 * 1024 * 1024
@@ -1015,7 +1016,7 @@ class PelanorSandbox:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point: serve until SIGINT/SIGTERM."""
     parser = argparse.ArgumentParser(
-        prog="python -m target_pelanor.sandbox", description="Local Pelanor upload sandbox."
+        prog="pelanor-sandbox", description="Local Pelanor upload sandbox."
     )
     parser.add_argument("--config", required=True, type=Path, help="sandbox config JSON")
     parser.add_argument("--data-dir", required=True, type=Path, help="where uploads are stored")

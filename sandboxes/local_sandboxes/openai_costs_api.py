@@ -27,6 +27,10 @@ Amounts are served exactly as a test gives them: a ``str`` becomes a JSON string
 :func:`number` (or a ``Decimal``) is written as raw JSON number text. Costs come from a
 dict of day start -> results, or from a callable giving a day's results when asked, so a
 huge month is generated a page at a time and never held.
+
+Used in process by the tests and ``bench/api_month.py``: ``with FakeOpenAI(costs, projects,
+key) as fake: fake.url``; ``openai-sandbox`` (:mod:`local_sandboxes.openai_sandbox`) serves
+it from export files, for trying the tap's API source by hand.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from urllib.parse import parse_qsl, urlsplit
 DAY = 86_400
 MAX_COST_LIMIT = 180
 MAX_PROJECT_LIMIT = 100
-INVALID_PAGE_TOKEN = "The page token is invalid, have you modified the query parameters?"
+INVALID_PAGE_TOKEN = "The page token is invalid, have you modified the query parameters?"  # noqa: S105
 #: The costs endpoint's parameters (spec); the array ones are sent as ``name[]``.
 COST_SCALARS = frozenset({"start_time", "end_time", "bucket_width", "limit", "page"})
 COST_ARRAYS = frozenset({"group_by", "project_ids", "api_key_ids"})
@@ -197,11 +201,14 @@ class FakeOpenAI:
         projects: list[dict[str, Any]],
         admin_key: str,
         page_size_override: int | None = None,
+        port: int = 0,
     ) -> None:
         self.costs = costs
         self.projects = projects
         self.admin_key = admin_key
         self.page_size_override = page_size_override
+        #: The port on 127.0.0.1 (0: a free one).
+        self.port = port
         #: Every request: its path and its query, array parameters under their bare name.
         self.requests: list[tuple[str, dict[str, list[str]]]] = []
         #: Every request's query string exactly as received.
@@ -237,7 +244,7 @@ class FakeOpenAI:
         class Handler(_Handler):
             owner = fake
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
@@ -405,7 +412,7 @@ class FakeOpenAI:
                 results = [r for r in results if r.get("project_id") in projects]
             if not groups and results:
                 results = [_day_total(results)]
-            bucket: dict[str, Any] | None = {
+            bucket: dict[str, Any] = {
                 "object": "bucket",
                 "start_time": s,
                 "end_time": s + DAY,
@@ -418,10 +425,9 @@ class FakeOpenAI:
                 bucket["start_time_iso"] = _iso(s) + offset_text
                 bucket["end_time_iso"] = _iso(s + DAY) + offset_text
             edit = self.bucket_edits.get(s)
-            if edit is not None:
-                bucket = edit(bucket)
-            if bucket is not None:
-                data.append(bucket)
+            edited = bucket if edit is None else edit(bucket)
+            if edited is not None:
+                data.append(edited)
         has_more = offset + size < len(starts)
         cursor = None
         if has_more or self.trailing_cursor:
