@@ -41,6 +41,7 @@ class FaultServer:
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            disable_nagle_algorithm = True  # no delayed-ACK wait between writes
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
