@@ -19,6 +19,7 @@ import pytest
 from openai_costs.export import CURRENT_COLUMNS, month_days, unix_of
 from tap_openai_costs.costs_api.client import OpenAIAPIError, OpenAICostsClient
 from tap_openai_costs.costs_api.rendering import fetch_exports, render_export
+from tap_openai_costs.settings import DEFAULT_MAX_RETRY_SECONDS
 from tests.fake_openai import (
     DAY,
     INVALID_PAGE_TOKEN,
@@ -58,7 +59,11 @@ def fake(start_openai) -> FakeOpenAI:
 @pytest.fixture
 def client(fake: FakeOpenAI) -> Iterator[OpenAICostsClient]:
     with OpenAICostsClient(
-        admin_api_key=KEY, base_url=fake.url, sleep=lambda _: None, request_timeout=5.0
+        admin_api_key=KEY,
+        base_url=fake.url,
+        sleep=lambda _: None,
+        request_timeout=5.0,
+        max_retry_seconds=DEFAULT_MAX_RETRY_SECONDS,
     ) as made:
         yield made
 
