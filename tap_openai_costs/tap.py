@@ -1,4 +1,8 @@
-"""tap-openai-costs: OpenAI cost data as exact, month-sealed Singer records."""
+"""tap-openai-costs: OpenAI cost data as exact, month-sealed Singer records.
+
+Its settings are declared, defaulted and checked in :mod:`tap_openai_costs.settings`; the
+tap builds them once (``settings``), which its streams read.
+"""
 
 from __future__ import annotations
 

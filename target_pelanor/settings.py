@@ -15,10 +15,12 @@ that module's :data:`DEFAULT_SHAPE`); this module declares them and asks it for 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
@@ -49,6 +51,7 @@ __all__ = [
     "SCHEMA",
     "TOKEN_PARTS",
     "TargetSettings",
+    "before_type_check",
 ]
 
 DEFAULT_REGION: Final = "us"
@@ -345,6 +348,29 @@ class TargetSettings:
         """Pelanor's base URL (``api_url``, else the region's); ValueError saying what to
         set when it cannot be used (only a dry run gets this far with such a one)."""
         return resolve_base_url(self.region, self.api_url)
+
+
+def before_type_check(config: dict[str, Any]) -> list[str]:
+    """Settings the SDK's type check would refuse with a misleading line, set right in
+    ``config`` before it runs; our lines for those that cannot be: ``allow_shrinking_months``
+    as a boolean (earlier versions' ``true`` let every month through; ``false`` lets none
+    through, as an empty list does) and a duration that is not whole seconds (``60.0`` is
+    taken as 60)."""
+    ours: list[str] = []
+    shrinking = config.get("allow_shrinking_months")
+    if isinstance(shrinking, bool):
+        del config["allow_shrinking_months"]
+        if shrinking:
+            ours.append(ALLOW_SHRINKING_IS_A_LIST)
+    for key in ("request_timeout", "max_retry_seconds"):
+        value = config.get(key)
+        if isinstance(value, float | Decimal) and not isinstance(value, bool):
+            if math.isfinite(value) and value == int(value):
+                config[key] = int(value)
+            else:
+                del config[key]
+                ours.append(f"{key} must be a whole number of seconds (got {value})")
+    return ours
 
 
 def _api_token(config: Mapping[str, Any]) -> str | None:

@@ -3,6 +3,9 @@
 However a run ends (the input's end, a problem that stops it, SIGTERM or SIGINT), the
 target prints what became of every month it knows, confirms no state beyond what Pelanor
 accepted, and removes its working files; any month not uploaded means exit status 1.
+
+Its settings are declared, defaulted and checked in :mod:`target_pelanor.settings`; the
+target builds them once (``settings``) and hands them to the delivery and the checks.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from target_pelanor.delivery import Delivery
 from target_pelanor.fast_records import FastRecords
 from target_pelanor.input_reader import NumberedReader
 from target_pelanor.integration_binding import BindingProblem
-from target_pelanor.settings import ALLOW_SHRINKING_IS_A_LIST, SCHEMA, TargetSettings
+from target_pelanor.settings import SCHEMA, TargetSettings, before_type_check
 from target_pelanor.sinks import CostRowsSink, IgnoredSink, MonthLayoutSink, MonthSealSink
 from target_pelanor.stopping import BeforeSchema, Interrupted, RunStopped
 
@@ -90,23 +93,8 @@ class TargetPelanor(Target):
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         """The SDK's check of the settings' types, with lines of our own where the SDK's
-        would mislead: ``allow_shrinking_months: true`` (earlier versions' boolean, which
-        let every month through; ``false`` lets none through, as an empty list does) and a
-        duration that is not whole seconds (``60.0`` is taken as 60)."""
-        ours: list[str] = []
-        shrinking = self._config.get("allow_shrinking_months")
-        if isinstance(shrinking, bool):
-            del self._config["allow_shrinking_months"]
-            if shrinking:
-                ours.append(ALLOW_SHRINKING_IS_A_LIST)
-        for key in ("request_timeout", "max_retry_seconds"):
-            value = self._config.get(key)
-            if isinstance(value, float | Decimal) and not isinstance(value, bool):
-                if math.isfinite(value) and value == int(value):
-                    self._config[key] = int(value)
-                else:
-                    del self._config[key]
-                    ours.append(f"{key} must be a whole number of seconds (got {value})")
+        would mislead (:func:`~target_pelanor.settings.before_type_check`)."""
+        ours = before_type_check(self._config)
         try:
             errors = super()._validate_config(raise_errors=raise_errors)
         except ConfigValidationError as invalid:
