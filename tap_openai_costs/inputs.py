@@ -15,20 +15,12 @@ from typing import Any
 
 from openai_costs.export import ExportError, Layout
 from openai_costs.os_errors import advice
-from tap_openai_costs.costs_api import (
-    API_LAYOUTS,
-    DEFAULT_API_LAYOUT,
-    DEFAULT_SETTLE_DAYS,
-    FieldNotes,
-    OpenAIAPIError,
-    fetch_exports,
-    months_due,
-    openai_client,
-)
+from tap_openai_costs.costs_api import FieldNotes, OpenAIAPIError, fetch_exports, months_due
 from tap_openai_costs.known_exports import KnownExports
 from tap_openai_costs.paths import ExportErrors, expand_paths
 from tap_openai_costs.planner import ExportReading, MonthPlan, unfinished, which_copy_wins
 from tap_openai_costs.progress import ReadProgress
+from tap_openai_costs.settings import Source, TapSettings
 
 
 class InputProblems(Exception):
@@ -40,7 +32,7 @@ class InputProblems(Exception):
 
 
 def read_exports(
-    config: Mapping[str, Any],
+    settings: TapSettings,
     bookmark: Mapping[str, Any],
     today: date,
     api_dir: Path,
@@ -56,21 +48,21 @@ def read_exports(
     layout: Layout | None = None
     api_source: str | None = None
     try:
-        if config.get("source", "files") == "api":
+        if settings.source is Source.API:
             # Fetched afresh into new files every run: nothing to remember them by.
-            paths, api_source = _api_exports(config, delivered, today, api_dir, logger)
-            layout = API_LAYOUTS[config.get("api_layout") or DEFAULT_API_LAYOUT]
+            paths, api_source = _api_exports(settings, delivered, today, api_dir, logger)
+            layout = settings.layout
         else:
-            paths = expand_paths(config["paths"])
-            known = _known_exports(bookmark, config["organization_id"], today, logger)
+            paths = expand_paths(list(settings.paths))
+            known = _known_exports(bookmark, settings.organization_id, today, logger)
     except (ExportError, OpenAIAPIError) as problem:
         raise InputProblems([problem]) from None
     except ExportErrors as errors:
         raise InputProblems(list(errors.problems)) from None
     return ExportReading(
         paths,
-        config["organization_id"],
-        config.get("start_month"),
+        settings.organization_id,
+        settings.start_month,
         delivered,
         today,
         known=known,
@@ -119,30 +111,30 @@ def changed_months(
 
 
 def _api_exports(
-    config: Mapping[str, Any],
+    settings: TapSettings,
     delivered: Mapping[str, str],
     today: date,
     directory: Path,
     logger: logging.Logger,
 ) -> tuple[list[Path], str]:
     """The months to read, fetched into export files; and the endpoint they came from."""
-    organization_id = config["organization_id"]
+    organization_id = settings.organization_id
     months = months_due(
         organization_id,
-        config.get("start_month"),
-        int(config.get("settle_days", DEFAULT_SETTLE_DAYS)),
+        settings.start_month,
+        settings.settle_days,
         delivered,
         today,
     )
     notes = FieldNotes()
     try:
-        with openai_client(config) as client:
+        with settings.costs_api_client() as client:
             paths = fetch_exports(
                 client,
                 months,
                 today,
                 organization_id,
-                config["organization_name"],
+                settings.organization_name,
                 directory,
                 logger.info,
                 notes,

@@ -52,11 +52,11 @@ from tap_openai_costs.costs_api import (
     OpenAIAPIError,
     cannot_check,
     disagreement,
-    openai_client,
 )
 from tap_openai_costs.inputs import InputProblems, changed_months, read_exports
 from tap_openai_costs.message_writer import BufferedMsgSpecWriter
 from tap_openai_costs.paths import cannot_read
+from tap_openai_costs.settings import TapSettings
 
 if TYPE_CHECKING:
     from singer_sdk import singerlib as singer
@@ -422,7 +422,7 @@ class CostsStream(_IncrementalByMonth):
                         len(checked),
                         ", ".join(checked),
                     )
-            organization = self.config["organization_id"]
+            organization = TapSettings.of(self._tap).organization_id
             for month, why in withheld.items():
                 unsealed.append(MonthNotSealed(str(why), organization, month))
             if unsealed:
@@ -440,7 +440,7 @@ class CostsStream(_IncrementalByMonth):
         # Read without creating the stream's bookmark: a run that seals nothing leaves none.
         bookmark = self.tap_state.get("bookmarks", {}).get(self.name, {})
         try:
-            return read_exports(self.config, bookmark, today, work_dir, self.logger)
+            return read_exports(TapSettings.of(self._tap), bookmark, today, work_dir, self.logger)
         except InputProblems as problems:
             self._stop(problems.problems)
 
@@ -448,18 +448,19 @@ class CostsStream(_IncrementalByMonth):
     def _witness(self) -> Iterator[ApiWitness | None]:
         """The Costs API as a witness of the export months (``check_against_api``), or
         None; its connections are closed however the run ends."""
-        if not self.config.get("check_against_api") or self.config.get("source") == "api":
+        settings = TapSettings.of(self._tap)
+        if not settings.witness_wanted:
             yield None
             return
-        with openai_client(self.config) as client:
-            yield ApiWitness(client, self.config["organization_id"], FieldNotes())
+        with settings.costs_api_client() as client:
+            yield ApiWitness(client, settings.organization_id, FieldNotes())
 
     @contextlib.contextmanager
     def _work_dir(self) -> Iterator[Path]:
         """This run's private working folder (months read from the Costs API): removed on
         every way out; those of killed runs are removed first (see openai_costs.work_folder)."""
         try:
-            work = open_work_folder(self.config.get("work_dir"), self.tap_name)
+            work = open_work_folder(TapSettings.of(self._tap).work_dir, self.tap_name)
         except WorkFolderError as problem:
             self._stop([problem])
         try:

@@ -1,14 +1,18 @@
-"""tap-openai-costs: OpenAI cost data as exact, month-sealed Singer records."""
+"""tap-openai-costs: OpenAI cost data as exact, month-sealed Singer records.
+
+Its settings are declared, defaulted and checked in :mod:`tap_openai_costs.settings`; the
+tap builds them once (``settings``), which its streams read.
+"""
 
 from __future__ import annotations
 
 import io
 import json
+from functools import cached_property
 from typing import IO, Any, ClassVar
 
 import click
 from singer_sdk import Stream, Tap
-from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers.capabilities import (
     FLATTENING_CONFIG,
@@ -17,23 +21,15 @@ from singer_sdk.helpers.capabilities import (
     TapCapabilities,
 )
 
-from openai_costs.contract import MONTH_PATTERN, STATE_FIX, state_problem
+from openai_costs.contract import STATE_FIX, state_problem
 from openai_costs.log_levels import quiet_library_lines
 from openai_costs.os_errors import reason
 from openai_costs.printable import escape_log_arguments
 from openai_costs.safe_files import UnsafeFile, read_regular
 from openai_costs.user_errors import settings_not_usable, stop
-from tap_openai_costs.costs_api import (
-    API_LAYOUTS,
-    DEFAULT_API_LAYOUT,
-    DEFAULT_BASE_URL,
-    DEFAULT_MAX_RETRY_SECONDS,
-    DEFAULT_REQUEST_TIMEOUT,
-    DEFAULT_SETTLE_DAYS,
-)
 from tap_openai_costs.focus import FocusCostsStream
 from tap_openai_costs.message_writer import BufferedMsgSpecWriter
-from tap_openai_costs.settings_check import setting_errors
+from tap_openai_costs.settings import SCHEMA, TapSettings
 from tap_openai_costs.streams import CostsStream, MonthLayoutsStream, MonthSealsStream, TapStopped
 
 
@@ -54,124 +50,8 @@ class TapOpenAICosts(Tap):
         PluginCapabilities.BATCH,
     ]
 
-    config_jsonschema = th.PropertiesList(
-        th.Property(
-            "source",
-            th.StringType,
-            default="files",
-            allowed_values=["files", "api"],
-            title="Source",
-            description="files: dashboard CSV exports (paths). api: OpenAI's Costs API "
-            "(admin_api_key).",
-        ),
-        th.Property(
-            "paths",
-            th.ArrayType(th.StringType),
-            title="Export paths",
-            description="Files, folders (every *.csv inside) or glob patterns of OpenAI Cost "
-            "data exports (Usage > Export > Cost data, group by Line Item, 1 day, CSV). "
-            "Required when source is files.",
-        ),
-        th.Property(
-            "organization_id",
-            th.StringType,
-            title="OpenAI organization ID",
-            description="The organization (org-...) this connector serves; "
-            "a row of any other fails the run. Required.",
-        ),
-        th.Property(
-            "start_month",
-            th.StringType,
-            title="Start month",
-            description="YYYY-MM: ignore earlier months. With source api, the backfill start "
-            "(default: the previous month).",
-            pattern=MONTH_PATTERN,
-        ),
-        th.Property(
-            "admin_api_key",
-            th.StringType,
-            secret=True,
-            title="OpenAI admin API key",
-            description="An organization admin key (sk-admin-...), for source api.",
-        ),
-        th.Property(
-            "organization_name",
-            th.StringType,
-            title="OpenAI organization name",
-            description="For source api: written in the organization_name column of rows "
-            "whose API result does not name the organization (the live API's results may). "
-            "Use the name the dashboard's exports show.",
-        ),
-        th.Property(
-            "api_base_url",
-            th.StringType,
-            default=DEFAULT_BASE_URL,
-            title="OpenAI API base URL",
-            description="https only; http only for loopback addresses (a local fake).",
-        ),
-        th.Property(
-            "api_layout",
-            th.StringType,
-            default=DEFAULT_API_LAYOUT,
-            allowed_values=list(API_LAYOUTS),
-            title="Layout of API months",
-            description="For source api: the columns of each month's file. nine_columns: "
-            "the nine Pelanor lists, as in most real downloads. wide: the current export's "
-            "17 (quantity, user and API key columns too). Records carry every value either "
-            "way.",
-        ),
-        th.Property(
-            "check_against_api",
-            th.BooleanType,
-            default=False,
-            title="Check exports against the API",
-            description="For source files: before sealing an export month, compare each "
-            "day's total with OpenAI's Costs API (admin_api_key; one request a month). A day "
-            "more than 0.5% (at least $0.01) apart leaves the month unsealed.",
-        ),
-        th.Property(
-            "request_timeout",
-            th.IntegerType,
-            default=DEFAULT_REQUEST_TIMEOUT,
-            title="Request timeout (seconds)",
-            description="Bounds each whole request to OpenAI's API: connecting, sending and "
-            "receiving the whole answer. Must be positive.",
-        ),
-        th.Property(
-            "max_retry_seconds",
-            th.IntegerType,
-            default=DEFAULT_MAX_RETRY_SECONDS,
-            title="Retry budget (seconds)",
-            description="Bounds all attempts of one request to OpenAI's API, waits between "
-            "them included (the first attempt always gets its full request_timeout). 0 or "
-            "more.",
-        ),
-        th.Property(
-            "settle_days",
-            th.IntegerType,
-            default=DEFAULT_SETTLE_DAYS,
-            title="Settle days",
-            description="For source api: how many days after a month ends it is still "
-            "re-read, since OpenAI restates recent days.",
-        ),
-        th.Property(
-            "work_dir",
-            th.StringType,
-            title="Working folder",
-            description="Where the tap keeps its working files (the months read from the "
-            "Costs API, with cost rows and e-mail addresses), in a private folder per run, "
-            "removed when the run ends; those of killed runs are removed at the next start. "
-            "Default: <system temp>/tap-openai-costs-<uid>.",
-        ),
-        th.Property(
-            "focus_user_email",
-            th.BooleanType,
-            default=False,
-            title="FOCUS: user e-mail",
-            description="Fill x_UserEmail in focus_costs records with the row's user_email "
-            "(personal data). Off: x_UserEmail is null. The costs stream is not affected.",
-        ),
-    ).to_dict()
+    #: Declared, with each setting's default and check, in :mod:`tap_openai_costs.settings`.
+    config_jsonschema = SCHEMA
 
     @classmethod
     def append_builtin_config(cls, config_jsonschema: dict[str, Any]) -> None:
@@ -185,11 +65,14 @@ class TapOpenAICosts(Tap):
         quiet_library_lines(self.name)
         escape_log_arguments()
         super().__init__(*args, validate_config=validate_config, **kwargs)
-        if not validate_config:
-            return  # discovery: the schemas are static, so no setting is needed
-        errors = setting_errors(self.config)
-        if errors:
-            raise ConfigValidationError("Config validation failed", errors=errors)
+        if validate_config:  # discovery: the schemas are static, so no setting is needed
+            _ = self.settings  # every problem said now, before anything runs
+
+    @cached_property
+    def settings(self) -> TapSettings:
+        """This run's settings, checked and typed (``ConfigValidationError`` if they
+        cannot be used); what the streams read."""
+        return TapSettings.from_config(self.config)
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         """Discovery (``--discover``, ``meltano select --list``) runs without checking the

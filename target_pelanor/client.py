@@ -23,7 +23,7 @@ import random as _random
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import IO, Final, cast
@@ -134,11 +134,10 @@ class PelanorClient(BearerClient):
         base_url: str,
         integration_id: str,
         api_token: str,
-        upload_path: str | None = None,
         shape: UploadShape = DEFAULT_SHAPE,
         organization_id: str = "",
-        request_timeout: float = 60.0,
-        max_retry_seconds: float = 600.0,
+        request_timeout: float,
+        max_retry_seconds: float,
         sleep: Callable[[float], None] = time.sleep,
         random: Callable[[], float] = _random.random,
         clock: Callable[[], float] = time.monotonic,
@@ -149,8 +148,6 @@ class PelanorClient(BearerClient):
             raise ValueError("base_url is required")
         if not integration_id or not integration_id.strip():
             raise ValueError("integration_id is required")
-        if upload_path is not None:  # the path alone, as before the shape was a setting
-            shape = replace(shape, path=upload_path)
         check_upload_path(shape.path)
         if "organization_id" in shape.placeholders() and not organization_id:
             raise ValueError("organization_id is required: the upload request uses it")

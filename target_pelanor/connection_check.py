@@ -15,18 +15,19 @@ from __future__ import annotations
 import logging
 import string
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Final, Protocol
 from urllib.parse import quote
 
 import httpx
 
 from openai_costs.safe_http import final_connection_problem, is_loopback
-from target_pelanor.client import PelanorClient, PelanorError, resolve_base_url
+from target_pelanor.client import PelanorClient, PelanorError
 
 __all__ = [
     "CHECK_PLACEHOLDERS",
     "MELTANO_TEST_STREAM",
     "CheckFailed",
+    "CheckedSettings",
     "check_path_problems",
     "reachability",
     "render_check_path",
@@ -43,9 +44,25 @@ class CheckFailed(Exception):
     """A check did not pass; ``str()`` is the one line for the user."""
 
 
-def check_path_problems(config: Mapping[str, Any]) -> list[str]:
-    """What is wrong with ``check_path`` (unset is fine: no authenticated check)."""
-    path = config.get("check_path")
+class CheckedSettings(Protocol):
+    """What the checks read of the target's settings (``TargetSettings``)."""
+
+    @property
+    def organization_id(self) -> str: ...
+    @property
+    def integration_id(self) -> str | None: ...
+    @property
+    def api_token(self) -> str | None: ...
+    @property
+    def check_path(self) -> str | None: ...
+    @property
+    def request_timeout(self) -> float: ...
+    def base_url(self) -> str: ...
+
+
+def check_path_problems(path: object) -> list[str]:
+    """What is wrong with the ``check_path`` setting's value (unset is fine: no
+    authenticated check)."""
     if path is None or path == "":
         return []
     example = "such as /v1/integrations/openai/{integration_id}"
@@ -69,10 +86,11 @@ def check_path_problems(config: Mapping[str, Any]) -> list[str]:
     return []
 
 
-def render_check_path(template: str, config: Mapping[str, Any]) -> str:
-    """The path, each placeholder's value URL-encoded as one path segment."""
+def render_check_path(template: str, values: Mapping[str, str | None]) -> str:
+    """The path, each placeholder's value (:data:`CHECK_PLACEHOLDERS`) URL-encoded as one
+    path segment."""
     return template.format(
-        **{name: quote(str(config.get(name) or ""), safe="") for name in CHECK_PLACEHOLDERS}
+        **{name: quote(str(values.get(name) or ""), safe="") for name in CHECK_PLACEHOLDERS}
     )
 
 
@@ -106,11 +124,9 @@ def reachability(
 
 
 def run_checks(
-    config: Mapping[str, Any],
+    settings: CheckedSettings,
     logger: logging.Logger,
     client: Callable[[], PelanorClient],
-    *,
-    has_token: bool,
 ) -> None:
     """The checks, once the settings have passed at start: whether Pelanor answers and,
     with check_path, whether it takes the token and the integration; one line each.
@@ -118,21 +134,25 @@ def run_checks(
     :class:`CheckFailed`."""
     logger.info("Checking target-pelanor without uploading: the settings are usable")
     try:
-        base_url = resolve_base_url(config.get("region", "us"), config.get("api_url"))
+        base_url = settings.base_url()
     except ValueError as problem:  # a dry run's settings let an unusable URL through
         raise CheckFailed(str(problem)) from None
-    logger.info(reachability(base_url, float(config.get("request_timeout", 60))))
-    template = config.get("check_path")
+    logger.info(reachability(base_url, settings.request_timeout))
+    template = settings.check_path
     if not template:
         logger.info(
             "check_path is not set, so no authenticated request was sent: the token and "
             "integration_id are first tried by an upload (see docs/settings.md)"
         )
         return
-    if not (has_token and config.get("integration_id")):
+    if not (settings.api_token is not None and settings.integration_id):
         logger.info("check_path is set, but a dry run without a token sends none")
         return
-    path = render_check_path(template, config)
+    values = {
+        "organization_id": settings.organization_id,
+        "integration_id": settings.integration_id,
+    }
+    path = render_check_path(template, values)
     try:
         status = client().check(path)
     except PelanorError as refused:
@@ -142,5 +162,5 @@ def run_checks(
         base_url,
         path,
         status,
-        config["integration_id"],
+        settings.integration_id,
     )

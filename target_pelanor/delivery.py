@@ -25,7 +25,6 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -40,13 +39,13 @@ from openai_costs.month_status import CHECKED, FAILED, UNCHANGED, UPLOADED, WITH
 from openai_costs.os_errors import advice, reason
 from openai_costs.user_errors import meltano_name
 from openai_costs.work_folder import WorkFolder, open_work_folder
-from target_pelanor.client import PelanorClient, PelanorError, resolve_base_url
+from target_pelanor.client import PelanorClient, PelanorError
 from target_pelanor.destination import Destination, pelanor_host
 from target_pelanor.integration_binding import BindingProblem, IntegrationBindings
 from target_pelanor.month_ledger import MonthLedger, ReadyMonth, Withheld
 from target_pelanor.progress import WriteProgress
 from target_pelanor.report import MonthResult, publish
-from target_pelanor.settings_check import allowed_to_shrink, api_token, output_dir
+from target_pelanor.settings import TargetSettings
 from target_pelanor.shrink_guard import (
     Remembered,
     UnreadableRecord,
@@ -56,8 +55,7 @@ from target_pelanor.shrink_guard import (
 )
 from target_pelanor.stopping import Interrupted, RunStopped
 from target_pelanor.upload_lock import LockTimeout, LockUnavailable, UploadLocks
-from target_pelanor.upload_records import MachineRecords, normalised_endpoint, records_dir
-from target_pelanor.upload_request import upload_shape
+from target_pelanor.upload_records import MachineRecords, normalised_endpoint
 
 __all__ = ["PLUGIN", "Delivering", "Delivery"]
 
@@ -75,41 +73,37 @@ NOT_SEALED = (
 class Delivery:
     """One run's months, from layout record to upload, and their results."""
 
-    def __init__(self, config: Mapping[str, Any], logger: logging.Logger) -> None:
-        self.config = config
+    def __init__(self, settings: TargetSettings, logger: logging.Logger) -> None:
+        self.settings = settings
         self.logger = logger
         #: The Pelanor this run uploads to, and the integration there (the shrink guard's
         #: key); None only in a dry run without a usable one.
         self.endpoint: str | None = None
         self.destination: Destination | None = None
         with contextlib.suppress(ValueError):
-            base_url = resolve_base_url(config.get("region", "us"), config.get("api_url"))
+            base_url = settings.base_url()
             self.endpoint = normalised_endpoint(base_url)
             if host := pelanor_host(base_url):
-                self.destination = Destination(host, config.get("integration_id"))
+                self.destination = Destination(host, settings.integration_id)
         self.records: MachineRecords | None = None
         self.bindings: IntegrationBindings | None = None
-        if self.endpoint is not None and config.get("integration_id"):
-            with contextlib.suppress(RuntimeError):  # no home folder: refused at start
-                folder = records_dir(config.get("upload_records_dir"))
-                self.records = MachineRecords(folder, self.endpoint)
-                self.bindings = IntegrationBindings(folder)
+        folder = settings.upload_records_dir  # None: no home folder (refused unless dry run)
+        if self.endpoint is not None and settings.integration_id and folder is not None:
+            self.records = MachineRecords(folder, self.endpoint)
+            self.bindings = IntegrationBindings(folder)
         #: Raises BindingProblem before anything is opened or read.
         self.check_integration()
         #: Raises WorkFolderError when work_dir cannot be used.
-        self.work: WorkFolder = open_work_folder(config.get("work_dir"), PLUGIN)
+        self.work: WorkFolder = open_work_folder(settings.work_dir, PLUGIN)
         logger.info("Working files in %s", self.work.path)
         self.ledger = MonthLedger(
-            config["organization_id"],
-            bool(config.get("allow_partial_month")),
+            settings.organization_id,
+            settings.allow_partial_month,
             today_utc(),  # once, at start: the same day for every month of the run
             self.work.path,
         )
         self.memory = UploadMemory()
-        self.locks = UploadLocks(
-            self.work.root / "locks", float(config.get("max_retry_seconds", 600))
-        )
-        self.allowed_to_shrink = set(allowed_to_shrink(config))
+        self.locks = UploadLocks(self.work.root / "locks", settings.max_retry_seconds)
         #: When this run started, on the clock upload records' files are written by.
         self.started_ns = time.time_ns()
         #: The state keys of the months this run uploaded.
@@ -122,16 +116,21 @@ class Delivery:
         self.streams: set[str] = set()
 
     @property
+    def _integration_id(self) -> str:
+        """The integration uploads go to and records name (set in every run that sends)."""
+        return self.settings.integration_id or ""
+
+    @property
     def failed(self) -> bool:
         return any(result.failed for result in self.results)
 
     def check_integration(self) -> None:
         """Raise :class:`BindingProblem` when the integration serves another organization
         (:mod:`target_pelanor.integration_binding`)."""
-        if self.bindings is not None:
+        if self.bindings is not None and self.settings.integration_id:
             self.bindings.check(
-                self.config["integration_id"],
-                self.config["organization_id"],
+                self.settings.integration_id,
+                self.settings.organization_id,
                 meltano_name("loader", PLUGIN),
             )
 
@@ -164,7 +163,7 @@ class Delivery:
             return
         except OSError as error:
             raise self._disk_problem(seal.month, error) from None
-        dry_run = bool(self.config.get("dry_run"))
+        dry_run = self.settings.dry_run
         self.logger.info(
             "%s %s: written and checked, %d rows, %s USD; %s",
             ready.organization,
@@ -224,27 +223,27 @@ class Delivery:
 
     @cached_property
     def client(self) -> PelanorClient:
-        config = self.config
+        settings = self.settings
         return PelanorClient(
-            base_url=resolve_base_url(config.get("region", "us"), config.get("api_url")),
-            integration_id=config["integration_id"],
-            api_token=api_token(config) or "",
-            shape=upload_shape(config),
-            organization_id=config["organization_id"],
-            request_timeout=float(config.get("request_timeout", 60)),
-            max_retry_seconds=float(config.get("max_retry_seconds", 600)),
+            base_url=settings.base_url(),
+            integration_id=settings.integration_id or "",
+            api_token=settings.api_token or "",
+            shape=settings.upload_shape,
+            organization_id=settings.organization_id,
+            request_timeout=settings.request_timeout,
+            max_retry_seconds=settings.max_retry_seconds,
         )
 
     def _send(self, ready: ReadyMonth) -> MonthResult:
         key = state_key(ready.organization, ready.month)
         now = Uploaded(ready.rows, ready.days, ready.total, ready.rows_digest)
         result = MonthResult(ready.organization, ready.month, ready.rows, ready.total, WRITTEN)
-        if self.config.get("dry_run"):
+        if self.settings.dry_run:
             if problem := self._shrinks(ready.month, key, now, ready.from_api):
                 return replace(result, status=WITHHELD, reason=problem)
             return self._write_out(ready, result)
         try:
-            with self.locks.hold(self.config["integration_id"], ready.month):
+            with self.locks.hold(self._integration_id, ready.month):
                 return self._upload(ready, key, now, result)
         except (LockTimeout, LockUnavailable) as problem:
             return replace(result, status=FAILED, reason=str(problem))
@@ -290,7 +289,7 @@ class Delivery:
         """This machine's notes of an accepted upload: the integration's organization and
         the month's record. The upload stands when one cannot be written; the log says
         which."""
-        integration = self.config["integration_id"]
+        integration = self._integration_id
         notes = (
             (
                 bindings.path(integration),
@@ -323,8 +322,8 @@ class Delivery:
         if self.records is None or key in self.sent:
             return None
         try:
-            written = self.records.path(self.config["integration_id"], month).stat()
-            remembered = self.records.recall(self.config["integration_id"], month)
+            written = self.records.path(self._integration_id, month).stat()
+            remembered = self.records.recall(self._integration_id, month)
         except (OSError, UnreadableRecord):  # none, or refused by the shrink check already
             return None
         if written.st_mtime_ns < self.started_ns or not remembered:
@@ -366,7 +365,7 @@ class Delivery:
         try:
             remembered = [self.memory.recall(key, month, self.destination)]
             if self.records is not None:
-                remembered += self.records.recall(self.config["integration_id"], month)
+                remembered += self.records.recall(self._integration_id, month)
         except UnreadableRecord as unreadable:
             problem = str(unreadable)
         else:
@@ -375,7 +374,7 @@ class Delivery:
                     continue
                 if problem := refusal(before, now, month, from_api=from_api):
                     break
-        if problem and month in self.allowed_to_shrink:
+        if problem and month in self.settings.allow_shrinking_months:
             self.logger.warning(
                 "%s is listed in allow_shrinking_months, so it goes although the shrink guard "
                 "would refuse it: %s",
@@ -388,7 +387,7 @@ class Delivery:
     def _write_out(self, ready: ReadyMonth, result: MonthResult) -> MonthResult:
         """Copy the month to output_dir, if set: ``result`` with where it was written, or
         failed."""
-        folder = output_dir(self.config)
+        folder = self.settings.output_dir
         if folder is None:
             return result
         destination = folder / ready.filename

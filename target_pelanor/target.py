@@ -3,6 +3,9 @@
 However a run ends (the input's end, a problem that stops it, SIGTERM or SIGINT), the
 target prints what became of every month it knows, confirms no state beyond what Pelanor
 accepted, and removes its working files; any month not uploaded means exit status 1.
+
+Its settings are declared, defaulted and checked in :mod:`target_pelanor.settings`; the
+target builds them once (``settings``) and hands them to the delivery and the checks.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from typing import Any, ClassVar, NoReturn
 
 import click
 from singer_sdk import Target
-from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers.capabilities import (
     CapabilitiesEnum,
@@ -29,13 +31,12 @@ from openai_costs.log_levels import quiet_library_lines
 from openai_costs.printable import escape_log_arguments
 from openai_costs.user_errors import settings_not_usable, stop
 from openai_costs.work_folder import WorkFolderError
-from target_pelanor.client import DEFAULT_UPLOAD_PATH
 from target_pelanor.connection_check import MELTANO_TEST_STREAM, CheckFailed, run_checks
 from target_pelanor.delivery import Delivery
 from target_pelanor.fast_records import FastRecords
 from target_pelanor.input_reader import NumberedReader
 from target_pelanor.integration_binding import BindingProblem
-from target_pelanor.settings_check import ALLOW_SHRINKING_IS_A_LIST, api_token, setting_errors
+from target_pelanor.settings import SCHEMA, TargetSettings, before_type_check
 from target_pelanor.sinks import CostRowsSink, IgnoredSink, MonthLayoutSink, MonthSealSink
 from target_pelanor.stopping import BeforeSchema, Interrupted, RunStopped
 
@@ -60,216 +61,8 @@ class TargetPelanor(Target):
         TargetCapabilities.VALIDATE_RECORDS,
     ]
 
-    config_jsonschema = th.PropertiesList(
-        th.Property(
-            "organization_id",
-            th.StringType,
-            title="OpenAI organization ID",
-            description="The organization this Pelanor integration belongs to (org-...). Required.",
-        ),
-        th.Property(
-            "integration_id",
-            th.StringType,
-            title="Pelanor integration ID",
-            description="The Pelanor OpenAI integration for this organization. "
-            "Required unless dry_run.",
-        ),
-        th.Property(
-            "api_token",
-            th.StringType,
-            secret=True,
-            title="Pelanor API token",
-            description="Sent as 'Authorization: Bearer <api_token>' (Pelanor issues "
-            "'<token_id>:<token_secret>'). Required unless dry_run (or api_token_env, or "
-            "api_token_id and api_token_secret).",
-        ),
-        th.Property(
-            "api_token_env",
-            th.StringType,
-            title="API token variable",
-            description="Instead of api_token: the name of an environment variable that "
-            "holds the token, read at start, so the token itself is in no config file "
-            "(Meltano writes plugin configs to .meltano/run/ during a run).",
-        ),
-        th.Property(
-            "api_token_id",
-            th.StringType,
-            title="Pelanor token ID",
-            description="Instead of api_token: the token ID Pelanor shows, with "
-            "api_token_secret; sent as 'Bearer <api_token_id>:<api_token_secret>'.",
-        ),
-        th.Property(
-            "api_token_id_env",
-            th.StringType,
-            title="Token ID variable",
-            description="Instead of api_token_id: the name of an environment variable that "
-            "holds it, read at start.",
-        ),
-        th.Property(
-            "api_token_secret",
-            th.StringType,
-            secret=True,
-            title="Pelanor token secret",
-            description="The token secret Pelanor shows with the token ID (api_token_id).",
-        ),
-        th.Property(
-            "api_token_secret_env",
-            th.StringType,
-            title="Token secret variable",
-            description="Instead of api_token_secret: the name of an environment variable "
-            "that holds it, read at start, so the secret is in no config file.",
-        ),
-        th.Property(
-            "region",
-            th.StringType,
-            default="us",
-            allowed_values=["us", "eu"],
-            title="Pelanor region",
-            description="us: https://api.pelanor.io, eu: https://api-eu.pelanor.io.",
-        ),
-        th.Property(
-            "api_url",
-            th.StringType,
-            title="API base URL override",
-            description="Replaces the region's URL. https only; http only for loopback "
-            "addresses (a local sandbox).",
-        ),
-        th.Property(
-            "upload_path",
-            th.StringType,
-            default=DEFAULT_UPLOAD_PATH,
-            title="Upload path",
-            description="Path of the upload endpoint; Pelanor does not publish it, so it is "
-            "configurable. Starts with '/'; a template (see upload_fields).",
-        ),
-        th.Property(
-            "upload_method",
-            th.StringType,
-            default="POST",
-            allowed_values=["POST", "PUT"],
-            title="Upload method",
-            description="The upload request's HTTP method.",
-        ),
-        th.Property(
-            "upload_body",
-            th.StringType,
-            default="multipart",
-            allowed_values=["multipart", "raw"],
-            title="Upload body",
-            description="multipart: a multipart form, the CSV as one part "
-            "(upload_file_field) beside upload_fields. raw: the CSV is the whole body.",
-        ),
-        th.Property(
-            "upload_file_field",
-            th.StringType,
-            default="file",
-            title="Upload file part",
-            description="The multipart part that holds the CSV (upload_body multipart only).",
-        ),
-        th.Property(
-            "upload_fields",
-            th.ObjectType(additional_properties=th.StringType),
-            title="Upload form fields",
-            description="Multipart form fields besides the CSV, name -> template. Unset: "
-            '{"month": "{month}"}; {} sends none. Not with upload_body raw. Templates may use '
-            "{month} (YYYY-MM), {first_day}, {last_day} (YYYY-MM-DD), {organization_id}, "
-            "{integration_id}, {file_name}.",
-        ),
-        th.Property(
-            "upload_query",
-            th.ObjectType(additional_properties=th.StringType),
-            title="Upload query parameters",
-            description="Query parameters of the upload request, name -> template (as in "
-            'upload_fields), e.g. {"month": "{month}"}. Default: none.',
-        ),
-        th.Property(
-            "upload_content_type",
-            th.StringType,
-            default="text/csv",
-            title="Upload content type",
-            description="The CSV's content type: of its part (multipart), or of the whole "
-            "body (raw).",
-        ),
-        th.Property(
-            "check_path",
-            th.StringType,
-            title="Check path",
-            description="For the checks (meltano invoke target-pelanor:check, meltano config "
-            "test): a path to send one authenticated GET to (a 2xx passes), checking the token "
-            "and integration without uploading; Pelanor publishes none, so unset sends none. A "
-            "template: {integration_id}, {organization_id}.",
-        ),
-        th.Property(
-            "output_dir",
-            th.StringType,
-            title="Output directory",
-            description="Also write each month's file here, named as OpenAI names most "
-            "one-month exports: cost_<first day>_<last day>.csv (the end date inclusive, as "
-            "in most real downloads).",
-        ),
-        th.Property(
-            "dry_run",
-            th.BooleanType,
-            default=False,
-            title="Dry run",
-            description="Check and write files, upload nothing, confirm no state.",
-        ),
-        th.Property(
-            "allow_partial_month",
-            th.BooleanType,
-            default=False,
-            title="Allow partial month",
-            description="Upload months with missing days. An upload replaces the whole "
-            "month in Pelanor: only for a month that really has no more data.",
-        ),
-        th.Property(
-            "allow_shrinking_months",
-            th.ArrayType(th.StringType),
-            title="Allow shrinking months",
-            description='Months (YYYY-MM, such as ["2025-10"]) to upload even if they '
-            "have fewer days or rows, or a total more than 0.5% (at least $0.01) lower, than "
-            "the copy this target uploaded before, or if that copy's record cannot be read. "
-            "Only months known to be right (OpenAI corrected them); other months stay "
-            "guarded.",
-        ),
-        th.Property(
-            "upload_records_dir",
-            th.StringType,
-            title="Upload records folder",
-            description="Where this machine keeps its record of each month's last upload, "
-            "per Pelanor URL, integration and month, which the shrink guard checks besides "
-            "the state (it outlives the state and reboots). Default: "
-            "$XDG_STATE_HOME/target-pelanor/uploads, else "
-            "~/.local/state/target-pelanor/uploads.",
-        ),
-        th.Property(
-            "request_timeout",
-            th.IntegerType,
-            default=60,
-            title="Request timeout (seconds)",
-            description="Bounds each whole HTTP request: connecting, sending the file and "
-            "receiving the whole answer. Must be positive.",
-        ),
-        th.Property(
-            "max_retry_seconds",
-            th.IntegerType,
-            default=600,
-            title="Upload budget (seconds)",
-            description="Bounds one month's whole upload: every attempt, every wait between "
-            "attempts and an answer still arriving (the first attempt always gets its full "
-            "request_timeout). Also how long to wait for another target-pelanor process "
-            "uploading the same month. 0 or more.",
-        ),
-        th.Property(
-            "work_dir",
-            th.StringType,
-            title="Working folder",
-            description="Where the target keeps each month's file until it is uploaded "
-            "(cost rows, e-mail addresses), in a private folder per run removed when the "
-            "run ends; leftovers of killed runs are removed at the next start. Also holds "
-            "the upload locks. Default: <system temp>/target-pelanor-<uid>.",
-        ),
-    ).to_dict()
+    #: Declared, with each setting's default and check, in :mod:`target_pelanor.settings`.
+    config_jsonschema = SCHEMA
 
     #: The target of this process, for :meth:`invoke` to finish a run that stopped early.
     _running: ClassVar[TargetPelanor | None] = None
@@ -284,11 +77,11 @@ class TargetPelanor(Target):
         quiet_library_lines(self.name)
         escape_log_arguments()
         super().__init__(*args, **kwargs)
-        errors = setting_errors(self.config)
-        if errors:
-            raise ConfigValidationError("Config validation failed", errors=errors)
+        #: This run's settings, checked and typed (``ConfigValidationError`` naming every
+        #: problem if they cannot be used); what the rest of the target reads.
+        self.settings = TargetSettings.from_config(self.config)
         try:
-            self.delivery = Delivery(self.config, self.logger)
+            self.delivery = Delivery(self.settings, self.logger)
         except (WorkFolderError, BindingProblem) as problem:
             raise ConfigValidationError("Config validation failed", errors=[str(problem)]) from None
         #: The last state the tap passed on while every month so far had reached Pelanor.
@@ -300,23 +93,8 @@ class TargetPelanor(Target):
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         """The SDK's check of the settings' types, with lines of our own where the SDK's
-        would mislead: ``allow_shrinking_months: true`` (earlier versions' boolean, which
-        let every month through; ``false`` lets none through, as an empty list does) and a
-        duration that is not whole seconds (``60.0`` is taken as 60)."""
-        ours: list[str] = []
-        shrinking = self._config.get("allow_shrinking_months")
-        if isinstance(shrinking, bool):
-            del self._config["allow_shrinking_months"]
-            if shrinking:
-                ours.append(ALLOW_SHRINKING_IS_A_LIST)
-        for key in ("request_timeout", "max_retry_seconds"):
-            value = self._config.get(key)
-            if isinstance(value, float | Decimal) and not isinstance(value, bool):
-                if math.isfinite(value) and value == int(value):
-                    self._config[key] = int(value)
-                else:
-                    del self._config[key]
-                    ours.append(f"{key} must be a whole number of seconds (got {value})")
+        would mislead (:func:`~target_pelanor.settings.before_type_check`)."""
+        ours = before_type_check(self._config)
         try:
             errors = super()._validate_config(raise_errors=raise_errors)
         except ConfigValidationError as invalid:
@@ -422,12 +200,7 @@ class TargetPelanor(Target):
         (:mod:`target_pelanor.connection_check`); a check that fails stops the run with its
         one line. Nothing is uploaded."""
         try:
-            run_checks(
-                self.config,
-                self.logger,
-                lambda: self.delivery.client,
-                has_token=api_token(self.config) is not None,
-            )
+            run_checks(self.settings, self.logger, lambda: self.delivery.client)
         except CheckFailed as failed:
             self.delivery.close()
             self.abort(str(failed))
@@ -515,7 +288,7 @@ class TargetPelanor(Target):
         (see :meth:`_confirm_good_state`). A dry run uploads nothing, so it confirms
         nothing either.
         """
-        if self.delivery.failed or self.config.get("dry_run") or self._meltano_test:
+        if self.delivery.failed or self.settings.dry_run or self._meltano_test:
             return
         self._emit_state(self.delivery.memory.merged_into(state))
 
@@ -523,7 +296,7 @@ class TargetPelanor(Target):
         """After a failure: confirm the last good state, with every upload Pelanor
         accepted in this run recorded (the shrink guard needs them next run). Returns
         what the user is told about it."""
-        if self.config.get("dry_run") or not self.delivery.memory.changed:
+        if self.settings.dry_run or not self.delivery.memory.changed:
             # Nothing new reached Pelanor: the state saved before this run stands.
             return "no state was saved, so the next run retries them"
         state = self.delivery.memory.merged_into(self._good_state or {})

@@ -20,6 +20,10 @@ Rules:
   anew for every attempt (a retry sends it again from its start).
 - This module builds the request; it knows nothing of the token (the caller passes the
   headers) and :func:`describe` never shows a header.
+- The ``upload_*`` settings are declared in :mod:`target_pelanor.settings`, which reads them
+  into one :class:`UploadShape` here (:func:`shape_problems`, :func:`upload_shape`): this
+  module knows the request's format, so it reads that group of settings, and their defaults
+  are :data:`DEFAULT_SHAPE`'s. Nothing else calls these two.
 """
 
 from __future__ import annotations
@@ -279,8 +283,8 @@ def _read(config: Mapping[str, Any]) -> tuple[UploadShape, list[str]]:
             return default
         return str(value)
 
-    method = choice("upload_method", METHODS, "POST")
-    body = choice("upload_body", BODIES, "multipart")
+    method = choice("upload_method", METHODS, DEFAULT_SHAPE.method)
+    body = choice("upload_body", BODIES, DEFAULT_SHAPE.body)
     path = config.get("upload_path") or DEFAULT_UPLOAD_PATH
     try:
         check_upload_path(path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from pathlib import Path
@@ -23,6 +24,7 @@ from target_pelanor.client import (
     UploadReceipt,
     resolve_base_url,
 )
+from target_pelanor.settings import DEFAULT_MAX_RETRY_SECONDS, DEFAULT_REQUEST_TIMEOUT
 from target_pelanor.upload_request import DEFAULT_SHAPE, UploadShape
 from tests.fake_clock import FakeClock
 from tests.pelanor_sandbox import TOKEN, running_sandbox
@@ -38,12 +40,20 @@ CSV = (
 )
 
 
+#: The settings' defaults, for a client made without the target.
+TIMES: dict[str, Any] = {
+    "request_timeout": DEFAULT_REQUEST_TIMEOUT,
+    "max_retry_seconds": DEFAULT_MAX_RETRY_SECONDS,
+}
+
+
 def make_client(url: str, **overrides: Any) -> PelanorClient:
     options: dict[str, Any] = {
         "base_url": url,
         "integration_id": "int-acme",
         "api_token": TOKEN,
         "request_timeout": 5.0,
+        "max_retry_seconds": DEFAULT_MAX_RETRY_SECONDS,
         "sleep": FakeClock().sleep,
         "random": lambda: 0.5,
     }
@@ -485,15 +495,21 @@ def test_token_never_in_errors_repr_or_logs(
 
 def test_invalid_constructor_arguments_do_not_echo_token() -> None:
     with pytest.raises(ValueError, match="api_token") as info:
-        PelanorClient(base_url="https://x", integration_id="i", api_token="tok secret\n")
+        PelanorClient(base_url="https://x", integration_id="i", api_token="tok secret\n", **TIMES)
     assert str(info.value) == (
         "api_token contains whitespace or a line break; set it without spaces or newlines "
         "(copy it again, or strip the file or variable it comes from)"
     )
     with pytest.raises(ValueError, match="upload_path"):
-        PelanorClient(base_url="https://x", integration_id="i", api_token="t", upload_path="/{x}")
+        PelanorClient(
+            base_url="https://x",
+            integration_id="i",
+            api_token="t",
+            shape=replace(DEFAULT_SHAPE, path="/{x}"),
+            **TIMES,
+        )
     with (
-        PelanorClient(base_url="https://x", integration_id="i", api_token="t") as client,
+        PelanorClient(base_url="https://x", integration_id="i", api_token="t", **TIMES) as client,
         pytest.raises(ValueError, match="month must be YYYY-MM"),
     ):
         client.upload(month="2025-13", filename="f.csv", content=b"")

@@ -32,8 +32,15 @@ from tap_openai_costs.costs_api.rendering import (
     export_month,
     render_export,
 )
+from tap_openai_costs.settings import DEFAULT_MAX_RETRY_SECONDS, DEFAULT_REQUEST_TIMEOUT
 from tests.exports import TODAY
 from tests.fake_clock import FakeClock
+
+#: The settings' defaults, for a client made without the tap.
+DEFAULT_TIMES = {
+    "request_timeout": DEFAULT_REQUEST_TIMEOUT,
+    "max_retry_seconds": DEFAULT_MAX_RETRY_SECONDS,
+}
 
 KEY = "sk-admin-Test0123456789abcdefSECRET"
 ORG = "org-acme"
@@ -81,6 +88,7 @@ def make_client(fake_time: FakeClock) -> Iterator[Callable[..., OpenAICostsClien
             "clock": fake_time.clock,
             "random": lambda: 0.5,
             "request_timeout": 5.0,
+            "max_retry_seconds": DEFAULT_MAX_RETRY_SECONDS,
         }
         options.update(overrides)
         client = OpenAICostsClient(**options)
@@ -476,7 +484,10 @@ def test_non_json_success_body_is_an_error():
         return httpx.Response(200, text="<html>captive portal</html>")
 
     client = OpenAICostsClient(
-        admin_api_key=KEY, base_url="http://127.0.0.1:9", transport=httpx.MockTransport(handler)
+        admin_api_key=KEY,
+        base_url="http://127.0.0.1:9",
+        transport=httpx.MockTransport(handler),
+        **DEFAULT_TIMES,
     )
     with client, pytest.raises(OpenAIAPIError, match="not JSON"):
         client.project_names()
@@ -484,11 +495,11 @@ def test_non_json_success_body_is_an_error():
 
 def test_client_refuses_bad_settings():
     with pytest.raises(ValueError, match="admin_api_key"):
-        OpenAICostsClient(admin_api_key="")
+        OpenAICostsClient(admin_api_key="", **DEFAULT_TIMES)
     with pytest.raises(ValueError, match="admin_api_key"):
-        OpenAICostsClient(admin_api_key="sk-admin-a b")
+        OpenAICostsClient(admin_api_key="sk-admin-a b", **DEFAULT_TIMES)
     with pytest.raises(ValueError, match="api_base_url"):
-        OpenAICostsClient(admin_api_key=KEY, base_url="http://api.openai.com")
+        OpenAICostsClient(admin_api_key=KEY, base_url="http://api.openai.com", **DEFAULT_TIMES)
 
 
 # -- base URL -----------------------------------------------------------------------------

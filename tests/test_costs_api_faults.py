@@ -28,6 +28,7 @@ from local_sandboxes.openai_costs_api import (
 from openai_costs.export import CURRENT_COLUMNS, month_days, unix_of
 from tap_openai_costs.costs_api.client import OpenAIAPIError, OpenAICostsClient
 from tap_openai_costs.costs_api.rendering import fetch_exports, render_export
+from tap_openai_costs.settings import DEFAULT_MAX_RETRY_SECONDS
 
 KEY = "sk-admin-Faults0123456789abcdefSECRET"
 ORG = "org-acme"
@@ -58,7 +59,11 @@ def fake(start_openai) -> FakeOpenAI:
 @pytest.fixture
 def client(fake: FakeOpenAI) -> Iterator[OpenAICostsClient]:
     with OpenAICostsClient(
-        admin_api_key=KEY, base_url=fake.url, sleep=lambda _: None, request_timeout=5.0
+        admin_api_key=KEY,
+        base_url=fake.url,
+        sleep=lambda _: None,
+        request_timeout=5.0,
+        max_retry_seconds=DEFAULT_MAX_RETRY_SECONDS,
     ) as made:
         yield made
 

@@ -14,6 +14,7 @@ from local_sandboxes.openai_costs_api import FakeOpenAI, live_result, number, pr
 from openai_costs.export import CURRENT_COLUMNS
 from tap_openai_costs.costs_api.client import OpenAICostsClient
 from tap_openai_costs.costs_api.rendering import FieldNotes, export_month
+from tap_openai_costs.settings import DEFAULT_MAX_RETRY_SECONDS, DEFAULT_REQUEST_TIMEOUT
 from tests.api_tap import KEY, ORG, run_api_tap
 from tests.tap_output import built_months
 
@@ -62,7 +63,12 @@ def live(start_openai) -> FakeOpenAI:
 
 def test_the_live_response_shape_is_written_exactly(live):
     out = io.BytesIO()
-    with OpenAICostsClient(admin_api_key=KEY, base_url=live.url) as client:
+    with OpenAICostsClient(
+        admin_api_key=KEY,
+        base_url=live.url,
+        request_timeout=DEFAULT_REQUEST_TIMEOUT,
+        max_retry_seconds=DEFAULT_MAX_RETRY_SECONDS,
+    ) as client:
         rows = export_month(
             client,
             out,

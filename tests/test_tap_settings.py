@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from singer_sdk.exceptions import ConfigValidationError
 
-from tap_openai_costs.settings_check import setting_errors
+from tap_openai_costs.settings import TapSettings
 from tap_openai_costs.streams import TapStopped
 from tap_openai_costs.tap import TapOpenAICosts
 from tests.exports import ORG, cost, export, times, write
@@ -24,6 +24,15 @@ API = {
     "admin_api_key": "sk-admin-abc",
     "api_base_url": "http://127.0.0.1:9",
 }
+
+
+def setting_errors(config: dict) -> list[str]:
+    """The problems the settings object finds, in its order (none: it was built)."""
+    try:
+        TapSettings.from_config(config)
+    except ConfigValidationError as invalid:
+        return list(invalid.errors)
+    return []
 
 
 def config_errors(config: dict) -> list[str]:

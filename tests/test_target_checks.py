@@ -264,7 +264,7 @@ def target_config_for(url: str) -> dict[str, str]:
     ids=["relative", "dot-dot", "fragment", "CR LF", "a month", "unmatched brace"],
 )
 def test_check_path_is_refused_at_start_when_it_cannot_be_one_path(path: str, problem: str) -> None:
-    assert check_path_problems({"check_path": path}) == [problem]
+    assert check_path_problems(path) == [problem]
 
 
 def test_each_value_in_check_path_is_one_path_segment() -> None:

@@ -26,6 +26,7 @@ from openai_costs.work_folder import open_work_folder
 from target_pelanor import input_reader
 from target_pelanor.client import PelanorClient, PelanorError, PelanorRejected
 from target_pelanor.input_reader import NumberedReader
+from target_pelanor.settings import DEFAULT_MAX_RETRY_SECONDS, DEFAULT_REQUEST_TIMEOUT
 from target_pelanor.stopping import RunStopped
 from target_pelanor.upload_lock import UploadLocks
 from tests.exports import ORG, SAMPLES, export, month_rows, write
@@ -865,6 +866,8 @@ def _rejection(transport: httpx.MockTransport) -> str:
         base_url="https://api.pelanor.io",
         integration_id="int-acme",
         api_token=SPLIT_TOKEN,
+        request_timeout=DEFAULT_REQUEST_TIMEOUT,
+        max_retry_seconds=DEFAULT_MAX_RETRY_SECONDS,
         transport=transport,
     )
     with client, pytest.raises(PelanorRejected) as rejected:

@@ -22,6 +22,7 @@ from openai_costs.export import month_days
 from tap_openai_costs.costs_api.rendering import AmountTooLarge, decimal_text
 from tap_openai_costs.paths import ExportErrors, expand_paths
 from target_pelanor.delivery import Delivery
+from target_pelanor.settings import TargetSettings
 from target_pelanor.stopping import RunStopped
 from tests.exports import ORG, SAMPLES, TODAY, cost, export, month_rows, sparse_file, write
 from tests.ledger_check import LAYOUT, ledger_verdict
@@ -237,10 +238,8 @@ def test_too_many_open_files_gets_advice_about_open_files_not_disk_space(
 
     from openai_costs.contract import MonthOpened
 
-    delivery = Delivery(
-        {"organization_id": ORG, "dry_run": True, "work_dir": str(tmp_path / "work")},
-        logging.getLogger("test"),
-    )
+    settings = {"organization_id": ORG, "dry_run": True, "work_dir": str(tmp_path / "work")}
+    delivery = Delivery(TargetSettings.from_config(settings), logging.getLogger("test"))
     real_open = Path.open
 
     def no_more_files(path: Path, mode: str = "r", *args: Any, **kwargs: Any) -> Any:

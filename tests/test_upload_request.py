@@ -12,9 +12,14 @@ from typing import Any
 
 import httpx
 import pytest
+from singer_sdk.exceptions import ConfigValidationError
 
 from target_pelanor.client import PelanorClient
-from target_pelanor.settings_check import api_token, setting_errors
+from target_pelanor.settings import (
+    DEFAULT_MAX_RETRY_SECONDS,
+    DEFAULT_REQUEST_TIMEOUT,
+    TargetSettings,
+)
 from target_pelanor.upload_request import (
     DEFAULT_SHAPE,
     MonthValues,
@@ -51,6 +56,8 @@ def send(settings: dict[str, Any], content: bytes = CSV) -> httpx.Request:
         api_token=TOKEN,
         shape=upload_shape(settings),
         organization_id="org-acme",
+        request_timeout=DEFAULT_REQUEST_TIMEOUT,
+        max_retry_seconds=DEFAULT_MAX_RETRY_SECONDS,
         transport=httpx.MockTransport(answer),
     ) as client:
         client.upload(month=MONTH, filename=FILENAME, content=content)
@@ -298,8 +305,25 @@ def test_a_template_naming_the_organization_needs_one() -> None:
             integration_id="int-acme",
             api_token=TOKEN,
             shape=upload_shape({"upload_query": {"org": "{organization_id}"}}),
+            request_timeout=DEFAULT_REQUEST_TIMEOUT,
+            max_retry_seconds=DEFAULT_MAX_RETRY_SECONDS,
         )
     assert str(raised.value) == "organization_id is required: the upload request uses it"
+
+
+def setting_errors(config: dict[str, Any]) -> list[str]:
+    """The problems the settings object finds, in its order (none: it was built)."""
+    try:
+        TargetSettings.from_config(config)
+    except ConfigValidationError as invalid:
+        return list(invalid.errors)
+    return []
+
+
+def api_token(config: dict[str, Any]) -> str | None:
+    """The token the settings send (a dry run's: no integration or records folder needed)."""
+    settings = {"organization_id": "org-acme", "dry_run": True} | config
+    return TargetSettings.from_config(settings).api_token
 
 
 def test_the_token_id_and_secret_are_joined_as_pelanor_sends_them(

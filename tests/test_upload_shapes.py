@@ -12,6 +12,7 @@ import pytest
 
 from local_sandboxes.pelanor import PelanorSandbox
 from target_pelanor.client import PelanorClient
+from target_pelanor.settings import DEFAULT_MAX_RETRY_SECONDS, DEFAULT_REQUEST_TIMEOUT
 from target_pelanor.upload_request import upload_shape
 from tests.exports import SAMPLES
 from tests.pelanor_sandbox import TOKEN, running_sandbox, sandbox_config
@@ -150,6 +151,8 @@ def test_a_raw_body_is_streamed_from_disk_again_on_every_attempt(tmp_path: Path)
             integration_id="int-acme",
             api_token=TOKEN,
             shape=upload_shape(PUT_RAW),
+            request_timeout=DEFAULT_REQUEST_TIMEOUT,
+            max_retry_seconds=DEFAULT_MAX_RETRY_SECONDS,
             sleep=lambda seconds: None,
         ) as client,
     ):

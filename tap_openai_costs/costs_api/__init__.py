@@ -3,37 +3,30 @@ months written as the dashboard's exports (``rendering``), which months a run re
 (``schedule``), export months checked against it (``witness``). The tap imports from here."""
 
 from tap_openai_costs.costs_api.client import (
-    DEFAULT_MAX_RETRY_SECONDS,
-    DEFAULT_REQUEST_TIMEOUT,
     OpenAIAPIError,
+    OpenAICostsClient,
     check_api_base_url,
-    openai_client,
 )
 from tap_openai_costs.costs_api.rendering import (
     API_LAYOUTS,
-    DEFAULT_API_LAYOUT,
     FieldNotes,
     fetch_exports,
 )
-from tap_openai_costs.costs_api.schedule import DEFAULT_SETTLE_DAYS, months_due, previous_month
+from tap_openai_costs.costs_api.schedule import months_due, previous_month
 from tap_openai_costs.costs_api.spec import DEFAULT_BASE_URL
 from tap_openai_costs.costs_api.witness import ApiWitness, cannot_check, disagreement
 
 __all__ = [
     "API_LAYOUTS",
-    "DEFAULT_API_LAYOUT",
     "DEFAULT_BASE_URL",
-    "DEFAULT_MAX_RETRY_SECONDS",
-    "DEFAULT_REQUEST_TIMEOUT",
-    "DEFAULT_SETTLE_DAYS",
     "ApiWitness",
     "FieldNotes",
     "OpenAIAPIError",
+    "OpenAICostsClient",
     "cannot_check",
     "check_api_base_url",
     "disagreement",
     "fetch_exports",
     "months_due",
-    "openai_client",
     "previous_month",
 ]

@@ -23,7 +23,7 @@ import logging
 import random as _random
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal
 from typing import Any, Final
 
@@ -53,8 +53,6 @@ from tap_openai_costs.costs_api.spec import (
 )
 
 __all__ = [
-    "DEFAULT_MAX_RETRY_SECONDS",
-    "DEFAULT_REQUEST_TIMEOUT",
     "PAGE_TOKEN_REFUSALS",
     "RETRY_ADVICE",
     "OpenAIAPIError",
@@ -62,14 +60,9 @@ __all__ = [
     "check_api_base_url",
     "describe_span",
     "object_problem",
-    "openai_client",
     "show_value",
 ]
 
-#: Seconds: each whole request to OpenAI, and all attempts of one together (the
-#: ``request_timeout`` and ``max_retry_seconds`` settings' defaults).
-DEFAULT_REQUEST_TIMEOUT: Final = 60
-DEFAULT_MAX_RETRY_SECONDS: Final = 300
 #: How much of one answer is read: a day of a large organization is tens of MB of JSON.
 ANSWER_LIMIT: Final = 256 << 20
 #: Refusals of a next_page cursor in a row, with no new day in between, before giving up.
@@ -134,8 +127,8 @@ class OpenAICostsClient(BearerClient):
         *,
         admin_api_key: str,
         base_url: str = DEFAULT_BASE_URL,
-        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
-        max_retry_seconds: float = DEFAULT_MAX_RETRY_SECONDS,
+        request_timeout: float,
+        max_retry_seconds: float,
         sleep: Callable[[float], None] = time.sleep,
         random: Callable[[], float] = _random.random,
         clock: Callable[[], float] = time.monotonic,
@@ -348,16 +341,6 @@ class OpenAICostsClient(BearerClient):
     def _scrub(self, text: str) -> str:
         """Also remove anything key-like: OpenAI echoes a masked key in its 401 message."""
         return super()._scrub(_KEY_LIKE.sub("sk-***", text))
-
-
-def openai_client(config: Mapping[str, Any]) -> OpenAICostsClient:
-    """The Costs API client the settings describe (checked when the tap started)."""
-    return OpenAICostsClient(
-        admin_api_key=config["admin_api_key"],
-        base_url=config.get("api_base_url", DEFAULT_BASE_URL),
-        request_timeout=float(config.get("request_timeout", DEFAULT_REQUEST_TIMEOUT)),
-        max_retry_seconds=float(config.get("max_retry_seconds", DEFAULT_MAX_RETRY_SECONDS)),
-    )
 
 
 def describe_span(start_time: int, end_time: int) -> str:

@@ -75,7 +75,6 @@ from tap_openai_costs.costs_api.spec import (
 
 __all__ = [
     "API_LAYOUTS",
-    "DEFAULT_API_LAYOUT",
     "WORK_LAYOUT",
     "FieldNotes",
     "checked_days",
@@ -111,7 +110,6 @@ API_LAYOUTS: Final = {
     "nine_columns": Layout(REQUIRED_COLUMNS, ",".join(REQUIRED_COLUMNS)),
     "wide": WORK_LAYOUT,
 }
-DEFAULT_API_LAYOUT: Final = "nine_columns"
 
 
 class FieldNotes:

@@ -10,14 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 from datetime import date, timedelta
-from typing import Final
 
 from openai_costs.export import month_days, month_of
 
-__all__ = ["DEFAULT_SETTLE_DAYS", "months_due", "months_to_read", "previous_month"]
-
-#: Days after a month ends that it is still read again (the ``settle_days`` setting).
-DEFAULT_SETTLE_DAYS: Final = 3
+__all__ = ["months_due", "months_to_read", "previous_month"]
 
 
 def months_due(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from tap_openai_costs import fast_records
 from tap_openai_costs.focus.rows import SCHEMA, STREAM, FocusRows
+from tap_openai_costs.settings import TapSettings
 from tap_openai_costs.streams import RowFollower
 
 if TYPE_CHECKING:
@@ -58,7 +59,8 @@ class FocusCostsStream(RowFollower):
 
     def _rows(self) -> FocusRows:
         if self._focus_rows is None:
-            self._focus_rows = FocusRows(user_email=bool(self.config.get("focus_user_email")))
+            user_email = TapSettings.of(self._tap).focus_user_email
+            self._focus_rows = FocusRows(user_email=user_email)
         return self._focus_rows
 
     def _write(self, chunk: list[dict[str, Any]]) -> None:
