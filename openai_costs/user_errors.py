@@ -75,7 +75,7 @@ def organization_required(kind: str, plugin: str, serves: str) -> str:
     return text
 
 
-def stop(plugin: str, problems: Iterable[object]) -> NoReturn:
+def exit_on_problems(plugin: str, problems: Iterable[object]) -> NoReturn:
     """Report the problems and exit with status 1."""
     report(plugin, problems)
     sys.exit(1)

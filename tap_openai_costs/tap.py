@@ -26,7 +26,7 @@ from openai_costs.log_levels import quiet_library_lines
 from openai_costs.os_errors import reason
 from openai_costs.printable import escape_log_arguments
 from openai_costs.safe_files import UnsafeFile, read_regular
-from openai_costs.user_errors import settings_not_usable, stop
+from openai_costs.user_errors import exit_on_problems, settings_not_usable
 from tap_openai_costs.focus import FocusCostsStream
 from tap_openai_costs.message_writer import BufferedMsgSpecWriter
 from tap_openai_costs.settings import SCHEMA, TapSettings
@@ -108,16 +108,16 @@ class TapOpenAICosts(Tap):
                 value = json.loads(text)
             except json.JSONDecodeError as error:
                 detail = f"{error.msg}: line {error.lineno}, column {error.colno}"
-                stop(cls.name, [f"{where} is not valid JSON ({detail}); {STATE_FIX}"])
+                exit_on_problems(cls.name, [f"{where} is not valid JSON ({detail}); {STATE_FIX}"])
             if problem := state_problem(value):
-                stop(cls.name, [f"{where} cannot be read: {problem}; {STATE_FIX}"])
+                exit_on_problems(cls.name, [f"{where} cannot be read: {problem}; {STATE_FIX}"])
             state = io.StringIO(text)
         try:
             super().invoke(state=state, **kwargs)
         except ConfigValidationError as invalid:
             settings_not_usable(cls.name, invalid.errors)
         except TapStopped as stopped:
-            stop(cls.name, stopped.problems)
+            exit_on_problems(cls.name, stopped.problems)
 
     @classmethod
     def cb_test(cls, ctx: click.Context, param: click.Option, value: str) -> None:
@@ -125,13 +125,13 @@ class TapOpenAICosts(Tap):
         try:
             super().cb_test(ctx, param, value)
         except TapStopped as stopped:
-            stop(cls.name, stopped.problems)
+            exit_on_problems(cls.name, stopped.problems)
 
     def load_state(self, state: dict[str, Any]) -> None:
         """The SDK's, refusing a state of the wrong shape in one line (the SDK's own load
         ends in a traceback on a list where a map belongs)."""
         if problem := state_problem(state):
-            stop(self.name, [f"the state cannot be read: {problem}; {STATE_FIX}"])
+            exit_on_problems(self.name, [f"the state cannot be read: {problem}; {STATE_FIX}"])
         super().load_state(state)
 
     def discover_streams(self) -> list[Stream]:
@@ -159,11 +159,11 @@ def read_state(state: IO[str] | str) -> str:
     try:
         return read_regular(state, MAX_STATE_BYTES).decode("utf-8")
     except UnsafeFile as problem:
-        stop(TapOpenAICosts.name, [f"{where} cannot be read: it {problem}; {fix}"])
+        exit_on_problems(TapOpenAICosts.name, [f"{where} cannot be read: it {problem}; {fix}"])
     except OSError as error:
-        stop(TapOpenAICosts.name, [f"{where} cannot be read ({reason(error)}); {fix}"])
+        exit_on_problems(TapOpenAICosts.name, [f"{where} cannot be read ({reason(error)}); {fix}"])
     except UnicodeDecodeError:
-        stop(TapOpenAICosts.name, [f"{where} is not UTF-8 text; {STATE_FIX}"])
+        exit_on_problems(TapOpenAICosts.name, [f"{where} is not UTF-8 text; {STATE_FIX}"])
 
 
 if __name__ == "__main__":

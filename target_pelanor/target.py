@@ -29,7 +29,7 @@ from singer_sdk.sinks import Sink
 from openai_costs import contract
 from openai_costs.log_levels import quiet_library_lines
 from openai_costs.printable import escape_log_arguments
-from openai_costs.user_errors import settings_not_usable, stop
+from openai_costs.user_errors import exit_on_problems, settings_not_usable
 from openai_costs.work_folder import WorkFolderError
 from target_pelanor.connection_check import MELTANO_TEST_STREAM, CheckFailed, run_checks
 from target_pelanor.delivery import Delivery
@@ -117,7 +117,7 @@ class TargetPelanor(Target):
             target = cls._running
             if target is None:  # while starting: nothing was read, nothing uploaded
                 what = f"stopped by {stopped.name}" if isinstance(stopped, Interrupted) else ""
-                stop(cls.name, [what or str(stopped)])
+                exit_on_problems(cls.name, [what or str(stopped)])
             target.stop_early(stopped)
 
     def _process_schema_message(self, message_dict: dict[str, Any]) -> None:
@@ -174,7 +174,7 @@ class TargetPelanor(Target):
 
     def abort(self, message: str) -> NoReturn:
         """Stop with one line on stderr and exit status 1."""
-        stop(self.name, [message])
+        exit_on_problems(self.name, [message])
 
     def process_endofpipe(self) -> None:
         """Finish: months without a seal are withheld, then the report, then the verdict."""
