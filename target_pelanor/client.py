@@ -73,6 +73,8 @@ _MONTH_RE: Final = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 ACCEPTED_STATUSES: Final = (200, 201, 202)
 _TITLE_RE: Final = re.compile(r"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
 _CHECK_ADDRESS: Final = "check api_url, region and upload_path"
+#: The hint for a refused token, naming both ways of giving one.
+_CHECK_TOKEN: Final = "check api_token (or api_token_id and api_token_secret)"  # noqa: S105
 
 
 def _package_version() -> str:
@@ -325,7 +327,7 @@ def _rejection_text(month: str, status: int, message: str) -> str:
         return f"Pelanor upload of {month} failed: HTTP {status}, {message}; {_CHECK_ADDRESS}"
     text = f"Pelanor rejected the upload of {month} (HTTP {status}): {message}"
     if status in (401, 403):
-        text += "; check api_token"
+        text += f"; {_CHECK_TOKEN}"
     elif status == 404:
         text += "; check integration_id and upload_path"
     return text
@@ -335,7 +337,7 @@ def _check_rejection(url: str, status: int, message: str) -> str:
     """One line for a refused check request, with the setting to fix."""
     text = f"Pelanor refused the check request GET {url} (HTTP {status}): {message}"
     if status in (401, 403):
-        return f"{text}; check api_token (or api_token_id and api_token_secret)"
+        return f"{text}; {_CHECK_TOKEN}"
     if status == 404:
         return f"{text}; check integration_id and check_path"
     return f"{text}; check check_path, api_url and region"

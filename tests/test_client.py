@@ -254,7 +254,7 @@ def test_retry_after_does_not_shorten_jitter(start_pelanor: Callable[..., Pelano
             "tok_wrong",
             CSV,
             "Pelanor rejected the upload of 2025-10 (HTTP 401): invalid bearer token; "
-            "check api_token",
+            "check api_token (or api_token_id and api_token_secret)",
         ),
         (
             "int-nope",
@@ -324,7 +324,8 @@ def test_rejection_message_from_other_body_shapes() -> None:
         messages.append(str(info.value))
     assert messages == [
         "Pelanor rejected the upload of 2025-10 (HTTP 400): month is required",
-        "Pelanor rejected the upload of 2025-10 (HTTP 403): token lacks scope; check api_token",
+        "Pelanor rejected the upload of 2025-10 (HTTP 403): token lacks scope; "
+        "check api_token (or api_token_id and api_token_secret)",
         "Pelanor rejected the upload of 2025-10 (HTTP 409): conflict " + "x" * 191,
     ]
 

@@ -27,7 +27,10 @@ INCOMPLETE = (
     "is incomplete: 11 day(s) missing (2025-10-21 to 2025-10-31); export the whole month, or "
     "set allow_partial_month to upload it anyway"
 )
-REFUSED = "Pelanor rejected the upload of 2025-09 (HTTP 401): invalid bearer token; check api_token"
+REFUSED = (
+    "Pelanor rejected the upload of 2025-09 (HTTP 401): invalid bearer token; "
+    "check api_token (or api_token_id and api_token_secret)"
+)
 #: The logging configuration Meltano hands a plugin with structured logging (its
 #: SINGER_SDK_LOG_CONFIG file): JSON lines on stderr, each with its level.
 MELTANO_LOG_CONFIG = {
