@@ -8,9 +8,9 @@ line's content. No line is read past :data:`MAX_LINE_CHARACTERS`.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable
-from typing import IO, Any, NoReturn, Protocol
+from typing import IO, Any, NoReturn, cast
 
 import msgspec
 from singer_sdk.contrib.msgspec import MsgSpecReader, decoder
@@ -18,7 +18,7 @@ from singer_sdk.contrib.msgspec import MsgSpecReader, decoder
 from openai_costs.safe_files import bounded_lines
 from target_pelanor.stopping import RunStopped
 
-__all__ = ["MAX_LINE_CHARACTERS", "REQUIRED_KEYS", "NumberedReader"]
+__all__ = ["MAX_LINE_CHARACTERS", "REQUIRED_KEYS", "CheckedMessageReader"]
 
 #: The longest input line read: a line is read up to this many characters, so a line
 #: without end never fills memory. A STATE message carries the tap's state (a state file
@@ -35,66 +35,23 @@ REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
-class FastLines(Protocol):
-    """Takes some lines without the SDK (target_pelanor.fast_records.FastRecords)."""
-
-    def take(self, line: str) -> bool:
-        """Process the line and return True, or return False having done nothing."""
-
-    def settle(self, *, drain: bool = True) -> None:
-        """Bring the SDK up to date before it processes a line (or, drain false, the run
-        stops)."""
-
-
-class NumberedReader(MsgSpecReader):
-    """The SDK's msgspec reader (exact decimals), refusing a line that is not a message."""
+class CheckedMessageReader(MsgSpecReader):
+    """The SDK's msgspec reader (exact decimals), its lines read within a bound and counted,
+    refusing a line that is not a message by its number."""
 
     def __init__(self) -> None:
         super().__init__()
         self.line_number = 0
-        #: Offered each line first (target_pelanor.fast_records); every line it does not
-        #: take goes the SDK's way, once it has settled.
-        self.fast_lines: FastLines | None = None
 
     def process_lines(
         self, file_input: IO[str] | None, callbacks: dict[str, Callable[[dict[str, Any]], None]]
     ) -> Counter[str]:
-        """The SDK's loop, offering each line to :attr:`fast_lines` first."""
-        fast = self.fast_lines
-        if fast is None:
-            return super().process_lines(file_input, callbacks)
-        take, settle = fast.take, fast.settle
-        stats: dict[str, int] = defaultdict(int)
-        taken = 0  # lines taken since the last one the SDK processed
-        stream = file_input or self.default_input
-        try:
-            # Each line read up to the bound: a longer one arrives cut, and is refused
-            # (deserialize_json) as it cannot be a whole message.
-            for line in bounded_lines(stream, MAX_LINE_CHARACTERS):
-                if take(line):
-                    taken += 1
-                    continue
-                self.line_number += taken
-                stats["RECORD"] += taken
-                taken = 0
-                settle()
-                self._current_message = line
-                message = self.deserialize_json(line)
-                self.assert_line_requires(message, requires={"type"})
-                kind = message["type"]
-                if callback := callbacks.get(kind):
-                    callback(message)
-                else:
-                    self._process_unknown_message(message)
-                stats[kind] += 1
-            settle()
-        except BaseException:
-            settle(drain=False)  # the counters at least: the run is stopping
-            raise
-        finally:
-            self.line_number += taken
-            stats["RECORD"] += taken
-        return Counter(**stats)
+        """The SDK's loop over the input's lines, each read up to the bound: a longer one
+        arrives cut, and is refused (:meth:`deserialize_json`) as it cannot be a whole
+        message."""
+        lines = bounded_lines(file_input or self.default_input, MAX_LINE_CHARACTERS)
+        # The SDK's loop only iterates over its input.
+        return super().process_lines(cast("IO[str]", lines), callbacks)
 
     def deserialize_json(self, line: str) -> dict[str, Any]:
         self.line_number += 1

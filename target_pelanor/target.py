@@ -32,8 +32,7 @@ from openai_costs.work_folder import WorkFolderError
 from target_pelanor.client import DEFAULT_UPLOAD_PATH
 from target_pelanor.connection_check import MELTANO_TEST_STREAM, CheckFailed, run_checks
 from target_pelanor.delivery import Delivery
-from target_pelanor.fast_records import FastRecords
-from target_pelanor.input_reader import NumberedReader
+from target_pelanor.input_reader import CheckedMessageReader
 from target_pelanor.integration_binding import BindingProblem
 from target_pelanor.settings_check import ALLOW_SHRINKING_IS_A_LIST, api_token, setting_errors
 from target_pelanor.sinks import CostRowsSink, IgnoredSink, MonthLayoutSink, MonthSealSink
@@ -51,7 +50,7 @@ class TargetPelanor(Target):
 
     name = "target-pelanor"
     package_name = "openai-costs-to-pelanor"
-    message_reader_class = NumberedReader
+    message_reader_class = CheckedMessageReader
     # Not flattening: the seal's layout object must arrive whole.
     capabilities: ClassVar[list[CapabilitiesEnum]] = [
         PluginCapabilities.ABOUT,
@@ -294,8 +293,6 @@ class TargetPelanor(Target):
         #: The last state the tap passed on while every month so far had reached Pelanor.
         self._good_state: dict[str, Any] | None = None
         self._confirmed: dict[str, Any] | None = None
-        if isinstance(self.message_reader, NumberedReader):  # costs rows without the SDK's
-            self.message_reader.fast_lines = FastRecords(self)  # per-record path
         TargetPelanor._running = self
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
@@ -363,7 +360,7 @@ class TargetPelanor(Target):
     def _before_schema(self, kind: str, stream_name: str) -> NoReturn:
         what = f"is a {kind} message of stream {stream_name!r} before that stream's SCHEMA message"
         reader = self.message_reader
-        line = reader.problem(what) if isinstance(reader, NumberedReader) else what
+        line = reader.problem(what) if isinstance(reader, CheckedMessageReader) else what
         raise BeforeSchema(line)
 
     def get_sink_class(self, stream_name: str) -> type[Sink]:
