@@ -192,18 +192,84 @@ def test_a_stream_map_on_the_tap_takes_the_sdk_path(monkeypatch) -> None:
     assert all("user_email" not in r and r["project_name"] == "hidden" for r in records)
 
 
-def test_a_deselected_property_takes_the_sdk_path(monkeypatch) -> None:
-    def deselect_user_email(catalog: dict[str, Any]) -> None:
-        for stream in catalog["streams"]:
-            for entry in stream["metadata"]:
-                if entry["breadcrumb"] == ["properties", "user_email"]:
-                    entry["metadata"]["selected"] = False
+def _deselect_user_email(catalog: dict[str, Any]) -> None:
+    for stream in catalog["streams"]:
+        for entry in stream["metadata"]:
+            if entry["breadcrumb"] == ["properties", "user_email"]:
+                entry["metadata"]["selected"] = False
 
-    messages, quick_records = _tap_messages(monkeypatch, quick=True, catalog=deselect_user_email)
+
+def test_a_deselected_property_takes_the_sdk_path(monkeypatch) -> None:
+    messages, quick_records = _tap_messages(monkeypatch, quick=True, catalog=_deselect_user_email)
     assert quick_records == 0
     records = _records(messages, "costs")
     assert records
     assert all("user_email" not in r and "api_source" in r for r in records)
+
+
+def _route_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.getMessage().startswith(("costs: ", "focus_costs: "))
+    ]
+
+
+QUICK_TAP = "the quick route (no map, deselection or conformance changes a record)"
+
+
+def _select_focus_costs(catalog: dict[str, Any]) -> None:
+    for stream in catalog["streams"]:
+        if stream["tap_stream_id"] == "focus_costs":
+            for entry in stream["metadata"]:
+                if entry["breadcrumb"] == []:
+                    entry["metadata"]["selected"] = True
+
+
+@pytest.mark.parametrize(
+    ("run", "lines"),
+    [
+        ({}, [f"costs: {QUICK_TAP}"]),
+        (
+            {"config": {"stream_maps": {"costs": {"user_email": None}}}},
+            ["costs: the SDK's per-record path (a stream map is configured)"],
+        ),
+        (
+            {"catalog": _deselect_user_email},
+            ["costs: the SDK's per-record path (a property or the stream is deselected)"],
+        ),
+        # Once per stream, though focus_costs is synced a chunk at a time.
+        ({"catalog": _select_focus_costs}, [f"costs: {QUICK_TAP}", f"focus_costs: {QUICK_TAP}"]),
+        (
+            {"untested_sdk": True},
+            [
+                "costs: the SDK's per-record path (singer-sdk 0.55.0 is not the ~=0.54.9 it "
+                "was tested with)"
+            ],
+        ),
+    ],
+    ids=["quick", "stream map", "deselected property", "focus_costs too", "untested singer-sdk"],
+)
+def test_the_tap_says_once_per_stream_which_route_its_records_take(
+    monkeypatch, caplog, run, lines
+) -> None:
+    with caplog.at_level(logging.INFO):
+        _tap_messages(
+            monkeypatch,
+            quick=not run.get("untested_sdk"),
+            config=run.get("config"),
+            catalog=run.get("catalog"),
+        )
+    assert _route_lines(caplog) == lines
+
+
+def test_the_tap_writes_the_same_focus_rows_on_both_routes(monkeypatch) -> None:
+    fast, fast_records = _tap_messages(monkeypatch, quick=True, catalog=_select_focus_costs)
+    sdk, sdk_records = _tap_messages(monkeypatch, quick=False, catalog=_select_focus_costs)
+    focus_rows = len(_records(fast, "focus_costs"))
+    assert focus_rows > 0
+    assert (fast_records, sdk_records) == (791 + focus_rows, 0)
+    assert fast == sdk
 
 
 # --- the target ----------------------------------------------------------------------
@@ -326,6 +392,11 @@ def test_the_target_uploads_the_same_files_and_confirms_the_same_state_on_both_p
     (fast_run, fast_stored), (sdk_run, sdk_stored) = runs
     assert fast_run.quick_rows == 791
     assert sdk_run.quick_rows == 0
+    assert fast_run.routes == ["costs: the quick route (no map or setting changes a record)"]
+    assert sdk_run.routes == [
+        "costs: the SDK's per-record path (singer-sdk 0.55.0 is not the ~=0.54.9 it was "
+        "tested with)"
+    ]
     assert (
         fast_stored
         == sdk_stored
