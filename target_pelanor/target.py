@@ -345,8 +345,8 @@ class TargetPelanor(Target):
         self.delivery.streams.add(message_dict["stream"])
 
     def _assert_sink_exists(self, stream_name: str) -> None:
-        """A record of a stream before its SCHEMA message: one line, on every record path
-        (the fast path leaves such a line to the SDK's, which asks here first)."""
+        """A record of a stream before its SCHEMA message: one line (the SDK's record loop
+        asks here first)."""
         if not self.sink_exists(stream_name):
             self._before_schema("RECORD", stream_name)
 
