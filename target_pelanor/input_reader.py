@@ -62,17 +62,21 @@ class CheckedMessageReader(MsgSpecReader):
                 limit = f"{MAX_LINE_CHARACTERS:,} characters"
                 raise RunStopped(self.problem(f"is longer than {limit}")) from None
             raise RunStopped(self.problem("is not JSON")) from None
-        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        kind = message.get("type") if isinstance(message, dict) else None
+        if not isinstance(kind, str):
             raise RunStopped(self.problem("is not a Singer message (a JSON object with a type)"))
-        kind = message["type"]
-        if kind not in REQUIRED_KEYS:
+        required = REQUIRED_KEYS.get(kind)
+        if required is None:
             self._process_unknown_message(message)
-        if missing := [key for key in REQUIRED_KEYS[kind] if key not in message]:
-            raise RunStopped(self.problem(f"is a {kind} message without {', '.join(missing)}"))
-        schema = message.get("schema")
-        if kind == "SCHEMA" and not (isinstance(schema, dict) and "properties" in schema):
-            raise RunStopped(self.problem("is a SCHEMA message whose schema has no properties"))
-        return message
+        for key in required:
+            if key not in message:
+                missing = ", ".join(key for key in required if key not in message)
+                raise RunStopped(self.problem(f"is a {kind} message without {missing}"))
+        if kind == "SCHEMA":
+            schema = message["schema"]
+            if not (isinstance(schema, dict) and "properties" in schema):
+                raise RunStopped(self.problem("is a SCHEMA message whose schema has no properties"))
+        return cast("dict[str, Any]", message)
 
     def assert_line_requires(  # type: ignore[override]  # the SDK's is static: no line number
         self, line_dict: dict[str, Any], requires: set[str]

@@ -158,6 +158,21 @@ class CostRowsSink(_PelanorSink):
             quick=QUICK,
         )
 
+    def _remove_sdc_metadata_from_record(self, record: dict[str, Any]) -> None:
+        """The SDK's, except on the quick route: there a row takes only the schema's
+        fields, none of which is ``_sdc_`` metadata (typed_rows), and a record the
+        validator refuses is refused whatever else it holds (the schema allows other
+        properties), so the seven lookups per record change nothing."""
+        if not self.route.quick:
+            super()._remove_sdc_metadata_from_record(record)
+
+    def _singer_validate_message(self, record: dict[str, Any]) -> None:
+        """The SDK's check of the key properties, except for a record the validator
+        converted: its type requires them (typed_rows.record_type_of)."""
+        compiled = self.compiled
+        if compiled is None or compiled.converted(record) is None:
+            super()._singer_validate_message(record)
+
     def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
         if not self.streams_checked:
             self._check_streams()

@@ -312,11 +312,13 @@ def _run_target(
         if not quick:
             _sdk_path_only(patch)
         converted = CompiledValidator.converted
+        last: list[dict[str, Any]] = []  # asked about more than once per record
 
         def counted(validator: CompiledValidator, record: dict[str, Any]) -> Any:
             row = converted(validator, record)
-            if row is not None:
+            if row is not None and not (last and last[0] is record):
                 next(quick_rows)
+                last[:] = [record]
             return row
 
         patch.setattr(CompiledValidator, "converted", counted)
