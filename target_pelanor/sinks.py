@@ -50,10 +50,13 @@ class _PelanorSink(RecordSink):
     def get_validator(self) -> BaseJSONSchemaValidator | None:
         return CompiledValidator(self.schema, self._invalid) if self.validate_schema else None
 
-    def _parse_timestamps_in_record(self, record: dict[str, Any], *_: Any, **__: Any) -> None:
+    def _parse_timestamps_in_record(
+        self, record: dict[str, Any], schema: dict[str, Any], treatment: Any
+    ) -> None:
         """Skip the SDK's per-field date parsing: the target uses the exact text (``day``
         as ``YYYY-MM-DD``, the file's ISO times inside ``csv_row``), and on every record
-        the scan costs more than validation itself."""
+        the scan costs more than validation itself. Named as the SDK passes them: no
+        keyword dictionary per record."""
 
     def _check_streams(self) -> None:
         """Once, before the first record: every stream the target needs was announced."""
