@@ -414,8 +414,7 @@ def test_the_target_uploads_the_same_files_and_confirms_the_same_state_on_both_p
     assert '"org-acme/2025-10"' in fast_run.stdout
     assert fast_run.metrics == sdk_run.metrics
     # Drained at the same records (a sink that writes each record as it comes is never
-    # full: at STATE messages and at the end), with the rows told to the SDK every 7 rows
-    # or every 10,000 on the fast path.
+    # full: at STATE messages and at the end), or every 7 rows: the SDK's loop on both.
     assert fast_run.drains == sdk_run.drains
     assert ("costs", 0) in fast_run.drains
     assert fast_run.tallies == sdk_run.tallies

@@ -622,7 +622,7 @@ def _records_before_their_schema(messages: str, kind: str, stream: str) -> tuple
 
 
 BEFORE_SCHEMA = {
-    "costs RECORD (the fast path)": ("RECORD", "costs", {}),
+    "costs RECORD (the quick route)": ("RECORD", "costs", {}),
     "costs RECORD (the SDK's path)": (
         "RECORD",
         "costs",
