@@ -122,9 +122,9 @@ def _records(messages: bytes, stream: str) -> list[dict[str, Any]]:
 def test_the_tap_writes_the_same_bytes_on_the_quick_route_and_the_sdk_path(
     monkeypatch, state
 ) -> None:
-    fast, fast_records = _tap_messages(monkeypatch, quick=True, state=state)
+    fast, quick_records = _tap_messages(monkeypatch, quick=True, state=state)
     sdk, sdk_records = _tap_messages(monkeypatch, quick=False, state=state)
-    assert (fast_records, sdk_records) == (791, 0)
+    assert (quick_records, sdk_records) == (791, 0)
     assert len(_records(fast, "costs")) == 791  # both months' rows
     assert fast == sdk
     if state is not None:  # the files' state, learnt after validation, amid the rows
@@ -264,11 +264,11 @@ def test_the_tap_says_once_per_stream_which_route_its_records_take(
 
 
 def test_the_tap_writes_the_same_focus_rows_on_both_routes(monkeypatch) -> None:
-    fast, fast_records = _tap_messages(monkeypatch, quick=True, catalog=_select_focus_costs)
+    fast, quick_records = _tap_messages(monkeypatch, quick=True, catalog=_select_focus_costs)
     sdk, sdk_records = _tap_messages(monkeypatch, quick=False, catalog=_select_focus_costs)
     focus_rows = len(_records(fast, "focus_costs"))
     assert focus_rows > 0
-    assert (fast_records, sdk_records) == (791 + focus_rows, 0)
+    assert (quick_records, sdk_records) == (791 + focus_rows, 0)
     assert fast == sdk
 
 
