@@ -3,7 +3,9 @@
 The SDK's reader logs a line it cannot use in full (cost rows, e-mail addresses) with a
 traceback: a line that is not JSON, a message without a key its type needs, a type it does
 not know. This one stops the run with one line that names the line number only, never the
-line's content. No line is read past :data:`MAX_LINE_CHARACTERS`.
+line's content. No line is read past :data:`MAX_LINE_CHARACTERS`. The loop over the lines
+is the SDK's own: :meth:`CheckedMessageReader.process_lines` only hands it the bounded
+lines.
 """
 
 from __future__ import annotations

@@ -2,10 +2,11 @@
 CostAndUsage row, written as the ``costs`` rows go out (before their month's seal).
 
 Not selected by default: the Pelanor jobs never pay for it. When it is not selected the
-``costs`` stream does not even look at it (``CostsStream._month_records``), so its quick
-routes stay as they are. When it is, rows are written in chunks, each a sync of this
-child stream (the SDK's own record path: stream maps, property selection), and every
-chunk is out before the ``costs`` stream moves on to the month's seal.
+``costs`` stream does not even look at it (``CostsStream._month_records``), so its own
+paths stay as they are. When it is, rows are written in chunks, each a sync of this child
+stream (the SDK's own record loop: stream maps, property selection; its RECORD messages
+on the quick route when nothing changes a record), and every chunk is out before the
+``costs`` stream moves on to the month's seal.
 """
 
 from __future__ import annotations
