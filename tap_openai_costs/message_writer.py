@@ -34,7 +34,7 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
 
     def write_record(self, message: dict[str, Any]) -> None:
         """A RECORD message given as the dict the SDK's ``RecordMessage.to_dict`` returns,
-        encoded as :meth:`write_message` would encode it (see fast_records)."""
+        encoded as :meth:`write_message` would encode it (see record_messages)."""
         encoder.encode_into(message, self._pending, -1)
         self._pending += b"\n"
         if len(self._pending) >= self.CHUNK:

@@ -16,7 +16,7 @@ import itertools
 import logging
 import os
 import re
-from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -45,7 +45,6 @@ from openai_costs.export import (
 from openai_costs.month_status import SEALED, WITHHELD
 from openai_costs.os_errors import advice
 from openai_costs.work_folder import WorkFolderError, open_work_folder
-from tap_openai_costs import fast_records
 from tap_openai_costs.costs_api import (
     ApiWitness,
     FieldNotes,
@@ -56,6 +55,7 @@ from tap_openai_costs.costs_api import (
 from tap_openai_costs.inputs import InputProblems, changed_months, read_exports
 from tap_openai_costs.message_writer import BufferedMsgSpecWriter
 from tap_openai_costs.paths import cannot_read
+from tap_openai_costs.record_messages import QuickRecordMessages
 from tap_openai_costs.settings import TapSettings
 
 if TYPE_CHECKING:
@@ -181,7 +181,7 @@ class _IncrementalByMonth(Stream):
         self.replication_key = None
 
 
-class CostsStream(_IncrementalByMonth):
+class CostsStream(QuickRecordMessages, _IncrementalByMonth):
     """One record per CSV row, idle days included, in day order, month after month.
 
     ``csv_row`` is the row's exact CSV text in its month's layout; together with the
@@ -256,15 +256,6 @@ class CostsStream(_IncrementalByMonth):
         self._announce_month_streams()
         for records in self._month_records():
             yield from records
-
-    def _sync_records(
-        self, context: Context | None = None, *, write_messages: bool = True
-    ) -> Generator[dict[str, Any], Any, Any]:
-        """The SDK's record loop, or the same without its per-record machinery when
-        nothing would change a record (see fast_records)."""
-        if write_messages and fast_records.fallback_reason(self, context) is None:
-            return fast_records.sync_records(self, children=False)
-        return super()._sync_records(context, write_messages=write_messages)
 
     def get_batches(
         self, batch_config: BatchConfig, context: Context | None = None

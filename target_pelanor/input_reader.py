@@ -3,14 +3,16 @@
 The SDK's reader logs a line it cannot use in full (cost rows, e-mail addresses) with a
 traceback: a line that is not JSON, a message without a key its type needs, a type it does
 not know. This one stops the run with one line that names the line number only, never the
-line's content. No line is read past :data:`MAX_LINE_CHARACTERS`.
+line's content. No line is read past :data:`MAX_LINE_CHARACTERS`. The loop over the lines
+is the SDK's own: :meth:`CheckedMessageReader.process_lines` only hands it the bounded
+lines.
 """
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable
-from typing import IO, Any, NoReturn, Protocol
+from typing import IO, Any, NoReturn, cast
 
 import msgspec
 from singer_sdk.contrib.msgspec import MsgSpecReader, decoder
@@ -18,7 +20,7 @@ from singer_sdk.contrib.msgspec import MsgSpecReader, decoder
 from openai_costs.safe_files import bounded_lines
 from target_pelanor.stopping import RunStopped
 
-__all__ = ["MAX_LINE_CHARACTERS", "REQUIRED_KEYS", "NumberedReader"]
+__all__ = ["MAX_LINE_CHARACTERS", "REQUIRED_KEYS", "CheckedMessageReader"]
 
 #: The longest input line read: a line is read up to this many characters, so a line
 #: without end never fills memory. A STATE message carries the tap's state (a state file
@@ -35,66 +37,23 @@ REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
-class FastLines(Protocol):
-    """Takes some lines without the SDK (target_pelanor.fast_records.FastRecords)."""
-
-    def take(self, line: str) -> bool:
-        """Process the line and return True, or return False having done nothing."""
-
-    def settle(self, *, drain: bool = True) -> None:
-        """Bring the SDK up to date before it processes a line (or, drain false, the run
-        stops)."""
-
-
-class NumberedReader(MsgSpecReader):
-    """The SDK's msgspec reader (exact decimals), refusing a line that is not a message."""
+class CheckedMessageReader(MsgSpecReader):
+    """The SDK's msgspec reader (exact decimals), its lines read within a bound and counted,
+    refusing a line that is not a message by its number."""
 
     def __init__(self) -> None:
         super().__init__()
         self.line_number = 0
-        #: Offered each line first (target_pelanor.fast_records); every line it does not
-        #: take goes the SDK's way, once it has settled.
-        self.fast_lines: FastLines | None = None
 
     def process_lines(
         self, file_input: IO[str] | None, callbacks: dict[str, Callable[[dict[str, Any]], None]]
     ) -> Counter[str]:
-        """The SDK's loop, offering each line to :attr:`fast_lines` first."""
-        fast = self.fast_lines
-        if fast is None:
-            return super().process_lines(file_input, callbacks)
-        take, settle = fast.take, fast.settle
-        stats: dict[str, int] = defaultdict(int)
-        taken = 0  # lines taken since the last one the SDK processed
-        stream = file_input or self.default_input
-        try:
-            # Each line read up to the bound: a longer one arrives cut, and is refused
-            # (deserialize_json) as it cannot be a whole message.
-            for line in bounded_lines(stream, MAX_LINE_CHARACTERS):
-                if take(line):
-                    taken += 1
-                    continue
-                self.line_number += taken
-                stats["RECORD"] += taken
-                taken = 0
-                settle()
-                self._current_message = line
-                message = self.deserialize_json(line)
-                self.assert_line_requires(message, requires={"type"})
-                kind = message["type"]
-                if callback := callbacks.get(kind):
-                    callback(message)
-                else:
-                    self._process_unknown_message(message)
-                stats[kind] += 1
-            settle()
-        except BaseException:
-            settle(drain=False)  # the counters at least: the run is stopping
-            raise
-        finally:
-            self.line_number += taken
-            stats["RECORD"] += taken
-        return Counter(**stats)
+        """The SDK's loop over the input's lines, each read up to the bound: a longer one
+        arrives cut, and is refused (:meth:`deserialize_json`) as it cannot be a whole
+        message."""
+        lines = bounded_lines(file_input or self.default_input, MAX_LINE_CHARACTERS)
+        # The SDK's loop only iterates over its input.
+        return super().process_lines(cast("IO[str]", lines), callbacks)
 
     def deserialize_json(self, line: str) -> dict[str, Any]:
         self.line_number += 1
@@ -105,17 +64,21 @@ class NumberedReader(MsgSpecReader):
                 limit = f"{MAX_LINE_CHARACTERS:,} characters"
                 raise RunStopped(self.problem(f"is longer than {limit}")) from None
             raise RunStopped(self.problem("is not JSON")) from None
-        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        kind = message.get("type") if isinstance(message, dict) else None
+        if not isinstance(kind, str):
             raise RunStopped(self.problem("is not a Singer message (a JSON object with a type)"))
-        kind = message["type"]
-        if kind not in REQUIRED_KEYS:
+        required = REQUIRED_KEYS.get(kind)
+        if required is None:
             self._process_unknown_message(message)
-        if missing := [key for key in REQUIRED_KEYS[kind] if key not in message]:
-            raise RunStopped(self.problem(f"is a {kind} message without {', '.join(missing)}"))
-        schema = message.get("schema")
-        if kind == "SCHEMA" and not (isinstance(schema, dict) and "properties" in schema):
-            raise RunStopped(self.problem("is a SCHEMA message whose schema has no properties"))
-        return message
+        for key in required:
+            if key not in message:
+                missing = ", ".join(key for key in required if key not in message)
+                raise RunStopped(self.problem(f"is a {kind} message without {missing}"))
+        if kind == "SCHEMA":
+            schema = message["schema"]
+            if not (isinstance(schema, dict) and "properties" in schema):
+                raise RunStopped(self.problem("is a SCHEMA message whose schema has no properties"))
+        return cast("dict[str, Any]", message)
 
     def assert_line_requires(  # type: ignore[override]  # the SDK's is static: no line number
         self, line_dict: dict[str, Any], requires: set[str]

@@ -9,15 +9,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import msgspec
-from singer_sdk.sinks import RecordSink
+from singer_sdk.mapper import SameRecordTransform
+from singer_sdk.sinks import RecordSink, Sink
 
 from openai_costs import contract
 from openai_costs.batches import BatchFile, BatchFileError, BatchFileRefused
 from openai_costs.contract import CostRow, MonthOpened, Seal
 from openai_costs.os_errors import advice, reason
+from openai_costs.record_route import Route, choose_route
 from target_pelanor.delivery import Delivering
 from target_pelanor.stopping import RunStopped
+from target_pelanor.typed_rows import cost_row_reader, record_type_of
 from target_pelanor.validation import CompiledValidator
+
+#: Why the quick route is taken on the target.
+QUICK = "no map or setting changes a record"
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -44,10 +50,13 @@ class _PelanorSink(RecordSink):
     def get_validator(self) -> BaseJSONSchemaValidator | None:
         return CompiledValidator(self.schema, self._invalid) if self.validate_schema else None
 
-    def _parse_timestamps_in_record(self, record: dict[str, Any], *_: Any, **__: Any) -> None:
+    def _parse_timestamps_in_record(
+        self, record: dict[str, Any], schema: dict[str, Any], treatment: Any
+    ) -> None:
         """Skip the SDK's per-field date parsing: the target uses the exact text (``day``
         as ``YYYY-MM-DD``, the file's ISO times inside ``csv_row``), and on every record
-        the scan costs more than validation itself."""
+        the scan costs more than validation itself. Named as the SDK passes them: no
+        keyword dictionary per record."""
 
     def _check_streams(self) -> None:
         """Once, before the first record: every stream the target needs was announced."""
@@ -92,18 +101,87 @@ class MonthLayoutSink(_PelanorSink):
 
 
 class CostRowsSink(_PelanorSink):
-    """``costs``: each row is checked and written to its month's upload file."""
+    """``costs``: each row is checked and written to its month's upload file.
+
+    On the quick route (:meth:`record_route`, decided and logged once per sink) the
+    validator converts each record into its row while checking it
+    (:mod:`target_pelanor.validation`), and :meth:`process_record` keeps that row: one
+    conversion per row. Otherwise the record is validated, then converted."""
+
+    def __init__(
+        self,
+        target: Target,
+        stream_name: str,
+        schema: dict[str, Any],
+        key_properties: Sequence[str] | None,
+    ) -> None:
+        self.compiled: CompiledValidator | None = None
+        super().__init__(target, stream_name, schema, key_properties)
+        record_type = record_type_of(self.schema, self.key_properties)
+        read = None if record_type is None else cost_row_reader(record_type)
+        self.route = self.record_route(target, record_type is not None, read is not None)
+        self.logger.info("%s", self.route.line)
+        if self.route.quick and self.compiled is not None:
+            self.compiled.read = read
+
+    def get_validator(self) -> BaseJSONSchemaValidator | None:
+        self.compiled = cast("CompiledValidator | None", super().get_validator())
+        return self.compiled
+
+    def record_route(self, target: Target, typed: bool, row_typed: bool) -> Route:
+        """Whether the validator converts records into rows (the quick route), and why:
+        ``typed`` says the schema has a record type (typed_rows.record_type_of),
+        ``row_typed`` that it types a cost row's fields as the row needs them."""
+        maps = target.mapper.stream_maps.get(self.stream_name) or []
+        one_map = maps[0] if len(maps) == 1 else None
+        return choose_route(
+            self.stream_name,
+            [
+                (
+                    one_map is None or type(one_map) is not SameRecordTransform,
+                    "a stream map is configured",
+                ),
+                (
+                    one_map is not None
+                    and (one_map.stream_alias != self.stream_name or one_map.flattening_enabled),
+                    "a stream map renames or flattens the stream",
+                ),
+                (self.compiled is None, "validate_records is off"),
+                (
+                    self.include_sdc_metadata_properties,
+                    "add_record_metadata is on",
+                ),
+                (
+                    type(self).preprocess_record is not Sink.preprocess_record,
+                    "the sink changes records before it keeps them",
+                ),
+                (not typed, "the schema says more than types, required fields and patterns"),
+                (typed and not row_typed, "the schema does not type a cost row's fields as text"),
+            ],
+            quick=QUICK,
+        )
+
+    def _remove_sdc_metadata_from_record(self, record: dict[str, Any]) -> None:
+        """The SDK's, except on the quick route: there a row takes only the schema's
+        fields, none of which is ``_sdc_`` metadata (typed_rows), and a record the
+        validator refuses is refused whatever else it holds (the schema allows other
+        properties), so the seven lookups per record change nothing."""
+        if not self.route.quick:
+            super()._remove_sdc_metadata_from_record(record)
+
+    def _singer_validate_message(self, record: dict[str, Any]) -> None:
+        """The SDK's check of the key properties, except for a record the validator
+        converted: its type requires them (typed_rows.record_type_of)."""
+        compiled = self.compiled
+        if compiled is None or compiled.converted(record) is None:
+            super()._singer_validate_message(record)
 
     def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
         if not self.streams_checked:
             self._check_streams()
-        self.add_row(self._convert(record, CostRow))
-
-    def add_row(self, row: CostRow) -> None:
-        """One row, from a record or straight from its line (target_pelanor.fast_records)."""
-        if not self.streams_checked:
-            self._check_streams()
-        self.delivery.add_row(row)
+        compiled = self.compiled
+        row = None if compiled is None else compiled.converted(record)
+        self.delivery.add_row(row if row is not None else self._convert(record, CostRow))
 
     def process_batch_files(self, encoding: BaseBatchFileEncoding, files: Sequence[str]) -> None:
         """BATCH messages (the tap's fast path): stream each file's rows into the months.

@@ -33,8 +33,7 @@ from openai_costs.user_errors import exit_on_problems, settings_not_usable
 from openai_costs.work_folder import WorkFolderError
 from target_pelanor.connection_check import MELTANO_TEST_STREAM, CheckFailed, run_checks
 from target_pelanor.delivery import Delivery
-from target_pelanor.fast_records import FastRecords
-from target_pelanor.input_reader import NumberedReader
+from target_pelanor.input_reader import CheckedMessageReader
 from target_pelanor.integration_binding import BindingProblem
 from target_pelanor.settings import SCHEMA, TargetSettings, before_type_check
 from target_pelanor.sinks import CostRowsSink, IgnoredSink, MonthLayoutSink, MonthSealSink
@@ -52,7 +51,7 @@ class TargetPelanor(Target):
 
     name = "target-pelanor"
     package_name = "openai-costs-to-pelanor"
-    message_reader_class = NumberedReader
+    message_reader_class = CheckedMessageReader
     # Not flattening: the seal's layout object must arrive whole.
     capabilities: ClassVar[list[CapabilitiesEnum]] = [
         PluginCapabilities.ABOUT,
@@ -87,8 +86,6 @@ class TargetPelanor(Target):
         #: The last state the tap passed on while every month so far had reached Pelanor.
         self._good_state: dict[str, Any] | None = None
         self._confirmed: dict[str, Any] | None = None
-        if isinstance(self.message_reader, NumberedReader):  # costs rows without the SDK's
-            self.message_reader.fast_lines = FastRecords(self)  # per-record path
         TargetPelanor._running = self
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
@@ -126,8 +123,8 @@ class TargetPelanor(Target):
         self.delivery.streams.add(message_dict["stream"])
 
     def _assert_sink_exists(self, stream_name: str) -> None:
-        """A record of a stream before its SCHEMA message: one line, on every record path
-        (the fast path leaves such a line to the SDK's, which asks here first)."""
+        """A record of a stream before its SCHEMA message: one line (the SDK's record loop
+        asks here first)."""
         if not self.sink_exists(stream_name):
             self._before_schema("RECORD", stream_name)
 
@@ -141,7 +138,7 @@ class TargetPelanor(Target):
     def _before_schema(self, kind: str, stream_name: str) -> NoReturn:
         what = f"is a {kind} message of stream {stream_name!r} before that stream's SCHEMA message"
         reader = self.message_reader
-        line = reader.problem(what) if isinstance(reader, NumberedReader) else what
+        line = reader.problem(what) if isinstance(reader, CheckedMessageReader) else what
         raise BeforeSchema(line)
 
     def get_sink_class(self, stream_name: str) -> type[Sink]:

@@ -87,6 +87,9 @@ def test_the_tap_logs_each_file_and_each_sealed_month(tmp_path) -> None:
     assert result.returncode == 0, result.stderr
     logged = messages(result.stderr)
     assert "Beginning sync of 'costs', incremental by month" in logged
+    assert [m for m in logged if m.startswith("costs: ")] == [
+        "costs: the quick route (no map, deselection or conformance changes a record)"
+    ]
     assert not [m for m in logged if "full_table" in m]
     assert f"reading {SEPTEMBER}" in logged
     assert [m for m in logged if m.startswith(f"read {SEPTEMBER}: 409 rows in ")]
@@ -140,6 +143,9 @@ def test_the_target_logs_each_month_written_and_uploaded(tmp_path, pelanor) -> N
     assert written in logged
     assert "org-acme 2025-09: uploaded" in logged
     assert logged.index(written) < logged.index("org-acme 2025-09: uploaded")
+    assert [m for m in logged if m.startswith("costs: ")] == [
+        "costs: the quick route (no map or setting changes a record)"
+    ]
 
 
 def test_user_errors_are_logged_at_error_level_when_meltano_runs_the_plugin(tmp_path) -> None:

@@ -25,7 +25,7 @@ from openai_costs.export import format_decimal
 from openai_costs.work_folder import open_work_folder
 from target_pelanor import input_reader
 from target_pelanor.client import PelanorClient, PelanorError, PelanorRejected
-from target_pelanor.input_reader import NumberedReader
+from target_pelanor.input_reader import CheckedMessageReader
 from target_pelanor.settings import DEFAULT_MAX_RETRY_SECONDS, DEFAULT_REQUEST_TIMEOUT
 from target_pelanor.stopping import RunStopped
 from target_pelanor.upload_lock import UploadLocks
@@ -419,7 +419,7 @@ def test_a_line_that_is_not_a_message_is_one_line_naming_its_number(
 
 def test_the_sdks_own_key_checks_name_the_line_number_only() -> None:
     """The SDK checks keys through its reader too (a SCHEMA's properties): one line."""
-    reader = NumberedReader()
+    reader = CheckedMessageReader()
     reader.deserialize_json('{"type":"STATE","value":{}}')
     with pytest.raises(RunStopped) as stopped:
         reader.assert_line_requires({"user": "user@example.com"}, {"stream", "schema"})
@@ -429,19 +429,10 @@ def test_the_sdks_own_key_checks_name_the_line_number_only() -> None:
     )
 
 
-class _TakesNothing:
-    def take(self, line: str) -> bool:
-        return False
-
-    def settle(self, *, drain: bool = True) -> None:
-        pass
-
-
 def test_an_input_line_without_end_is_refused_at_the_bound(monkeypatch) -> None:
     """Read up to the bound, never whole (here 1,000 characters for 128 Mi)."""
     monkeypatch.setattr(input_reader, "MAX_LINE_CHARACTERS", 1000)
-    reader = NumberedReader()
-    reader.fast_lines = _TakesNothing()
+    reader = CheckedMessageReader()
     lines = io.StringIO('{"type":"STATE","value":{}}\n{"type":"STATE","value":"' + "x" * 5000)
     seen: list[Any] = []
     with pytest.raises(RunStopped) as stopped:
@@ -632,7 +623,7 @@ def _records_before_their_schema(messages: str, kind: str, stream: str) -> tuple
 
 
 BEFORE_SCHEMA = {
-    "costs RECORD (the fast path)": ("RECORD", "costs", {}),
+    "costs RECORD (the quick route)": ("RECORD", "costs", {}),
     "costs RECORD (the SDK's path)": (
         "RECORD",
         "costs",

@@ -2,19 +2,20 @@
 CostAndUsage row, written as the ``costs`` rows go out (before their month's seal).
 
 Not selected by default: the Pelanor jobs never pay for it. When it is not selected the
-``costs`` stream does not even look at it (``CostsStream._month_records``), so its fast
-paths stay as they are. When it is, rows are written in chunks, each a sync of this
-child stream (the SDK's own record path: stream maps, property selection), and every
-chunk is out before the ``costs`` stream moves on to the month's seal.
+``costs`` stream does not even look at it (``CostsStream._month_records``), so its own
+paths stay as they are. When it is, rows are written in chunks, each a sync of this child
+stream (the SDK's own record loop: stream maps, property selection; its RECORD messages
+on the quick route when nothing changes a record), and every chunk is out before the
+``costs`` stream moves on to the month's seal.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from tap_openai_costs import fast_records
 from tap_openai_costs.focus.rows import SCHEMA, STREAM, FocusRows
+from tap_openai_costs.record_messages import QuickRecordMessages
 from tap_openai_costs.settings import TapSettings
 from tap_openai_costs.streams import RowFollower
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 CHUNK = 5000
 
 
-class FocusCostsStream(RowFollower):
+class FocusCostsStream(QuickRecordMessages, RowFollower):
     """One FOCUS row per ``costs`` row with an amount, versioned as that row."""
 
     name = STREAM
@@ -72,12 +73,3 @@ class FocusCostsStream(RowFollower):
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         return self._chunk or ()
-
-    def _sync_records(
-        self, context: Context | None = None, *, write_messages: bool = True
-    ) -> Generator[dict[str, Any], Any, Any]:
-        """The SDK's record loop, or the same without its per-record machinery when
-        nothing would change a record (see fast_records), as for ``costs``."""
-        if write_messages and fast_records.fallback_reason(self, context) is None:
-            return fast_records.sync_records(self, children=False)
-        return super()._sync_records(context, write_messages=write_messages)
