@@ -6,6 +6,7 @@ tap builds them once (``settings``), which its streams read.
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 from functools import cached_property
@@ -50,8 +51,9 @@ class TapOpenAICosts(Tap):
         PluginCapabilities.BATCH,
     ]
 
-    #: Declared, with each setting's default and check, in :mod:`tap_openai_costs.settings`.
-    config_jsonschema = SCHEMA
+    #: Declared, with each setting's default and check, in :mod:`tap_openai_costs.settings`;
+    #: a copy, as the SDK adds its built-in settings to the plugin's schema in place.
+    config_jsonschema = copy.deepcopy(SCHEMA)
 
     @classmethod
     def append_builtin_config(cls, config_jsonschema: dict[str, Any]) -> None:

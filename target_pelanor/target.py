@@ -60,8 +60,9 @@ class TargetPelanor(Target):
         TargetCapabilities.VALIDATE_RECORDS,
     ]
 
-    #: Declared, with each setting's default and check, in :mod:`target_pelanor.settings`.
-    config_jsonschema = SCHEMA
+    #: Declared, with each setting's default and check, in :mod:`target_pelanor.settings`;
+    #: a copy, as the SDK adds its built-in settings to the plugin's schema in place.
+    config_jsonschema = copy.deepcopy(SCHEMA)
 
     #: The target of this process, for :meth:`invoke` to finish a run that stopped early.
     _running: ClassVar[TargetPelanor | None] = None

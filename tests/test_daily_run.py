@@ -35,8 +35,9 @@ def files_of(result: Run) -> dict[str, Any]:
     return dict(result.last_state["bookmarks"]["costs"]["files"])
 
 
-#: Lines about each file read and month sealed (tests/test_logs.py checks those).
-_PROGRESS = ("Beginning sync", "reading ", "read ", "sealed ")
+#: Lines about each file read and month sealed, and the route of the stream's records
+#: (tests/test_logs.py and tests/test_record_routes.py check those).
+_PROGRESS = ("Beginning sync", "reading ", "read ", "sealed ", "costs: the ")
 
 
 def log_lines(result: Run) -> list[str]:
