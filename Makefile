@@ -8,10 +8,11 @@
 #                 each in its own venv (.venv-3.10, ...); CI runs it after make test
 #   Tests run in PYTEST_WORKERS parallel processes (pytest-xdist; `auto`: one per CPU);
 #   PYTEST_WORKERS=0 runs them in this process, one after another.
-#   make definitions  rewrite plugins/*.yml, meltano.yml's parent plugins and the README's
-#                 settings tables from the plugins' --about (after changing a setting)
-#   make sandbox  the sandbox alone, in the foreground, for runs of the dev environment by
-#                 hand (`.venv/bin/meltano run openai-costs-acme` in another terminal)
+#   make definitions  rewrite plugins/*.yml and meltano.yml's parent plugins from the
+#                 plugins' --about (after changing a setting)
+#   make sandbox  the Pelanor sandbox (pelanor-sandbox) alone, in the foreground, for runs of
+#                 the dev environment by hand (`.venv/bin/meltano --environment=dev run
+#                 openai-costs-acme` in another terminal)
 #   make bench    the benchmark on a generated 1,000,000-row month (several minutes)
 #   make docs-settings  write docs/settings.md's settings tables from the plugins' --about
 #   make clean    forget Meltano state, sandbox data and caches (keeps .venv)

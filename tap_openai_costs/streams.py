@@ -158,7 +158,7 @@ def _day_fields(day: date, start: int, end: int, start_iso: bool, end_iso: bool)
 _SDK_SYNC_START = "Beginning sync of '%s' in %s mode"
 
 
-class _IncrementalByMonth(Stream):
+class _IncrementalInCatalog(Stream):
     """The catalog says what these streams do: INCREMENTAL, since a run sends only the months
     whose inputs changed (the state holds a digest per month, not a replication key).
 
@@ -181,7 +181,7 @@ class _IncrementalByMonth(Stream):
         self.replication_key = None
 
 
-class CostsStream(QuickRecordMessages, _IncrementalByMonth):
+class CostsStream(QuickRecordMessages, _IncrementalInCatalog):
     """One record per CSV row, idle days included, in day order, month after month.
 
     ``csv_row`` is the row's exact CSV text in its month's layout; together with the
@@ -635,7 +635,7 @@ _LAYOUT = th.ObjectType(
 )
 
 
-class _MonthEventStream(_IncrementalByMonth):
+class _MonthEventStream(_IncrementalInCatalog):
     """A record about a whole month, written by the ``costs`` stream at the right moment."""
 
     replication_key = None

@@ -57,7 +57,7 @@ from target_pelanor.stopping import Interrupted, RunStopped
 from target_pelanor.upload_lock import LockTimeout, LockUnavailable, UploadLocks
 from target_pelanor.upload_records import MachineRecords, normalised_endpoint
 
-__all__ = ["PLUGIN", "Delivering", "Delivery"]
+__all__ = ["PLUGIN", "Delivery", "TargetWithDelivery"]
 
 PLUGIN = "target-pelanor"
 #: A month whose rows came without a seal: the tap refused it on purpose (a day that
@@ -419,7 +419,7 @@ class Delivery:
         )
 
 
-class Delivering(Protocol):
+class TargetWithDelivery(Protocol):
     """What the sinks need of their target: its delivery."""
 
     delivery: Delivery

@@ -17,7 +17,7 @@ from openai_costs.batches import BatchFile, BatchFileError, BatchFileRefused
 from openai_costs.contract import CostRow, MonthOpened, Seal
 from openai_costs.os_errors import advice, reason
 from openai_costs.record_route import Route, choose_route
-from target_pelanor.delivery import Delivering
+from target_pelanor.delivery import TargetWithDelivery
 from target_pelanor.stopping import RunStopped
 from target_pelanor.typed_rows import cost_row_reader, record_type_of
 from target_pelanor.validation import CompiledValidator
@@ -44,7 +44,7 @@ class _PelanorSink(RecordSink):
         key_properties: Sequence[str] | None,
     ) -> None:
         super().__init__(target, stream_name, schema, key_properties)
-        self.delivery = cast("Delivering", target).delivery
+        self.delivery = cast("TargetWithDelivery", target).delivery
         self.streams_checked = False
 
     def get_validator(self) -> BaseJSONSchemaValidator | None:
