@@ -93,12 +93,12 @@ def sdist_metadata(sdist: Path) -> tuple[Message, list[str]]:
 
 
 def test_wheel_and_sdist_carry_the_metadata_pypi_and_the_hub_read(dists) -> None:
-    assert dists["wheel"].name == "openai_costs_to_pelanor-0.2.0-py3-none-any.whl"
-    assert dists["sdist"].name == "openai_costs_to_pelanor-0.2.0.tar.gz"
+    assert dists["wheel"].name == "openai_costs_to_pelanor-0.3.0-py3-none-any.whl"
+    assert dists["sdist"].name == "openai_costs_to_pelanor-0.3.0.tar.gz"
     sdist, files = sdist_metadata(dists["sdist"])
     for metadata in (wheel_metadata(dists["wheel"]), sdist):
         assert metadata["Name"] == "openai-costs-to-pelanor"
-        assert metadata["Version"] == "0.2.0"
+        assert metadata["Version"] == "0.3.0"
         assert metadata["Summary"] == SUMMARY
         assert metadata["License-Expression"] == "Apache-2.0"
         assert metadata["Requires-Python"] == ">=3.10"
@@ -188,5 +188,5 @@ def test_the_wheel_and_the_sdist_install_with_pip_alone_and_run_a_pipeline(dists
         timeout=60,
         check=True,
     ).stdout
-    assert "Version: 0.2.0" in installed
+    assert "Version: 0.3.0" in installed
     pipeline(tmp_path / "from-sdist")

@@ -83,7 +83,7 @@ def test_shipped_definition_is_the_one_meltano_yml_runs(
     # What the Hub's schema allows, and true today: maintained, not rated by the Hub yet.
     assert (definition["maintenance_status"], definition["quality"]) == ("active", "unknown")
     assert definition["pip_url"] == (
-        "$MELTANO_PROJECT_ROOT/wheels/openai_costs_to_pelanor-0.2.0-py3-none-any.whl"
+        "$MELTANO_PROJECT_ROOT/wheels/openai_costs_to_pelanor-0.3.0-py3-none-any.whl"
     )
     # No home yet: no repository or documentation address rather than a made-up one.
     assert "repo" not in definition
