@@ -180,6 +180,11 @@ class _IncrementalInCatalog(Stream):
         self.forced_replication_method = None
         self.replication_key = None
 
+    @property
+    def settings(self) -> TapSettings:
+        """The settings the tap built once for this run (never read from the config)."""
+        return TapSettings.of(self._tap)
+
 
 class CostsStream(QuickRecordMessages, _IncrementalInCatalog):
     """One record per CSV row, idle days included, in day order, month after month.
@@ -413,7 +418,7 @@ class CostsStream(QuickRecordMessages, _IncrementalInCatalog):
                         len(checked),
                         ", ".join(checked),
                     )
-            organization = TapSettings.of(self._tap).organization_id
+            organization = self.settings.organization_id
             for month, why in withheld.items():
                 unsealed.append(MonthNotSealed(str(why), organization, month))
             if unsealed:
@@ -431,7 +436,7 @@ class CostsStream(QuickRecordMessages, _IncrementalInCatalog):
         # Read without creating the stream's bookmark: a run that seals nothing leaves none.
         bookmark = self.tap_state.get("bookmarks", {}).get(self.name, {})
         try:
-            return read_exports(TapSettings.of(self._tap), bookmark, today, work_dir, self.logger)
+            return read_exports(self.settings, bookmark, today, work_dir, self.logger)
         except InputProblems as problems:
             self._stop(problems.problems)
 
@@ -439,7 +444,7 @@ class CostsStream(QuickRecordMessages, _IncrementalInCatalog):
     def _witness(self) -> Iterator[ApiWitness | None]:
         """The Costs API as a witness of the export months (``check_against_api``), or
         None; its connections are closed however the run ends."""
-        settings = TapSettings.of(self._tap)
+        settings = self.settings
         if not settings.witness_wanted:
             yield None
             return
@@ -451,7 +456,7 @@ class CostsStream(QuickRecordMessages, _IncrementalInCatalog):
         """This run's private working folder (months read from the Costs API): removed on
         every way out; those of killed runs are removed first (see openai_costs.work_folder)."""
         try:
-            work = open_work_folder(TapSettings.of(self._tap).work_dir, self.tap_name)
+            work = open_work_folder(self.settings.work_dir, self.tap_name)
         except WorkFolderError as problem:
             self._stop([problem])
         try:

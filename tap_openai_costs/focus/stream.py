@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from tap_openai_costs.focus.rows import SCHEMA, STREAM, FocusRows
 from tap_openai_costs.record_messages import QuickRecordMessages
-from tap_openai_costs.settings import TapSettings
 from tap_openai_costs.streams import RowFollower
 
 if TYPE_CHECKING:
@@ -60,7 +59,7 @@ class FocusCostsStream(QuickRecordMessages, RowFollower):
 
     def _rows(self) -> FocusRows:
         if self._focus_rows is None:
-            user_email = TapSettings.of(self._tap).focus_user_email
+            user_email = self.settings.focus_user_email
             self._focus_rows = FocusRows(user_email=user_email)
         return self._focus_rows
 
