@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["QUICK", "TESTED_SDK", "Route", "choose_route", "installed_sdk"]
+from singer_sdk.mapper import SameRecordTransform, StreamMap
+
+__all__ = ["QUICK", "TESTED_SDK", "Route", "choose_route", "installed_sdk", "map_changes"]
 
 #: The singer-sdk versions the quick route was tested with: ``pyproject.toml``'s pin.
 TESTED_SDK = "~=0.54.9"
@@ -76,6 +78,23 @@ def choose_route(
         if applies:
             return Route(stream, False, reason)
     return Route(stream, True, quick)
+
+
+def map_changes(stream: str, maps: Sequence[StreamMap]) -> list[tuple[bool, str]]:
+    """The checks both plugins make of a stream's maps (the SDK's, from the plugin's
+    ``stream_maps`` setting), as ``changes`` for :func:`choose_route`: anything but the
+    one map that passes records through as they are changes them."""
+    one_map = maps[0] if len(maps) == 1 else None
+    return [
+        (
+            one_map is None or type(one_map) is not SameRecordTransform,
+            "a stream map is configured",
+        ),
+        (
+            one_map is not None and (one_map.stream_alias != stream or one_map.flattening_enabled),
+            "a stream map renames or flattens the stream",
+        ),
+    ]
 
 
 def _tested(version: str) -> bool:

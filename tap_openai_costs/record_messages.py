@@ -28,9 +28,8 @@ from typing import Any
 
 from singer_sdk import Stream
 from singer_sdk.helpers.conform import TypeConformanceLevel
-from singer_sdk.mapper import SameRecordTransform
 
-from openai_costs.record_route import Route, choose_route
+from openai_costs.record_route import Route, choose_route, map_changes
 from tap_openai_costs.message_writer import BufferedMsgSpecWriter
 
 __all__ = ["QuickRecordMessages", "utc_now"]
@@ -52,20 +51,10 @@ class QuickRecordMessages(Stream):
         """Which way this stream's records go, and why (logged the first time)."""
         if self._record_route is None:
             writer = self._tap.message_writer
-            maps = self.stream_maps
-            one_map = maps[0] if len(maps) == 1 else None
             route = choose_route(
                 self.name,
                 [
-                    (
-                        one_map is None or type(one_map) is not SameRecordTransform,
-                        "a stream map is configured",
-                    ),
-                    (
-                        one_map is not None
-                        and (one_map.stream_alias != self.name or one_map.flattening_enabled),
-                        "a stream map renames or flattens the stream",
-                    ),
+                    *map_changes(self.name, self.stream_maps),
                     (
                         not self.selected or not all(self.mask.values()),
                         "a property or the stream is deselected",

@@ -9,14 +9,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import msgspec
-from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.sinks import RecordSink, Sink
 
 from openai_costs import contract
 from openai_costs.batches import BatchFile, BatchFileError, BatchFileRefused
 from openai_costs.contract import CostRow, MonthOpened, Seal
 from openai_costs.os_errors import advice, reason
-from openai_costs.record_route import Route, choose_route
+from openai_costs.record_route import Route, choose_route, map_changes
 from target_pelanor.delivery import TargetWithDelivery
 from target_pelanor.stopping import RunStopped
 from target_pelanor.typed_rows import cost_row_reader, record_type_of
@@ -133,19 +132,10 @@ class CostRowsSink(_PelanorSink):
         ``typed`` says the schema has a record type (typed_rows.record_type_of),
         ``row_typed`` that it types a cost row's fields as the row needs them."""
         maps = target.mapper.stream_maps.get(self.stream_name) or []
-        one_map = maps[0] if len(maps) == 1 else None
         return choose_route(
             self.stream_name,
             [
-                (
-                    one_map is None or type(one_map) is not SameRecordTransform,
-                    "a stream map is configured",
-                ),
-                (
-                    one_map is not None
-                    and (one_map.stream_alias != self.stream_name or one_map.flattening_enabled),
-                    "a stream map renames or flattens the stream",
-                ),
+                *map_changes(self.stream_name, maps),
                 (self.compiled is None, "validate_records is off"),
                 (
                     self.include_sdc_metadata_properties,
