@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
+from singer_sdk.mapper import PluginMapper
 
 from openai_costs import record_route
-from openai_costs.record_route import choose_route
+from openai_costs.record_route import QUICK, choose_route, map_changes
 
 NOTHING_CHANGES = [(False, "a stream map is configured"), (False, "records are type-conformed")]
 
@@ -67,3 +69,30 @@ def test_the_quick_routes_reason_is_the_callers() -> None:
 def test_the_tested_versions_are_those_pyproject_pins() -> None:
     pyproject = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
     assert f'"singer-sdk[msgspec]{record_route.TESTED_SDK}"' in pyproject
+
+
+def stream_maps(config: dict) -> list:
+    """The SDK's maps of a ``costs`` stream under a plugin's map and flattening settings."""
+    mapper = PluginMapper(plugin_config=config, logger=logging.getLogger("test"))
+    schema = {"type": "object", "properties": {"day": {"type": ["string"]}}}
+    mapper.register_raw_stream_schema("costs", schema, ["day"])
+    return mapper.stream_maps["costs"]
+
+
+@pytest.mark.parametrize(
+    ("config", "reason"),
+    [
+        ({}, QUICK),
+        ({"stream_maps": {"costs": {"note": "'kept apart'"}}}, "a stream map is configured"),
+        ({"stream_maps": {"costs": {"__alias__": "spend"}}}, "a stream map is configured"),
+        ({"stream_maps": {"costs": None}}, "a stream map is configured"),
+        ({"stream_maps": {"copy": {"__source__": "costs"}}}, "a stream map is configured"),
+        (
+            {"flattening_enabled": True, "flattening_max_depth": 1},
+            "a stream map renames or flattens the stream",
+        ),
+    ],
+)
+def test_every_map_that_changes_a_record_sends_it_the_sdks_way(config, reason) -> None:
+    changes = map_changes("costs", stream_maps(config))
+    assert choose_route("costs", changes, sdk_version="0.54.9").reason == reason
