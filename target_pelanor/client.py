@@ -26,10 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import IO, Final, cast
+from typing import IO, TYPE_CHECKING, Final, cast
 
-import httpx
-
+from openai_costs.lazy_import import lazy_module
 from openai_costs.month_status import SENDING
 from openai_costs.pace import byte_count
 from openai_costs.safe_http import (
@@ -51,6 +50,11 @@ from target_pelanor.upload_request import (
     check_upload_path,
     describe,
 )
+
+if TYPE_CHECKING:
+    import httpx
+else:  # loaded at first use (openai_costs.lazy_import)
+    httpx = lazy_module("httpx")
 
 __all__ = [
     "DEFAULT_UPLOAD_PATH",

@@ -15,13 +15,17 @@ from __future__ import annotations
 import logging
 import string
 from collections.abc import Callable, Mapping
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 from urllib.parse import quote
 
-import httpx
-
+from openai_costs.lazy_import import lazy_module
 from openai_costs.safe_http import final_connection_problem, is_loopback
 from target_pelanor.client import PelanorClient, PelanorError
+
+if TYPE_CHECKING:
+    import httpx
+else:  # loaded at first use (openai_costs.lazy_import)
+    httpx = lazy_module("httpx")
 
 __all__ = [
     "CHECK_PLACEHOLDERS",

@@ -32,12 +32,16 @@ import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import IO, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final
 from urllib.parse import quote, unquote
 
-import httpx
-
 from openai_costs.export import month_days
+from openai_costs.lazy_import import lazy_module
+
+if TYPE_CHECKING:
+    import httpx
+else:  # loaded at first use (openai_costs.lazy_import)
+    httpx = lazy_module("httpx")
 
 __all__ = [
     "BODIES",

@@ -9,9 +9,9 @@ import socket
 import httpx
 import pytest
 
+from openai_costs.request_deadline import Deadline
 from openai_costs.safe_http import (
     BearerClient,
-    Deadline,
     GaveUp,
     Refused,
     RetryPolicy,

@@ -25,15 +25,14 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal
-from typing import Any, Final
-
-import httpx
+from typing import TYPE_CHECKING, Any, Final
 
 from openai_costs.export import (
     DAY_SECONDS,
     day_of,
     format_decimal,
 )
+from openai_costs.lazy_import import lazy_module
 from openai_costs.safe_http import (
     BearerClient,
     ServiceError,
@@ -83,6 +82,11 @@ RETRY_ADVICE: Final = (
     "nothing was sealed; run the tap again later, or use the dashboard's Cost data export "
     "for this month (source files)"
 )
+
+if TYPE_CHECKING:
+    import httpx
+else:  # loaded at first use (openai_costs.lazy_import)
+    httpx = lazy_module("httpx")
 
 
 class OpenAIAPIError(ServiceError):
