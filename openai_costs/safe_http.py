@@ -48,14 +48,11 @@ from openai_costs.lazy_import import lazy_module
 
 if TYPE_CHECKING:
     import httpx
+    from typing_extensions import Self  # typing.Self needs Python 3.11
 
     from openai_costs.request_deadline import Deadline
 else:  # loaded at first use (openai_costs.lazy_import)
     httpx = lazy_module("httpx")
-
-
-if TYPE_CHECKING:
-    from typing_extensions import Self  # typing.Self needs Python 3.11
 
 UTC = timezone.utc  # datetime.UTC needs Python 3.11
 logger = logging.getLogger(__name__)
