@@ -20,15 +20,13 @@ import argparse
 import csv
 import errno
 import re
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any, Final
 
 from local_sandboxes.openai_costs_api import FakeOpenAI, number, project, result
+from local_sandboxes.serving import serve_until_signalled
 
 #: The admin key the sandbox accepts unless ``--admin-key`` says otherwise (not a secret).
 DEFAULT_ADMIN_KEY: Final = "sk-admin-sandbox-not-secret"
@@ -171,13 +169,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"openai sandbox: {exc}", file=sys.stderr)
         return 2
 
-    stop = threading.Event()
-
-    def _on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
     print(f"OpenAI sandbox listening on {fake.url}", flush=True)
     rows = sum(len(results) for results in costs.values())
     print(
@@ -185,11 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         file=sys.stderr,
         flush=True,
     )
-    try:
-        while not stop.wait(0.5):
-            pass
-    finally:
-        fake.stop()
+    serve_until_signalled(fake.stop)
     return 0
 
 

@@ -30,7 +30,6 @@ import logging
 import os
 import re
 import secrets
-import signal
 import socket
 import string
 import sys
@@ -45,9 +44,11 @@ from email.policy import default as default_policy
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any, Final
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+from local_sandboxes.serving import serve_until_signalled
 
 __all__ = ["Fault", "PelanorSandbox", "SeenRequest", "main"]
 
@@ -1055,19 +1056,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pelanor sandbox: {exc}", file=sys.stderr)
         return 2
 
-    stop = threading.Event()
-
-    def _on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
     print(f"Pelanor sandbox listening on {sandbox.url}", flush=True)
-    try:
-        while not stop.wait(0.5):
-            pass
-    finally:
-        sandbox.stop()
+    serve_until_signalled(sandbox.stop)
     return 0
 
 
