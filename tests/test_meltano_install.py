@@ -165,13 +165,14 @@ def test_a_new_project_runs_the_literal_command_into_the_sandbox(
     assert len(sandbox.uploads()) == 2
 
 
-def test_meltanos_loader_test_runs_the_checks_then_fails_on_its_own_bug(
+def test_meltanos_loader_test_runs_the_checks_and_ends_as_meltanos_race_decides(
     your_project: Path, environ: dict[str, str], sandbox: PelanorSandbox
 ) -> None:
     """`meltano config test target-pelanor`: target-pelanor takes Meltano's test stream,
-    checks, uploads nothing and exits 0; Meltano 4.4.1 then stops the finished process and
-    ends in ProcessLookupError, for every loader (docs/meltano-project.md says so). When
-    this fails, Meltano fixed it: update that page."""
+    checks, uploads nothing and exits 0. Meltano 4.4.1 then stops the process it has just
+    waited for: depending on which of asyncio's callbacks runs first, that is a no-op (Meltano
+    says the configuration is valid) or a ProcessLookupError traceback. docs/meltano-project.md
+    describes both; this checks that only those two happen."""
     env = environ | {
         "TARGET_PELANOR_API_URL": sandbox.url,
         "TARGET_PELANOR_ORGANIZATION_ID": "org-umbrella",
@@ -182,6 +183,8 @@ def test_meltanos_loader_test_runs_the_checks_then_fails_on_its_own_bug(
 
     assert f"Pelanor at {sandbox.url} answered over plain http" in done.stderr
     assert "Process return code: 0" in done.stderr
-    assert done.returncode != 0
-    assert "ProcessLookupError" in done.stderr
+    if done.returncode == 0:
+        assert "Plugin configuration is valid" in done.stdout + done.stderr
+    else:
+        assert "ProcessLookupError" in done.stderr
     assert sandbox.uploads() == []
