@@ -39,6 +39,7 @@ import argparse
 import filecmp
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -223,6 +224,26 @@ def bin_of(venv_bin: Path, name: str) -> str:
     return found
 
 
+def plugin_command(name: str, code: Path | None) -> list[str]:
+    """The command line that starts plugin ``name``: this version's console script, or,
+    for another version's folder, that version's own entry point (its pyproject.toml's
+    ``[project.scripts]``) run by this venv's Python, so each version starts as its users'
+    installs do."""
+    if code is None:
+        return [bin_of(project_bin(), name)]
+    pyproject = (code / "pyproject.toml").read_text(encoding="utf-8")
+    declared = re.search(rf'^{re.escape(name)} = "([\w.]+):([\w.]+)"$', pyproject, re.MULTILINE)
+    if declared is None:
+        raise SystemExit(f"--before {code}: its pyproject.toml declares no {name} command")
+    module, attribute = declared.groups()
+    start = (
+        f"import functools, importlib, sys; sys.argv[0] = {name!r}; "
+        f"sys.exit(functools.reduce(getattr, {attribute!r}.split('.'), "
+        f"importlib.import_module({module!r}))())"
+    )
+    return [str(project_bin() / "python"), "-c", start]
+
+
 def project_bin() -> Path:
     """The repo's venv (where tap-openai-costs is installed), else this interpreter's."""
     venv = REPO / ".venv" / "bin"
@@ -270,9 +291,8 @@ class Ours:
         self.rows = rows
         self.work = work
         self.env = None if code is None else {"PYTHONPATH": str(code)}
-        venv_bin = project_bin()
-        self.tap = bin_of(venv_bin, "tap-openai-costs")
-        self.target = bin_of(venv_bin, "target-pelanor")
+        self.tap = plugin_command("tap-openai-costs", code)
+        self.target = plugin_command("target-pelanor", code)
         config: dict[str, Any] = {"paths": [str(export)], "organization_id": ORGANIZATION_ID}
         if batch:
             config["batch_config"] = {
@@ -301,7 +321,7 @@ class Ours:
 
     def tap_alone(self, messages: Path, name: str = "tap") -> Stage:
         tap = Command(
-            "tap", [self.tap, "--config", str(self.tap_config)], stdout=messages, env=self.env
+            "tap", [*self.tap, "--config", str(self.tap_config)], stdout=messages, env=self.env
         )
         stage = run_pipeline(name, [tap], self.rows, self.work / "logs")
         stage.checks["singer_mib"] = round(messages.stat().st_size / MiB, 1)
@@ -309,7 +329,7 @@ class Ours:
 
     def target_alone(self, messages: Path, name: str = "target") -> Stage:
         output = fresh_dir(self.work / f"out-{name}")
-        argv = [self.target, "--config", str(self.target_config(output))]
+        argv = [*self.target, "--config", str(self.target_config(output))]
         target = Command("target", argv, stdin=messages, env=self.env)
         stage = run_pipeline(name, [target], self.rows, self.work / "logs")
         stage.checks["byte_identical"] = self.identical(output)
@@ -317,8 +337,8 @@ class Ours:
 
     def end_to_end(self, name: str = "e2e") -> Stage:
         output = fresh_dir(self.work / f"out-{name}")
-        tap = Command("tap", [self.tap, "--config", str(self.tap_config)], env=self.env)
-        target_argv = [self.target, "--config", str(self.target_config(output))]
+        tap = Command("tap", [*self.tap, "--config", str(self.tap_config)], env=self.env)
+        target_argv = [*self.target, "--config", str(self.target_config(output))]
         target = Command("target", target_argv, env=self.env)
         stage = run_pipeline(name, [tap, target], self.rows, self.work / "logs")
         stage.checks["byte_identical"] = self.identical(output)

@@ -32,8 +32,8 @@ PACKAGES = ("openai_costs", "tap_openai_costs", "target_pelanor")
 #: The wheel's entry points: the two plugins' commands, nothing else (no sandbox).
 ENTRY_POINTS = (
     "[console_scripts]\n"
-    "tap-openai-costs = tap_openai_costs.tap:TapOpenAICosts.cli\n"
-    "target-pelanor = target_pelanor.target:TargetPelanor.cli\n"
+    "tap-openai-costs = tap_openai_costs.command:main\n"
+    "target-pelanor = target_pelanor.command:main\n"
 )
 SUMMARY = (
     "Singer tap for OpenAI cost data and Singer target that uploads it to Pelanor, month by "
