@@ -36,6 +36,7 @@ children it reaped, of which these have none); the benchmark's own memory is not
 from __future__ import annotations
 
 import argparse
+import compileall
 import filecmp
 import json
 import os
@@ -657,6 +658,9 @@ def check_code(code: Path) -> Path:
     ).stdout.strip()
     if not found.startswith(str(code)):
         raise SystemExit(f"--before {code}: no tap_openai_costs package there")
+    # Its bytecode, as this version's (make bench): both start as an installed wheel does.
+    for package in ("openai_costs", "tap_openai_costs", "target_pelanor"):
+        compileall.compile_dir(code / package, quiet=1)
     return code
 
 
