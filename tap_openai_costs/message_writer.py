@@ -9,6 +9,8 @@ from typing import Any
 from singer_sdk.contrib.msgspec import MsgSpecWriter, encoder
 from singer_sdk.singerlib import Message, RecordMessage
 
+from openai_costs.pipes import widen_pipe
+
 
 class BufferedMsgSpecWriter(MsgSpecWriter):
     """The SDK's msgspec writer, writing records in 64 KiB chunks instead of one by one.
@@ -25,6 +27,7 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
     def __init__(self) -> None:
         super().__init__()
         self._pending = bytearray()
+        widen_pipe(sys.stdout)  # room for sixteen chunks (openai_costs.pipes)
         atexit.register(self.flush)
 
     def write_message(self, message: Message) -> None:

@@ -17,6 +17,7 @@ from typing import IO, Any, NoReturn, cast
 import msgspec
 from singer_sdk.contrib.msgspec import MsgSpecReader, decoder
 
+from openai_costs.pipes import widen_pipe
 from openai_costs.safe_files import bounded_lines
 from target_pelanor.stopping import RunStopped
 
@@ -50,8 +51,10 @@ class CheckedMessageReader(MsgSpecReader):
     ) -> Counter[str]:
         """The SDK's loop over the input's lines, each read up to the bound: a longer one
         arrives cut, and is refused (:meth:`deserialize_json`) as it cannot be a whole
-        message."""
-        lines = bounded_lines(file_input or self.default_input, MAX_LINE_CHARACTERS)
+        message. A pipe is widened first (:mod:`openai_costs.pipes`)."""
+        source = file_input or self.default_input
+        widen_pipe(source)
+        lines = bounded_lines(source, MAX_LINE_CHARACTERS)
         # The SDK's loop only iterates over its input.
         return super().process_lines(cast("IO[str]", lines), callbacks)
 
