@@ -5,7 +5,7 @@ processes keep handing it back and forth, the target finding it empty and the ta
 full, and on two cores each wait and wake-up takes time from the target, which sets the
 pace. Each plugin asks for a 1 MiB pipe on its side (the tap for its output, the target for
 its input; under ``meltano run`` each has its own pipe to Meltano). Measured in pairs, a
-``tap | target`` run of RECORD messages took about 10% less time, and the target waited for
+``tap | target`` run of RECORD messages took 5% to 13% less time, and the target waited for
 input less than half as often. The system may refuse (``/proc/sys/fs/pipe-max-size``, a
 user's pipe quota): the pipe then stays as it is, as on a system without the call, or where
 the messages come from a file.
