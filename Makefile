@@ -77,8 +77,8 @@ check: lint bytecode
 
 # Each plugin process the tests, the demo and the benchmark start reads our modules' bytecode,
 # as it does from an installed wheel (pip compiles at install), instead of compiling them
-# anew: with PYTHONDONTWRITEBYTECODE set, as on our development machines, Python never caches it
-# itself, and each start would take about 40 ms longer than a user's.
+# anew: with PYTHONDONTWRITEBYTECODE set, as on our development machines, Python never
+# caches it itself, and each start would take about 40 ms longer than a user's.
 bytecode: install
 	$(BIN)/python -m compileall -q $(PACKAGES)
 
